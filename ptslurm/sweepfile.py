@@ -1,0 +1,240 @@
+"""YAML sweep files (``ptslurm sweep EXP -f sweep.yaml``), in the shape seml users know.
+
+    fixed:    {trainer.optimizer.lr: 0.001}         # one value for every point
+    grid:                                           # axes, crossed in file order
+      batch_size: [16, 32]                          # a list is a choice
+      lr: {type: logspace, min: 1e-4, max: 1e-2, num: 3}
+      depth: {type: range, min: 2, max: 8, step: 2} # max excluded
+      width: {type: linspace, min: 32, max: 128, num: 4}
+    zip:                                            # coupled axes, stepped together
+      - {warmup: [100, 1000], lr_decay: [0.9, 0.99]}
+    random: {samples: 4, seed: 1, dropout: {type: uniform, min: 0.0, max: 0.5}}
+    named_configs: [base, [small, large]]           # a name, or a list = named-config axis
+    subgrids:                                       # each crossed with the rest, then joined
+      adam: {fixed: {optimizer: adam}, grid: {lr: [1e-3, 1e-4]}}
+      sgd:  {fixed: {optimizer: sgd}, grid: {momentum: [0.0, 0.9]}}
+
+Nested mappings are dotted paths (``trainer: {lr: [..]}`` is ``trainer.lr``). A grid entry may
+also carry seml's ``zip_id``: entries with the same ``zip_id`` are coupled.
+"""
+import math
+import typing as tp
+from pathlib import Path
+
+from .errors import SpecError
+from .grid import NAMED, Axis, Block, RandomSpec, arange, check_key, check_named, linspace
+
+SECTIONS = ("fixed", "grid", "zip", "random", "named_configs", "subgrids")
+GRID_TYPES = ("choice", "range", "linspace", "logspace")
+RANDOM_TYPES = ("uniform", "loguniform", "choice", "randint")
+
+
+def load(path: tp.Union[str, Path]) -> Block:
+    """Read and validate a sweep file. Raises SpecError naming the file, key and problem."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"cannot read sweep file {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.load(text, Loader=_loader())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise SpecError(f"{path.name}: not valid YAML{where}: {problem}") from None
+    return parse(data, path.name)
+
+
+def _loader():
+    """SafeLoader that reads ``1e-3`` as a float (YAML 1.2), not as the string PyYAML's
+    YAML 1.1 rules give: learning rates are written that way."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    float_re = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$")
+    Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    for ch in "-+0123456789.":
+        Loader.yaml_implicit_resolvers[ch] = [
+            (tag, rx) for tag, rx in Loader.yaml_implicit_resolvers.get(ch, []) if tag != "tag:yaml.org,2002:float"
+        ]
+        Loader.yaml_implicit_resolvers[ch].append(("tag:yaml.org,2002:float", float_re))
+    return Loader
+
+
+def parse(data: tp.Any, name: str = "sweep file") -> Block:
+    if data is None:
+        raise SpecError(f"{name}: the file is empty; give at least one of: {', '.join(SECTIONS)}")
+    return _block(data, name)
+
+
+def _block(data: tp.Any, where: str) -> Block:
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: expected a mapping with sections {', '.join(SECTIONS)}, "
+                        f"got {type(data).__name__}")
+    unknown = [k for k in data if k not in SECTIONS]
+    if unknown:
+        raise SpecError(f"{where}: unknown section {unknown[0]!r} (valid: {', '.join(SECTIONS)}; "
+                        f"put sub-grids under 'subgrids:')")
+    fixed = dict(_flatten(data.get("fixed") or {}, f"{where}: fixed", leaf=lambda v: True))
+    axes: tp.List[Axis] = []
+    zip_groups: tp.Dict[str, tp.List[tp.Tuple[str, list]]] = {}
+    for key, spec in _flatten(data.get("grid") or {}, f"{where}: grid", leaf=_is_axis_spec):
+        values, zip_id = _grid_values(spec, f"{where}: grid.{key}")
+        if zip_id is None:
+            axes.append(Axis((key,), tuple((v,) for v in values), source=f"{where}: grid.{key}"))
+        else:
+            zip_groups.setdefault(str(zip_id), []).append((key, values))
+    for zip_id, members in zip_groups.items():
+        axes.append(_zipped(members, f"{where}: zip_id {zip_id!r}"))
+    zips = data.get("zip") or []
+    if not isinstance(zips, list):
+        raise SpecError(f"{where}: zip: expected a list of mappings like "
+                        f"- {{warmup: [100, 1000], decay: [0.9, 0.99]}}")
+    for i, group in enumerate(zips):
+        gwhere = f"{where}: zip[{i}]"
+        members = [(k, _grid_values(v, f"{gwhere}.{k}")[0])
+                   for k, v in _flatten(group, gwhere, leaf=_is_axis_spec)]
+        if not members:
+            raise SpecError(f"{gwhere}: empty group; give two or more keys with lists of equal length")
+        axes.append(_zipped(members, gwhere))
+    named, named_axes = _named(data.get("named_configs") or [], f"{where}: named_configs")
+    subgrids = data.get("subgrids") or {}
+    if not isinstance(subgrids, dict):
+        raise SpecError(f"{where}: subgrids: expected a mapping of name -> sub-grid")
+    return Block(
+        fixed=fixed,
+        named=named,
+        axes=tuple(axes) + named_axes,
+        random=_random(data["random"], f"{where}: random") if data.get("random") is not None else None,
+        subgrids={str(k): _block(v, f"{where}: subgrids.{k}") for k, v in subgrids.items()},
+    )
+
+
+def _is_axis_spec(value: tp.Any) -> bool:
+    return not isinstance(value, dict) or "type" in value
+
+
+def _flatten(data: tp.Any, where: str, leaf: tp.Callable[[tp.Any], bool], prefix: str = ""):
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: expected a mapping of config keys, got {type(data).__name__}")
+    for key, value in data.items():
+        dotted = check_key(f"{prefix}{key}", where)
+        if isinstance(value, dict) and value and not leaf(value):
+            yield from _flatten(value, where, leaf, dotted + ".")
+        elif isinstance(value, dict) and value and where.endswith("fixed"):
+            yield from _flatten(value, where, leaf=lambda v: False, prefix=dotted + ".")
+        else:
+            yield dotted, value
+
+
+def _need(spec: dict, keys: tp.Sequence[str], where: str, kind: str) -> tp.List[tp.Any]:
+    missing = [k for k in keys if k not in spec]
+    if missing:
+        raise SpecError(f"{where}: type {kind!r} needs {', '.join(map(repr, missing))}")
+    for k in keys:
+        if k != "options" and (isinstance(spec[k], bool) or not isinstance(spec[k], (int, float))):
+            raise SpecError(f"{where}: {k!r} must be a number, got {spec[k]!r}")
+    return [spec[k] for k in keys]
+
+
+def _grid_values(spec: tp.Any, where: str) -> tp.Tuple[list, tp.Any]:
+    if isinstance(spec, list):
+        values, zip_id = spec, None
+    elif isinstance(spec, dict):
+        kind = spec.get("type")
+        allowed = {"type", "zip_id", "options", "min", "max", "step", "num"}
+        extra = sorted(set(spec) - allowed)
+        if extra:
+            raise SpecError(f"{where}: unknown field {extra[0]!r} (valid: {', '.join(sorted(allowed))})")
+        zip_id = spec.get("zip_id")
+        if kind == "choice":
+            (values,) = _need(spec, ["options"], where, kind)
+            if not isinstance(values, list):
+                raise SpecError(f"{where}: 'options' must be a list")
+        elif kind == "range":
+            values = arange(*_need(spec, ["min", "max", "step"], where, kind), where=where)
+        elif kind in ("linspace", "logspace"):
+            lo, hi, num = _need(spec, ["min", "max", "num"], where, kind)
+            values = linspace(lo, hi, num, kind == "logspace", where)
+        else:
+            raise SpecError(f"{where}: unknown type {kind!r} (valid: {', '.join(GRID_TYPES)})")
+    else:
+        raise SpecError(f"{where}: expected a list of values or {{type: ...}}, got {spec!r}; "
+                        f"put single values under 'fixed:'")
+    if not values:
+        raise SpecError(f"{where}: empty axis; give at least one value")
+    return values, zip_id
+
+
+def _zipped(members: tp.List[tp.Tuple[str, list]], where: str) -> Axis:
+    lengths = {k: len(v) for k, v in members}
+    if len(set(lengths.values())) != 1:
+        detail = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+        raise SpecError(f"{where}: coupled axes must have the same length ({detail})")
+    keys = tuple(k for k, _ in members)
+    return Axis(keys, tuple(zip(*(v for _, v in members))), source=where)
+
+
+def _named(items: tp.Any, where: str) -> tp.Tuple[tp.Tuple[str, ...], tp.Tuple[Axis, ...]]:
+    if not isinstance(items, list):
+        raise SpecError(f"{where}: expected a list such as [base, [small, large]]")
+    fixed, axes = [], []
+    for item in items:
+        if isinstance(item, list):
+            if not item:
+                raise SpecError(f"{where}: empty named-config axis")
+            axes.append(Axis((NAMED,), tuple((check_named(str(n), where),) for n in item), source=where))
+        else:
+            fixed.append(check_named(str(item), where))
+    return tuple(fixed), tuple(axes)
+
+
+def _random(data: tp.Any, where: str) -> RandomSpec:
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: expected a mapping with 'samples', 'seed' and parameters")
+    samples = data.get("samples")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise SpecError(f"{where}: 'samples' must be a positive integer, got {samples!r}")
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SpecError(f"{where}: 'seed' must be an integer, got {seed!r}")
+    params = {k: v for k, v in data.items() if k not in ("samples", "seed")}
+    samplers = []
+    for key, spec in _flatten(params, where, leaf=_is_axis_spec):
+        pwhere = f"{where}.{key}"
+        if not isinstance(spec, dict):
+            raise SpecError(f"{pwhere}: expected {{type: uniform|loguniform|choice|randint, ...}}")
+        samplers.append((key, _sampler(spec, pwhere)))
+    if not samplers:
+        raise SpecError(f"{where}: no parameters to sample; add e.g. lr: {{type: loguniform, min: 1e-5, max: 1e-2}}")
+    return RandomSpec(samples, seed, tuple(samplers), source=where)
+
+
+def _sampler(spec: dict, where: str):
+    kind = spec.get("type")
+    if kind == "uniform":
+        lo, hi = _need(spec, ["min", "max"], where, kind)
+        return lambda rng: rng.uniform(lo, hi)
+    if kind == "loguniform":
+        lo, hi = _need(spec, ["min", "max"], where, kind)
+        if lo <= 0 or hi <= 0:
+            raise SpecError(f"{where}: loguniform needs min and max > 0")
+        return lambda rng: math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    if kind == "randint":
+        lo, hi = _need(spec, ["min", "max"], where, kind)
+        if hi <= lo:
+            raise SpecError(f"{where}: randint needs max > min (max is excluded)")
+        return lambda rng: rng.randrange(int(lo), int(hi))
+    if kind == "choice":
+        (options,) = _need(spec, ["options"], where, kind)
+        if not isinstance(options, list) or not options:
+            raise SpecError(f"{where}: 'options' must be a non-empty list")
+        return lambda rng: rng.choice(options)
+    raise SpecError(f"{where}: unknown type {kind!r} (valid: {', '.join(RANDOM_TYPES)})")
