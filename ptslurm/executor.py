@@ -1,0 +1,216 @@
+"""The only adapter over submitit and the scheduler's commands: SLURM job arrays and a local
+process pool that produce the same on-disk layout.
+
+Every subprocess call to sbatch/squeue/scontrol goes through ``run_command`` so the number of
+scheduler calls is known (``sbatch_calls``) and failures read the same everywhere.
+"""
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import typing as tp
+from pathlib import Path
+
+from .errors import SubmissionError, UsageError
+from .spec import Resources
+from . import storage
+
+PING_TIMEOUT_S = 10
+
+
+def run_command(args: tp.Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+
+
+def slurm_available() -> bool:
+    """True when sbatch exists and a controller answers ``scontrol ping`` in time."""
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return False
+    try:
+        out = run_command(["scontrol", "ping"], timeout=PING_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and "UP" in out.stdout
+
+
+def max_array_size() -> int:
+    """The cluster's ``MaxArraySize`` (array indices must stay below it); 1001 if unknown."""
+    try:
+        out = run_command(["scontrol", "show", "config"], timeout=PING_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return 1001
+    for line in out.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "MaxArraySize":
+            try:
+                return max(1, int(value.strip()))
+            except ValueError:
+                break
+    return 1001
+
+
+def chunks(indices: tp.Sequence[int], size: int) -> tp.List[tp.List[int]]:
+    return [list(indices[i:i + size]) for i in range(0, len(indices), size)]
+
+
+def first_error_line(text: str) -> str:
+    """The scheduler's own complaint: the last line mentioning 'error', else the last line."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return (errors or lines or ["(no output)"])[-1]
+
+
+class SlurmBackend:
+    """Submits points as job arrays through submitit, one ``sbatch`` per array; arrays are
+    split to respect ``MaxArraySize``. Python runs under ``srun`` (submitit's default) so
+    that ``--signal`` reaches it; logs are opened in append mode across attempts."""
+
+    name = "slurm"
+
+    def __init__(self, sweep_dir: Path, resources: Resources, job_name: str):
+        self.sweep_dir = Path(sweep_dir)
+        self.folder = self.sweep_dir / storage.SLURM_FOLDER
+        self.resources = resources
+        self.job_name = job_name
+        self.sbatch_calls = 0
+
+    def parameters(self) -> dict:
+        """submitit SlurmExecutor parameters for ``self.resources``."""
+        r = self.resources
+        params: tp.Dict[str, tp.Any] = {
+            "job_name": self.job_name,
+            "signal_delay_s": r.signal_delay_s,
+            "stderr_to_stdout": True,
+        }
+        optional = {"partition": r.partition, "cpus_per_task": r.cpus, "mem": r.mem_gb,
+                    "time": r.timeout_min, "account": r.account, "qos": r.qos,
+                    "constraint": r.constraint, "array_parallelism": r.array_parallelism}
+        params.update({k: v for k, v in optional.items() if v is not None})
+        if r.gpus:
+            params["gres"] = f"gpu:{r.gpus}"
+        if r.sbatch_args:
+            params["additional_parameters"] = dict(r.sbatch_args)
+        return params
+
+    def batch_script(self, count: int) -> str:
+        """The sbatch script of an array of ``count`` tasks (for --dry-run and --test-only)."""
+        from submitit.slurm.slurm import _make_sbatch_string
+
+        command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit",
+                            shlex.quote(str(self.folder))])
+        return _make_sbatch_string(command=command, folder=self.folder, map_count=count,
+                                   **self.parameters())
+
+    def validate(self, count: int) -> None:
+        """Ask sbatch to check the request (``--test-only``) before anything exists."""
+        with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as fh:
+            fh.write(self.batch_script(min(count, max_array_size())))
+        try:
+            self.sbatch_calls += 1
+            out = run_command(["sbatch", "--test-only", fh.name], timeout=120)
+        except subprocess.TimeoutExpired:
+            raise SubmissionError("sbatch --test-only did not answer within 120 s; "
+                                  "is slurmctld up? (`scontrol ping`)") from None
+        finally:
+            os.unlink(fh.name)
+        if out.returncode != 0:
+            raise SubmissionError(f"sbatch rejected the job: {first_error_line(out.stderr + out.stdout)}; "
+                                  f"fix the resource options (--partition, --gpus, --time, ...)")
+
+    def submit(self, indices: tp.Sequence[int], call: tp.Callable, args_for: tp.Callable[[int], tuple],
+               on_array: tp.Callable[[tp.Dict[int, str]], None]) -> tp.Dict[int, str]:
+        """Submit ``call(*args_for(i))`` for each index as arrays; ``on_array`` receives the
+        job ids of each array as soon as it is queued. Returns index -> job id."""
+        import submitit
+
+        executor = submitit.SlurmExecutor(folder=self.folder, max_num_timeout=self.resources.max_requeues)
+        executor.update_parameters(**self.parameters())
+        job_ids: tp.Dict[int, str] = {}
+        for chunk in chunks(list(indices), max_array_size()):
+            try:
+                with executor.batch():
+                    jobs = [executor.submit(call, *args_for(i)) for i in chunk]
+            except Exception as exc:  # submitit raises its own errors with sbatch's output
+                raise SubmissionError(f"sbatch rejected the job: {first_error_line(str(exc))}") from None
+            finally:
+                self.sbatch_calls += 1
+            ids = {i: job.job_id for i, job in zip(chunk, jobs)}
+            job_ids.update(ids)
+            on_array(ids)
+        return job_ids
+
+    @staticmethod
+    def cancel(job_ids: tp.Iterable[str]) -> None:
+        ids = sorted(set(job_ids))
+        if ids:
+            run_command(["scancel", *ids], timeout=60)
+
+    @staticmethod
+    def queue_states(job_ids: tp.Iterable[str]) -> tp.Dict[str, str]:
+        """One ``squeue`` call: job id (``A_i`` for array tasks) -> SLURM state, for the
+        jobs still known to the queue. Raises SubmissionError when squeue fails."""
+        wanted = sorted({j.split("_")[0] for j in job_ids})
+        if not wanted:
+            return {}
+        out = run_command(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(wanted)], timeout=60)
+        if out.returncode != 0 and "Invalid job id" not in out.stderr:
+            raise SubmissionError(f"squeue failed: {first_error_line(out.stderr)}")
+        states = {}
+        for line in out.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                states[parts[0]] = parts[1]
+        return states
+
+
+class LocalBackend:
+    """Runs points as local processes, ``jobs`` at a time, with the same on-disk layout as
+    SLURM; each point's output is appended to ``<sweep>/logs/<index>.log``."""
+
+    name = "local"
+
+    def __init__(self, sweep_dir: Path, jobs: int = 1):
+        if jobs < 1:
+            raise UsageError(f"-j/--jobs must be at least 1, got {jobs}")
+        self.sweep_dir = Path(sweep_dir)
+        self.jobs = jobs
+        self.sbatch_calls = 0
+
+    def command(self, index: int) -> tp.List[str]:
+        return [sys.executable, "-m", "ptslurm.job", str(self.sweep_dir), str(index)]
+
+    def run(self, indices: tp.Sequence[int], on_change: tp.Callable[[tp.Dict[int, int]], None] = lambda d: None,
+            poll_s: float = 0.2) -> tp.Dict[int, int]:
+        """Run the points; return index -> exit code. Ctrl-C terminates the children."""
+        logs = self.sweep_dir / storage.LOCAL_LOGS
+        logs.mkdir(exist_ok=True)
+        pending = list(indices)
+        running: tp.Dict[int, subprocess.Popen] = {}
+        done: tp.Dict[int, int] = {}
+        try:
+            while pending or running:
+                while pending and len(running) < self.jobs:
+                    index = pending.pop(0)
+                    with open(logs / f"{index}.log", "a") as log:
+                        running[index] = subprocess.Popen(self.command(index), stdout=log,
+                                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                finished = [i for i, p in running.items() if p.poll() is not None]
+                for i in finished:
+                    done[i] = running.pop(i).returncode
+                if finished:
+                    on_change(done)
+                else:
+                    time.sleep(poll_s)
+        except BaseException:
+            for proc in running.values():
+                proc.terminate()
+            for proc in running.values():
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            raise
+        return done

@@ -1,0 +1,280 @@
+"""The submit side's view of a sacred experiment: load the file, build each point's config
+with sacred's own machinery (without running main), and record the code's git state.
+
+Building a config runs the experiment's config scopes. They may have side effects (the seed's
+``get_new_storage_dir`` creates a directory, ``ex.observers.append`` accumulates observers),
+so every build runs with ``$STORAGE_ROOT`` pointed at a throw-away directory and restores the
+experiment's observer list afterwards.
+"""
+import contextlib
+import difflib
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import traceback
+import typing as tp
+import warnings
+from pathlib import Path
+
+from .errors import ExperimentError
+from .spec import Point
+
+_MISSING = object()
+
+
+def load(path: tp.Union[str, Path], module_name: tp.Optional[str] = None):
+    """Import an experiment file and return ``(module, experiment)``.
+
+    The file's folder goes first on ``sys.path``, as when running ``python exp.py``; the
+    module is registered under its file stem (or ``module_name``) so that classes defined in
+    it have importable dotted names. Raises ExperimentError for a missing or unreadable file,
+    an import that fails, or a file with no or several sacred Experiments.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ExperimentError(f"experiment file {str(path)!r} does not exist; "
+                              f"give the path of a sacred script, e.g. examples/tiny.py")
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise ExperimentError(f"experiment file {str(path)!r} is not a readable file")
+    if path.suffix != ".py":
+        raise ExperimentError(f"experiment file {str(path)!r} is not a Python file (.py)")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+        import sacred
+    name = module_name or path.stem
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(name, str(path.resolve()))
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(name)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:  # noqa: B902 - a user's script may raise anything, even SystemExit
+        if previous is not None:
+            sys.modules[name] = previous
+        else:
+            sys.modules.pop(name, None)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise ExperimentError(f"experiment file {str(path)!r} failed to import: "
+                              f"{_describe(exc, str(path.resolve()))}") from None
+    found = [(k, v) for k, v in vars(module).items() if isinstance(v, sacred.Experiment)]
+    unique = {id(v): (k, v) for k, v in found}
+    if not unique:
+        raise ExperimentError(f"{str(path)!r} defines no sacred Experiment; "
+                              f"add `ex = Experiment('name')` at module level")
+    if len(unique) > 1:
+        names = ", ".join(k for k, _ in unique.values())
+        raise ExperimentError(f"{str(path)!r} defines {len(unique)} sacred Experiments ({names}); "
+                              f"keep one Experiment per file")
+    (_, ex), = unique.values()
+    return module, ex
+
+
+def _describe(exc: BaseException, filename: tp.Optional[str] = None) -> str:
+    """``Type: message (file:line)`` for the innermost frame in ``filename`` (or the last)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    mine = [f for f in frames if filename and os.path.abspath(f.filename) == filename] or frames
+    where = f" ({os.path.basename(mine[-1].filename)}:{mine[-1].lineno})" if mine else ""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}{where}" if text else f"{type(exc).__name__}{where}"
+
+
+def local_modules(base: Path) -> tp.List[Path]:
+    """Files of modules imported so far that live below ``base`` (for the code snapshot)."""
+    base = base.resolve()
+    out = []
+    for module in list(sys.modules.values()):
+        filename = getattr(module, "__file__", None)
+        if filename and filename.endswith(".py"):
+            p = Path(filename).resolve()
+            if base in p.parents:
+                out.append(p)
+    return out
+
+
+@contextlib.contextmanager
+def sandbox(ex):
+    """Config scopes may create directories under ``$STORAGE_ROOT`` or append observers:
+    point the one at a temporary directory and restore the other afterwards."""
+    observers = list(ex.observers)
+    logger = ex.logger
+    old_root = os.environ.get("STORAGE_ROOT")
+    with tempfile.TemporaryDirectory(prefix="ptslurm-preflight-") as scratch:
+        os.environ["STORAGE_ROOT"] = scratch
+        if logger is None:
+            import logging
+
+            quiet = logging.getLogger("ptslurm.preflight")
+            quiet.addHandler(logging.NullHandler())
+            quiet.propagate = False
+            ex.logger = quiet
+        try:
+            yield
+        finally:
+            ex.observers[:] = observers
+            ex.logger = logger
+            if old_root is None:
+                os.environ.pop("STORAGE_ROOT", None)
+            else:
+                os.environ["STORAGE_ROOT"] = old_root
+
+
+def build_config(ex, updates: tp.Dict[str, tp.Any], named_configs: tp.Sequence[str] = ()):
+    """Build the full config for one point exactly as sacred would before calling main.
+
+    Returns ``(config, added_keys)`` where ``added_keys`` are dotted keys that the updates
+    or named configs introduced although no config scope defines them. Sacred exceptions
+    propagate; callers wrap them (see ``preflight``). Call inside ``sandbox(ex)``.
+    """
+    from sacred.initialize import (
+        create_scaffolding,
+        distribute_config_updates,
+        distribute_presets,
+        gather_ingredients_topological,
+        get_config_modifications,
+        get_configuration,
+        get_scaffolding_and_config_name,
+        initialize_logging,
+    )
+    from sacred.utils import convert_to_nested_dict, iterate_flattened, join_paths, set_by_dotted_path
+
+    sorted_ingredients = gather_ingredients_topological(ex)
+    scaffolding = create_scaffolding(ex, sorted_ingredients)
+    prefixes = sorted([s.split(".") for s in scaffolding if s != ""], reverse=True, key=len)
+    config_updates = convert_to_nested_dict(dict(updates))
+    _, run_logger = initialize_logging(ex, scaffolding)
+    distribute_config_updates(prefixes, scaffolding, config_updates)
+    for ncfg in named_configs:
+        scaff, cfg_name = get_scaffolding_and_config_name(ncfg, scaffolding)
+        if cfg_name not in scaff.named_configs:
+            available = ", ".join(sorted(scaff.named_configs)) or "none"
+            raise KeyError(f"unknown named config {ncfg!r} (available: {available})")
+        scaff.gather_fallbacks()
+        ncfg_updates = scaff.run_named_config(cfg_name)
+        distribute_presets(scaff.path, prefixes, scaffolding, ncfg_updates)
+        for key, value in iterate_flattened(ncfg_updates):
+            set_by_dotted_path(config_updates, join_paths(scaff.path, key), value)
+    distribute_config_updates(prefixes, scaffolding, config_updates)
+    for scaffold in scaffolding.values():
+        scaffold.gather_fallbacks()
+        scaffold.set_up_config()
+        config = get_configuration(scaffolding)
+        hook_updates = scaffold.run_config_hooks(config, "main", run_logger)
+        from sacred.utils import recursive_update
+
+        recursive_update(scaffold.config, hook_updates)
+    for scaffold in reversed(list(scaffolding.values())):
+        scaffold.set_up_seed()
+    config = get_configuration(scaffolding)
+    mods = get_config_modifications(scaffolding)
+    return config, set(mods.added)
+
+
+def get_dotted(config: dict, key: str, default=_MISSING):
+    node = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def flat_keys(config: dict, prefix: str = "") -> tp.List[str]:
+    out = []
+    for k, v in config.items():
+        out.append(prefix + k)
+        if isinstance(v, dict):
+            out.extend(flat_keys(v, prefix + k + "."))
+    return out
+
+
+def preflight(ex, points: tp.Sequence[Point], storage_keys: tp.Sequence[str],
+              placeholder_dirs: tp.Sequence[str]) -> tp.Tuple[dict, tp.List[dict], tp.Optional[str]]:
+    """Build the default config and every point's config; raise ExperimentError naming the
+    first point with an unknown key, a missing named config or a failing config scope.
+
+    The first of ``storage_keys`` that the default config has is injected with the point's
+    (future) storage dir. Returns ``(default_config, configs, injected_key_or_None)``.
+    """
+    with sandbox(ex):
+        try:
+            default, _ = build_config(ex, {})
+        except Exception as exc:
+            raise ExperimentError(f"the experiment's config scope fails without any update: "
+                                  f"{_scope_error(exc)}") from None
+        inject = next((k for k in storage_keys if get_dotted(default, k) is not _MISSING), None)
+        known = flat_keys(default)
+        configs = []
+        for point, placeholder in zip(points, placeholder_dirs):
+            updates = dict(point.updates)
+            if inject:
+                updates[inject] = placeholder
+            where = f"point {point.index} ({point.label})"
+            try:
+                config, added = build_config(ex, updates, point.named_configs)
+            except KeyError as exc:
+                msg = exc.args[0] if exc.args else str(exc)
+                raise ExperimentError(f"{where}: {msg}") from None
+            except Exception as exc:
+                raise ExperimentError(f"{where}: config scope failed: {_scope_error(exc)}") from None
+            for key in point.updates:
+                bad = [a for a in added if a == key or a.startswith(key + ".")]
+                if bad:
+                    hint = difflib.get_close_matches(key, known, n=1)
+                    fix = f"did you mean {hint[0]!r}?" if hint else "check the spelling against `python EXP.py print_config`"
+                    raise ExperimentError(f"{where}: unknown config key {key!r}; {fix}")
+            configs.append(config)
+    return default, configs, inject
+
+
+def _scope_error(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if name == "NamedConfigNotFoundError":
+        return str(exc).splitlines()[0]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "sacred" not in f.filename.split(os.sep)]
+    where = f" ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{name}: {text}{where}"
+
+
+def list_defaults(default: dict, points: tp.Sequence[Point], flat_axes: tp.Iterable[str]) -> tp.List[str]:
+    """Warnings for keys swept with a flat list whose default value is itself a list."""
+    out = []
+    for key in flat_axes:
+        value = get_dotted(default, key)
+        if isinstance(value, list):
+            values = [p.updates[key] for p in points if key in p.updates]
+            literal = "[" + ",".join(map(repr, dict.fromkeys(map(repr, values)))) + "]"
+            out.append(f"{key}: the experiment's default is a list ({value!r}) but {key}=[...] "
+                       f"sweeps over its elements; to pass the list itself write {key}=[{literal}]"
+                       .replace("'", ""))
+    return out
+
+
+def git_state(path: Path) -> dict:
+    """Commit and dirty state of the repository holding ``path``: ``{"commit": None,
+    "reason": ...}`` when it is no repository or has no commits yet (sacred would raise)."""
+    folder = str(Path(path).resolve().parent)
+    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")
+
+    def git(*args):
+        return subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True, env=env, timeout=30)
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "dirty": None, "reason": "git is not available"}
+    if top.returncode != 0:
+        return {"commit": None, "dirty": None, "reason": "not in a git repository"}
+    head = git("rev-parse", "--verify", "-q", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
+    url = git("config", "--get", "remote.origin.url").stdout.strip() or top.stdout.strip()
+    if head.returncode != 0:
+        return {"commit": None, "dirty": dirty, "url": url, "reason": "the repository has no commits yet"}
+    return {"commit": head.stdout.strip(), "dirty": dirty, "url": url}

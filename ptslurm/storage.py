@@ -1,0 +1,256 @@
+"""Everything on disk: the names of files and folders, race-free allocation of storage and
+sweep directories, crash-safe JSON writes, manifests and the code snapshot.
+
+Layout under a root (``--root``, else ``$STORAGE_ROOT``, else ``~/ptslurm-runs``)::
+
+    <root>/<experiment name>/<n>/         one storage dir per point (n = 1, 2, ...)
+    <root>/sweeps/<sweep name>/           manifest.json, code/ snapshot, slurm/ logs
+
+Allocation: a lock (``filelock``) guards the short critical section and the ``mkdir`` that
+succeeds claims a directory. On local disks the lock is ``FileLock`` (flock); on network file
+systems (NFS, Lustre, GPFS, BeeGFS, CIFS), where flock does not exclude across clients, it is
+``SoftFileLock`` (an O_EXCL lock file). Either way correctness rests on atomic ``mkdir``:
+a collision moves on to the next number, so no two callers ever share a directory.
+"""
+import json
+import os
+import shutil
+import tempfile
+import typing as tp
+from pathlib import Path
+
+from .errors import ManifestError, StorageError
+
+DEFAULT_ROOT = "~/ptslurm-runs"
+SWEEPS = "sweeps"
+MANIFEST = "manifest.json"
+CODE = "code"
+SLURM_FOLDER = "slurm"
+LOCAL_LOGS = "logs"
+LOCK = ".ptslurm.lock"
+STATUS = "ptslurm_status.json"  # per storage dir: the latest attempt's state, written by the job
+CONFIG = "config.json"
+SACRED = "sacred"
+CHECKPOINTS = "checkpoints"
+STATUS_HISTORY = "ptslurm_attempts.jsonl"
+NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "fuse.glusterfs", "ceph", "fuse.sshfs"}
+LOCK_TIMEOUT_S = 60.0
+
+
+def resolve_root(root: tp.Optional[str] = None) -> Path:
+    """``root``, else ``$STORAGE_ROOT``, else ``~/ptslurm-runs``, made absolute."""
+    chosen = root or os.environ.get("STORAGE_ROOT") or DEFAULT_ROOT
+    return Path(os.path.abspath(os.path.expanduser(chosen)))
+
+
+def check_root_writable(root: Path) -> None:
+    """Raise StorageError unless ``root`` exists (or can be created) and is writable.
+    Creates nothing: a missing root is checked through its nearest existing parent."""
+    probe = root
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise StorageError(f"storage root {str(root)!r}: {str(probe)!r} is not a directory; "
+                           f"pass --root DIR or set $STORAGE_ROOT")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise StorageError(f"storage root {str(root)!r} is not writable ({str(probe)!r}); "
+                           f"pass --root DIR or set $STORAGE_ROOT to a writable directory")
+
+
+def fs_type(path: Path) -> str:
+    """The mount type of ``path`` from /proc/mounts ('' when unknown)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return ""
+    target, best = os.path.realpath(path), ("", "")
+    for line in mounts:
+        parts = line.split()
+        if len(parts) >= 3:
+            mnt = parts[1].replace("\\040", " ")
+            if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best[0]):
+                best = (mnt, parts[2])
+    return best[1]
+
+
+def _lock(directory: Path):
+    import filelock
+
+    cls = filelock.SoftFileLock if fs_type(directory) in NETWORK_FS else filelock.FileLock
+    return cls(str(directory / LOCK), timeout=LOCK_TIMEOUT_S)
+
+
+def allocate_dirs(parent: Path, count: int) -> tp.List[Path]:
+    """Create ``count`` new numbered directories ``parent/<n>`` (n = 1, 2, ...) and return
+    them in order. Safe against any number of concurrent callers on one host or many."""
+    import filelock
+
+    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _lock(parent):
+            return _claim(parent, count)
+    except filelock.Timeout:
+        # a stale lock file (killed holder on NFS): mkdir alone still guarantees uniqueness
+        return _claim(parent, count)
+
+
+def _claim(parent: Path, count: int) -> tp.List[Path]:
+    numbers = [int(p.name) for p in os.scandir(parent) if p.name.isdigit()]
+    candidate = max(numbers, default=0) + 1
+    claimed: tp.List[Path] = []
+    while len(claimed) < count:
+        path = parent / str(candidate)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            pass  # someone else won this number: try the next, don't re-list
+        else:
+            claimed.append(path)
+        candidate += 1
+    return claimed
+
+
+def predict_dirs(parent: Path, count: int) -> tp.List[Path]:
+    """The directories ``allocate_dirs`` would create now (for --dry-run); creates nothing."""
+    try:
+        numbers = [int(p.name) for p in os.scandir(parent) if p.name.isdigit()]
+    except FileNotFoundError:
+        numbers = []
+    start = max(numbers, default=0) + 1
+    return [parent / str(n) for n in range(start, start + count)]
+
+
+def get_new_storage_dir(experiment_name: str, root: tp.Optional[str] = None) -> Path:
+    """A fresh storage dir ``<root>/<experiment_name>/<n>`` for use outside a sweep."""
+    return allocate_dirs(resolve_root(root) / experiment_name, 1)[0]
+
+
+# ----------------------------------------------------------------------------- atomic files
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write beside the target, fsync, rename over it, fsync the directory: a reader sees
+    the old file or the new one, never a torn one, whatever kills the writer."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_json(path: Path, data: tp.Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: tp.Any) -> tp.Any:
+    """Classes and functions (``factory`` keys) as dotted names; anything else as str."""
+    if isinstance(obj, type) or callable(obj):
+        module = getattr(obj, "__module__", None)
+        name = getattr(obj, "__qualname__", getattr(obj, "__name__", None))
+        if name:
+            return name if module in (None, "__main__", "builtins") else f"{module}.{name}"
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    return str(obj)
+
+
+def read_json(path: Path) -> tp.Any:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+def sweeps_dir(root: Path) -> Path:
+    return root / SWEEPS
+
+
+def find_sweep(name_or_path: str, root: tp.Optional[str] = None) -> Path:
+    """A sweep directory given as a path or as a name under the root."""
+    candidate = Path(name_or_path).expanduser()
+    if (candidate / MANIFEST).is_file():
+        return candidate.resolve()
+    by_name = sweeps_dir(resolve_root(root)) / name_or_path
+    if (by_name / MANIFEST).is_file():
+        return by_name
+    if candidate.is_dir() or by_name.is_dir():
+        where = candidate if candidate.is_dir() else by_name
+        raise ManifestError(f"sweep {name_or_path!r}: {str(where / MANIFEST)!r} is missing; "
+                            f"this is not a ptslurm sweep directory")
+    raise StorageError(f"no sweep {name_or_path!r}: not a directory, nor a sweep under "
+                       f"{str(sweeps_dir(resolve_root(root)))!r}; `ptslurm list` shows the sweeps")
+
+
+def read_manifest(sweep_dir: Path) -> dict:
+    path = Path(sweep_dir) / MANIFEST
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        raise ManifestError(f"{str(path)!r} is missing; is {str(sweep_dir)!r} a sweep directory?") from None
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"{str(path)!r} is unreadable or corrupt ({exc}); "
+                            f"restore it or start the sweep again under a new --name") from None
+    if not isinstance(data, dict) or "points" not in data or "schema" not in data:
+        raise ManifestError(f"{str(path)!r} is not a ptslurm manifest (no 'schema'/'points')")
+    from .spec import SCHEMA_VERSION
+
+    if data["schema"] > SCHEMA_VERSION:
+        raise ManifestError(f"{str(path)!r} has schema {data['schema']}, newer than this ptslurm "
+                            f"understands ({SCHEMA_VERSION}); upgrade ptslurm")
+    return data
+
+
+def write_manifest(sweep_dir: Path, manifest: dict) -> None:
+    atomic_write_json(Path(sweep_dir) / MANIFEST, manifest)
+
+
+# ----------------------------------------------------------------------------- code snapshot
+
+
+def snapshot_code(experiment_file: Path, extra_files: tp.Iterable[Path], dest: Path) -> Path:
+    """Copy the experiment file, every ``*.py`` beside it and ``extra_files`` (modules it
+    imported from below its folder) into ``dest``, keeping paths relative to the experiment's
+    folder. Returns the snapshot's experiment file. Every attempt of every point runs this
+    copy, so edits after submission never leak into a running sweep."""
+    base = experiment_file.parent.resolve()
+    files = {experiment_file.resolve()}
+    files.update(p.resolve() for p in base.glob("*.py"))
+    for extra in extra_files:
+        extra = Path(extra).resolve()
+        if base in extra.parents:
+            files.add(extra)
+    for src in sorted(files):
+        target = dest / src.relative_to(base)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, target)
+    return dest / experiment_file.resolve().relative_to(base)

@@ -1,0 +1,242 @@
+"""A real single-node SLURM cluster on localhost for the integration tests and benchmarks:
+slurmctld + slurmd + slurmdbd (with a private MariaDB) from Debian's slurm-wlm packages.
+
+Every file (conf, state, spool, logs, pids, database) lives in one directory; clients find
+the cluster through ``SLURM_CONF``. Daemons run in the foreground under their own session
+and are stopped by PID. Usage outside pytest:
+
+    python tests/slurm_cluster.py start DIR [--max-array-size N]   # prints export SLURM_CONF=...
+    python tests/slurm_cluster.py stop DIR
+"""
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PACKAGES = ["slurmctld", "slurmd", "slurm-client", "slurmdbd", "mariadb-server-core", "mariadb-client-core"]
+CLUSTER = "ptslurmtest"
+DB_PORT = 33061
+DBD_PORT = 36819
+CTLD_PORT = 36817
+SLURMD_PORT = 36818
+
+
+def installed() -> bool:
+    return all(shutil.which(b) for b in ("slurmctld", "slurmd", "slurmdbd", "sbatch", "mariadbd"))
+
+
+def install() -> None:
+    """apt-get the packages without starting their daemons (policy-rc.d says no)."""
+    if installed():
+        return
+    policy = Path("/usr/sbin/policy-rc.d")
+    if not policy.exists():
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
+    if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True)
+
+
+class Cluster:
+    def __init__(self, directory, max_array_size: int = 1001, cpus: int = 8, gpus: int = 2):
+        self.dir = Path(directory).resolve()
+        self.max_array_size = max_array_size
+        self.cpus = cpus
+        self.gpus = gpus
+        self.host = socket.gethostname().split(".")[0]
+        self.conf = self.dir / "slurm.conf"
+
+    @property
+    def env(self) -> dict:
+        return {"SLURM_CONF": str(self.conf)}
+
+    # ------------------------------------------------------------------ config files
+    def write_config(self) -> None:
+        d = self.dir
+        for sub in ("state", "spool", "log", "run", "db", "gpu"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        mem_mb = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.5)
+        epilog = d / "epilog.sh"
+        epilog.write_text("#!/bin/sh\nexit 0\n")
+        epilog.chmod(0o755)
+        gres_lines = []
+        for i in range(self.gpus):
+            dev = d / "gpu" / f"nvidia{i}"
+            if not dev.exists():
+                os.symlink("/dev/null", dev)  # a character device: slurm sets CUDA_VISIBLE_DEVICES
+            gres_lines.append(f"Name=gpu File={dev}")
+        (d / "gres.conf").write_text("\n".join(gres_lines) + "\n")
+        self.conf.write_text(f"""\
+ClusterName={CLUSTER}
+SlurmctldHost={self.host}(127.0.0.1)
+SlurmctldPort={CTLD_PORT}
+SlurmdPort={SLURMD_PORT}
+SlurmUser=root
+AuthType=auth/none
+CredType=cred/none
+AuthInfo=cred_expire=5
+StateSaveLocation={d}/state
+SlurmdSpoolDir={d}/spool/%n
+SlurmctldPidFile={d}/run/slurmctld.pid
+SlurmdPidFile={d}/run/slurmd.pid
+SlurmctldLogFile={d}/log/slurmctld.log
+SlurmdLogFile={d}/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=256
+SchedulerType=sched/backfill
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,bf_interval=1,sched_interval=2
+Epilog={epilog}
+JobRequeue=1
+MinJobAge=600
+MaxArraySize={self.max_array_size}
+MaxJobCount=20000
+MessageTimeout=10
+ReturnToService=2
+SlurmdParameters=config_overrides
+SlurmctldParameters=preempt_send_user_signal
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+GresTypes=gpu
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStoragePort={DBD_PORT}
+AccountingStorageTRES=gres/gpu
+JobAcctGatherType=jobacct_gather/none
+NodeName={self.host} NodeAddr=127.0.0.1 Sockets=1 CoresPerSocket={self.cpus} ThreadsPerCore=1 RealMemory={mem_mb} Gres=gpu:{self.gpus} State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE GraceTime=10
+PartitionName=high Nodes=ALL Default=NO MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
+""")
+        dbd = d / "slurmdbd.conf"
+        dbd.write_text(f"""\
+AuthType=auth/none
+DbdHost=localhost
+DbdAddr=127.0.0.1
+DbdPort={DBD_PORT}
+SlurmUser=root
+PidFile={d}/run/slurmdbd.pid
+LogFile={d}/log/slurmdbd.log
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort={DB_PORT}
+StorageUser=root
+StorageLoc=slurm_acct_db
+""")
+        dbd.chmod(0o600)
+
+    # ------------------------------------------------------------------ daemons
+    def _spawn(self, name: str, cmd) -> None:
+        log = open(self.dir / "log" / f"{name}.out", "ab")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=dict(os.environ, **self.env))
+        (self.dir / "run" / f"{name}.ptslurm-pid").write_text(str(proc.pid))
+
+    def _wait(self, what: str, check, timeout: float = 60) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if check():
+                return
+            time.sleep(0.2)
+        logs = "\n".join(f"--- {p.name}\n" + p.read_text()[-2000:] for p in sorted((self.dir / "log").glob("*")))
+        raise RuntimeError(f"local SLURM cluster: {what} did not come up in {timeout} s\n{logs}")
+
+    def _ok(self, *cmd) -> bool:
+        return subprocess.run(list(cmd), capture_output=True, env=dict(os.environ, **self.env)).returncode == 0
+
+    def start(self) -> "Cluster":
+        self.stop()
+        self.write_config()
+        db = self.dir / "db"
+        if not (db / "mysql").exists():
+            subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={db}", "--user=root",
+                            "--auth-root-authentication-method=normal", "--skip-test-db"],
+                           check=True, capture_output=True)
+        self._spawn("mariadbd", ["mariadbd", "--no-defaults", f"--datadir={db}", "--user=root",
+                                 "--bind-address=127.0.0.1", f"--port={DB_PORT}",
+                                 f"--socket={self.dir / 'run' / 'mysql.sock'}", "--skip-grant-tables",
+                                 f"--pid-file={self.dir / 'run' / 'mariadbd.pid'}",
+                                 "--innodb-buffer-pool-size=32M", "--skip-log-bin"])
+        self._wait("mariadbd", lambda: self._ok("mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(DB_PORT),
+                                                 "-u", "root", "-e", "select 1"))
+        self._spawn("slurmdbd", ["slurmdbd", "-D"])
+        self._wait("slurmdbd", lambda: self._ok("sacctmgr", "-n", "show", "cluster"))
+        self._ok("sacctmgr", "-i", "add", "cluster", CLUSTER)
+        self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
+        self._spawn("slurmd", ["slurmd", "-D", "-f", str(self.conf), "-N", self.host])
+
+        def idle():
+            out = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True,
+                                 env=dict(os.environ, **self.env))
+            return out.returncode == 0 and out.stdout.strip().startswith("idle")
+
+        self._wait("the node (sinfo idle)", idle)
+        return self
+
+    def stop(self) -> None:
+        run = self.dir / "run"
+        for name in ("slurmd", "slurmctld", "slurmdbd", "mariadbd"):
+            pidfile = run / f"{name}.ptslurm-pid"
+            if not pidfile.exists():
+                continue
+            pid = int(pidfile.read_text())
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pidfile.unlink()
+                continue
+            deadline = time.time() + 15
+            while time.time() < deadline and _alive(pid):
+                time.sleep(0.1)
+            if _alive(pid):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            pidfile.unlink()
+        # job steps left behind by a killed slurmd
+        subprocess.run(["pkill", "-f", f"slurmstepd.*{self.host}"], capture_output=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in fh)
+    except FileNotFoundError:
+        return False
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=["install", "start", "stop"])
+    p.add_argument("directory", nargs="?", default="/tmp/ptslurm-test-cluster")
+    p.add_argument("--max-array-size", type=int, default=1001)
+    args = p.parse_args()
+    if args.action == "install":
+        install()
+        return 0
+    cluster = Cluster(args.directory, max_array_size=args.max_array_size)
+    if args.action == "stop":
+        cluster.stop()
+        return 0
+    install()
+    cluster.start()
+    print(f"export SLURM_CONF={cluster.conf}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
