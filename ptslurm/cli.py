@@ -215,12 +215,14 @@ class Progress:
         width = 24
         bar = "#" * (width * done // max(self.total, 1))
         text = f"[{bar:<{width}}] {done}/{self.total}  " + "  ".join(f"{k} {v}" for k, v in c.items())
-        if text == self.last and not final:
+        if text == self.last:
+            if final and self.tty:
+                sys.stderr.write("\n")
             return
         self.last = text
         if self.tty:
             sys.stderr.write("\r\033[K" + text + ("\n" if final else ""))
-        elif final or True:
+        else:
             sys.stderr.write(text + "\n")
         sys.stderr.flush()
 
@@ -242,7 +244,7 @@ def _dry_run(plan, as_json: bool) -> int:
             for p, d in zip(plan.points, plan.predicted_dirs)]
     print(f"sweep {plan.name!r}: {len(plan.points)} points of experiment {plan.experiment_name!r} "
           f"({plan.executor}); sweep dir would be {sweep_dir}")
-    print(format_table(header, rows))
+    print(format_table(header, rows, max_width=200))
     if plan.storage_key:
         print(f"each point's storage dir is injected as {plan.storage_key}")
     if plan.executor == "slurm":
@@ -284,6 +286,10 @@ def cmd_init(args) -> int:
 
 def main(argv: tp.Optional[tp.List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    import warnings
+
+    # sacred 0.8 imports pkg_resources; its deprecation notice would break one-line errors
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     parser = build_parser()
     rest, updates = split_with(argv)
     args = parser.parse_args(rest)

@@ -29,6 +29,9 @@ def slurm_available() -> bool:
     """True when sbatch exists and a controller answers ``scontrol ping`` in time."""
     if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
         return False
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not os.path.isfile(conf):
+        return False  # scontrol would retry for a minute before giving up
     try:
         out = run_command(["scontrol", "ping"], timeout=PING_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired):

@@ -52,7 +52,8 @@ def load(path: tp.Union[str, Path], module_name: tp.Optional[str] = None):
     previous = sys.modules.get(name)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        with tolerant_git():
+            spec.loader.exec_module(module)
     except BaseException as exc:  # noqa: B902 - a user's script may raise anything, even SystemExit
         if previous is not None:
             sys.modules[name] = previous
@@ -73,6 +74,30 @@ def load(path: tp.Union[str, Path], module_name: tp.Optional[str] = None):
                               f"keep one Experiment per file")
     (_, ex), = unique.values()
     return module, ex
+
+
+@contextlib.contextmanager
+def tolerant_git():
+    """sacred reads the git state when an Experiment is created and raises in a repository
+    with no commits yet (``Reference at 'refs/heads/main' does not exist``). Treat such a
+    repository as having no commit instead; the manifest records why."""
+    import sacred.dependencies as deps
+
+    original = deps.get_commit_if_possible
+
+    def tolerant(filename, save_git_info):
+        try:
+            return original(filename, save_git_info)
+        except ValueError as exc:
+            if "does not exist" not in str(exc) and "Reference" not in str(exc):
+                raise
+            return None, None, None
+
+    deps.get_commit_if_possible = tolerant
+    try:
+        yield
+    finally:
+        deps.get_commit_if_possible = original
 
 
 def _describe(exc: BaseException, filename: tp.Optional[str] = None) -> str:
@@ -98,15 +123,16 @@ def local_modules(base: Path) -> tp.List[Path]:
 
 
 @contextlib.contextmanager
-def sandbox(ex):
+def sandbox(ex, quiet: bool = True):
     """Config scopes may create directories under ``$STORAGE_ROOT`` or append observers:
-    point the one at a temporary directory and restore the other afterwards."""
+    point the one at a temporary directory and restore the other afterwards. ``quiet``
+    silences sacred's logger (pre-flight builds many configs)."""
     observers = list(ex.observers)
     logger = ex.logger
     old_root = os.environ.get("STORAGE_ROOT")
     with tempfile.TemporaryDirectory(prefix="ptslurm-preflight-") as scratch:
         os.environ["STORAGE_ROOT"] = scratch
-        if logger is None:
+        if logger is None and quiet:
             import logging
 
             quiet = logging.getLogger("ptslurm.preflight")
@@ -202,12 +228,19 @@ def preflight(ex, points: tp.Sequence[Point], storage_keys: tp.Sequence[str],
     (future) storage dir. Returns ``(default_config, configs, injected_key_or_None)``.
     """
     with sandbox(ex):
+        # seed-shaped scopes need a storage dir to evaluate: offer one under every candidate key
+        # and keep the first key that the experiment really defines (not "added")
+        probe = {k: str(placeholder_dirs[0]) if placeholder_dirs else "/nonexistent" for k in storage_keys}
         try:
-            default, _ = build_config(ex, {})
+            default, added = build_config(ex, probe)
+            inject = next((k for k in storage_keys if k not in added), None)
+        except Exception:
+            inject = None
+        try:
+            default, _ = build_config(ex, {inject: probe[inject]} if inject else {})
         except Exception as exc:
             raise ExperimentError(f"the experiment's config scope fails without any update: "
                                   f"{_scope_error(exc)}") from None
-        inject = next((k for k in storage_keys if get_dotted(default, k) is not _MISSING), None)
         known = flat_keys(default)
         configs = []
         for point, placeholder in zip(points, placeholder_dirs):
@@ -249,10 +282,9 @@ def list_defaults(default: dict, points: tp.Sequence[Point], flat_axes: tp.Itera
         value = get_dotted(default, key)
         if isinstance(value, list):
             values = [p.updates[key] for p in points if key in p.updates]
-            literal = "[" + ",".join(map(repr, dict.fromkeys(map(repr, values)))) + "]"
+            literal = "[" + ",".join(dict.fromkeys(map(repr, values))) + "]"
             out.append(f"{key}: the experiment's default is a list ({value!r}) but {key}=[...] "
-                       f"sweeps over its elements; to pass the list itself write {key}=[{literal}]"
-                       .replace("'", ""))
+                       f"sweeps over its elements; to pass the list itself write {key}=[{literal}]")
     return out
 
 

@@ -118,7 +118,10 @@ def _create_run(manifest: dict, entry: dict, storage_dir: Path):
     updates = dict(entry["updates"])
     if manifest.get("storage_key"):
         updates[manifest["storage_key"]] = str(storage_dir)
-    run = ex._create_run(config_updates=updates, named_configs=list(entry["named_configs"]))
+    # config scopes shaped like the seed's allocate a dir under $STORAGE_ROOT while the config
+    # is built: let them do it in a throw-away place; the storage dir comes from ptslurm
+    with experiment.sandbox(ex, quiet=False):
+        run = ex._create_run(config_updates=updates, named_configs=list(entry["named_configs"]))
     sacred_dir = os.path.realpath(storage_dir / storage.SACRED)
     # a script that adds its own FileStorageObserver on the same folder would record each
     # attempt twice: keep ours only
@@ -138,6 +141,9 @@ def _create_run(manifest: dict, entry: dict, storage_dir: Path):
 def main(argv: tp.Optional[tp.List[str]] = None) -> int:
     """``python -m ptslurm.job SWEEP_DIR INDEX``: the local backend's entry point."""
     argv = sys.argv[1:] if argv is None else argv
+    import warnings
+
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     if len(argv) != 2:
         print("usage: python -m ptslurm.job SWEEP_DIR INDEX", file=sys.stderr)
         return 2

@@ -47,10 +47,14 @@ def check_root_writable(root: Path) -> None:
     """Raise StorageError unless ``root`` exists (or can be created) and is writable.
     Creates nothing: a missing root is checked through its nearest existing parent."""
     probe = root
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
+    try:
+        while not probe.exists():
+            if probe.parent == probe:
+                break
+            probe = probe.parent
+    except PermissionError:
+        raise StorageError(f"storage root {str(root)!r} is not writable (permission denied on "
+                           f"{str(probe)!r}); pass --root DIR or set $STORAGE_ROOT to a writable directory") from None
     if probe.exists() and not probe.is_dir():
         raise StorageError(f"storage root {str(root)!r}: {str(probe)!r} is not a directory; "
                            f"pass --root DIR or set $STORAGE_ROOT")

@@ -1,0 +1,73 @@
+"""Test tiers: pure unit tests, filesystem tests on tmp_path, and an integration tier on a
+real local SLURM cluster (tests/slurm_cluster.py) that this session starts and stops.
+
+With CI set, a SLURM test that cannot run fails the run instead of being skipped."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+TEST_EXPERIMENTS = Path(__file__).resolve().parent / "experiments"
+IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
+MAX_ARRAY_SIZE = 10
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    from slurm_cluster import Cluster, installed
+
+    if not installed():
+        msg = "SLURM packages are not installed (run tests/run.sh, which installs them)"
+        if IN_CI:
+            pytest.fail(msg + " -- in CI the SLURM tier must run")
+        pytest.skip(msg)
+    cluster = Cluster(tmp_path_factory.mktemp("slurm"), max_array_size=MAX_ARRAY_SIZE)
+    old = os.environ.get("SLURM_CONF")
+    os.environ.update(cluster.env)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
+
+
+@pytest.fixture
+def no_slurm(monkeypatch, tmp_path):
+    """A machine where no SLURM controller answers (what a laptop looks like)."""
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "no-slurm.conf"))
+
+
+def run_cli(*args, cwd=None, env=None, timeout=300):
+    """Run ``python -m ptslurm`` as a user would; returns CompletedProcess (text)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "ptslurm", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=full_env, timeout=timeout)
+
+
+def tree(path: Path):
+    """All paths below ``path`` (relative), for 'nothing was created' checks."""
+    if not path.exists():
+        return set()
+    return {str(p.relative_to(path)) for p in path.rglob("*")}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI a skipped SLURM test is a failure: the integration tier must run there."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and item.get_closest_marker("slurm") is not None:
+        report.outcome = "failed"
+        report.longrepr = f"SLURM test skipped in CI ({report.longrepr}): the SLURM tier must run"

@@ -1,0 +1,123 @@
+"""Storage dirs, atomic files, manifests and the code snapshot, on tmp_path (including paths
+with spaces, quotes and ';')."""
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ptslurm import storage
+from ptslurm.errors import ManifestError, StorageError
+from ptslurm.spec import Point, Resources
+
+ODD = "odd dir 'q' ; x"
+
+
+def _allocate(args):
+    parent, count = args
+    return [str(p) for p in storage.allocate_dirs(parent, count)]
+
+
+def test_32_processes_allocating_at_once_never_share_a_directory(tmp_path):
+    parent = tmp_path / ODD / "exp"
+    jobs = [(parent, 1 + i % 3) for i in range(32)]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(32) as pool:
+        got = pool.map(_allocate, jobs)
+    flat = [d for chunk in got for d in chunk]
+    assert len(flat) == sum(c for _, c in jobs)
+    assert len(set(flat)) == len(flat), "two callers received the same directory"
+    on_disk = sorted(int(p.name) for p in parent.iterdir() if p.is_dir())
+    assert on_disk == list(range(1, len(flat) + 1)), "numbers must be dense: no directory lost"
+
+
+def test_allocation_skips_numbers_taken_meanwhile(tmp_path, monkeypatch):
+    parent = tmp_path / "exp"
+    parent.mkdir()
+    (parent / "1").mkdir()
+    real_mkdir = type(parent).mkdir
+
+    def racing_mkdir(self, *a, **k):
+        if self.name == "2" and not self.exists():
+            real_mkdir(self)  # another host wins number 2 between listing and mkdir
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(type(parent), "mkdir", racing_mkdir)
+    got = storage.allocate_dirs(parent, 2)
+    assert [p.name for p in got] == ["3", "4"]
+
+
+def test_predict_matches_allocate_and_creates_nothing(tmp_path):
+    parent = tmp_path / "exp"
+    assert storage.predict_dirs(parent, 2) == [parent / "1", parent / "2"]
+    assert not parent.exists()
+    assert storage.allocate_dirs(parent, 2) == [parent / "1", parent / "2"]
+
+
+def test_atomic_write_survives_a_killed_writer(tmp_path):
+    target = tmp_path / ODD / "manifest.json"
+    target.parent.mkdir()
+    storage.atomic_write_json(target, {"version": "old"})
+    code = (f"import ptslurm.storage as s, os, pathlib\n"
+            f"s.os.replace = lambda *a: os.kill(os.getpid(), 9)\n"
+            f"s.atomic_write_json(pathlib.Path({str(target)!r}), {{'version': 'new' * 100000}})\n")
+    proc = subprocess.run([sys.executable, "-c", code])
+    assert proc.returncode == -signal.SIGKILL
+    assert json.loads(target.read_text()) == {"version": "old"}
+
+
+def test_manifest_round_trip_and_errors(tmp_path):
+    sweep = tmp_path / ODD
+    sweep.mkdir()
+    point = Point(3, {"lr": 0.1, "trainer.model.layers": [64, 64]}, ("big",), ("lr",))
+    manifest = {"schema": 1, "name": "s", "points": [dict(point.to_json(), storage_dir="/x", job_id="7_3")],
+                "resources": Resources(gpus=2, timeout_min=90, sbatch_args={"mail-type": "END"}).to_json()}
+    storage.write_manifest(sweep, manifest)
+    back = storage.read_manifest(sweep)
+    assert back == manifest
+    assert Point.from_json(back["points"][0]) == point
+    assert Resources.from_json(back["resources"]).gpus == 2
+    assert storage.find_sweep(str(sweep)) == sweep.resolve()
+
+    (sweep / "manifest.json").write_text("{not json")
+    with pytest.raises(ManifestError, match="corrupt"):
+        storage.read_manifest(sweep)
+    (sweep / "manifest.json").unlink()
+    with pytest.raises(ManifestError, match="missing"):
+        storage.find_sweep(str(sweep))
+    with pytest.raises(StorageError, match="no sweep 'nope'"):
+        storage.find_sweep("nope", root=str(tmp_path))
+
+
+def test_root_checks(tmp_path, monkeypatch):
+    monkeypatch.setenv("STORAGE_ROOT", str(tmp_path / "env root"))
+    assert storage.resolve_root(None) == tmp_path / "env root"
+    assert storage.resolve_root(str(tmp_path / "x")) == tmp_path / "x"
+    monkeypatch.delenv("STORAGE_ROOT")
+    assert storage.resolve_root(None) == storage.Path(os.path.expanduser("~/ptslurm-runs"))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StorageError, match="not a directory"):
+        storage.check_root_writable(blocker / "root")
+    storage.check_root_writable(tmp_path / "new" / "deep")
+    assert not (tmp_path / "new").exists()
+
+
+def test_snapshot_copies_the_experiment_its_siblings_and_imported_local_modules(tmp_path):
+    src = tmp_path / ODD
+    (src / "pkg").mkdir(parents=True)
+    (src / "exp.py").write_text("import helper\n")
+    (src / "helper.py").write_text("X = 1\n")
+    (src / "pkg" / "__init__.py").write_text("")
+    (src / "pkg" / "model.py").write_text("Y = 2\n")
+    (src / "pkg" / "unused.py").write_text("")
+    (src / "data.bin").write_bytes(b"x" * 10)
+    out = storage.snapshot_code(src / "exp.py", [src / "pkg" / "__init__.py", src / "pkg" / "model.py",
+                                                 tmp_path / "elsewhere.py"], tmp_path / "snap")
+    assert out == tmp_path / "snap" / "exp.py"
+    got = sorted(str(p.relative_to(tmp_path / "snap")) for p in (tmp_path / "snap").rglob("*") if p.is_file())
+    assert got == ["exp.py", "helper.py", "pkg/__init__.py", "pkg/model.py"]
