@@ -155,6 +155,10 @@ StorageLoc=slurm_acct_db
 
     def start(self) -> "Cluster":
         self.stop()
+        busy = [port for port in (DB_PORT, DBD_PORT, CTLD_PORT, SLURMD_PORT) if _listening(port)]
+        if busy:
+            raise RuntimeError(f"local SLURM cluster: ports {busy} are taken, probably by a test cluster "
+                               f"left running; stop it with `python tests/slurm_cluster.py stop DIR`")
         self.write_config()
         db = self.dir / "db"
         if not (db / "mysql").exists():
@@ -205,6 +209,12 @@ StorageLoc=slurm_acct_db
             pidfile.unlink()
         # job steps left behind by a killed slurmd
         subprocess.run(["pkill", "-f", f"slurmstepd.*{self.host}"], capture_output=True)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _alive(pid: int) -> bool:
