@@ -55,6 +55,13 @@ def max_array_size() -> int:
     return 1001
 
 
+def mem_flag(mem_gb: tp.Optional[float]) -> tp.Optional[str]:
+    """sbatch's --mem value for ``mem_gb`` (a bare number would mean megabytes)."""
+    if mem_gb is None:
+        return None
+    return f"{int(mem_gb)}G" if float(mem_gb).is_integer() else f"{int(round(mem_gb * 1024))}M"
+
+
 def chunks(indices: tp.Sequence[int], size: int) -> tp.List[tp.List[int]]:
     return [list(indices[i:i + size]) for i in range(0, len(indices), size)]
 
@@ -88,7 +95,7 @@ class SlurmBackend:
             "signal_delay_s": r.signal_delay_s,
             "stderr_to_stdout": True,
         }
-        optional = {"partition": r.partition, "cpus_per_task": r.cpus, "mem": r.mem_gb,
+        optional = {"partition": r.partition, "cpus_per_task": r.cpus, "mem": mem_flag(r.mem_gb),
                     "time": r.timeout_min, "account": r.account, "qos": r.qos,
                     "constraint": r.constraint, "array_parallelism": r.array_parallelism}
         params.update({k: v for k, v in optional.items() if v is not None})
