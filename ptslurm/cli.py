@@ -125,6 +125,7 @@ def cmd_sweep(args, argv: tp.List[str], updates: tp.List[str]) -> int:
     from . import profile as profiles
     from . import sweep as sweeps
 
+    started = time.perf_counter()
     prof = profiles.load(profiles.find(args.profile))
     key = args.storage_key if args.storage_key is not None else prof.get("storage_key")
     request = sweeps.SweepRequest(
@@ -134,6 +135,7 @@ def cmd_sweep(args, argv: tp.List[str], updates: tp.List[str]) -> int:
         resources=_resources(args, prof), dry_run=args.dry_run, argv=tuple(argv),
     )
     plan = sweeps.plan(request)
+    timing = {"preflight": time.perf_counter() - started}
     for warning in plan.warnings:
         print(f"ptslurm: warning: {warning}", file=sys.stderr)
     if args.dry_run:
@@ -146,9 +148,12 @@ def cmd_sweep(args, argv: tp.List[str], updates: tp.List[str]) -> int:
         return _finish(args, sweep_dir, manifest, plan, sbatch_calls=0, already=True)
     if plan.executor == "slurm":
         sweeps.executors.SlurmBackend(storage_sweep_dir(plan), request.resources, plan.name).validate(len(plan.points))
+    t_create = time.perf_counter()
     sweep_dir, manifest = sweeps.create(plan)
     if plan.executor == "slurm":
         backend = sweeps.submit(plan, sweep_dir, manifest)
+        timing["submit"] = time.perf_counter() - t_create
+        args.timing = timing
         arrays = sorted({e["job_id"].split("_")[0] for e in manifest["points"]})
         print(f"ptslurm: queued {len(plan.points)} points of {plan.experiment_name!r} as "
               f"{len(arrays)} job array{'s' if len(arrays) != 1 else ''} ({', '.join(arrays)})", file=sys.stderr)
@@ -183,6 +188,7 @@ def _finish(args, sweep_dir, manifest, plan, sbatch_calls, rows=None, already=Fa
     if args.json:
         summary = {"sweep_dir": str(sweep_dir), "name": manifest["name"], "executor": manifest["executor"],
                    "state": manifest["state"], "already_submitted": already, "sbatch_calls": sbatch_calls,
+                   "timing_s": {k: round(v, 3) for k, v in getattr(args, "timing", {}).items()},
                    "points": [{"index": e["index"], "storage_dir": e["storage_dir"], "job_id": e["job_id"],
                                "updates": e["updates"], "named_configs": e["named_configs"]}
                               for e in manifest["points"]]}

@@ -24,12 +24,14 @@ from .spec import Point
 _MISSING = object()
 
 
-def load(path: tp.Union[str, Path], module_name: tp.Optional[str] = None):
+def load(path: tp.Union[str, Path], module_name: tp.Optional[str] = None, light: bool = False):
     """Import an experiment file and return ``(module, experiment)``.
 
     The file's folder goes first on ``sys.path``, as when running ``python exp.py``; the
     module is registered under its file stem (or ``module_name``) so that classes defined in
-    it have importable dotted names. Raises ExperimentError for a missing or unreadable file,
+    it have importable dotted names. ``light`` skips sacred's scan of sources, dependencies
+    and git at Experiment creation (the submit side builds configs only; the job records
+    them). Raises ExperimentError for a missing or unreadable file,
     an import that fails, or a file with no or several sacred Experiments.
     """
     path = Path(path)
@@ -52,7 +54,7 @@ def load(path: tp.Union[str, Path], module_name: tp.Optional[str] = None):
     previous = sys.modules.get(name)
     sys.modules[name] = module
     try:
-        with tolerant_git():
+        with tolerant_git(), (_light_sources() if light else contextlib.nullcontext()):
             spec.loader.exec_module(module)
     except BaseException as exc:  # noqa: B902 - a user's script may raise anything, even SystemExit
         if previous is not None:
@@ -98,6 +100,24 @@ def tolerant_git():
         yield
     finally:
         deps.get_commit_if_possible = original
+
+
+@contextlib.contextmanager
+def _light_sources():
+    import sacred.dependencies as deps
+    import sacred.ingredient as ing
+
+    original = ing.gather_sources_and_dependencies
+
+    def main_file_only(globs, save_git_info, base_dir=None):
+        _, main = deps.get_main_file(globs, False)
+        return main, ({main} if main is not None else set()), set()
+
+    ing.gather_sources_and_dependencies = main_file_only
+    try:
+        yield
+    finally:
+        ing.gather_sources_and_dependencies = original
 
 
 def _describe(exc: BaseException, filename: tp.Optional[str] = None) -> str:

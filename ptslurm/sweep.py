@@ -96,7 +96,7 @@ def plan(request: SweepRequest) -> Plan:
     root = storage.resolve_root(request.root)
     storage.check_root_writable(root)
     path = Path(request.experiment)
-    _, ex = experiment.load(path)
+    _, ex = experiment.load(path, light=True)
     module_name = path.stem
     exp_name = ex.path
     if not exp_name or os.sep in exp_name or exp_name in (".", "..", storage.SWEEPS):
