@@ -1,0 +1,66 @@
+"""Every command in README.md runs: the quick start in a fresh virtualenv, the examples in a
+copy of the repository, and the test command is exactly what .ci/run calls."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+README = (REPO / "README.md").read_text()
+BLOCK = re.compile(r"<!-- test:(\w+) -->\n```bash\n(.*?)```", re.S)
+
+
+def blocks(kind):
+    return [b for k, b in BLOCK.findall(README) if k == kind]
+
+
+def repo_copy(dest: Path) -> Path:
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        src = REPO / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def test_readme_has_its_commands():
+    assert len(blocks("venv")) == 1 and len(blocks("ci")) == 1 and blocks("run")
+
+
+def test_the_test_command_is_what_ci_runs():
+    (command,) = blocks("ci")
+    ci = (REPO / ".ci" / "run").read_text()
+    assert command.strip() in ci.splitlines()
+
+
+@pytest.mark.parametrize("block", blocks("run"))
+def test_readme_examples_run(block, tmp_path, no_slurm):
+    work = repo_copy(tmp_path / "repo")
+    env = dict(os.environ, STORAGE_ROOT=str(tmp_path / "runs"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    for line in block.strip().splitlines():
+        proc = subprocess.run(["bash", "-c", line], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{line}\n{proc.stderr}"
+        assert "error" not in proc.stderr.lower(), proc.stderr
+
+
+def test_quick_start_on_a_fresh_virtualenv(tmp_path, no_slurm):
+    (command,) = blocks("venv")
+    work = repo_copy(tmp_path / "repo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
+    env.update(HOME=str(tmp_path / "home"), STORAGE_ROOT=str(tmp_path / "runs"))
+    (tmp_path / "home").mkdir()
+    proc = subprocess.run(["bash", "-c", command.strip()], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep_dir = Path(proc.stdout.strip().splitlines()[-1])
+    assert sweep_dir.parent == tmp_path / "runs" / "sweeps"
+    runs = sorted((tmp_path / "runs" / "tiny").glob("*/sacred/1/run.json"))
+    assert len(runs) == 4
+    assert all('"status": "COMPLETED"' in r.read_text() for r in runs)
