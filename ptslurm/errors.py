@@ -50,5 +50,11 @@ class SubmissionError(PtslurmError, RuntimeError):
     """The scheduler refused or failed to take the jobs."""
 
 
+class SubmissionRejected(SubmissionError):
+    """sbatch refused the request before anything was created (bad resources: exit code 2)."""
+
+    exit_code = 2
+
+
 class PointsFailed(PtslurmError, RuntimeError):
     """``--wait`` saw at least one point end in a state other than completed."""

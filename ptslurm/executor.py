@@ -14,7 +14,7 @@ import time
 import typing as tp
 from pathlib import Path
 
-from .errors import SubmissionError, UsageError
+from .errors import SubmissionError, SubmissionRejected, UsageError
 from .spec import Resources
 from . import storage
 
@@ -127,7 +127,7 @@ class SlurmBackend:
         finally:
             os.unlink(fh.name)
         if out.returncode != 0:
-            raise SubmissionError(f"sbatch rejected the job: {first_error_line(out.stderr + out.stdout)}; "
+            raise SubmissionRejected(f"sbatch rejected the job: {first_error_line(out.stderr + out.stdout)}; "
                                   f"fix the resource options (--partition, --gpus, --time, ...)")
 
     def submit(self, indices: tp.Sequence[int], call: tp.Callable, args_for: tp.Callable[[int], tuple],

@@ -86,7 +86,7 @@ def test_failed_point_makes_wait_exit_non_zero(slurm_cluster, tmp_path):
 def test_sbatch_rejection_is_one_line_and_creates_nothing(slurm_cluster, tmp_path):
     root = tmp_path / "root"
     proc = sweep("--root", root, PROBE, "--partition", "nope", "with", "x=[1,2]")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "sbatch rejected the job" in lines[0] and "invalid partition" in lines[0].lower()
     assert tree(root) == set()

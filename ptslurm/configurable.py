@@ -1,0 +1,144 @@
+"""Objects built from nested config dicts, in padertorch's style.
+
+A config is a dict whose ``factory`` key names a class (the class itself or an importable
+dotted name); the other keys are constructor arguments, and any of them may be a config of its
+own. ``get_config`` fills in the constructor defaults recursively (so ``print_config`` shows
+the whole tree), ``from_config`` builds the objects. Factories are stored as dotted strings,
+so configs round-trip through JSON. No torch here.
+"""
+import copy
+import importlib
+import inspect
+import typing as tp
+
+from .errors import UsageError
+
+FACTORY = "factory"
+
+
+def factory_name(factory: tp.Any) -> str:
+    """``package.module.Class`` for a class or function; strings pass through."""
+    if isinstance(factory, str):
+        return factory
+    module, name = getattr(factory, "__module__", None), getattr(factory, "__qualname__", None)
+    if not name:
+        raise UsageError(f"factory {factory!r} is not a class or function")
+    return name if module in (None, "__main__") else f"{module}.{name}"
+
+
+def import_factory(name: tp.Any) -> tp.Callable:
+    """The class or function for a dotted name (or the object itself)."""
+    if not isinstance(name, str):
+        return name
+    module_name, _, attr = name.rpartition(".")
+    if not module_name:
+        import __main__
+
+        if hasattr(__main__, attr):
+            return getattr(__main__, attr)
+        raise UsageError(f"factory {name!r} is not importable: give its module, e.g. 'mymodels.{name}'")
+    # nested classes: try the longest importable module prefix
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for part in parts[i:]:
+                obj = getattr(obj, part)
+            return obj
+        except AttributeError:
+            break
+    raise UsageError(f"factory {name!r} cannot be imported; is its module on sys.path?")
+
+
+def _is_config(value: tp.Any) -> bool:
+    return isinstance(value, dict) and FACTORY in value
+
+
+def _jsonable(value: tp.Any) -> tp.Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if inspect.isclass(value) or inspect.isfunction(value):
+        return factory_name(value)
+    return value
+
+
+def _parameters(factory: tp.Callable) -> tp.List[inspect.Parameter]:
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    params = list(inspect.signature(target).parameters.values())
+    if inspect.isclass(factory):
+        params = params[1:]  # self
+    return [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def fill_config(config: dict) -> dict:
+    """Fill ``config`` (which has a ``factory``) IN PLACE with the factory's defaults,
+    recursively, and return it. Existing values win; sub-configs get their own defaults.
+    In place, so the seed's ``pt.Trainer.get_config(trainer)`` works inside a config scope."""
+    factory = import_factory(config[FACTORY])
+    config[FACTORY] = factory_name(config[FACTORY])
+    hook = getattr(factory, "finalize_config", None)
+    if hook is not None:
+        hook(config)
+    for p in _parameters(factory):
+        if p.name in config:
+            value = config[p.name]
+        elif p.default is not inspect.Parameter.empty:
+            value = copy.deepcopy(p.default)
+            config[p.name] = value
+        else:
+            continue
+        if _is_config(value):
+            fill_config(value)
+        else:
+            config[p.name] = _jsonable(value)
+    return config
+
+
+def from_config(config: dict) -> tp.Any:
+    """Build the object a config describes (sub-configs first). Unknown keys are an error
+    that lists the valid ones."""
+    if not _is_config(config):
+        raise UsageError(f"config has no 'factory' key: {sorted(config)!r}")
+    factory = import_factory(config[FACTORY])
+    params = _parameters(factory)
+    names = {p.name for p in params}
+    accepts_kwargs = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(
+        factory.__init__ if inspect.isclass(factory) else factory).parameters.values())
+    kwargs = {}
+    for key, value in config.items():
+        if key == FACTORY:
+            continue
+        if key not in names and not accepts_kwargs:
+            raise UsageError(f"{factory_name(factory)} has no argument {key!r} "
+                             f"(valid: {', '.join(sorted(names))})")
+        kwargs[key] = from_config(value) if _is_config(value) else copy.deepcopy(value)
+    return factory(**kwargs)
+
+
+class Configurable:
+    """Mixin: ``Cls.get_config(updates)`` and ``Cls.from_config(config)``."""
+
+    @classmethod
+    def get_config(cls, updates: tp.Optional[dict] = None) -> dict:
+        """The full config of ``cls`` with ``updates`` applied; ``updates`` is filled in
+        place when given (seed style), and returned."""
+        config = updates if updates is not None else {}
+        if FACTORY not in config or config[FACTORY] is None:
+            config[FACTORY] = factory_name(cls)
+        return fill_config(config)
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        config.setdefault(FACTORY, factory_name(cls))
+        obj = from_config(config)
+        if inspect.isclass(cls) and cls is not Configurable and not isinstance(obj, cls):
+            raise UsageError(f"{factory_name(type(obj))} built from the config is not a {factory_name(cls)}")
+        return obj
