@@ -5,7 +5,21 @@ The public API; importing it is cheap (no torch, no sacred).
 __version__ = "0.1.0"
 
 from .errors import PtslurmError  # noqa: E402
-from .job import get_storage_dir  # noqa: E402
+from .interrupt import Interrupted  # noqa: E402
+from .job import get_storage_dir, should_stop  # noqa: E402
 from .storage import get_new_storage_dir  # noqa: E402
 
-__all__ = ["__version__", "PtslurmError", "get_storage_dir", "get_new_storage_dir"]
+__all__ = ["__version__", "PtslurmError", "Interrupted", "get_storage_dir", "get_new_storage_dir", "should_stop",
+           "Configurable", "Model", "Trainer", "Adam", "SGD", "Batches", "dump_config"]
+
+_LAZY = {"Configurable": "configurable", "Model": "trainer", "Trainer": "trainer", "Adam": "trainer",
+         "SGD": "trainer", "Batches": "trainer", "dump_config": "job"}
+
+
+def __getattr__(name):
+    """torch-backed names are imported on first use, so ``import ptslurm`` stays light."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'ptslurm' has no attribute {name!r}")

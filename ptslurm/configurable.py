@@ -87,16 +87,16 @@ def fill_config(config: dict) -> dict:
     if hook is not None:
         hook(config)
     for p in _parameters(factory):
-        if p.name in config:
-            value = config[p.name]
-        elif p.default is not inspect.Parameter.empty:
-            value = copy.deepcopy(p.default)
-            config[p.name] = value
-        else:
-            continue
+        if p.name not in config:
+            if p.default is inspect.Parameter.empty:
+                continue
+            config[p.name] = _jsonable(copy.deepcopy(p.default))
+        # read back: inside a sacred config scope the dict stores its own (dogmatic) copy
+        # that carries the command line's fixed values
+        value = config[p.name]
         if _is_config(value):
             fill_config(value)
-        else:
+        elif isinstance(value, (tuple, type)) or inspect.isfunction(value):
             config[p.name] = _jsonable(value)
     return config
 

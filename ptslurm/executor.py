@@ -176,6 +176,31 @@ class SlurmBackend:
         return states
 
 
+def job_info(job_id: str) -> tp.Dict[str, str]:
+    """``scontrol show job -o`` as a dict ({} when SLURM does not answer)."""
+    try:
+        out = run_command(["scontrol", "show", "job", "-o", job_id], timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    fields = {}
+    for item in out.stdout.split():
+        key, sep, value = item.partition("=")
+        if sep:
+            fields.setdefault(key, value)
+    return fields
+
+
+def requeue(job_id: str) -> None:
+    """Put a job (an array task as ``A_i``) back in the queue."""
+    out = run_command(["scontrol", "requeue", job_id], timeout=60)
+    if out.returncode != 0:
+        raise SubmissionError(f"scontrol requeue {job_id} failed: {first_error_line(out.stderr)}")
+
+
+def cancel_job(job_id: str) -> None:
+    run_command(["scancel", job_id], timeout=60)
+
+
 class LocalBackend:
     """Runs points as local processes, ``jobs`` at a time, with the same on-disk layout as
     SLURM; each point's output is appended to ``<sweep>/logs/<index>.log``."""

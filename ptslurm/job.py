@@ -7,17 +7,27 @@ dir afresh, so a requeue, a node failure or a resubmission all take the same pat
 import copy
 import datetime
 import os
+import signal
 import socket
 import sys
 import traceback
 import typing as tp
 from pathlib import Path
 
-from . import storage
+from . import interrupt, storage
 
 ENV_STORAGE_DIR = "PTSLURM_STORAGE_DIR"
 ENV_SWEEP_DIR = "PTSLURM_SWEEP_DIR"
 ENV_POINT = "PTSLURM_POINT"
+
+
+_active_run = None
+FINAL = ("completed", "failed", "timeout", "preempted", "cancelled", "interrupted")
+
+
+def active_run():
+    """The sacred Run this job is executing (None outside a ptslurm job)."""
+    return _active_run
 
 
 def get_storage_dir() -> tp.Optional[Path]:
@@ -53,6 +63,9 @@ class AttemptRecord:
         self.data.setdefault("attempts", [])
 
     def start(self, **fields) -> dict:
+        for old in self.data["attempts"]:
+            if old.get("state") == "running":  # killed without a word: SIGKILL, node failure
+                old.update(state="lost", ended=None)
         entry = {"attempt": len(self.data["attempts"]) + 1, "state": "running", "job_id": job_id(),
                  "host": socket.gethostname(), "pid": os.getpid(), "started": _now(),
                  "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0) or 0), **fields}
@@ -64,6 +77,10 @@ class AttemptRecord:
         entry = self.data["attempts"][-1]
         entry.update(fields)
         self._save(entry)
+
+    def count(self, cause: str) -> int:
+        """Earlier attempts (this one excluded) that ended for ``cause``."""
+        return sum(1 for a in self.data["attempts"][:-1] if a.get("cause") == cause)
 
     def _save(self, entry: dict) -> None:
         self.data.update(state=entry["state"], attempt=entry["attempt"], job_id=entry["job_id"],
@@ -82,7 +99,10 @@ def plain(value: tp.Any) -> tp.Any:
 
 def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
     """Run one attempt of point ``index`` of the sweep in ``sweep_dir``; return the sacred
-    run's result. Exceptions of the experiment are recorded, then re-raised."""
+    run's result. On a stop request or an error the attempt is recorded with its cause and,
+    on SLURM, the job is requeued within the caps (``max_requeues`` per cause); then the
+    exception propagates."""
+    global _active_run
     sweep_dir = Path(sweep_dir)
     manifest = storage.read_manifest(sweep_dir)
     entry = manifest["points"][index]
@@ -91,19 +111,82 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
     os.environ[ENV_STORAGE_DIR] = str(storage_dir)
     os.environ[ENV_SWEEP_DIR] = str(sweep_dir)
     os.environ[ENV_POINT] = str(index)
+    interrupt.reset()
+    interrupt.install()  # a flag only; replaces submitit's checkpoint-in-the-handler
     record = AttemptRecord(storage_dir)
+    record.data["code_dir"] = str(Path(manifest["experiment"]["snapshot"]).parent)
     record.start()
     try:
         run = _create_run(manifest, entry, storage_dir)
-        record.update(sacred_id=None)
+        _active_run = run
         result = run()
         record.update(sacred_id=run._id, state="completed", ended=_now())
         return result
     except BaseException as exc:
-        state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        record.update(state=state, ended=_now(), error=f"{type(exc).__name__}: {exc}",
+        sacred_id = getattr(_active_run, "_id", None)
+        state, cause, action = decide(exc, record, manifest.get("resources", {}).get("max_requeues", 3))
+        record.update(state=state, cause=cause, sacred_id=sacred_id, ended=_now(),
+                      error=f"{type(exc).__name__}: {exc}", action=action,
                       traceback="".join(traceback.format_exception(exc)))
+        if action == "requeue":
+            from .executor import requeue
+
+            requeue(job_id())
+        elif action == "cancel":
+            from .executor import cancel_job
+
+            cancel_job(job_id())
         raise
+    finally:
+        _active_run = None
+
+
+def on_slurm() -> bool:
+    return bool(os.environ.get("SLURM_JOB_ID")) and os.environ.get("SUBMITIT_EXECUTOR") == "slurm"
+
+
+def classify(exc: BaseException) -> str:
+    """Why the attempt ended, from SLURM's own record of the job (not from elapsed time):
+    ``preempted`` (PreemptTime is set), ``requeued`` (someone ran scontrol requeue: the
+    restart count moved on), ``cancelled``, ``timeout`` (the --signal before the time limit),
+    ``terminated`` (SIGTERM from elsewhere), ``failed`` (an exception), ``interrupted``
+    (a stop request outside SLURM)."""
+    stopped = interrupt.should_stop() or isinstance(exc, KeyboardInterrupt)
+    if not on_slurm():
+        return "interrupted" if stopped else "failed"
+    if not stopped:
+        return "failed"
+    from .executor import job_info
+
+    info = job_info(os.environ["SLURM_JOB_ID"])
+    if info.get("PreemptTime") not in (None, "", "None"):
+        return "preempted"
+    restarts = int(info.get("Restarts", "0") or 0)
+    if restarts > int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) or info.get("JobState") in (
+            "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "PENDING"):
+        return "requeued"
+    if info.get("JobState") == "CANCELLED":
+        return "cancelled"
+    if interrupt.received() == signal.SIGUSR2:
+        return "timeout"
+    return "terminated"
+
+
+def decide(exc: BaseException, record: AttemptRecord, max_requeues: int) -> tp.Tuple[str, str, tp.Optional[str]]:
+    """``(state, cause, action)`` for an attempt that ended with ``exc``; action is
+    ``requeue`` (we ask SLURM), ``cancel`` (stop SLURM's own requeue) or None."""
+    cause = classify(exc)
+    if cause in ("failed", "interrupted", "cancelled") and not on_slurm():
+        return cause, cause, None
+    if cause == "cancelled":
+        return "cancelled", cause, None
+    if cause == "requeued":
+        return "requeued", cause, None  # SLURM puts it back itself
+    over_cap = record.count(cause) >= max_requeues
+    if cause == "preempted":  # PreemptMode=REQUEUE: SLURM requeues
+        return ("preempted", cause, "cancel") if over_cap else ("requeued", cause, None)
+    final = {"timeout": "timeout", "terminated": "timeout", "failed": "failed"}[cause]
+    return (final, cause, None) if over_cap else ("requeued", cause, "requeue")
 
 
 def _create_run(manifest: dict, entry: dict, storage_dir: Path):
@@ -116,6 +199,8 @@ def _create_run(manifest: dict, entry: dict, storage_dir: Path):
     # the snapshot is not the repository; the submission's git state is recorded below
     ex.save_git_info = False
     updates = dict(entry["updates"])
+    if entry.get("seed") is not None:
+        updates.setdefault("seed", entry["seed"])
     if manifest.get("storage_key"):
         updates[manifest["storage_key"]] = str(storage_dir)
     # config scopes shaped like the seed's allocate a dir under $STORAGE_ROOT while the config
@@ -138,6 +223,13 @@ def _create_run(manifest: dict, entry: dict, storage_dir: Path):
     return run
 
 
+def should_stop() -> bool:
+    """True once SLURM asked this job to stop (time limit, preemption, requeue): save a
+    checkpoint and return or raise ``ptslurm.Interrupted`` soon. For loops without ptslurm's
+    Trainer."""
+    return interrupt.should_stop()
+
+
 def main(argv: tp.Optional[tp.List[str]] = None) -> int:
     """``python -m ptslurm.job SWEEP_DIR INDEX``: the local backend's entry point."""
     argv = sys.argv[1:] if argv is None else argv
@@ -157,3 +249,9 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def dump_config(config: tp.Mapping, path: tp.Union[str, Path]) -> None:
+    """Write a (possibly read-only) sacred config as JSON, atomically. Copies first: sacred
+    hands captured functions a read-only config, which padertorch's dump would modify."""
+    storage.atomic_write_json(Path(path), plain(config))

@@ -5,8 +5,9 @@ from pathlib import Path
 
 from . import storage
 
-TERMINAL = ("completed", "failed", "cancelled", "timeout", "lost")
-ORDER = ("pending", "running", "interrupted", "completed", "failed", "cancelled", "timeout", "lost")
+TERMINAL = ("completed", "failed", "cancelled", "timeout", "preempted", "interrupted", "lost")
+ORDER = ("pending", "running", "requeued", "completed", "failed", "cancelled", "timeout", "preempted",
+         "interrupted", "lost")
 
 
 def read_status(storage_dir: tp.Union[str, Path]) -> dict:
@@ -30,7 +31,7 @@ def point_states(manifest: dict, queue: tp.Optional[tp.Dict[str, str]] = None) -
             if queued is None:
                 state = "lost"
             elif queued in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED") and state == "running":
-                state = "interrupted"
+                state = "requeued"
         rows.append({"index": entry["index"], "state": state, "attempts": len(status.get("attempts", [])),
                      "job_id": job, "storage_dir": entry["storage_dir"], "error": status.get("attempts", [{}])[-1].get("error") if status.get("attempts") else None})
     return rows

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import random
 import shutil
 import sys
 import typing as tp
@@ -172,6 +173,7 @@ def create(p: Plan) -> tp.Tuple[Path, dict]:
     except BaseException:
         shutil.rmtree(sweep_dir, ignore_errors=True)
         raise
+    rng = random.SystemRandom()
     manifest = {
         "schema": SCHEMA_VERSION,
         "name": p.name,
@@ -191,7 +193,11 @@ def create(p: Plan) -> tp.Tuple[Path, dict]:
         "varied": list(p.points[0].varied) if p.points else [],
         "versions": versions(),
         "git": experiment.git_state(p.experiment_file),
-        "points": [dict(pt.to_json(), storage_dir=str(d), job_id=None) for pt, d in zip(p.points, dirs)],
+        # one seed per point, fixed at submission: every attempt (requeue, resubmit) of a point
+        # builds the same config, so resuming is exact; a seed in the updates wins
+        "points": [dict(pt.to_json(), storage_dir=str(d), job_id=None,
+                        seed=pt.updates.get("seed", rng.randrange(2**31 - 1)))
+                   for pt, d in zip(p.points, dirs)],
     }
     storage.write_manifest(sweep_dir, manifest)
     return sweep_dir, manifest

@@ -1,0 +1,398 @@
+"""A padertorch-style training loop that survives preemption: ``Model``, ``Adam``/``SGD``
+with gradient clipping, and ``Trainer``, all ``Configurable``.
+
+Exact continuation: a checkpoint holds the model, the optimizer, iteration, epoch and the
+position inside the epoch, the RNG states of python/numpy/torch/cuda and the trainer's own
+state (best loss, summaries not yet written). On resume the epoch's data order is rebuilt
+(``set_epoch`` on the dataset, see ``Batches``) and the batches already seen are skipped, so an
+interrupted run ends bit-identical to an uninterrupted one.
+"""
+import json
+import math
+import os
+import random
+import sys
+import time
+import typing as tp
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from . import interrupt
+from .configurable import Configurable, import_factory
+from .errors import UsageError
+
+CHECKPOINTS = "checkpoints"
+
+
+class Model(torch.nn.Module, Configurable):
+    """Base model: ``forward(example)`` returns outputs, ``review(example, outputs)`` returns
+    ``{"loss": tensor, "scalars": {name: value}}`` (scalars optional)."""
+
+    def review(self, example, outputs) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError("implement review(example, outputs) -> {'loss': ...}")
+
+    @classmethod
+    def from_storage_dir(cls, storage_dir, checkpoint_name: str = ckpt.BEST_LOSS,
+                         config_name: str = "config.json", in_config_path: str = "trainer.model",
+                         map_location="cpu") -> "Model":
+        """Rebuild the model from ``<storage_dir>/config.json`` (the sub-config at
+        ``in_config_path``) and load its weights from ``checkpoints/<checkpoint_name>``
+        (``ckpt_best_loss.pth`` by default)."""
+        storage_dir = Path(storage_dir)
+        config = json.loads((storage_dir / config_name).read_text())
+        for part in in_config_path.split(".") if in_config_path else []:
+            if part not in config:
+                raise UsageError(f"{storage_dir / config_name}: no '{in_config_path}' in the config")
+            config = config[part]
+        _code_on_path(storage_dir)
+        model = cls.from_config(config)
+        path = storage_dir / CHECKPOINTS / checkpoint_name
+        if not path.exists():
+            raise UsageError(f"{path} does not exist; available: "
+                             f"{sorted(p.name for p in path.parent.glob('ckpt_*.pth'))}")
+        state = torch.load(path, map_location=map_location, weights_only=False)
+        model.load_state_dict(state["model"])
+        return model
+
+
+def _code_on_path(storage_dir: Path) -> None:
+    """Make the sweep's code snapshot importable (factories like 'classify.Net')."""
+    try:
+        status = json.loads((storage_dir / "ptslurm_status.json").read_text())
+    except (OSError, ValueError):
+        return
+    code = status.get("code_dir")
+    if code and code not in sys.path:
+        sys.path.append(code)
+
+
+class Optimizer(Configurable):
+    """Wraps a torch optimizer, created once the parameters are known; clips gradients."""
+
+    torch_class: tp.Callable = None
+
+    def __init__(self, gradient_clipping: float = 1e10, **kwargs):
+        self.gradient_clipping = gradient_clipping
+        self.kwargs = kwargs
+        self.optimizer = None
+
+    def set_parameters(self, parameters) -> None:
+        self.parameters = [p for p in parameters if p.requires_grad]
+        self.optimizer = self.torch_class(self.parameters, **self.kwargs)
+
+    def clip_grad(self) -> torch.Tensor:
+        return torch.nn.utils.clip_grad_norm_(self.parameters, self.gradient_clipping)
+
+    def step(self) -> None:
+        self.optimizer.step()
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def state_dict(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state)
+
+
+class Adam(Optimizer):
+    torch_class = torch.optim.Adam
+
+    def __init__(self, gradient_clipping: float = 1e10, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False):
+        super().__init__(gradient_clipping, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad)
+
+
+class SGD(Optimizer):
+    torch_class = torch.optim.SGD
+
+    def __init__(self, gradient_clipping: float = 1e10, lr: float = 1e-3, momentum: float = 0,
+                 dampening: float = 0, weight_decay: float = 0, nesterov: bool = False):
+        super().__init__(gradient_clipping, lr=lr, momentum=momentum, dampening=dampening,
+                         weight_decay=weight_decay, nesterov=nesterov)
+
+
+class Batches:
+    """Minibatches of an in-memory dataset (a tensor or tuple of tensors), reshuffled every
+    epoch from ``(seed, epoch)`` with a private generator, so the data order of any epoch can be
+    rebuilt on resume. The trainer calls ``set_epoch``."""
+
+    def __init__(self, data, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False):
+        self.data = data if isinstance(data, (tuple, list)) else (data,)
+        self.n = len(self.data[0])
+        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+
+    def __iter__(self):
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g)
+        else:
+            order = torch.arange(self.n)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield tuple(d[idx] for d in self.data)
+
+
+def _trigger(value) -> tp.Tuple[int, str]:
+    n, unit = value
+    if unit not in ("epoch", "iteration") or int(n) < 1:
+        raise UsageError(f"trigger {value!r}: use (N, 'epoch') or (N, 'iteration') with N >= 1")
+    return int(n), unit
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if "numpy" in sys.modules:
+        state["numpy"] = sys.modules["numpy"].random.get_state()
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "numpy" in state:
+        import numpy
+
+        numpy.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer(Configurable):
+    """Trains ``model`` with ``optimizer``, checkpointing to ``<storage_dir>/checkpoints``.
+
+    Triggers are ``(N, 'epoch')`` or ``(N, 'iteration')``. ``virtual_minibatch_size`` batches
+    are accumulated per optimizer step. ``keep_checkpoints`` numbered checkpoints are kept
+    (plus the best). Stop requests (``ptslurm.should_stop()``) are honoured at the next step
+    boundary: checkpoint, then ``Interrupted``.
+    """
+
+    def __init__(self, model, storage_dir=None, optimizer={"factory": Adam}, loss_weights=None,
+                 stop_trigger=(1, "epoch"), checkpoint_trigger=(1, "epoch"), summary_trigger=(1, "epoch"),
+                 virtual_minibatch_size: int = 1, keep_checkpoints: int = 5, device=None):
+        if isinstance(model, dict):
+            model = import_factory(model["factory"]).from_config(model)
+        if isinstance(optimizer, dict):
+            optimizer = Optimizer.from_config(optimizer) if "factory" in optimizer else Adam(**optimizer)
+        if storage_dir is None:
+            from .job import get_storage_dir
+
+            storage_dir = get_storage_dir()
+            if storage_dir is None:
+                raise UsageError("Trainer needs storage_dir (ptslurm injects it into trainer.storage_dir)")
+        self.model = model
+        self.optimizer = optimizer or Adam()
+        self.storage_dir = Path(storage_dir)
+        self.loss_weights = loss_weights
+        self.stop_trigger = _trigger(stop_trigger)
+        self.checkpoint_trigger = _trigger(checkpoint_trigger)
+        self.summary_trigger = _trigger(summary_trigger)
+        if int(virtual_minibatch_size) < 1:
+            raise UsageError("virtual_minibatch_size must be >= 1")
+        self.virtual_minibatch_size = int(virtual_minibatch_size)
+        self.keep_checkpoints = keep_checkpoints
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.iteration = 0
+        self.epoch = 0
+        self.epoch_iteration = 0
+        self.best_loss = math.inf
+        self._scalars: tp.Dict[str, tp.List[torch.Tensor]] = {}
+        self._writer = None
+        self._validation = None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.storage_dir / CHECKPOINTS
+
+    def register_validation_hook(self, validation_dataset) -> None:
+        self._validation = validation_dataset
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "iteration": self.iteration, "epoch": self.epoch, "epoch_iteration": self.epoch_iteration,
+                "best_loss": self.best_loss, "rng": rng_state(),
+                "pending_scalars": {k: [float(v) for v in vs] for k, vs in self._scalars.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration, self.epoch = state["iteration"], state["epoch"]
+        self.epoch_iteration, self.best_loss = state["epoch_iteration"], state["best_loss"]
+        self._scalars = {k: [torch.tensor(v) for v in vs] for k, vs in state.get("pending_scalars", {}).items()}
+        set_rng_state(state["rng"])
+
+    def save_checkpoint(self, best: bool = False) -> Path:
+        return ckpt.save(self.state_dict(), self.checkpoint_dir, self.iteration, keep=self.keep_checkpoints,
+                         best=best)
+
+    # ------------------------------------------------------------------ loop
+    def _done(self) -> bool:
+        n, unit = self.stop_trigger
+        return (self.iteration >= n) if unit == "iteration" else (self.epoch >= n)
+
+    def _fires(self, trigger, epoch_end: bool) -> bool:
+        n, unit = trigger
+        if unit == "iteration":
+            return not epoch_end and self.iteration % n == 0
+        return epoch_end and self.epoch % n == 0
+
+    def train(self, train_dataset, resume: tp.Optional[bool] = None, validation_dataset=None) -> None:
+        """Train until the stop trigger. ``resume=None`` resumes when a checkpoint exists;
+        ``True`` requires one; ``False`` refuses to overwrite an existing training."""
+        if validation_dataset is not None:
+            self._validation = validation_dataset
+        self.model.to(self.device)
+        self.optimizer.set_parameters(self.model.parameters())
+        found = ckpt.load_latest(self.checkpoint_dir, map_location=self.device)
+        if found is not None and resume is False:
+            raise UsageError(f"{self.checkpoint_dir} holds checkpoints; pass resume=True (or None) to continue")
+        if found is None and resume is True:
+            raise UsageError(f"resume=True but {self.checkpoint_dir} has no loadable checkpoint")
+        if found is not None:
+            self.load_state_dict(found[1])
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        progress = sys.stderr.isatty()
+        while not self._done():
+            if hasattr(train_dataset, "set_epoch"):
+                train_dataset.set_epoch(self.epoch)
+            skip = self.epoch_iteration
+            for index, batch in enumerate(train_dataset):
+                if index < skip:
+                    continue
+                self._step(batch)
+                if progress:
+                    sys.stderr.write(f"\rtrain: epoch {self.epoch} iteration {self.iteration}")
+                boundary = self.epoch_iteration % self.virtual_minibatch_size == 0
+                if not boundary:
+                    continue
+                if self._fires(self.summary_trigger, False):
+                    self._write_summary()
+                if self._fires(self.checkpoint_trigger, False):
+                    self._checkpoint_and_validate()
+                if self._done():
+                    break
+                if interrupt.should_stop():
+                    self.save_checkpoint()
+                    raise interrupt.Interrupted(f"stop requested at iteration {self.iteration}; checkpoint written")
+            else:
+                self._finish_accumulation()
+                self.epoch += 1
+                self.epoch_iteration = 0
+                if self._fires(self.summary_trigger, True):
+                    self._write_summary()
+                if self._fires(self.checkpoint_trigger, True) or self._done():
+                    self._checkpoint_and_validate()
+                if interrupt.should_stop() and not self._done():
+                    if not ckpt.checkpoint_path(self.checkpoint_dir, self.iteration).exists():
+                        self.save_checkpoint()
+                    raise interrupt.Interrupted(f"stop requested at iteration {self.iteration}; checkpoint written")
+                continue
+            break
+        if progress:
+            sys.stderr.write("\n")
+        if self._scalars:
+            self._write_summary()
+        if not (ckpt.checkpoint_path(self.checkpoint_dir, self.iteration)).exists():
+            self._checkpoint_and_validate()
+        if self._writer:
+            self._writer.flush()
+
+    def _to_device(self, batch):
+        if isinstance(batch, torch.Tensor):
+            return batch.to(self.device, non_blocking=True)
+        if isinstance(batch, (tuple, list)):
+            return type(batch)(self._to_device(b) for b in batch)
+        if isinstance(batch, dict):
+            return {k: self._to_device(v) for k, v in batch.items()}
+        return batch
+
+    def _step(self, batch) -> None:
+        self.model.train()
+        batch = self._to_device(batch)
+        review = self.model.review(batch, self.model(batch))
+        loss = review["loss"]
+        (loss / self.virtual_minibatch_size).backward()
+        self._record("loss", loss)
+        for name, value in review.get("scalars", {}).items():
+            self._record(name, value)
+        self.iteration += 1
+        self.epoch_iteration += 1
+        if self.epoch_iteration % self.virtual_minibatch_size == 0:
+            self._optimizer_step()
+
+    def _optimizer_step(self) -> None:
+        grad_norm = self.optimizer.clip_grad()
+        self._record("grad_norm", grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+
+    def _finish_accumulation(self) -> None:
+        if self.epoch_iteration % self.virtual_minibatch_size:
+            self._optimizer_step()
+
+    def _record(self, name: str, value) -> None:
+        value = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+        self._scalars.setdefault(name, []).append(value)
+
+    def _write_summary(self, prefix: str = "training/") -> None:
+        scalars = {k: torch.stack([v.float().cpu() for v in vs]).mean().item() for k, vs in self._scalars.items() if vs}
+        self._scalars = {}
+        self._log({prefix + k: v for k, v in scalars.items()})
+
+    def _log(self, scalars: tp.Dict[str, float]) -> None:
+        from .job import active_run
+
+        run = active_run()
+        writer = self._tensorboard()
+        for name, value in scalars.items():
+            if run is not None:
+                run.log_scalar(name, value, self.iteration)
+            if writer is not None:
+                writer.add_scalar(name, value, self.iteration)
+
+    def _tensorboard(self):
+        if self._writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is an optional extra
+                self._writer = False
+            else:
+                self._writer = SummaryWriter(str(self.storage_dir), purge_step=self.iteration or None)
+        return self._writer or None
+
+    def _checkpoint_and_validate(self) -> None:
+        """Checkpoint; with a validation set, ``ckpt_best_loss.pth`` follows the lowest
+        validation loss, without one it follows the latest checkpoint."""
+        best = True
+        if self._validation is not None:
+            loss = self.validate(self._validation)
+            best = loss < self.best_loss
+            if best:
+                self.best_loss = loss
+            self._log({"validation/loss": loss})
+        self.save_checkpoint(best=best)
+
+    @torch.no_grad()
+    def validate(self, dataset) -> float:
+        self.model.eval()
+        total, count = 0.0, 0
+        for batch in dataset:
+            batch = self._to_device(batch)
+            total += float(self.model.review(batch, self.model(batch))["loss"])
+            count += 1
+        self.model.train()
+        return total / max(count, 1)
