@@ -264,6 +264,8 @@ class Trainer(Configurable):
             raise UsageError(f"resume=True but {self.checkpoint_dir} has no loadable checkpoint")
         if found is not None:
             self.load_state_dict(found[1])
+            print(f"ptslurm: resuming from {found[0].name} (iteration {self.iteration}, epoch {self.epoch})",
+                  flush=True)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         progress = sys.stderr.isatty()
         while not self._done():
@@ -276,9 +278,10 @@ class Trainer(Configurable):
                 self._step(batch)
                 if progress:
                     sys.stderr.write(f"\rtrain: epoch {self.epoch} iteration {self.iteration}")
-                boundary = self.epoch_iteration % self.virtual_minibatch_size == 0
-                if not boundary:
-                    continue
+                if self._done():
+                    self._finish_accumulation()
+                elif self.epoch_iteration % self.virtual_minibatch_size:
+                    continue  # stop requests wait for the optimizer step: resume stays exact
                 if self._fires(self.summary_trigger, False):
                     self._write_summary()
                 if self._fires(self.checkpoint_trigger, False):
