@@ -197,10 +197,6 @@ def requeue(job_id: str) -> None:
         raise SubmissionError(f"scontrol requeue {job_id} failed: {first_error_line(out.stderr)}")
 
 
-def cancel_job(job_id: str) -> None:
-    run_command(["scancel", job_id], timeout=60)
-
-
 class LocalBackend:
     """Runs points as local processes, ``jobs`` at a time, with the same on-disk layout as
     SLURM; each point's output is appended to ``<sweep>/logs/<index>.log``."""

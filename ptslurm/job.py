@@ -132,10 +132,6 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
             from .executor import requeue
 
             requeue(job_id())
-        elif action == "cancel":
-            from .executor import cancel_job
-
-            cancel_job(job_id())
         raise
     finally:
         _active_run = None
@@ -174,7 +170,7 @@ def classify(exc: BaseException) -> str:
 
 def decide(exc: BaseException, record: AttemptRecord, max_requeues: int) -> tp.Tuple[str, str, tp.Optional[str]]:
     """``(state, cause, action)`` for an attempt that ended with ``exc``; action is
-    ``requeue`` (we ask SLURM), ``cancel`` (stop SLURM's own requeue) or None."""
+    ``requeue`` (we ask SLURM) or None."""
     cause = classify(exc)
     if cause in ("failed", "interrupted", "cancelled") and not on_slurm():
         return cause, cause, None
@@ -183,9 +179,9 @@ def decide(exc: BaseException, record: AttemptRecord, max_requeues: int) -> tp.T
     if cause == "requeued":
         return "requeued", cause, None  # SLURM puts it back itself
     over_cap = record.count(cause) >= max_requeues
-    if cause == "preempted":  # PreemptMode=REQUEUE: SLURM requeues
-        return ("preempted", cause, "cancel") if over_cap else ("requeued", cause, None)
-    final = {"timeout": "timeout", "terminated": "timeout", "failed": "failed"}[cause]
+    # a job that ends by itself during a preemption's grace time is not requeued by SLURM
+    # (it ends FAILED): requeue it like a timeout
+    final = {"timeout": "timeout", "terminated": "timeout", "failed": "failed", "preempted": "preempted"}[cause]
     return (final, cause, None) if over_cap else ("requeued", cause, "requeue")
 
 
