@@ -73,7 +73,7 @@ def parse_value(text: str, token: str) -> tp.Any:
     """Parse one update value like sacred does, but refuse what sacred would silently
     turn into a string although it was meant as a literal (``[1e-3,`` or ``{'a': 1``)."""
     try:
-        ast.literal_eval(text)
+        literal = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
         if _LITERAL_CHARS & set(text):
             problem = "unbalanced brackets or quotes" if _unbalanced(text) else f"not a Python literal ({type(exc).__name__})"
@@ -84,7 +84,16 @@ def parse_value(text: str, token: str) -> tp.Any:
         return text  # sacred's fallback: a bare word is a string
     from sacred.arg_parser import _convert_value  # sacred's own parser, for exact parity
 
-    return _convert_value(text)
+    value = _convert_value(text)
+    if isinstance(literal, tuple) and isinstance(value, list):
+        return Literal(value)  # sacred turns tuples into lists; a tuple is never an axis
+    return value
+
+
+class Literal(tp.NamedTuple):
+    """A value written as a tuple: passed to sacred as it parses it, never swept."""
+
+    value: tp.Any
 
 
 def _unbalanced(text: str) -> bool:
@@ -124,7 +133,9 @@ def parse_with(tokens: tp.Sequence[str]) -> Block:
         value = parse_value(text.strip(), token)
         axes = [a for a in axes if key not in a.keys]
         fixed.pop(key, None)
-        if isinstance(value, list):
+        if isinstance(value, Literal):
+            fixed[key] = value.value
+        elif isinstance(value, list):
             if not value:
                 raise SpecError(f"empty axis in {token!r}: give at least one value, "
                                 f"or write {key}=[[]] to set an empty list")

@@ -25,6 +25,11 @@ def test_literal_list_is_a_one_element_axis_and_fixed_values_are_not_varied():
     assert ps[0].varied == ("lr",)
 
 
+def test_a_tuple_is_a_literal_value_not_an_axis():
+    ps = points("trainer.stop_trigger=(100,'iteration')", "lr=[1,2]")
+    assert len(ps) == 2 and ps[0].updates["trainer.stop_trigger"] == [100, "iteration"]
+
+
 def test_dotted_keys_strings_and_sacred_value_syntax():
     ps = points("trainer.optimizer.lr=[0.1,0.01]", "name=adam", "tag='a b'", "flag=True", "cfg={'a': 1}")
     assert ps[0].updates == {"name": "adam", "tag": "a b", "flag": True, "cfg": {"a": 1},

@@ -1,0 +1,123 @@
+"""Signal -> durable checkpoint latency and requeue turnaround on the local SLURM cluster,
+next to SLURM's own requeue of a bare `sleep` job (not part of the test run).
+
+    python tests/benchmarks/bench_requeue.py [--repeats 3]
+
+For a training point (tests/experiments/resumable.py): `scontrol requeue` at t0, then
+ - checkpoint latency: until the stop checkpoint is on disk (fsynced, ckpt_latest moved),
+ - turnaround: until the next attempt has loaded it and resumes training.
+For a bare `sleep` job: `scontrol requeue` at t0 until the job runs again.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from slurm_cluster import Cluster, install  # noqa: E402
+
+EXP = HERE.parent / "experiments" / "resumable.py"
+
+
+def poll(check, timeout=120, every=0.005):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise SystemExit("timed out")
+
+
+def read_status(d: Path) -> dict:
+    try:
+        return json.loads((d / "ptslurm_status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def latest(d: Path) -> str:
+    try:
+        return os.readlink(d / "checkpoints" / "ckpt_latest.pth")
+    except OSError:
+        return ""
+
+
+def bench_point(root: Path):
+    proc = subprocess.run([sys.executable, "-m", "ptslurm", "sweep", "--json", "--root", str(root), str(EXP), "with",
+                           "trainer.model.delay_s=0.02", "trainer.stop_trigger=(100000,'iteration')",
+                           "trainer.checkpoint_trigger=(100000,'iteration')"], capture_output=True, text=True)
+    point = json.loads(proc.stdout)["points"][0]
+    d, job = Path(point["storage_dir"]), point["job_id"]
+    poll(lambda: read_status(d).get("state") == "running" and (d / "sacred" / "1" / "cout.txt").exists())
+    time.sleep(3)  # training under way
+    before = latest(d)
+    t0 = time.time()
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    poll(lambda: latest(d) != before)
+    t_ckpt = time.time()
+    cout = d / "sacred" / "2" / "cout.txt"
+    poll(lambda: cout.exists() and "resuming from" in cout.read_text())
+    t_resume = time.time()
+    subprocess.run(["scancel", job])
+    attempts = read_status(d)["attempts"]
+    from datetime import datetime
+
+    ended = datetime.fromisoformat(attempts[0]["ended"]).timestamp()
+    started = datetime.fromisoformat(attempts[1]["started"]).timestamp()
+    print(f"  attempt 1 ended {ended - t0:+.0f} s, attempt 2 started {started - t0:+.0f} s, "
+          f"resumed {t_resume - t0:+.1f} s after the requeue", file=sys.stderr)
+    return t_ckpt - t0, t_resume - t0
+
+
+def bench_sleep(folder: Path):
+    out = subprocess.run(["sbatch", "--parsable", "-o", "/dev/null", "--wrap", "sleep 600"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+
+    def state():
+        return subprocess.run(["squeue", "-h", "-j", out, "-o", "%T %r"], capture_output=True, text=True).stdout
+
+    poll(lambda: state().startswith("RUNNING"))
+    t0 = time.time()
+    subprocess.run(["scontrol", "requeue", out], check=True)
+    poll(lambda: not state().startswith("RUNNING"), every=0.01)
+    poll(lambda: state().startswith("RUNNING"), every=0.01)
+    t = time.time() - t0
+    subprocess.run(["scancel", out])
+    return t
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    install()
+    with tempfile.TemporaryDirectory(prefix="ptslurm-bench-") as tmp:
+        tmp = Path(tmp)
+        cluster = Cluster(tmp / "cluster")
+        os.environ.update(cluster.env)
+        cluster.start()
+        try:
+            points = [bench_point(tmp / f"r{i}") for i in range(args.repeats)]
+            sleeps = [bench_sleep(tmp) for _ in range(args.repeats)]
+        finally:
+            subprocess.run(["scancel", "--user", str(os.getuid())])
+            cluster.stop()
+    med = statistics.median
+    print(f"signal -> durable checkpoint:          {med(p[0] for p in points) * 1000:8.0f} ms "
+          f"(runs: {', '.join(f'{p[0] * 1000:.0f}' for p in points)})")
+    print(f"requeue turnaround, training point:    {med(p[1] for p in points):8.2f} s  "
+          f"(signal -> resumed from the checkpoint)")
+    print(f"requeue turnaround, bare sleep job:    {med(sleeps):8.2f} s  (SLURM's own requeue)")
+    print("the turnaround is dominated by SLURM's requeue delay (AuthInfo=cred_expire=5 on the test cluster)")
+
+
+if __name__ == "__main__":
+    main()
