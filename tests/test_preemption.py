@@ -130,3 +130,18 @@ def test_start_up_crash_is_requeued_at_most_the_cap_then_failed(slurm_cluster, t
     assert [a["state"] for a in st["attempts"]] == ["requeued", "requeued", "failed"]
     assert st["state"] == "failed" and "Traceback" in st["attempts"][-1]["traceback"]
     assert sacred_states(storage_dir) == ["FAILED"] * 3
+
+
+def test_time_limit_is_told_from_slurm_data_and_capped(slurm_cluster, tmp_path):
+    """--time 1 with the signal 60 s ahead: every attempt gets USR2 at SLURM's first
+    time-limit check. One requeue is allowed, then the point ends as timed out."""
+    root = tmp_path / "root"
+    proc = run_cli("sweep", "--root", root, "--json", "--time", "1", "--signal-delay", "60", "--max-requeues", "1",
+                   "--wait", EXP, "with", SEED, "trainer.model.delay_s=0.2", "trainer.stop_trigger=(100000,'iteration')",
+                   env={"PTSLURM_POLL_S": "1"}, timeout=400)
+    assert proc.returncode == 1
+    storage_dir = Path(json.loads(proc.stdout)["points"][0]["storage_dir"])
+    st = status(storage_dir)
+    assert [(a["cause"], a["state"]) for a in st["attempts"]] == [("timeout", "requeued"), ("timeout", "timeout")]
+    assert sacred_states(storage_dir) == ["INTERRUPTED", "INTERRUPTED"]
+    assert "resuming from" in (storage_dir / "sacred" / "2" / "cout.txt").read_text()
