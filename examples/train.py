@@ -43,7 +43,7 @@ def make_data(n, in_features, seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, in_features, generator=g)
     w = torch.randn(in_features, generator=g)
-    return x, torch.sin(x @ w) + 0.05 * torch.randn(n, generator=g)
+    return x, torch.tanh(x @ w / 2) + 0.05 * torch.randn(n, generator=g)
 
 
 @ex.config

@@ -74,6 +74,62 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--json", action="store_true", help="print a machine-readable summary")
     _add_resources(sw)
 
+    def sweep_arg(p):
+        p.add_argument("sweep", help="sweep directory, or its name under the root")
+        p.add_argument("--root", help="storage root for sweep names (default: $STORAGE_ROOT, else ~/ptslurm-runs)")
+
+    st = sub.add_parser("status", help="one row per point: state, attempts, progress, heartbeat, job",
+                        description="State of every point, from the files, reconciled with one squeue/sacct call.",
+                        epilog="Example: ptslurm status tiny-c21eec89 --watch")
+    sweep_arg(st)
+    st.add_argument("--json", action="store_true", help="machine-readable rows")
+    st.add_argument("--watch", action="store_true", help="refresh in place until every point has ended")
+    st.add_argument("--interval", type=float, default=5.0, metavar="S", help="--watch refresh interval")
+
+    co = sub.add_parser("collect", help="results of one or more sweeps: varied keys, state, metrics",
+                        description="One row per point: varied config values, state, result, final and best "
+                                    "value of every sacred metric, storage dir. Best is the lowest value, or the "
+                                    "highest for names like accuracy/score/f1.",
+                        epilog="Example: ptslurm collect tiny-c21eec89 --sort loss --format md")
+    co.add_argument("sweeps", nargs="+", metavar="SWEEP", help="sweep directories or names")
+    co.add_argument("--root")
+    co.add_argument("--sort", metavar="METRIC", help="best first by METRIC (or 'result')")
+    co.add_argument("--best", metavar="METRIC", help="print only the winning point's storage dir")
+    co.add_argument("--format", choices=["table", "csv", "json", "md"], default="table")
+    co.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+
+    ca = sub.add_parser("cancel", help="cancel the jobs of a sweep (or of some points)",
+                        epilog="Example: ptslurm cancel tiny-c21eec89 --points 3,5-7")
+    sweep_arg(ca)
+    ca.add_argument("--points", metavar="LIST", help="indices and ranges, e.g. 0,2,5-7 (default: all)")
+
+    re_ = sub.add_parser("resubmit", help="queue chosen points again, resuming in their own storage dirs",
+                         epilog="Example: ptslurm resubmit tiny-c21eec89 --failed")
+    sweep_arg(re_)
+    which = re_.add_mutually_exclusive_group(required=True)
+    which.add_argument("--failed", action="store_true", help="points that failed, timed out, were preempted "
+                                                            "too often or were lost")
+    which.add_argument("--points", metavar="LIST", help="indices and ranges, e.g. 0,2,5-7")
+    re_.add_argument("--refresh-code", action="store_true", help="snapshot the experiment file again "
+                                                                 "(after fixing a bug) before resubmitting")
+
+    lo = sub.add_parser("logs", help="a point's captured output (and traceback when it failed)",
+                        epilog="Example: ptslurm logs tiny-c21eec89 3 --attempt 1")
+    sweep_arg(lo)
+    lo.add_argument("point", type=int, help="point index (see `ptslurm status`)")
+    lo.add_argument("--attempt", type=int, help="attempt number, from 1 (default: the latest)")
+    lo.add_argument("--follow", "-f", action="store_true", help="keep printing new output until the point ends")
+
+    pl = sub.add_parser("plot", help="learning curves of all points in one figure (needs matplotlib)",
+                        epilog="Example: ptslurm plot tiny-c21eec89 --metric loss -o loss.png")
+    sweep_arg(pl)
+    pl.add_argument("--metric", required=True)
+    pl.add_argument("-o", "--output", default=None, metavar="FILE.png", help="default: <sweep>/<metric>.png")
+
+    li = sub.add_parser("list", help="the sweeps under a root with their counts by state",
+                        epilog="Example: ptslurm list ~/ptslurm-runs")
+    li.add_argument("root", nargs="?", help="default: $STORAGE_ROOT, else ~/ptslurm-runs")
+
     ini = sub.add_parser("init", help="write a cluster profile and an experiment skeleton",
                          description="Write ptslurm.yaml (cluster profile) and experiment.py (a sacred "
                                      "experiment skeleton) into DIR.",
@@ -271,13 +327,247 @@ def _cell(value) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def format_table(header: tp.Sequence[str], rows: tp.Sequence[tp.Sequence[str]], max_width: int = 40) -> str:
+def format_table(header: tp.Sequence[str], rows: tp.Sequence[tp.Sequence[str]], max_width: int = 40,
+                 total_width: int = 100) -> str:
+    """Aligned columns, cells cut at ``max_width``; a table wider than ``total_width`` is
+    printed in blocks of columns, each repeating the first column (as pandas does)."""
     cut = lambda s: s if len(s) <= max_width else s[: max_width - 1] + "…"
     table = [[cut(str(c)) for c in header]] + [[cut(str(c)) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    blocks, current, used = [], [0], widths[0]
+    for i in range(1, len(header)):
+        if used + 2 + widths[i] > total_width and len(current) > 1:
+            blocks.append(current)
+            current, used = [0], widths[0]
+        current.append(i)
+        used += 2 + widths[i]
+    blocks.append(current)
+    out = []
+    for cols in blocks:
+        lines = ["  ".join(r[i].ljust(widths[i]) for i in cols).rstrip() for r in table]
+        lines.insert(1, "  ".join("-" * widths[i] for i in cols))
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def _sweep(args):
+    from . import storage
+
+    path = storage.find_sweep(args.sweep, args.root)
+    return path, storage.read_manifest(path)
+
+
+def _age(text) -> str:
+    import datetime
+
+    if not text:
+        return "-"
+    try:
+        then = datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return "-"
+    secs = max(0, int(time.time() - then))
+    return f"{secs}s ago" if secs < 120 else f"{secs // 60}m ago" if secs < 7200 else f"{secs // 3600}h ago"
+
+
+def _duration(secs: float) -> str:
+    secs = int(secs)
+    return f"{secs // 3600}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
+
+
+def render_status(manifest, rows) -> str:
+    from .results import counts
+
+    varied = list(manifest.get("varied", []))
+    header = ["#"] + varied + ["state", "att", "progress", "heartbeat", "elapsed", "job"]
+    table = []
+    for r in rows:
+        progress = "-" if r["iteration"] is None else f"it {r['iteration']}" + (
+            f" ep {r['epoch']}" if r.get("epoch") is not None else "")
+        table.append([str(r["index"])] + [_cell(r["varied"].get(k, "")) for k in varied] +
+                     [r["state"], str(r["attempts"]), progress, _age(r["heartbeat"]), _duration(r["elapsed_s"]),
+                      r["job_id"] or "-"])
+    c = counts(rows)
+    done = sum(v for k, v in c.items() if k in ("completed", "failed", "cancelled", "timeout", "preempted",
+                                                   "interrupted", "lost"))
+    bar = "#" * (30 * done // max(len(rows), 1))
+    summary = f"[{bar:<30}] {done}/{len(rows)} ended  " + "  ".join(f"{k} {v}" for k, v in c.items())
+    width = max(12, 60 // max(len(varied), 1))
+    return f"sweep {manifest['name']} ({manifest.get('executor')})\n" + format_table(header, table, max_width=width) + \
+        "\n" + summary
+
+
+def cmd_status(args) -> int:
+    from . import results
+    from . import sweep as sweeps
+
+    sweep_dir, manifest = _sweep(args)
+    while True:
+        rows = results.status_rows(manifest, sweeps.sweep_states(sweep_dir, manifest))
+        finished = all(r["state"] in results.TERMINAL for r in rows)
+        if args.json:
+            print(json.dumps([{k: v for k, v in r.items() if k != "status"} for r in rows], indent=2))
+        else:
+            text = render_status(manifest, rows)
+            if args.watch and sys.stdout.isatty():
+                sys.stdout.write("\033[H\033[J")
+            print(text, flush=True)
+        if not args.watch or finished:
+            return 0
+        time.sleep(args.interval)
+
+
+def cmd_collect(args) -> int:
+    import csv
+    import io
+
+    from . import results, storage
+
+    dirs = [storage.find_sweep(s, args.root) for s in args.sweeps]
+    records = results.collect(dirs)
+    if args.best:
+        ranked = results.sort_records(records, args.best)
+        key = f"{args.best}/best" if f"{args.best}/best" in ranked[0] else args.best
+        if not isinstance(ranked[0].get(key), (int, float)):
+            raise UsageError(f"no point reported {args.best!r} yet")
+        print(ranked[0]["storage_dir"])
+        return 0
+    if args.sort:
+        records = results.sort_records(records, args.sort)
+    columns = []
+    for r in records:
+        columns += [k for k in r if k not in columns]
+    if len(dirs) == 1 and "sweep" in columns:
+        columns.remove("sweep")
+    out = io.StringIO()
+    if args.format == "json":
+        json.dump([{k: r.get(k) for k in columns} for r in records], out, indent=2)
+        out.write("\n")
+    elif args.format == "csv":
+        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(records)
+    else:
+        cells = [[_fmt(r.get(k)) for k in columns] for r in records]
+        if args.format == "md":
+            out.write("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n")
+            out.writelines("| " + " | ".join(c) + " |\n" for c in cells)
+        else:
+            shown = [c for c in columns if c != "storage_dir"]
+            idx = [columns.index(c) for c in shown]
+            out.write(format_table(shown, [[row[i] for i in idx] for row in cells], max_width=30) + "\n")
+    if args.output:
+        from pathlib import Path
+
+        Path(args.output).write_text(out.getvalue())
+        print(f"wrote {len(records)} rows to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(out.getvalue())
+    return 0
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def cmd_cancel(args) -> int:
+    from . import sweep as sweeps
+
+    sweep_dir, manifest = _sweep(args)
+    done = sweeps.cancel(sweep_dir, sweeps.select_points(manifest, args.points))
+    print(f"cancelled {len(done)} point(s)" + (f": {', '.join(map(str, done))}" if done else
+                                               " (nothing was queued or running)"))
+    return 0
+
+
+def cmd_resubmit(args) -> int:
+    from . import sweep as sweeps
+
+    sweep_dir, manifest = _sweep(args)
+    if args.failed:
+        rows = sweeps.sweep_states(sweep_dir, manifest)
+        indices = [r["index"] for r in rows if r["state"] in sweeps.RETRYABLE]
+    else:
+        indices = sweeps.select_points(manifest, args.points)
+    if not indices:
+        print("nothing to resubmit: no point failed", file=sys.stderr)
+        return 0
+    jobs = sweeps.resubmit(sweep_dir, indices, refresh_code=args.refresh_code)
+    print(f"resubmitted {len(jobs)} point(s): " + ", ".join(f"{i} ({j})" for i, j in sorted(jobs.items())))
+    return 0
+
+
+def cmd_logs(args) -> int:
+    from . import results
+    from . import sweep as sweeps
+
+    sweep_dir, manifest = _sweep(args)
+    n = len(manifest["points"])
+    if not 0 <= args.point < n:
+        raise UsageError(f"point {args.point} is out of range: sweep {manifest['name']!r} has points 0-{n - 1}")
+    path, status = sweeps.log_paths(sweep_dir, manifest, args.point, args.attempt)
+    offset = 0
+    while True:
+        try:
+            with open(path) as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+                offset = fh.tell()
+        except (OSError, TypeError):
+            chunk = ""
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+        state = results.read_status(manifest["points"][args.point]["storage_dir"]).get("state", "pending")
+        if not args.follow or state in results.TERMINAL:
+            break
+        time.sleep(1)
+    attempts = status.get("attempts", [])
+    chosen = attempts[(args.attempt or len(attempts)) - 1] if attempts else {}
+    if chosen.get("traceback") and chosen.get("state") in ("failed", "requeued") and chosen.get("cause") == "failed":
+        if not offset:
+            print(f"(no captured output at {path})")
+        print(f"--- attempt {chosen['attempt']} failed ---")
+        sys.stdout.write(chosen["traceback"])
+    elif not offset:
+        print(f"(no output yet for point {args.point}: {path})")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from pathlib import Path
+
+    from . import results
+
+    sweep_dir, _ = _sweep(args)
+    output = Path(args.output) if args.output else sweep_dir / f"{args.metric.replace('/', '_')}.png"
+    fig = results.plot(sweep_dir, args.metric, output)
+    print(f"wrote {output} ({len(fig.axes[0].get_lines())} curves)")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from . import results, storage
+
+    root = storage.resolve_root(args.root)
+    rows = []
+    for sweep_dir in results.sweeps_under(root):
+        try:
+            manifest = storage.read_manifest(sweep_dir)
+        except PtslurmError as exc:
+            rows.append([sweep_dir.name, "?", "?", "?", f"unreadable: {exc}"])
+            continue
+        c = results.counts(results.point_states(manifest))
+        rows.append([manifest["name"], manifest["experiment"]["name"], manifest.get("executor", "?"),
+                     manifest.get("created", "?")[:16], "  ".join(f"{k} {v}" for k, v in c.items())])
+    if not rows:
+        print(f"no sweeps under {root}")
+        return 0
+    print(format_table(["sweep", "experiment", "executor", "created", "points"], rows, max_width=40))
+    return 0
 
 
 def cmd_init(args) -> int:
@@ -302,8 +592,10 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
     try:
         if args.command == "sweep":
             return cmd_sweep(args, argv, updates)
-        if args.command == "init":
-            return cmd_init(args)
+        commands = {"init": cmd_init, "status": cmd_status, "collect": cmd_collect, "cancel": cmd_cancel,
+                    "resubmit": cmd_resubmit, "logs": cmd_logs, "plot": cmd_plot, "list": cmd_list}
+        if args.command in commands:
+            return commands[args.command](args)
         if updates:
             raise UsageError("`with` belongs after `ptslurm sweep EXPERIMENT`")
         parser.print_help()

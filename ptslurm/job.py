@@ -22,6 +22,7 @@ ENV_POINT = "PTSLURM_POINT"
 
 
 _active_run = None
+_active_record = None
 FINAL = ("completed", "failed", "timeout", "preempted", "cancelled", "interrupted")
 
 
@@ -102,7 +103,7 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
     run's result. On a stop request or an error the attempt is recorded with its cause and,
     on SLURM, the job is requeued within the caps (``max_requeues`` per cause); then the
     exception propagates."""
-    global _active_run
+    global _active_run, _active_record
     sweep_dir = Path(sweep_dir)
     manifest = storage.read_manifest(sweep_dir)
     entry = manifest["points"][index]
@@ -116,11 +117,12 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
     record = AttemptRecord(storage_dir)
     record.data["code_dir"] = str(Path(manifest["experiment"]["snapshot"]).parent)
     record.start()
+    _active_record = record
     try:
         run = _create_run(manifest, entry, storage_dir)
         _active_run = run
         result = run()
-        record.update(sacred_id=run._id, state="completed", ended=_now())
+        record.update(sacred_id=run._id, state="completed", ended=_now(), result=_jsonable(result))
         return result
     except BaseException as exc:
         sacred_id = getattr(_active_run, "_id", None)
@@ -134,7 +136,24 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
             requeue(job_id())
         raise
     finally:
-        _active_run = None
+        _active_run = _active_record = None
+
+
+def _jsonable(value: tp.Any) -> tp.Any:
+    import json
+
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def report_progress(iteration: int, epoch: tp.Optional[int] = None) -> None:
+    """Record training progress for ``ptslurm status`` (cheap; call at checkpoints)."""
+    if _active_record is not None:
+        _active_record.data["progress"] = {"iteration": iteration, "epoch": epoch, "time": _now()}
+        _active_record.update()
 
 
 def on_slurm() -> bool:
@@ -213,6 +232,10 @@ def _create_run(manifest: dict, entry: dict, storage_dir: Path):
     if git.get("commit"):
         run.experiment_info["repositories"] = [
             {"url": git.get("url"), "commit": git["commit"], "dirty": git.get("dirty")}]
+    # sacred's default "fd" capture goes through a tee process whose last lines can miss
+    # cout.txt when the run ends; "sys" capture is exact for Python output, and the job's
+    # whole stdout/stderr is in the scheduler's log anyway
+    run.capture_mode = os.environ.get("PTSLURM_CAPTURE_MODE", "sys")
     run.info["ptslurm"] = {"sweep": manifest["name"], "point": entry["index"], "job_id": job_id(),
                            "git": git}
     storage.atomic_write_json(storage_dir / storage.CONFIG, plain(run.config))
@@ -244,7 +267,11 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as `python -m ptslurm.job`: use the importable module, whose globals (the active run)
+    # the Trainer sees, not this __main__ copy
+    from ptslurm.job import main as _main
+
+    sys.exit(_main())
 
 
 def dump_config(config: tp.Mapping, path: tp.Union[str, Path]) -> None:

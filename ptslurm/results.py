@@ -1,39 +1,66 @@
-"""Point states from the files alone (each storage dir's ptslurm_status.json), reconciled
-with one squeue call for the whole sweep when SLURM is reachable. Read-only."""
+"""Status and results of a sweep from the files alone (each storage dir's
+``ptslurm_status.json`` and ``sacred/<n>/metrics.json``), reconciled with one squeue and one
+sacct call for the whole sweep when SLURM is reachable. Read-only; no torch, no sacred.
+"""
+import datetime
+import json
+import math
+import os
+import re
 import typing as tp
 from pathlib import Path
 
 from . import storage
+from .errors import UsageError
 
 TERMINAL = ("completed", "failed", "cancelled", "timeout", "preempted", "interrupted", "lost")
 ORDER = ("pending", "running", "requeued", "completed", "failed", "cancelled", "timeout", "preempted",
          "interrupted", "lost")
+QUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED")
+MAXIMIZE = re.compile(r"acc|accuracy|f1|precision|recall|score|auc|bleu|reward", re.I)
+
+
+def read_json(path: Path) -> tp.Any:
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
 
 
 def read_status(storage_dir: tp.Union[str, Path]) -> dict:
-    try:
-        return storage.read_json(Path(storage_dir) / storage.STATUS)
-    except (OSError, ValueError):
-        return {}
+    return read_json(Path(storage_dir) / storage.STATUS) or {}
 
 
-def point_states(manifest: dict, queue: tp.Optional[tp.Dict[str, str]] = None) -> tp.List[dict]:
-    """One record per point: index, state, attempts, job id, storage dir. ``queue`` (job id
-    -> SLURM state, from one squeue call made BEFORE reading the files) turns a point that
-    is neither in the queue nor finished on disk into ``lost``."""
+def point_states(manifest: dict, queue: tp.Optional[tp.Dict[str, str]] = None,
+                 accounting: tp.Optional[tp.Dict[str, str]] = None) -> tp.List[dict]:
+    """One record per point: index, state, attempts, job id, storage dir, error.
+
+    ``queue`` (job id -> SLURM state, from one squeue call made BEFORE reading the files)
+    turns a point that is neither queued nor finished on disk into ``lost`` (or what
+    ``accounting``, one sacct call, says: a job cancelled before it wrote anything)."""
     rows = []
     for entry in manifest["points"]:
         status = read_status(entry["storage_dir"])
         state = status.get("state", "pending")
+        if status.get("cancelled"):
+            state = "cancelled" if state not in ("completed",) else state
         job = entry.get("job_id")
         if queue is not None and job and state not in TERMINAL:
             queued = queue.get(job)
             if queued is None:
-                state = "lost"
-            elif queued in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED") and state == "running":
+                acct = (accounting or {}).get(job, "")
+                state = "cancelled" if acct.startswith("CANCELLED") else "timeout" if acct == "TIMEOUT" else "lost"
+            elif queued in QUEUED and state == "running":
                 state = "requeued"
-        rows.append({"index": entry["index"], "state": state, "attempts": len(status.get("attempts", [])),
-                     "job_id": job, "storage_dir": entry["storage_dir"], "error": status.get("attempts", [{}])[-1].get("error") if status.get("attempts") else None})
+            elif queued == "RUNNING" and state in ("pending", "requeued"):
+                state = "running"
+        attempts = status.get("attempts", [])
+        rows.append({"index": entry["index"], "state": state, "attempts": len(attempts), "job_id": job,
+                     "storage_dir": entry["storage_dir"],
+                     "error": attempts[-1].get("error") if attempts and state in ("failed", "timeout", "preempted")
+                     else None,
+                     "status": status})
     return rows
 
 
@@ -42,3 +69,190 @@ def counts(rows: tp.Iterable[dict]) -> tp.Dict[str, int]:
     for row in rows:
         out[row["state"]] = out.get(row["state"], 0) + 1
     return {k: v for k, v in out.items() if v}
+
+
+def _time(text: tp.Optional[str]) -> tp.Optional[float]:
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def status_rows(manifest: dict, rows: tp.List[dict], now: tp.Optional[float] = None) -> tp.List[dict]:
+    """Add progress, last heartbeat and elapsed time to ``point_states`` rows."""
+    import time
+
+    now = now or time.time()
+    out = []
+    for entry, row in zip(manifest["points"], rows):
+        status = row["status"]
+        attempts = status.get("attempts", [])
+        elapsed = 0.0
+        for a in attempts:
+            start, end = _time(a.get("started")), _time(a.get("ended"))
+            if start is not None:
+                elapsed += max(0.0, (end or (now if a.get("state") == "running" else start)) - start)
+        progress = status.get("progress") or {}
+        heartbeat = None
+        if attempts and attempts[-1].get("sacred_id"):
+            run = read_json(Path(entry["storage_dir"]) / storage.SACRED / str(attempts[-1]["sacred_id"]) / "run.json")
+            heartbeat = (run or {}).get("heartbeat")
+        out.append(dict(row, varied=varied_values(manifest, entry), iteration=progress.get("iteration"),
+                        epoch=progress.get("epoch"), heartbeat=heartbeat or status.get("updated"),
+                        elapsed_s=round(elapsed, 1)))
+    return out
+
+
+def varied_values(manifest: dict, entry: dict) -> tp.Dict[str, tp.Any]:
+    out = {}
+    for key in manifest.get("varied", []):
+        if key == "named_configs":
+            out[key] = " ".join(entry.get("named_configs", []))
+        elif key in entry["updates"]:
+            out[key] = entry["updates"][key]
+    return out
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def join_metrics(storage_dir: tp.Union[str, Path], attempts: tp.Sequence[dict]) -> tp.Dict[str, tp.Dict[str, list]]:
+    """The sacred metrics of all attempts, joined in order: an attempt that resumed from an
+    earlier checkpoint replaces the steps it reports again."""
+    joined: tp.Dict[str, tp.Dict[str, list]] = {}
+    ids = [a.get("sacred_id") for a in attempts if a.get("sacred_id")]
+    for sid in ids:
+        metrics = read_json(Path(storage_dir) / storage.SACRED / str(sid) / "metrics.json") or {}
+        for name, series in metrics.items():
+            steps, values = series.get("steps", []), series.get("values", [])
+            if not steps:
+                continue
+            cur = joined.setdefault(name, {"steps": [], "values": []})
+            first = steps[0]
+            keep = [i for i, s in enumerate(cur["steps"]) if s < first]
+            cur["steps"] = [cur["steps"][i] for i in keep] + list(steps)
+            cur["values"] = [cur["values"][i] for i in keep] + list(values)
+    return joined
+
+
+def best_of(name: str, values: tp.Sequence[float]) -> tp.Optional[float]:
+    """Lowest value, or highest for names like accuracy/score/f1."""
+    finite = [v for v in values if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))]
+    if not finite:
+        return None
+    return max(finite) if MAXIMIZE.search(name) else min(finite)
+
+
+def collect(sweep_dirs: tp.Sequence[Path]) -> tp.List[dict]:
+    """One record per point of every sweep: sweep, index, the varied config values, state,
+    result, ``<metric>/final`` and ``<metric>/best`` for each metric, storage dir."""
+    records = []
+    for sweep_dir in sweep_dirs:
+        manifest = storage.read_manifest(sweep_dir)
+        for entry in manifest["points"]:
+            status = read_status(entry["storage_dir"])
+            attempts = status.get("attempts", [])
+            record = {"sweep": manifest["name"], "index": entry["index"]}
+            record.update(varied_values(manifest, entry))
+            record["state"] = status.get("state", "pending")
+            record["result"] = next((a.get("result") for a in reversed(attempts) if "result" in a), None)
+            for name, series in sorted(join_metrics(entry["storage_dir"], attempts).items()):
+                record[f"{name}/final"] = series["values"][-1] if series["values"] else None
+                record[f"{name}/best"] = best_of(name, series["values"])
+            record["storage_dir"] = entry["storage_dir"]
+            records.append(record)
+    return records
+
+
+def metric_names(records: tp.Iterable[dict]) -> tp.List[str]:
+    names = {}
+    for r in records:
+        for k in r:
+            if k.endswith("/final"):
+                names[k[: -len("/final")]] = None
+    return list(names)
+
+
+def sort_records(records: tp.List[dict], metric: str) -> tp.List[dict]:
+    """Best first by ``metric`` (its best value; ``result`` sorts by the run's result)."""
+    columns = _columns(records)
+    key = f"{metric}/best" if f"{metric}/best" in columns else metric
+    if key not in columns or key in ("sweep", "index", "state", "storage_dir"):
+        names = metric_names(records)
+        raise UsageError(f"unknown metric {metric!r}; reported metrics: {', '.join(names) or 'none'} (or 'result')")
+    reverse = bool(MAXIMIZE.search(metric))
+    present = [r for r in records if isinstance(r.get(key), (int, float))]
+    missing = [r for r in records if not isinstance(r.get(key), (int, float))]
+    return sorted(present, key=lambda r: r[key], reverse=reverse) + missing
+
+
+def _columns(records: tp.Iterable[dict]) -> tp.List[str]:
+    cols: tp.Dict[str, None] = {}
+    for r in records:
+        cols.update(dict.fromkeys(r))
+    return list(cols)
+
+
+def to_frame(records: tp.List[dict]):
+    """The records as a pandas DataFrame (pandas is optional)."""
+    try:
+        import pandas
+    except ImportError:
+        raise UsageError("pandas is not installed: pip install pandas (or use the plain records)") from None
+    return pandas.DataFrame.from_records(records)
+
+
+def curves(sweep_dir: Path, metric: str) -> tp.List[tp.Tuple[str, tp.List[float], tp.List[float]]]:
+    """``(label, steps, values)`` of ``metric`` for every point that reported it."""
+    manifest = storage.read_manifest(sweep_dir)
+    out, seen = [], set()
+    for entry in manifest["points"]:
+        status = read_status(entry["storage_dir"])
+        metrics = join_metrics(entry["storage_dir"], status.get("attempts", []))
+        seen.update(metrics)
+        if metric in metrics:
+            label = " ".join(f"{k}={v}" for k, v in varied_values(manifest, entry).items()) or f"point {entry['index']}"
+            out.append((label, metrics[metric]["steps"], metrics[metric]["values"]))
+    if not out:
+        raise UsageError(f"unknown metric {metric!r}; reported metrics: {', '.join(sorted(seen)) or 'none'}")
+    return out
+
+
+def plot(sweep_dir: Path, metric: str, output: tp.Optional[Path] = None):
+    """Learning curves of all points in one figure; returns the matplotlib Figure."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("plotting needs matplotlib: pip install 'ptslurm[plot]'") from None
+    data = curves(sweep_dir, metric)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label, steps, values in data:
+        ax.plot(steps, values, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{storage.read_manifest(sweep_dir)['name']}: {metric}")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    if output is not None:
+        fig.savefig(output, dpi=100)
+    return fig
+
+
+def sweeps_under(root: Path) -> tp.List[Path]:
+    base = storage.sweeps_dir(root)
+    try:
+        return sorted(p for p in base.iterdir() if (p / storage.MANIFEST).is_file())
+    except FileNotFoundError:
+        return []
+
+
+def attempt_dirs(storage_dir: Path) -> tp.List[int]:
+    try:
+        return sorted(int(p) for p in os.listdir(Path(storage_dir) / storage.SACRED) if p.isdigit())
+    except FileNotFoundError:
+        return []

@@ -267,3 +267,106 @@ def check_finished(rows: tp.Sequence[dict]) -> None:
         raise PointsFailed(f"{len(bad)} of {len(rows)} points did not complete "
                            f"(point {first['index']} {first['state']}{detail}); "
                            f"see the logs in {first['storage_dir']}")
+
+
+# ----------------------------------------------------------------------------- life cycle
+
+RETRYABLE = ("failed", "timeout", "preempted", "lost")
+
+
+def select_points(manifest: dict, spec: tp.Optional[str]) -> tp.List[int]:
+    """Indices from ``0,2,5-7`` (all points when ``spec`` is None)."""
+    n = len(manifest["points"])
+    if spec is None:
+        return list(range(n))
+    out: tp.List[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            lo, _, hi = part.partition("-")
+            first, last = int(lo), int(hi) if hi else int(lo)
+        except ValueError:
+            raise UsageError(f"bad point list {spec!r}: use indices and ranges like 0,2,5-7") from None
+        for i in range(first, last + 1):
+            if not 0 <= i < n:
+                raise UsageError(f"point {i} is out of range: sweep {manifest['name']!r} has points 0-{n - 1}")
+            out.append(i)
+    return sorted(set(out))
+
+
+def _mark(storage_dir: str, **fields) -> None:
+    status = results.read_status(storage_dir)
+    status.setdefault("attempts", [])
+    status.update(fields)
+    if Path(storage_dir).is_dir():
+        storage.atomic_write_json(Path(storage_dir) / storage.STATUS, status)
+
+
+def cancel(sweep_dir: Path, indices: tp.Sequence[int]) -> tp.List[int]:
+    """scancel the chosen points that have not finished (one call) and mark them cancelled.
+    Returns the indices cancelled."""
+    manifest = storage.read_manifest(sweep_dir)
+    rows = sweep_states(sweep_dir, manifest)
+    chosen = [i for i in indices if rows[i]["state"] not in results.TERMINAL]
+    jobs = [manifest["points"][i]["job_id"] for i in chosen if manifest["points"][i]["job_id"]]
+    if manifest.get("executor") == "slurm" and jobs:
+        executors.SlurmBackend.cancel(jobs)
+    for i in chosen:
+        _mark(manifest["points"][i]["storage_dir"], state="cancelled", cancelled=True)
+    return chosen
+
+
+def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = False) -> tp.Dict[int, str]:
+    """Queue the chosen points again, each into its own storage dir (resuming from its
+    checkpoints). Points still pending or running are refused."""
+    from .job import run_point
+
+    manifest = storage.read_manifest(sweep_dir)
+    rows = sweep_states(sweep_dir, manifest)
+    busy = [i for i in indices if rows[i]["state"] in ("pending", "running", "requeued")]
+    if busy:
+        raise UsageError(f"points {', '.join(map(str, busy))} are still queued or running; "
+                         f"cancel them first (`ptslurm cancel --points ...`)")
+    if refresh_code:
+        snapshot = Path(manifest["experiment"]["snapshot"])
+        storage.snapshot_code(Path(manifest["experiment"]["file"]), [], snapshot.parent)
+    for i in indices:
+        entry = manifest["points"][i]
+        Path(entry["storage_dir"]).mkdir(parents=True, exist_ok=True)
+        _mark(entry["storage_dir"], state="pending", cancelled=False)
+        entry.setdefault("job_history", [])
+        if entry.get("job_id"):
+            entry["job_history"].append(entry["job_id"])
+    if manifest.get("executor") != "slurm":
+        backend = executors.LocalBackend(sweep_dir)
+        backend.run(list(indices))
+        storage.write_manifest(sweep_dir, manifest)
+        return {i: "local" for i in indices}
+    backend = executors.SlurmBackend(sweep_dir, Resources.from_json(manifest["resources"]), manifest["name"])
+
+    def on_array(ids: tp.Dict[int, str]) -> None:
+        for index, job in ids.items():
+            manifest["points"][index]["job_id"] = job
+        storage.write_manifest(sweep_dir, manifest)
+
+    return backend.submit(list(indices), run_point, lambda i: (str(sweep_dir), i), on_array)
+
+
+def log_paths(sweep_dir: Path, manifest: dict, index: int, attempt: tp.Optional[int]) -> tp.Tuple[tp.Optional[Path], dict]:
+    """The captured output of attempt ``attempt`` (1-based; default the latest) of a point:
+    sacred's cout.txt, else the scheduler's log. Returns ``(path or None, status)``."""
+    entry = manifest["points"][index]
+    status = results.read_status(entry["storage_dir"])
+    attempts = status.get("attempts", [])
+    if attempt is not None and not 1 <= attempt <= max(len(attempts), 1):
+        raise UsageError(f"point {index} has {len(attempts)} attempt(s); --attempt must be 1-{max(len(attempts), 1)}")
+    chosen = attempts[(attempt or len(attempts)) - 1] if attempts else {}
+    sid = chosen.get("sacred_id")
+    if sid:
+        path = Path(entry["storage_dir"]) / storage.SACRED / str(sid) / "cout.txt"
+        if path.exists():
+            return path, status
+    job = chosen.get("job_id") or entry.get("job_id")
+    if manifest.get("executor") == "slurm" and job:
+        return sweep_dir / storage.SLURM_FOLDER / f"{job}_0_log.out", status
+    return sweep_dir / storage.LOCAL_LOGS / f"{index}.log", status

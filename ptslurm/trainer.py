@@ -236,8 +236,12 @@ class Trainer(Configurable):
         set_rng_state(state["rng"])
 
     def save_checkpoint(self, best: bool = False) -> Path:
-        return ckpt.save(self.state_dict(), self.checkpoint_dir, self.iteration, keep=self.keep_checkpoints,
+        from .job import report_progress
+
+        path = ckpt.save(self.state_dict(), self.checkpoint_dir, self.iteration, keep=self.keep_checkpoints,
                          best=best)
+        report_progress(self.iteration, self.epoch)
+        return path
 
     # ------------------------------------------------------------------ loop
     def _done(self) -> bool:
