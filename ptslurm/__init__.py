@@ -10,10 +10,10 @@ from .job import get_storage_dir, should_stop  # noqa: E402
 from .storage import get_new_storage_dir  # noqa: E402
 
 __all__ = ["__version__", "PtslurmError", "Interrupted", "get_storage_dir", "get_new_storage_dir", "should_stop",
-           "Configurable", "Model", "Trainer", "Adam", "SGD", "Batches", "dump_config"]
+           "Configurable", "Model", "Trainer", "Adam", "SGD", "Batches", "dump_config", "collect", "to_frame"]
 
 _LAZY = {"Configurable": "configurable", "Model": "trainer", "Trainer": "trainer", "Adam": "trainer",
-         "SGD": "trainer", "Batches": "trainer", "dump_config": "job"}
+         "SGD": "trainer", "Batches": "trainer", "dump_config": "job", "collect": "results", "to_frame": "results"}
 
 
 def __getattr__(name):

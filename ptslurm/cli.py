@@ -424,7 +424,7 @@ def cmd_collect(args) -> int:
     from . import results, storage
 
     dirs = [storage.find_sweep(s, args.root) for s in args.sweeps]
-    records = results.collect(dirs)
+    records = results.collect(dirs, args.root)
     if args.best:
         ranked = results.sort_records(records, args.best)
         key = f"{args.best}/best" if f"{args.best}/best" in ranked[0] else args.best

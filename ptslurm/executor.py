@@ -172,7 +172,8 @@ class SlurmBackend:
         for line in out.stdout.splitlines():
             parts = line.split()
             if len(parts) == 2:
-                states[parts[0]] = parts[1]
+                for one in expand_ids(parts[0]):
+                    states[one] = parts[1]
         return states
 
 
@@ -195,6 +196,36 @@ def requeue(job_id: str) -> None:
     out = run_command(["scontrol", "requeue", job_id], timeout=60)
     if out.returncode != 0:
         raise SubmissionError(f"scontrol requeue {job_id} failed: {first_error_line(out.stderr)}")
+
+
+def expand_ids(job_id: str) -> tp.List[str]:
+    """``123_[0-2,5%4]`` -> 123_0, 123_1, 123_2, 123_5 (sacct/squeue show pending arrays so)."""
+    main, sep, rest = job_id.partition("_[")
+    if not sep:
+        return [job_id]
+    out = []
+    for part in rest.rstrip("]").split("%")[0].split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit():
+            out += [f"{main}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
+    return out
+
+
+def accounting_states(job_ids: tp.Iterable[str]) -> tp.Dict[str, str]:
+    """One ``sacct`` call: job id -> final SLURM state ({} without accounting)."""
+    wanted = sorted({j.split("_")[0] for j in job_ids})
+    if not wanted or shutil.which("sacct") is None:
+        return {}
+    try:
+        out = run_command(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(wanted)], timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    states = {}
+    for line in out.stdout.splitlines():
+        job, _, state = line.partition("|")
+        for one in expand_ids(job.strip()):
+            states[one] = state.split()[0] if state else ""
+    return states
 
 
 class LocalBackend:

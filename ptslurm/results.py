@@ -145,11 +145,14 @@ def best_of(name: str, values: tp.Sequence[float]) -> tp.Optional[float]:
     return max(finite) if MAXIMIZE.search(name) else min(finite)
 
 
-def collect(sweep_dirs: tp.Sequence[Path]) -> tp.List[dict]:
-    """One record per point of every sweep: sweep, index, the varied config values, state,
-    result, ``<metric>/final`` and ``<metric>/best`` for each metric, storage dir."""
+def collect(sweeps: tp.Sequence[tp.Union[str, Path]], root: tp.Optional[str] = None) -> tp.List[dict]:
+    """One record per point of every sweep (directories or names under ``root``): sweep,
+    index, the varied config values, state, result, ``<metric>/final`` and ``<metric>/best``
+    for each sacred metric (all attempts joined), storage dir. ``to_frame`` makes a
+    pandas DataFrame of them."""
     records = []
-    for sweep_dir in sweep_dirs:
+    for sweep in sweeps:
+        sweep_dir = storage.find_sweep(str(sweep), root)
         manifest = storage.read_manifest(sweep_dir)
         for entry in manifest["points"]:
             status = read_status(entry["storage_dir"])

@@ -250,13 +250,20 @@ def run_local(p: Plan, sweep_dir: Path, manifest: dict, on_change=lambda rows: N
 
 
 def sweep_states(sweep_dir: Path, manifest: dict) -> tp.List[dict]:
-    queue = None
-    if manifest.get("executor") == "slurm":
+    """Point states from the files, reconciled with one squeue call (and one sacct call
+    when some point is neither queued nor finished on disk)."""
+    queue, accounting = None, None
+    jobs = [e["job_id"] for e in manifest["points"] if e.get("job_id")]
+    if manifest.get("executor") == "slurm" and executors.slurm_available():
         try:
-            queue = executors.SlurmBackend.queue_states(e["job_id"] for e in manifest["points"] if e["job_id"])
-        except (SubmissionError, OSError):
+            queue = executors.SlurmBackend.queue_states(jobs)
+        except (SubmissionError, OSError, executors.subprocess.TimeoutExpired):
             queue = None
-    return results.point_states(manifest, queue)
+    rows = results.point_states(manifest, queue)
+    if queue is not None and any(r["state"] == "lost" for r in rows):
+        accounting = executors.accounting_states(jobs)
+        rows = results.point_states(manifest, queue, accounting)
+    return rows
 
 
 def check_finished(rows: tp.Sequence[dict]) -> None:

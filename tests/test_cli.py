@@ -36,7 +36,7 @@ def root(tmp_path):
     ([str(TINY), "with", "nonexistent"], "unknown named config 'nonexistent' (available: long)"),
     ([str(TINY), "with", "[long,short]"], "unknown named config 'short'"),
     ([str(TEST_EXPERIMENTS / "probe.py"), "with", "x=[0,-1]"],
-     "point 1 (x=-1): config scope failed: ZeroDivisionError: division by zero (probe.py:17)"),
+     "point 1 (x=-1): config scope failed: ZeroDivisionError: division by zero (probe.py:18)"),
 ])
 def test_bad_input_is_one_line_exit_2_and_creates_nothing(args, fragment, root, no_slurm):
     proc = run_cli("sweep", "--root", root, *args)

@@ -1,0 +1,151 @@
+"""Living in a sweep: status, collect, cancel, resubmit, logs, plot and list, from the files.
+SLURM where SLURM is involved; bad input everywhere gets one line and exit code 2."""
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TEST_EXPERIMENTS, run_cli, tree
+
+PROBE = TEST_EXPERIMENTS / "probe.py"
+
+
+def wait_for(what, check, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def states(sweep_dir, root):
+    proc = run_cli("status", sweep_dir, "--json", "--root", root)
+    assert proc.returncode == 0, proc.stderr
+    return [r["state"] for r in json.loads(proc.stdout)]
+
+
+@pytest.mark.slurm
+def test_fail_cancel_resubmit_and_idempotent_rerun(slurm_cluster, tmp_path):
+    root = tmp_path / "root"
+    flag, hold = tmp_path / "broken", tmp_path / "hold"
+    flag.write_text("")
+    hold.write_text("")
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(f"zip:\n  - x: [0, 1, 2, 3]\n    fail_if_exists: ['{flag}', '', '', '']\n"
+                    f"    hold_while_exists: ['', '', '', '{hold}']\n")
+    cmd = ["sweep", "--root", root, "--name", "life", "--max-requeues", "0", PROBE, "-f", spec]
+    proc = run_cli(*cmd)
+    assert proc.returncode == 0, proc.stderr
+    sweep_dir = Path(proc.stdout.strip())
+    wait_for("three points to end and one to run",
+             lambda: states("life", root) == ["failed", "completed", "completed", "running"])
+    cancel = run_cli("cancel", "life", "--points", "3", "--root", root)
+    assert cancel.returncode == 0 and "cancelled 1 point(s): 3" in cancel.stdout
+    wait_for("the cancel", lambda: states("life", root) == ["failed", "completed", "completed", "cancelled"])
+
+    table = run_cli("status", "life", "--root", root).stdout
+    assert "failed" in table and "cancelled" in table and "completed 2" in table
+    assert max(len(line) for line in table.splitlines()) <= 100
+    collect = json.loads(run_cli("collect", "life", "--format", "json", "--root", root).stdout)
+    assert [r["state"] for r in collect] == ["failed", "completed", "completed", "cancelled"]
+    assert [r["x"] for r in collect] == [0, 1, 2, 3]
+    assert collect[2]["score/final"] == 2.0 and collect[2]["score/best"] == 2.0 and collect[2]["result"] == 2
+    logs = run_cli("logs", "life", "0", "--root", root)
+    assert logs.returncode == 0 and "ValueError: probe failing on purpose" in logs.stdout and "Traceback" in logs.stdout
+
+    before = json.loads((sweep_dir / "manifest.json").read_text())["points"]
+    flag.unlink()  # the failure is fixed
+    re = run_cli("resubmit", "life", "--failed", "--root", root)
+    assert re.returncode == 0, re.stderr
+    assert re.stdout.startswith("resubmitted 1 point(s): 0 (")
+    after = json.loads((sweep_dir / "manifest.json").read_text())["points"]
+    assert after[0]["job_id"] != before[0]["job_id"] and [p["job_id"] for p in after[1:]] == [
+        p["job_id"] for p in before[1:]]
+    wait_for("point 0 to complete", lambda: states("life", root)[0] == "completed")
+    hold.unlink()
+    assert run_cli("resubmit", "life", "--points", "3", "--root", root).returncode == 0
+    wait_for("all completed", lambda: states("life", root) == ["completed"] * 4)
+    assert (Path(after[0]["storage_dir"]) / "sacred" / "2").is_dir(), "rerun in its own storage dir"
+
+    final = (sweep_dir / "manifest.json").read_text()
+    again = run_cli(*cmd)
+    assert again.returncode == 0 and "nothing new to submit" in again.stderr
+    assert (sweep_dir / "manifest.json").read_text() == final, "the rerun changed the manifest"
+    queued = subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip()
+    assert queued == "", f"the rerun queued jobs: {queued}"
+    listing = run_cli("list", root).stdout
+    assert "life" in listing and "completed 4" in listing
+
+
+@pytest.mark.slurm
+def test_job_killed_from_outside_without_files_is_not_running_forever(slurm_cluster, tmp_path):
+    root = tmp_path / "root"
+    proc = run_cli("sweep", "--root", root, "--json", "--sbatch", "begin=now+1hour", PROBE, "with", "x=[1,2]")
+    assert proc.returncode == 0, proc.stderr
+    points = json.loads(proc.stdout)["points"]
+    assert states(Path(json.loads(proc.stdout)["sweep_dir"]), root) == ["pending", "pending"]
+    subprocess.run(["scancel", points[0]["job_id"].split("_")[0]], check=True)
+    wait_for("squeue to forget", lambda: subprocess.run(["squeue", "-h", "-j", points[0]["job_id"].split("_")[0]],
+                                                        capture_output=True, text=True).stdout.strip() == "")
+    got = wait_for("sacct", lambda: (s := states(Path(json.loads(proc.stdout)["sweep_dir"]), root)) != ["pending"] * 2
+                   and s)
+    assert got == ["cancelled", "cancelled"] or set(got) <= {"cancelled", "lost"}
+    assert not any(Path(p["storage_dir"], "ptslurm_status.json").exists() for p in points)
+
+
+def test_plot_has_one_curve_per_point_and_collect_sorts_and_picks_the_best(tmp_path, no_slurm):
+    root = tmp_path / "root"
+    proc = run_cli("sweep", "--root", root, "--name", "p", PROBE, "with", "x=[1,3,2]")
+    assert proc.returncode == 0, proc.stderr
+    sweep_dir = Path(proc.stdout.strip())
+    from ptslurm import results
+
+    fig = results.plot(sweep_dir, "score", tmp_path / "score.png")
+    assert len(fig.axes[0].get_lines()) == 3
+    assert (tmp_path / "score.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["x=1", "x=3", "x=2"]
+    cli = run_cli("plot", "p", "--metric", "score", "--root", root)
+    assert cli.returncode == 0 and "(3 curves)" in cli.stdout and (sweep_dir / "score.png").exists()
+    best = run_cli("collect", "p", "--best", "score", "--root", root)
+    assert best.stdout.strip() == json.loads((sweep_dir / "manifest.json").read_text())["points"][1]["storage_dir"]
+    csv = run_cli("collect", "p", "--sort", "score", "--format", "csv", "--root", root).stdout.splitlines()
+    assert csv[0].startswith("index,x,state,result,score/final,score/best") and [r.split(",")[1] for r in csv[1:]] == [
+        "3", "2", "1"]
+    md = run_cli("collect", "p", "--format", "md", "-o", tmp_path / "r.md", "--root", root)
+    assert md.returncode == 0 and (tmp_path / "r.md").read_text().startswith("| index | x | state |")
+    import ptslurm
+
+    frame = ptslurm.to_frame(ptslurm.collect(["p"], root=str(root)))
+    assert list(frame["x"]) == [1, 3, 2] and list(frame["score/best"]) == [1.0, 3.0, 2.0]  # max: a score
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["status", "nope"], "no sweep 'nope'"),
+    (["collect", "nope"], "no sweep 'nope'"),
+    (["logs", "SWEEP", "7"], "point 7 is out of range: sweep 'b' has points 0-1"),
+    (["cancel", "SWEEP", "--points", "0,9"], "point 9 is out of range"),
+    (["collect", "SWEEP", "--sort", "nonsense"], "unknown metric 'nonsense'; reported metrics: score"),
+    (["plot", "SWEEP", "--metric", "nonsense"], "unknown metric 'nonsense'; reported metrics: score"),
+    (["status", "CORRUPT"], "unreadable or corrupt"),
+    (["status", "EMPTY"], "manifest.json' is missing"),
+])
+def test_bad_input_for_life_cycle_commands(tmp_path, no_slurm, args, fragment):
+    root = tmp_path / "root"
+    proc = run_cli("sweep", "--root", root, "--name", "b", PROBE, "with", "x=[1,2]")
+    assert proc.returncode == 0, proc.stderr
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "manifest.json").write_text('{"schema": 1, "points": [')
+    (tmp_path / "empty").mkdir()
+    subs = {"SWEEP": proc.stdout.strip(), "CORRUPT": str(corrupt), "EMPTY": str(tmp_path / "empty")}
+    before = tree(root)
+    out = run_cli(*[subs.get(a, a) for a in args], "--root", root)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ptslurm: error: ") and fragment in lines[0], out.stderr
+    assert tree(root) == before
