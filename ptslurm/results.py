@@ -20,16 +20,16 @@ QUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "
 MAXIMIZE = re.compile(r"acc|accuracy|f1|precision|recall|score|auc|bleu|reward", re.I)
 
 
-def read_json(path: Path) -> tp.Any:
+def read_json(path: tp.Union[str, Path]) -> tp.Any:
     try:
-        with open(path) as fh:
-            return json.load(fh)
+        with open(path, "rb") as fh:
+            return json.loads(fh.read())
     except (OSError, ValueError):
         return None
 
 
 def read_status(storage_dir: tp.Union[str, Path]) -> dict:
-    return read_json(Path(storage_dir) / storage.STATUS) or {}
+    return read_json(os.path.join(str(storage_dir), storage.STATUS)) or {}
 
 
 def point_states(manifest: dict, queue: tp.Optional[tp.Dict[str, str]] = None,
@@ -121,10 +121,14 @@ def varied_values(manifest: dict, entry: dict) -> tp.Dict[str, tp.Any]:
 def join_metrics(storage_dir: tp.Union[str, Path], attempts: tp.Sequence[dict]) -> tp.Dict[str, tp.Dict[str, list]]:
     """The sacred metrics of all attempts, joined in order: an attempt that resumed from an
     earlier checkpoint replaces the steps it reports again."""
-    joined: tp.Dict[str, tp.Dict[str, list]] = {}
     ids = [a.get("sacred_id") for a in attempts if a.get("sacred_id")]
+    base = os.path.join(str(storage_dir), storage.SACRED)
+    if len(ids) == 1:  # the common case: no joining, no copies
+        metrics = read_json(os.path.join(base, str(ids[0]), "metrics.json")) or {}
+        return {k: v for k, v in metrics.items() if v.get("steps")}
+    joined: tp.Dict[str, tp.Dict[str, list]] = {}
     for sid in ids:
-        metrics = read_json(Path(storage_dir) / storage.SACRED / str(sid) / "metrics.json") or {}
+        metrics = read_json(os.path.join(base, str(sid), "metrics.json")) or {}
         for name, series in metrics.items():
             steps, values = series.get("steps", []), series.get("values", [])
             if not steps:
@@ -138,34 +142,66 @@ def join_metrics(storage_dir: tp.Union[str, Path], attempts: tp.Sequence[dict]) 
 
 
 def best_of(name: str, values: tp.Sequence[float]) -> tp.Optional[float]:
-    """Lowest value, or highest for names like accuracy/score/f1."""
-    finite = [v for v in values if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))]
-    if not finite:
+    """Lowest value, or highest for names like accuracy/score/f1; NaN and non-numbers are
+    ignored."""
+    pick = max if MAXIMIZE.search(name) else min
+    try:
+        return pick(v for v in values if v == v)  # v == v drops NaN
+    except ValueError:
         return None
-    return max(finite) if MAXIMIZE.search(name) else min(finite)
+    except TypeError:
+        finite = [v for v in values if isinstance(v, (int, float)) and v == v]
+        return pick(finite) if finite else None
+
+
+PARALLEL_FROM = 2000  # points; below this a process pool costs more than it saves
+
+
+def _record(name: str, varied: tp.Sequence[str], entry: dict) -> dict:
+    status = read_status(entry["storage_dir"])
+    attempts = status.get("attempts", [])
+    record = {"sweep": name, "index": entry["index"]}
+    for key in varied:
+        if key == "named_configs":
+            record[key] = " ".join(entry.get("named_configs", []))
+        elif key in entry["updates"]:
+            record[key] = entry["updates"][key]
+    record["state"] = status.get("state", "pending")
+    record["result"] = next((a.get("result") for a in reversed(attempts) if "result" in a), None)
+    for metric, series in sorted(join_metrics(entry["storage_dir"], attempts).items()):
+        values = series["values"]
+        record[f"{metric}/final"] = values[-1] if values else None
+        record[f"{metric}/best"] = best_of(metric, values)
+    record["storage_dir"] = entry["storage_dir"]
+    return record
+
+
+def _records(args) -> tp.List[dict]:
+    name, varied, entries = args
+    return [_record(name, varied, e) for e in entries]
 
 
 def collect(sweeps: tp.Sequence[tp.Union[str, Path]], root: tp.Optional[str] = None) -> tp.List[dict]:
     """One record per point of every sweep (directories or names under ``root``): sweep,
     index, the varied config values, state, result, ``<metric>/final`` and ``<metric>/best``
     for each sacred metric (all attempts joined), storage dir. ``to_frame`` makes a
-    pandas DataFrame of them."""
+    pandas DataFrame of them. Large sweeps are read by one process per core."""
     records = []
     for sweep in sweeps:
-        sweep_dir = storage.find_sweep(str(sweep), root)
-        manifest = storage.read_manifest(sweep_dir)
-        for entry in manifest["points"]:
-            status = read_status(entry["storage_dir"])
-            attempts = status.get("attempts", [])
-            record = {"sweep": manifest["name"], "index": entry["index"]}
-            record.update(varied_values(manifest, entry))
-            record["state"] = status.get("state", "pending")
-            record["result"] = next((a.get("result") for a in reversed(attempts) if "result" in a), None)
-            for name, series in sorted(join_metrics(entry["storage_dir"], attempts).items()):
-                record[f"{name}/final"] = series["values"][-1] if series["values"] else None
-                record[f"{name}/best"] = best_of(name, series["values"])
-            record["storage_dir"] = entry["storage_dir"]
-            records.append(record)
+        manifest = storage.read_manifest(storage.find_sweep(str(sweep), root))
+        name, varied, points = manifest["name"], manifest.get("varied", []), manifest["points"]
+        workers = min(os.cpu_count() or 1, 8)
+        if len(points) < PARALLEL_FROM or workers < 2:
+            records += _records((name, varied, points))
+            continue
+        import concurrent.futures
+        import multiprocessing
+
+        size = -(-len(points) // workers)
+        chunks = [(name, varied, points[i:i + size]) for i in range(0, len(points), size)]
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            for part in pool.map(_records, chunks):
+                records += part
     return records
 
 

@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0 'setuptools<81'
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test,plot]'
 sudo_=""
 if [ "$(id -u)" != 0 ]; then sudo_="sudo"; fi
 $sudo_ .venv/bin/python tests/slurm_cluster.py install

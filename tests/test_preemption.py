@@ -97,6 +97,14 @@ def test_requeue_and_preemption_resume_bit_identical(slurm_cluster, tmp_path, re
     cout = (storage_dir / "sacred" / "3" / "cout.txt").read_text()
     assert "resuming from ckpt_" in cout
     assert_same(reference, storage_dir)
+    sweep_dir = next((tmp_path / "sweeps").iterdir())
+    rows = json.loads(run_cli("collect", sweep_dir, "--format", "json").stdout)
+    assert len(rows) == 1, "a resumed point is reported once"
+    from ptslurm.results import join_metrics
+
+    joined = join_metrics(storage_dir, st["attempts"])["training/loss"]
+    assert joined["steps"] == list(range(10, 121, 10)), "metrics of all attempts joined in order"
+    assert rows[0]["training/loss/final"] == joined["values"][-1]
     log = next(Path(p) for p in (Path(json.loads((storage_dir / "ptslurm_status.json").read_text())["code_dir"])
                                  .parent / "slurm").glob(f"{job}_0_log.out"))
     assert log.read_text().count("Starting with JobEnvironment") == 3, "logs are appended across attempts"
