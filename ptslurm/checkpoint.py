@@ -5,10 +5,11 @@ loader that validates and falls back to the previous good checkpoint. torch is i
 """
 import os
 import re
-import tempfile
 import typing as tp
 import warnings
 from pathlib import Path
+
+from .storage import atomic_write, fsync_dir
 
 LATEST = "ckpt_latest.pth"
 BEST_LOSS = "ckpt_best_loss.pth"
@@ -30,14 +31,6 @@ def numbered(ckpt_dir: Path) -> tp.List[tp.Tuple[int, Path]]:
     return sorted(found)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def link(ckpt_dir: Path, name: str, target: Path) -> None:
     """Point ``ckpt_dir/name`` at ``target`` (relative) without a moment where it is missing."""
     ckpt_dir = Path(ckpt_dir)
@@ -48,7 +41,7 @@ def link(ckpt_dir: Path, name: str, target: Path) -> None:
         pass
     os.symlink(os.path.relpath(target, ckpt_dir), tmp)
     os.replace(tmp, ckpt_dir / name)
-    _fsync_dir(ckpt_dir)
+    fsync_dir(ckpt_dir)
 
 
 def save(state: dict, ckpt_dir: tp.Union[str, Path], iteration: int, keep: tp.Optional[int] = 5,
@@ -61,20 +54,7 @@ def save(state: dict, ckpt_dir: tp.Union[str, Path], iteration: int, keep: tp.Op
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     target = checkpoint_path(ckpt_dir, iteration)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=ckpt_dir)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(ckpt_dir)
+    atomic_write(target, lambda fh: torch.save(state, fh), binary=True)
     if best:
         link(ckpt_dir, BEST_LOSS, target)
     link(ckpt_dir, LATEST, target)

@@ -134,14 +134,15 @@ def get_new_storage_dir(experiment_name: str, root: tp.Optional[str] = None) -> 
 # ----------------------------------------------------------------------------- atomic files
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write beside the target, fsync, rename over it, fsync the directory: a reader sees
-    the old file or the new one, never a torn one, whatever kills the writer."""
+def atomic_write(path: Path, write: tp.Callable[[tp.IO], None], binary: bool = False) -> None:
+    """Call ``write(fh)`` on a temp file beside ``path``, fsync, rename it over ``path``,
+    fsync the directory: a reader sees the old file or the new one, never a torn one,
+    whatever kills the writer."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb" if binary else "w") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -151,10 +152,14 @@ def atomic_write_text(path: Path, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text))
+
+
+def fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

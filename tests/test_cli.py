@@ -176,11 +176,12 @@ def test_list_default_warning(tmp_path, root, no_slurm):
     assert "sizes=[[3,4]]" in proc.stderr
 
 
-def test_help_is_useful():
-    for args in ([], ["sweep"], ["init"]):
-        proc = run_cli(*args, "--help")
-        assert proc.returncode == 0
-        assert "Example" in proc.stdout or "ptslurm sweep exp.py with" in proc.stdout
+@pytest.mark.parametrize("command", ["", "sweep", "init", "status", "collect", "cancel", "resubmit", "logs",
+                                     "plot", "list"])
+def test_every_help_shows_an_example(command):
+    proc = run_cli(*([command] if command else []), "--help")
+    assert proc.returncode == 0
+    assert "Example" in proc.stdout or "ptslurm sweep exp.py with" in proc.stdout
 
 
 def test_init_writes_profile_and_skeleton_that_run(tmp_path, no_slurm):
