@@ -149,11 +149,16 @@ def _jsonable(value: tp.Any) -> tp.Any:
         return repr(value)
 
 
-def report_progress(iteration: int, epoch: tp.Optional[int] = None) -> None:
-    """Record training progress for ``ptslurm status`` (cheap; call at checkpoints)."""
+def report_progress(iteration: int, epoch: tp.Optional[int] = None, resumed: bool = False) -> None:
+    """Record training progress for ``ptslurm status`` (cheap; call at checkpoints);
+    ``resumed`` marks the point where this attempt continued from a checkpoint."""
     if _active_record is not None:
-        _active_record.data["progress"] = {"iteration": iteration, "epoch": epoch, "time": _now()}
-        _active_record.update()
+        progress = {"iteration": iteration, "epoch": epoch, "time": _now()}
+        _active_record.data["progress"] = progress
+        if resumed:
+            _active_record.update(resumed_from=progress)
+        else:
+            _active_record.update()
 
 
 def on_slurm() -> bool:

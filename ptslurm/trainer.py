@@ -270,6 +270,9 @@ class Trainer(Configurable):
             self.load_state_dict(found[1])
             print(f"ptslurm: resuming from {found[0].name} (iteration {self.iteration}, epoch {self.epoch})",
                   flush=True)
+            from .job import report_progress
+
+            report_progress(self.iteration, self.epoch, resumed=True)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         progress = sys.stderr.isatty()
         while not self._done():

@@ -63,8 +63,7 @@ def bench_point(root: Path):
     subprocess.run(["scontrol", "requeue", job], check=True)
     poll(lambda: latest(d) != before)
     t_ckpt = time.time()
-    cout = d / "sacred" / "2" / "cout.txt"
-    poll(lambda: cout.exists() and "resuming from" in cout.read_text())
+    poll(lambda: len(read_status(d).get("attempts", [])) >= 2 and "resumed_from" in read_status(d)["attempts"][1])
     t_resume = time.time()
     subprocess.run(["scancel", job])
     attempts = read_status(d)["attempts"]
