@@ -56,12 +56,30 @@ def point_states(manifest: dict, queue: tp.Optional[tp.Dict[str, str]] = None,
             elif queued == "RUNNING" and state in ("pending", "requeued"):
                 state = "running"
         attempts = status.get("attempts", [])
+        if state == "running" and manifest.get("executor") == "local" and attempts and not _alive(attempts[-1]):
+            state = "lost"  # a local run killed without a word (kill -9, reboot)
         rows.append({"index": entry["index"], "state": state, "attempts": len(attempts), "job_id": job,
                      "storage_dir": entry["storage_dir"],
                      "error": attempts[-1].get("error") if attempts and state in ("failed", "timeout", "preempted")
                      else None,
                      "status": status})
     return rows
+
+
+def _alive(attempt: dict) -> bool:
+    """False only when the attempt ran on this host and its process is gone."""
+    import socket
+
+    pid = attempt.get("pid")
+    if attempt.get("host") != socket.gethostname() or not pid:
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def counts(rows: tp.Iterable[dict]) -> tp.Dict[str, int]:

@@ -149,3 +149,20 @@ def test_bad_input_for_life_cycle_commands(tmp_path, no_slurm, args, fragment):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ptslurm: error: ") and fragment in lines[0], out.stderr
     assert tree(root) == before
+
+
+def test_a_local_run_killed_without_a_word_shows_as_lost(tmp_path, no_slurm):
+    import signal
+
+    root = tmp_path / "root"
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    proc = subprocess.Popen([__import__("sys").executable, "-m", "ptslurm", "sweep", "--root", str(root), "--name", "k",
+                             str(PROBE), "with", f"hold_while_exists='{hold}'"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    status_file = lambda: next(root.glob("probe/*/ptslurm_status.json"), None)  # noqa: E731
+    wait_for("the point to run", lambda: status_file() and json.loads(status_file().read_text())["state"] == "running")
+    assert states("k", root) == ["running"]
+    os.kill(json.loads(status_file().read_text())["attempts"][-1]["pid"], signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert states("k", root) == ["lost"]

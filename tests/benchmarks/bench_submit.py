@@ -2,7 +2,8 @@
 
     python tests/benchmarks/bench_submit.py [--sizes 10 100 1000]
 
-Starts its own cluster (tests/slurm_cluster.py), then for each size prints, side by side:
+Starts its own cluster (tests/slurm_cluster.py; a running one named by $SLURM_CONF is used
+instead), then for each size prints, side by side:
 the wall time of `ptslurm sweep` until every point is queued (pre-flight of every config
 included) and the sbatch calls it made; submitit's own executor.batch() of the same number
 of trivial calls; one raw `sbatch --array`; and a loop of per-point `sbatch` calls.
@@ -21,6 +22,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from slurm_cluster import Cluster, install  # noqa: E402
+
+from ptslurm.executor import slurm_available  # noqa: E402
 
 PROBE = HERE.parent / "experiments" / "probe.py"
 
@@ -75,12 +78,15 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     args = p.parse_args()
-    install()
+    reuse = os.environ.get("SLURM_CONF") and slurm_available()  # e.g. the test suite's cluster
+    if not reuse:
+        install()
     with tempfile.TemporaryDirectory(prefix="ptslurm-bench-") as tmp:
         tmp = Path(tmp)
         cluster = Cluster(tmp / "cluster", max_array_size=max(1001, max(args.sizes) + 1))
-        os.environ.update(cluster.env)
-        cluster.start()
+        if not reuse:
+            os.environ.update(cluster.env)
+            cluster.start()
         try:
             rows = []
             for n in args.sizes:
@@ -98,7 +104,8 @@ def main():
                 print(f"  measured n={n}", file=sys.stderr)
         finally:
             cancel_all()
-            cluster.stop()
+            if not reuse:
+                cluster.stop()
     print("ptslurm sweep: whole command (interpreter, sacred import, loading the experiment and building\n"
           "every point's config included); its submit phase: storage dirs, manifest, snapshot and arrays.\n"
           "submitit batch: a whole python process submitting trivial calls with executor.batch().\n")

@@ -1,0 +1,42 @@
+"""The benchmark scripts README quotes still run (tiny sizes; the figures come from full runs)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent / "benchmarks"
+
+
+def run(script, *args, timeout=300):
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_bench_collect():
+    out = run("bench_collect.py", "--points", "200", "--steps", "5")
+    assert "200 completed points" in out and "(200 rows)" in out and "ratio:" in out
+
+
+def test_bench_status():
+    out = run("bench_status.py", "--points", "100")
+    assert "squeue 1, sacct 1" in out and "90 completed, 10 cancelled" in out
+
+
+def test_bench_trainer():
+    out = run("bench_trainer.py", "--steps", "20", "--repeats", "1", "--width", "32")
+    assert "ratio:" in out and "ms/step" in out
+
+
+@pytest.mark.slurm
+def test_bench_submit(slurm_cluster):
+    out = run("bench_submit.py", "--sizes", "3")
+    assert out.strip().splitlines()[-1].split()[0] == "3"
+
+
+@pytest.mark.slurm
+def test_bench_requeue(slurm_cluster):
+    out = run("bench_requeue.py", "--repeats", "1")
+    assert "signal -> durable checkpoint" in out and "bare sleep job" in out
