@@ -198,38 +198,31 @@ def cmd_sweep(args, argv: tp.List[str], updates: tp.List[str]) -> int:
         return _dry_run(plan, args.json)
     manifest = sweeps.existing(plan)
     if manifest is not None:
-        sweep_dir = storage_sweep_dir(plan)
         print(f"ptslurm: sweep {plan.name!r} already exists with this spec: nothing new to submit",
               file=sys.stderr)
-        return _finish(args, sweep_dir, manifest, plan, sbatch_calls=0, already=True)
+        return _finish(args, plan.sweep_dir, manifest, sbatch_calls=0, already=True)
     if plan.executor == "slurm":
-        sweeps.executors.SlurmBackend(storage_sweep_dir(plan), request.resources, plan.name).validate(len(plan.points))
-    t_create = time.perf_counter()
-    sweep_dir, manifest = sweeps.create(plan)
-    if plan.executor == "slurm":
-        backend = sweeps.submit(plan, sweep_dir, manifest)
+        backend = sweeps.slurm_backend(plan)
+        backend.validate(len(plan.points))
+        t_create = time.perf_counter()
+        sweep_dir, manifest = sweeps.create(plan)
+        sweeps.submit(plan, sweep_dir, manifest, backend)
         timing["submit"] = time.perf_counter() - t_create
-        args.timing = timing
         arrays = sorted({e["job_id"].split("_")[0] for e in manifest["points"]})
         print(f"ptslurm: queued {len(plan.points)} points of {plan.experiment_name!r} as "
               f"{len(arrays)} job array{'s' if len(arrays) != 1 else ''} ({', '.join(arrays)})", file=sys.stderr)
-        return _finish(args, sweep_dir, manifest, plan, sbatch_calls=backend.sbatch_calls + 1)
+        return _finish(args, sweep_dir, manifest, sbatch_calls=backend.sbatch_calls, timing=timing)
+    sweep_dir, manifest = sweeps.create(plan)
     print(f"ptslurm: no SLURM here: running {len(plan.points)} points of {plan.experiment_name!r} "
           f"locally, {request.jobs} at a time" if request.executor == "auto" else
           f"ptslurm: running {len(plan.points)} points locally, {request.jobs} at a time", file=sys.stderr)
     progress = Progress(len(plan.points))
     rows = sweeps.run_local(plan, sweep_dir, manifest, on_change=progress.show)
     progress.show(rows, final=True)
-    return _finish(args, sweep_dir, manifest, plan, sbatch_calls=0, rows=rows)
+    return _finish(args, sweep_dir, manifest, sbatch_calls=0, rows=rows)
 
 
-def storage_sweep_dir(plan):
-    from . import storage
-
-    return storage.sweeps_dir(plan.root) / plan.name
-
-
-def _finish(args, sweep_dir, manifest, plan, sbatch_calls, rows=None, already=False) -> int:
+def _finish(args, sweep_dir, manifest, sbatch_calls, rows=None, already=False, timing=None) -> int:
     from . import sweep as sweeps
 
     if args.wait and rows is None:
@@ -244,7 +237,7 @@ def _finish(args, sweep_dir, manifest, plan, sbatch_calls, rows=None, already=Fa
     if args.json:
         summary = {"sweep_dir": str(sweep_dir), "name": manifest["name"], "executor": manifest["executor"],
                    "state": manifest["state"], "already_submitted": already, "sbatch_calls": sbatch_calls,
-                   "timing_s": {k: round(v, 3) for k, v in getattr(args, "timing", {}).items()},
+                   "timing_s": {k: round(v, 3) for k, v in (timing or {}).items()},
                    "points": [{"index": e["index"], "storage_dir": e["storage_dir"], "job_id": e["job_id"],
                                "updates": e["updates"], "named_configs": e["named_configs"]}
                               for e in manifest["points"]]}
@@ -290,10 +283,9 @@ class Progress:
 
 
 def _dry_run(plan, as_json: bool) -> int:
-    from .executor import SlurmBackend, LocalBackend
-    from . import storage
+    from .executor import LocalBackend, SlurmBackend
 
-    sweep_dir = storage.sweeps_dir(plan.root) / plan.name
+    sweep_dir = plan.sweep_dir
     if as_json:
         print(json.dumps({"name": plan.name, "sweep_dir": str(sweep_dir), "executor": plan.executor,
                           "points": [{"index": p.index, "updates": p.updates, "named_configs": list(p.named_configs),

@@ -4,7 +4,6 @@ sacct call for the whole sweep when SLURM is reachable. Read-only; no torch, no 
 """
 import datetime
 import json
-import math
 import os
 import re
 import typing as tp

@@ -13,13 +13,12 @@ import os
 import platform
 import random
 import shutil
-import sys
 import typing as tp
 from pathlib import Path
 
 from . import executor as executors
 from . import grid, results, storage, sweepfile
-from .errors import PointsFailed, StorageError, SubmissionError, UsageError
+from .errors import PointsFailed, SubmissionError, UsageError
 from .spec import SCHEMA_VERSION, Point, Resources
 
 DEFAULT_STORAGE_KEY = "trainer.storage_dir"
@@ -59,6 +58,10 @@ class Plan:
     spec_hash: str
     ex: tp.Any = None
     local_files: tp.List[Path] = dataclasses.field(default_factory=list)
+
+    @property
+    def sweep_dir(self) -> Path:
+        return storage.sweeps_dir(self.root) / self.name
 
 
 def expand_points(request: SweepRequest) -> tp.Tuple[tp.List[Point], tp.List[str]]:
@@ -134,16 +137,14 @@ def versions() -> tp.Dict[str, tp.Optional[str]]:
     return out
 
 
-def _backend(p: Plan, sweep_dir: Path):
-    if p.executor == "slurm":
-        return executors.SlurmBackend(sweep_dir, p.request.resources, job_name=p.name)
-    return executors.LocalBackend(sweep_dir, p.request.jobs)
+def slurm_backend(p: Plan) -> executors.SlurmBackend:
+    return executors.SlurmBackend(p.sweep_dir, p.request.resources, job_name=p.name)
 
 
 def existing(p: Plan) -> tp.Optional[dict]:
     """The manifest of a sweep of the same name, when one was submitted with the same spec.
     Raises UsageError when the name is taken by a different spec."""
-    sweep_dir = storage.sweeps_dir(p.root) / p.name
+    sweep_dir = p.sweep_dir
     if not sweep_dir.exists():
         return None
     manifest = storage.read_manifest(sweep_dir)
@@ -160,9 +161,8 @@ def create(p: Plan) -> tp.Tuple[Path, dict]:
     """Create the sweep dir (snapshot, storage dirs, manifest in state 'submitting')."""
     from . import experiment
 
-    sweeps = storage.sweeps_dir(p.root)
-    sweeps.mkdir(parents=True, exist_ok=True)
-    sweep_dir = sweeps / p.name
+    sweep_dir = p.sweep_dir
+    sweep_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         sweep_dir.mkdir()
     except FileExistsError:
@@ -216,11 +216,10 @@ def _undo(sweep_dir: Path, manifest: dict, error: str) -> None:
     storage.write_manifest(sweep_dir, manifest)
 
 
-def submit(p: Plan, sweep_dir: Path, manifest: dict) -> executors.SlurmBackend:
+def submit(p: Plan, sweep_dir: Path, manifest: dict, backend: executors.SlurmBackend) -> None:
     """Queue every point on SLURM; record job ids in the manifest array by array."""
     from .job import run_point
 
-    backend = _backend(p, sweep_dir)
 
     def on_array(ids: tp.Dict[int, str]) -> None:
         for index, job in ids.items():
@@ -236,7 +235,6 @@ def submit(p: Plan, sweep_dir: Path, manifest: dict) -> executors.SlurmBackend:
     manifest["state"] = "submitted"
     manifest["sbatch_calls"] = backend.sbatch_calls
     storage.write_manifest(sweep_dir, manifest)
-    return backend
 
 
 def run_local(p: Plan, sweep_dir: Path, manifest: dict, on_change=lambda rows: None) -> tp.List[dict]:

@@ -9,10 +9,8 @@ interrupted run ends bit-identical to an uninterrupted one.
 """
 import json
 import math
-import os
 import random
 import sys
-import time
 import typing as tp
 from pathlib import Path
 

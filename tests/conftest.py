@@ -3,7 +3,6 @@ real local SLURM cluster (tests/slurm_cluster.py) that this session starts and s
 
 With CI set, a SLURM test that cannot run fails the run instead of being skipped."""
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -6,8 +6,6 @@ import random
 import signal
 import subprocess
 import sys
-import warnings
-from pathlib import Path
 
 import pytest
 import torch
