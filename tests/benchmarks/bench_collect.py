@@ -32,7 +32,7 @@ def make_sweep(root: Path, n: int, steps: int) -> Path:
         metrics = {name: {"steps": list(range(0, steps * 10, 10)),
                           "values": [1.0 / (s + 1 + i) for s in range(steps)],
                           "timestamps": ["2026-11-28T11:00:00.000000"] * steps} for name in ("loss", "accuracy")}
-        (d / "sacred" / "1" / "metrics.json").write_text(json.dumps(metrics))
+        (d / "sacred" / "1" / "metrics.json").write_text(json.dumps(metrics, indent=2))  # as sacred writes it
         (d / "sacred" / "1" / "run.json").write_text(json.dumps({"status": "COMPLETED", "result": 1.0 / (i + 1),
                                                                  "host": {"hostname": "node"}}))
         (d / "config.json").write_text(json.dumps({"lr": lr, "seed": i}))
