@@ -68,6 +68,7 @@ class AttemptRecord:
             if old.get("state") == "running":  # killed without a word: SIGKILL, node failure
                 old.update(state="lost", ended=None)
         entry = {"attempt": len(self.data["attempts"]) + 1, "state": "running", "job_id": job_id(),
+                 "submission": self.data.get("submission", 0),
                  "host": socket.gethostname(), "pid": os.getpid(), "started": _now(),
                  "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0) or 0), **fields}
         self.data["attempts"].append(entry)
@@ -80,8 +81,11 @@ class AttemptRecord:
         self._save(entry)
 
     def count(self, cause: str) -> int:
-        """Earlier attempts (this one excluded) that ended for ``cause``."""
-        return sum(1 for a in self.data["attempts"][:-1] if a.get("cause") == cause)
+        """Earlier attempts of this submission (``ptslurm resubmit`` starts a new one; this
+        attempt excluded) that ended for ``cause``."""
+        current = self.data.get("submission", 0)
+        return sum(1 for a in self.data["attempts"][:-1]
+                   if a.get("cause") == cause and a.get("submission", 0) == current)
 
     def _save(self, entry: dict) -> None:
         self.data.update(state=entry["state"], attempt=entry["attempt"], job_id=entry["job_id"],

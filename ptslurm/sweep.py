@@ -338,7 +338,8 @@ def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = Fa
     for i in indices:
         entry = manifest["points"][i]
         Path(entry["storage_dir"]).mkdir(parents=True, exist_ok=True)
-        _mark(entry["storage_dir"], state="pending", cancelled=False)
+        previous = results.read_status(entry["storage_dir"]).get("submission", 0)
+        _mark(entry["storage_dir"], state="pending", cancelled=False, submission=previous + 1)
         entry.setdefault("job_history", [])
         if entry.get("job_id"):
             entry["job_history"].append(entry["job_id"])

@@ -59,3 +59,10 @@ def test_outside_slurm_nothing_is_requeued(monkeypatch):
     interrupt.request_stop()
     assert job.decide(interrupt.Interrupted("x"), Record([]), 3) == ("interrupted", "interrupted", None)
     interrupt.reset()
+
+
+def test_caps_count_only_attempts_of_the_current_submission():
+    record = Record([])
+    record.data = {"submission": 1, "attempts": [{"cause": "failed", "submission": 0}] * 3 +
+                   [{"cause": "failed", "submission": 1}, {}]}
+    assert record.count("failed") == 1
