@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_arg(lo)
     lo.add_argument("point", type=int, help="point index (see `ptslurm status`)")
     lo.add_argument("--attempt", type=int, help="attempt number, from 1 (default: the latest)")
-    lo.add_argument("--follow", "-f", action="store_true", help="keep printing new output until the point ends")
+    lo.add_argument("--follow", "-f", action="store_true", help="print the live log (all attempts) and keep "
+                                                                 "printing until the point ends")
 
     pl = sub.add_parser("plot", help="learning curves of all points in one figure (needs matplotlib)",
                         epilog="Example: ptslurm plot tiny-c21eec89 --metric loss -o loss.png")
@@ -501,7 +502,7 @@ def cmd_logs(args) -> int:
     n = len(manifest["points"])
     if not 0 <= args.point < n:
         raise UsageError(f"point {args.point} is out of range: sweep {manifest['name']!r} has points 0-{n - 1}")
-    path, status = sweeps.log_paths(sweep_dir, manifest, args.point, args.attempt)
+    path, status = sweeps.log_paths(sweep_dir, manifest, args.point, args.attempt, live=args.follow)
     offset = 0
     while True:
         try:

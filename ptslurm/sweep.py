@@ -358,9 +358,12 @@ def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = Fa
     return backend.submit(list(indices), run_point, lambda i: (str(sweep_dir), i), on_array)
 
 
-def log_paths(sweep_dir: Path, manifest: dict, index: int, attempt: tp.Optional[int]) -> tp.Tuple[tp.Optional[Path], dict]:
+def log_paths(sweep_dir: Path, manifest: dict, index: int, attempt: tp.Optional[int],
+              live: bool = False) -> tp.Tuple[tp.Optional[Path], dict]:
     """The captured output of attempt ``attempt`` (1-based; default the latest) of a point:
-    sacred's cout.txt, else the scheduler's log. Returns ``(path or None, status)``."""
+    sacred's cout.txt, else the scheduler's log. ``live`` picks the scheduler's (or the local)
+    log, written as it happens (sacred updates cout.txt only at heartbeats).
+    Returns ``(path, status)``."""
     entry = manifest["points"][index]
     status = results.read_status(entry["storage_dir"])
     attempts = status.get("attempts", [])
@@ -368,7 +371,7 @@ def log_paths(sweep_dir: Path, manifest: dict, index: int, attempt: tp.Optional[
         raise UsageError(f"point {index} has {len(attempts)} attempt(s); --attempt must be 1-{max(len(attempts), 1)}")
     chosen = attempts[(attempt or len(attempts)) - 1] if attempts else {}
     sid = chosen.get("sacred_id")
-    if sid:
+    if sid and not live:
         path = Path(entry["storage_dir"]) / storage.SACRED / str(sid) / "cout.txt"
         if path.exists():
             return path, status

@@ -118,6 +118,8 @@ def test_plot_has_one_curve_per_point_and_collect_sorts_and_picks_the_best(tmp_p
         "3", "2", "1"]
     md = run_cli("collect", "p", "--format", "md", "-o", tmp_path / "r.md", "--root", root)
     assert md.returncode == 0 and (tmp_path / "r.md").read_text().startswith("| index | x | state |")
+    follow = run_cli("logs", "p", "2", "--follow", "--root", root, timeout=60)
+    assert follow.returncode == 0 and "Result: 2" in follow.stdout
     import ptslurm
 
     frame = ptslurm.to_frame(ptslurm.collect(["p"], root=str(root)))
