@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--best", metavar="METRIC", help="print only the winning point's storage dir")
     co.add_argument("--format", choices=["table", "csv", "json", "md"], default="table")
     co.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    co.add_argument("--no-cache", action="store_true", help="read every file again (records are cached in the "
+                                                            "sweep dir while their files do not change)")
 
     ca = sub.add_parser("cancel", help="cancel the jobs of a sweep (or of some points)",
                         epilog="Example: ptslurm cancel tiny-c21eec89 --points 3,5-7")
@@ -417,7 +419,7 @@ def cmd_collect(args) -> int:
     from . import results, storage
 
     dirs = [storage.find_sweep(s, args.root) for s in args.sweeps]
-    records = results.collect(dirs, args.root)
+    records = results.collect(dirs, args.root, use_cache=not args.no_cache)
     if args.best:
         ranked = results.sort_records(records, args.best)
         key = f"{args.best}/best" if f"{args.best}/best" in ranked[0] else args.best

@@ -172,11 +172,27 @@ def best_of(name: str, values: tp.Sequence[float]) -> tp.Optional[float]:
 
 
 PARALLEL_FROM = 2000  # points; below this a process pool costs more than it saves
+CACHE = "collect_cache.json"  # in the sweep dir: records keyed by their files' (mtime, size)
 
 
-def _record(name: str, varied: tp.Sequence[str], entry: dict) -> dict:
+def _stamp(path: str) -> tp.Optional[tp.List[int]]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_mtime_ns, st.st_size, st.st_ino]
+
+
+def _record(name: str, varied: tp.Sequence[str], entry: dict) -> tp.Tuple[dict, dict]:
+    """The point's record and the stamps of the files it was read from."""
+    status_path = os.path.join(entry["storage_dir"], storage.STATUS)
+    stamps = {status_path: _stamp(status_path)}
     status = read_status(entry["storage_dir"])
     attempts = status.get("attempts", [])
+    for a in attempts:
+        if a.get("sacred_id"):
+            path = os.path.join(entry["storage_dir"], storage.SACRED, str(a["sacred_id"]), "metrics.json")
+            stamps[path] = _stamp(path)
     record = {"sweep": name, "index": entry["index"]}
     for key in varied:
         if key == "named_configs":
@@ -190,35 +206,63 @@ def _record(name: str, varied: tp.Sequence[str], entry: dict) -> dict:
         record[f"{metric}/final"] = values[-1] if values else None
         record[f"{metric}/best"] = best_of(metric, values)
     record["storage_dir"] = entry["storage_dir"]
-    return record
+    return record, stamps
 
 
-def _records(args) -> tp.List[dict]:
+def _records(args) -> tp.List[tp.Tuple[dict, dict]]:
     name, varied, entries = args
     return [_record(name, varied, e) for e in entries]
 
 
-def collect(sweeps: tp.Sequence[tp.Union[str, Path]], root: tp.Optional[str] = None) -> tp.List[dict]:
-    """One record per point of every sweep (directories or names under ``root``): sweep,
-    index, the varied config values, state, result, ``<metric>/final`` and ``<metric>/best``
-    for each sacred metric (all attempts joined), storage dir. ``to_frame`` makes a
-    pandas DataFrame of them. Large sweeps are read by one process per core."""
-    records = []
-    for sweep in sweeps:
-        manifest = storage.read_manifest(storage.find_sweep(str(sweep), root))
-        name, varied, points = manifest["name"], manifest.get("varied", []), manifest["points"]
-        workers = min(os.cpu_count() or 1, 8)
-        if len(points) < PARALLEL_FROM or workers < 2:
-            records += _records((name, varied, points))
-            continue
+def _fresh(cached: tp.Optional[dict]) -> bool:
+    """A cached record is valid while none of its files changed (a new attempt changes the
+    status file, a heartbeat the metrics file)."""
+    return bool(cached) and all(_stamp(path) == stamp for path, stamp in cached["stamps"].items())
+
+
+def _sweep_records(sweep_dir: Path, use_cache: bool) -> tp.List[dict]:
+    manifest = storage.read_manifest(sweep_dir)
+    name, varied, points = manifest["name"], manifest.get("varied", []), manifest["points"]
+    cache_path = Path(sweep_dir) / CACHE
+    cache = (read_json(cache_path) or {}) if use_cache else {}
+    if cache.get("manifest") != _stamp(str(Path(sweep_dir) / storage.MANIFEST)):
+        cache = {}
+    entries = cache.get("points", {})
+    todo = [e for e in points if not _fresh(entries.get(str(e["index"])))]
+    workers = min(os.cpu_count() or 1, 8)
+    if len(todo) < PARALLEL_FROM or workers < 2:
+        fresh = _records((name, varied, todo))
+    else:
         import concurrent.futures
         import multiprocessing
 
-        size = -(-len(points) // workers)
-        chunks = [(name, varied, points[i:i + size]) for i in range(0, len(points), size)]
+        size = -(-len(todo) // workers)
+        chunks = [(name, varied, todo[i:i + size]) for i in range(0, len(todo), size)]
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            for part in pool.map(_records, chunks):
-                records += part
+            fresh = [pair for part in pool.map(_records, chunks) for pair in part]
+    for entry, (record, stamps) in zip(todo, fresh):
+        entries[str(entry["index"])] = {"record": record, "stamps": stamps}
+    if todo and use_cache:
+        try:  # a sweep of someone else's (read-only) is collected all the same
+            storage.atomic_write_text(cache_path, json.dumps(
+                {"manifest": _stamp(str(Path(sweep_dir) / storage.MANIFEST)), "points": entries}))
+        except OSError:
+            pass
+    return [entries[str(e["index"])]["record"] for e in points]
+
+
+def collect(sweeps: tp.Sequence[tp.Union[str, Path]], root: tp.Optional[str] = None,
+            use_cache: bool = True) -> tp.List[dict]:
+    """One record per point of every sweep (directories or names under ``root``): sweep,
+    index, the varied config values, state, result, ``<metric>/final`` and ``<metric>/best``
+    for each sacred metric (all attempts joined), storage dir. ``to_frame`` makes a
+    pandas DataFrame of them.
+
+    Large sweeps are read by one process per core. Records are cached in the sweep dir
+    (``collect_cache.json``) and reused while none of the files they came from changed."""
+    records = []
+    for sweep in sweeps:
+        records += _sweep_records(storage.find_sweep(str(sweep), root), use_cache)
     return records
 
 

@@ -168,3 +168,24 @@ def test_a_local_run_killed_without_a_word_shows_as_lost(tmp_path, no_slurm):
     os.kill(json.loads(status_file().read_text())["attempts"][-1]["pid"], signal.SIGKILL)
     proc.wait(timeout=60)
     assert states("k", root) == ["lost"]
+
+
+def test_collect_cache_follows_changed_files(tmp_path, no_slurm):
+    root = tmp_path / "root"
+    proc = run_cli("sweep", "--root", root, "--name", "c", PROBE, "with", "x=[1,2]")
+    assert proc.returncode == 0, proc.stderr
+    sweep_dir = Path(proc.stdout.strip())
+    from ptslurm import results
+
+    first = results.collect([sweep_dir])
+    assert (sweep_dir / "collect_cache.json").is_file()
+    assert [r["score/final"] for r in first] == [1.0, 2.0]
+    storage_dir = Path(first[0]["storage_dir"])
+    metrics_path = storage_dir / "sacred" / "1" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["score"]["steps"].append(3)
+    metrics["score"]["values"].append(7.5)
+    metrics_path.write_text(json.dumps(metrics, indent=2))  # a heartbeat of a running point
+    again = results.collect([sweep_dir])
+    assert [r["score/final"] for r in again] == [7.5, 2.0] and again[0]["score/best"] == 7.5
+    assert results.collect([sweep_dir], use_cache=False) == again
