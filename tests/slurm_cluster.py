@@ -9,6 +9,7 @@ and are stopped by PID. Usage outside pytest:
     python tests/slurm_cluster.py stop DIR
 """
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -209,6 +210,25 @@ StorageLoc=slurm_acct_db
             pidfile.unlink()
         # job steps left behind by a killed slurmd
         subprocess.run(["pkill", "-f", f"slurmstepd.*{self.host}"], capture_output=True)
+
+
+@contextlib.contextmanager
+def running_cluster(directory, **options):
+    """For benchmarks: the cluster $SLURM_CONF names when its controller answers (the test
+    suite's, say), else a new one in ``directory``, stopped afterwards."""
+    conf = os.environ.get("SLURM_CONF")
+    if conf and os.path.isfile(conf) and subprocess.run(["scontrol", "ping"], capture_output=True,
+                                                         timeout=30).returncode == 0:
+        yield None
+        return
+    install()
+    cluster = Cluster(directory, **options)
+    os.environ.update(cluster.env)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def _listening(port: int) -> bool:

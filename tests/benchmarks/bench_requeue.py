@@ -21,9 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from slurm_cluster import Cluster, install  # noqa: E402
-
-from ptslurm.executor import slurm_available  # noqa: E402
+from slurm_cluster import running_cluster  # noqa: E402
 
 EXP = HERE.parent / "experiments" / "resumable.py"
 
@@ -99,22 +97,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
-    reuse = os.environ.get("SLURM_CONF") and slurm_available()  # e.g. the test suite's cluster
-    if not reuse:
-        install()
     with tempfile.TemporaryDirectory(prefix="ptslurm-bench-") as tmp:
         tmp = Path(tmp)
-        cluster = Cluster(tmp / "cluster")
-        if not reuse:
-            os.environ.update(cluster.env)
-            cluster.start()
-        try:
-            points = [bench_point(tmp / f"r{i}") for i in range(args.repeats)]
-            sleeps = [bench_sleep(tmp) for _ in range(args.repeats)]
-        finally:
-            subprocess.run(["scancel", "--user", str(os.getuid())])
-            if not reuse:
-                cluster.stop()
+        with running_cluster(tmp / "cluster"):
+            try:
+                points = [bench_point(tmp / f"r{i}") for i in range(args.repeats)]
+                sleeps = [bench_sleep(tmp) for _ in range(args.repeats)]
+            finally:
+                subprocess.run(["scancel", "--user", str(os.getuid())])
     med = statistics.median
     print(f"signal -> durable checkpoint:          {med(p[0] for p in points) * 1000:8.0f} ms "
           f"(runs: {', '.join(f'{p[0] * 1000:.0f}' for p in points)})")

@@ -21,9 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from slurm_cluster import Cluster, install  # noqa: E402
-
-from ptslurm.executor import slurm_available  # noqa: E402
+from slurm_cluster import running_cluster  # noqa: E402
 
 PROBE = HERE.parent / "experiments" / "probe.py"
 
@@ -78,34 +76,26 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     args = p.parse_args()
-    reuse = os.environ.get("SLURM_CONF") and slurm_available()  # e.g. the test suite's cluster
-    if not reuse:
-        install()
     with tempfile.TemporaryDirectory(prefix="ptslurm-bench-") as tmp:
         tmp = Path(tmp)
-        cluster = Cluster(tmp / "cluster", max_array_size=max(1001, max(args.sizes) + 1))
-        if not reuse:
-            os.environ.update(cluster.env)
-            cluster.start()
-        try:
+        with running_cluster(tmp / "cluster", max_array_size=max(1001, max(args.sizes) + 1)):
             rows = []
-            for n in args.sizes:
-                folder = tmp / f"n{n}"
-                folder.mkdir()
-                t_pt, calls, t_phase = bench_ptslurm(n, folder / "root")
+            try:
+                for n in args.sizes:
+                    folder = tmp / f"n{n}"
+                    folder.mkdir()
+                    t_pt, calls, t_phase = bench_ptslurm(n, folder / "root")
+                    cancel_all()
+                    t_sub = bench_submitit(n, folder / "submitit")
+                    cancel_all()
+                    t_raw = bench_raw_array(n, folder)
+                    cancel_all()
+                    t_loop = bench_loop(n, folder)
+                    cancel_all()
+                    rows.append((n, t_pt, t_phase, calls, t_sub, t_raw, t_loop))
+                    print(f"  measured n={n}", file=sys.stderr)
+            finally:
                 cancel_all()
-                t_sub = bench_submitit(n, folder / "submitit")
-                cancel_all()
-                t_raw = bench_raw_array(n, folder)
-                cancel_all()
-                t_loop = bench_loop(n, folder)
-                cancel_all()
-                rows.append((n, t_pt, t_phase, calls, t_sub, t_raw, t_loop))
-                print(f"  measured n={n}", file=sys.stderr)
-        finally:
-            cancel_all()
-            if not reuse:
-                cluster.stop()
     print("ptslurm sweep: whole command (interpreter, sacred import, loading the experiment and building\n"
           "every point's config included); its submit phase: storage dirs, manifest, snapshot and arrays.\n"
           "submitit batch: a whole python process submitting trivial calls with executor.batch().\n")
