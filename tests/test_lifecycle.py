@@ -118,6 +118,8 @@ def test_plot_has_one_curve_per_point_and_collect_sorts_and_picks_the_best(tmp_p
         "3", "2", "1"]
     md = run_cli("collect", "p", "--format", "md", "-o", tmp_path / "r.md", "--root", root)
     assert md.returncode == 0 and (tmp_path / "r.md").read_text().startswith("| index | x | state |")
+    watch = run_cli("status", "p", "--watch", "--interval", "0.1", "--root", root, timeout=60)
+    assert watch.returncode == 0 and "3/3 ended" in watch.stdout, "--watch ends once every point has ended"
     follow = run_cli("logs", "p", "2", "--follow", "--root", root, timeout=60)
     assert follow.returncode == 0 and "Result: 2" in follow.stdout
     import ptslurm
