@@ -419,13 +419,14 @@ def cmd_collect(args) -> int:
     from . import results, storage
 
     dirs = [storage.find_sweep(s, args.root) for s in args.sweeps]
-    records = results.collect(dirs, args.root, use_cache=not args.no_cache)
+    records, save_cache = results.read_records(dirs, args.root, use_cache=not args.no_cache)
     if args.best:
         ranked = results.sort_records(records, args.best)
         key = f"{args.best}/best" if f"{args.best}/best" in ranked[0] else args.best
         if not isinstance(ranked[0].get(key), (int, float)):
             raise UsageError(f"no point reported {args.best!r} yet")
         print(ranked[0]["storage_dir"])
+        save_cache()
         return 0
     if args.sort:
         records = results.sort_records(records, args.sort)
@@ -439,9 +440,9 @@ def cmd_collect(args) -> int:
         json.dump([{k: r.get(k) for k in columns} for r in records], out, indent=2)
         out.write("\n")
     elif args.format == "csv":
-        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(records)
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        writer.writerows([r.get(k) for k in columns] for r in records)
     else:
         cells = [[_fmt(r.get(k)) for k in columns] for r in records]
         if args.format == "md":
@@ -458,6 +459,7 @@ def cmd_collect(args) -> int:
         print(f"wrote {len(records)} rows to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(out.getvalue())
+    save_cache()
     return 0
 
 

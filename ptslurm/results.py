@@ -19,11 +19,17 @@ QUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "
 MAXIMIZE = re.compile(r"acc|accuracy|f1|precision|recall|score|auc|bleu|reward", re.I)
 
 
+try:  # parses sacred's metrics files about five times faster than the json module
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson is a dependency; keep working without it
+    _loads = json.loads
+
+
 def read_json(path: tp.Union[str, Path]) -> tp.Any:
     try:
         with open(path, "rb") as fh:
-            return json.loads(fh.read())
-    except (OSError, ValueError):
+            return _loads(fh.read())
+    except (OSError, ValueError):  # orjson's JSONDecodeError is a ValueError too
         return None
 
 
@@ -139,13 +145,13 @@ def join_metrics(storage_dir: tp.Union[str, Path], attempts: tp.Sequence[dict]) 
     """The sacred metrics of all attempts, joined in order: an attempt that resumed from an
     earlier checkpoint replaces the steps it reports again."""
     ids = [a.get("sacred_id") for a in attempts if a.get("sacred_id")]
-    base = os.path.join(str(storage_dir), storage.SACRED)
+    base = f"{storage_dir}/{storage.SACRED}"
     if len(ids) == 1:  # the common case: no joining, no copies
-        metrics = read_json(os.path.join(base, str(ids[0]), "metrics.json")) or {}
+        metrics = read_json(f"{base}/{ids[0]}/metrics.json") or {}
         return {k: v for k, v in metrics.items() if v.get("steps")}
     joined: tp.Dict[str, tp.Dict[str, list]] = {}
     for sid in ids:
-        metrics = read_json(os.path.join(base, str(sid), "metrics.json")) or {}
+        metrics = read_json(f"{base}/{sid}/metrics.json") or {}
         for name, series in metrics.items():
             steps, values = series.get("steps", []), series.get("values", [])
             if not steps:
@@ -163,12 +169,12 @@ def best_of(name: str, values: tp.Sequence[float]) -> tp.Optional[float]:
     ignored."""
     pick = max if MAXIMIZE.search(name) else min
     try:
-        return pick(v for v in values if v == v)  # v == v drops NaN
-    except ValueError:
-        return None
+        if values and sum(values) == sum(values):  # no NaN (NaN != NaN): the fast path
+            return pick(values)
     except TypeError:
-        finite = [v for v in values if isinstance(v, (int, float)) and v == v]
-        return pick(finite) if finite else None
+        pass
+    finite = [v for v in values if isinstance(v, (int, float)) and v == v]
+    return pick(finite) if finite else None
 
 
 PARALLEL_FROM = 2000  # points; below this a process pool costs more than it saves
@@ -185,14 +191,14 @@ def _stamp(path: str) -> tp.Optional[tp.List[int]]:
 
 def _record(name: str, varied: tp.Sequence[str], entry: dict) -> tp.Tuple[dict, dict]:
     """The point's record and the stamps of the files it was read from."""
-    status_path = os.path.join(entry["storage_dir"], storage.STATUS)
-    stamps = {status_path: _stamp(status_path)}
-    status = read_status(entry["storage_dir"])
+    base = entry["storage_dir"]
+    stamps = {storage.STATUS: _stamp(f"{base}/{storage.STATUS}")}  # paths relative to the storage dir
+    status = read_json(f"{base}/{storage.STATUS}") or {}
     attempts = status.get("attempts", [])
     for a in attempts:
         if a.get("sacred_id"):
-            path = os.path.join(entry["storage_dir"], storage.SACRED, str(a["sacred_id"]), "metrics.json")
-            stamps[path] = _stamp(path)
+            path = f"{storage.SACRED}/{a['sacred_id']}/metrics.json"
+            stamps[path] = _stamp(f"{base}/{path}")
     record = {"sweep": name, "index": entry["index"]}
     for key in varied:
         if key == "named_configs":
@@ -217,7 +223,10 @@ def _records(args) -> tp.List[tp.Tuple[dict, dict]]:
 def _fresh(cached: tp.Optional[dict]) -> bool:
     """A cached record is valid while none of its files changed (a new attempt changes the
     status file, a heartbeat the metrics file)."""
-    return bool(cached) and all(_stamp(path) == stamp for path, stamp in cached["stamps"].items())
+    if not cached:
+        return False
+    base = cached["record"]["storage_dir"]
+    return all(_stamp(f"{base}/{path}") == stamp for path, stamp in cached["stamps"].items())
 
 
 def _sweep_records(sweep_dir: Path, use_cache: bool) -> tp.List[dict]:
@@ -242,13 +251,32 @@ def _sweep_records(sweep_dir: Path, use_cache: bool) -> tp.List[dict]:
             fresh = [pair for part in pool.map(_records, chunks) for pair in part]
     for entry, (record, stamps) in zip(todo, fresh):
         entries[str(entry["index"])] = {"record": record, "stamps": stamps}
-    if todo and use_cache:
-        try:  # a sweep of someone else's (read-only) is collected all the same
-            storage.atomic_write_text(cache_path, json.dumps(
-                {"manifest": _stamp(str(Path(sweep_dir) / storage.MANIFEST)), "points": entries}))
-        except OSError:
-            pass
-    return [entries[str(e["index"])]["record"] for e in points]
+
+    def save() -> None:
+        if todo and use_cache:
+            try:  # a sweep of someone else's (read-only) is collected all the same
+                storage.atomic_write_text(cache_path, json.dumps(
+                    {"manifest": _stamp(str(Path(sweep_dir) / storage.MANIFEST)), "points": entries}))
+            except OSError:
+                pass
+
+    return [entries[str(e["index"])]["record"] for e in points], save
+
+
+def read_records(sweeps: tp.Sequence[tp.Union[str, Path]], root: tp.Optional[str] = None,
+                 use_cache: bool = True) -> tp.Tuple[tp.List[dict], tp.Callable[[], None]]:
+    """``collect`` without its side effect: the records and a function that updates the
+    sweeps' collect caches (the CLI calls it once its output succeeded)."""
+    records, saves = [], []
+    for sweep in sweeps:
+        part, save = _sweep_records(storage.find_sweep(str(sweep), root), use_cache)
+        records += part
+        saves.append(save)
+    def save_all() -> None:
+        for save in saves:
+            save()
+
+    return records, save_all
 
 
 def collect(sweeps: tp.Sequence[tp.Union[str, Path]], root: tp.Optional[str] = None,
@@ -260,9 +288,8 @@ def collect(sweeps: tp.Sequence[tp.Union[str, Path]], root: tp.Optional[str] = N
 
     Large sweeps are read by one process per core. Records are cached in the sweep dir
     (``collect_cache.json``) and reused while none of the files they came from changed."""
-    records = []
-    for sweep in sweeps:
-        records += _sweep_records(storage.find_sweep(str(sweep), root), use_cache)
+    records, save = read_records(sweeps, root, use_cache)
+    save()
     return records
 
 
