@@ -264,14 +264,15 @@ def sweep_states(sweep_dir: Path, manifest: dict) -> tp.List[dict]:
     return rows
 
 
-def check_finished(rows: tp.Sequence[dict]) -> None:
+def check_finished(rows: tp.Sequence[dict], sweep_name: str) -> None:
     bad = [r for r in rows if r["state"] != "completed"]
     if bad:
         first = bad[0]
         detail = f": {first['error']}" if first.get("error") else ""
         raise PointsFailed(f"{len(bad)} of {len(rows)} points did not complete "
                            f"(point {first['index']} {first['state']}{detail}); "
-                           f"see the logs in {first['storage_dir']}")
+                           f"see `ptslurm logs {sweep_name} {first['index']}`, then `ptslurm resubmit "
+                           f"{sweep_name} --failed`")
 
 
 # ----------------------------------------------------------------------------- life cycle
