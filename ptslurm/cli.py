@@ -252,7 +252,7 @@ def _finish(args, sweep_dir, manifest, sbatch_calls, rows=None, already=False, t
     else:
         print(sweep_dir)
     if rows is not None:
-        sweeps.check_finished(rows, manifest["name"])
+        sweeps.check_finished(rows, sweep_dir)
     return 0
 
 

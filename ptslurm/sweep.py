@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import shutil
 import typing as tp
 from pathlib import Path
@@ -264,15 +265,15 @@ def sweep_states(sweep_dir: Path, manifest: dict) -> tp.List[dict]:
     return rows
 
 
-def check_finished(rows: tp.Sequence[dict], sweep_name: str) -> None:
+def check_finished(rows: tp.Sequence[dict], sweep_dir: Path) -> None:
     bad = [r for r in rows if r["state"] != "completed"]
     if bad:
         first = bad[0]
         detail = f": {first['error']}" if first.get("error") else ""
         raise PointsFailed(f"{len(bad)} of {len(rows)} points did not complete "
                            f"(point {first['index']} {first['state']}{detail}); "
-                           f"see `ptslurm logs {sweep_name} {first['index']}`, then `ptslurm resubmit "
-                           f"{sweep_name} --failed`")
+                           f"see `ptslurm logs {shlex.quote(str(sweep_dir))} {first['index']}`, then "
+                           f"`ptslurm resubmit ... --failed`")
 
 
 # ----------------------------------------------------------------------------- life cycle
