@@ -23,7 +23,6 @@ ENV_POINT = "PTSLURM_POINT"
 
 _active_run = None
 _active_record = None
-FINAL = ("completed", "failed", "timeout", "preempted", "cancelled", "interrupted")
 
 
 def active_run():
@@ -100,6 +99,12 @@ def plain(value: tp.Any) -> tp.Any:
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     return copy.copy(value)
+
+
+def dump_config(config: tp.Mapping, path: tp.Union[str, Path]) -> None:
+    """Write a (possibly read-only) sacred config as JSON, atomically. Copies first: sacred
+    hands captured functions a read-only config, which padertorch's dump would modify."""
+    storage.atomic_write_json(Path(path), plain(config))
 
 
 def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
@@ -200,7 +205,7 @@ def decide(exc: BaseException, record: AttemptRecord, max_requeues: int) -> tp.T
     """``(state, cause, action)`` for an attempt that ended with ``exc``; action is
     ``requeue`` (we ask SLURM) or None."""
     cause = classify(exc)
-    if cause in ("failed", "interrupted", "cancelled") and not on_slurm():
+    if not on_slurm():  # nothing to requeue: "failed" or "interrupted" is final
         return cause, cause, None
     if cause == "cancelled":
         return "cancelled", cause, None
@@ -247,7 +252,7 @@ def _create_run(manifest: dict, entry: dict, storage_dir: Path):
     run.capture_mode = os.environ.get("PTSLURM_CAPTURE_MODE", "sys")
     run.info["ptslurm"] = {"sweep": manifest["name"], "point": entry["index"], "job_id": job_id(),
                            "git": git}
-    storage.atomic_write_json(storage_dir / storage.CONFIG, plain(run.config))
+    dump_config(run.config, storage_dir / storage.CONFIG)
     return run
 
 
@@ -282,8 +287,3 @@ if __name__ == "__main__":
 
     sys.exit(_main())
 
-
-def dump_config(config: tp.Mapping, path: tp.Union[str, Path]) -> None:
-    """Write a (possibly read-only) sacred config as JSON, atomically. Copies first: sacred
-    hands captured functions a read-only config, which padertorch's dump would modify."""
-    storage.atomic_write_json(Path(path), plain(config))

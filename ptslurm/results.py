@@ -377,9 +377,3 @@ def sweeps_under(root: Path) -> tp.List[Path]:
     except FileNotFoundError:
         return []
 
-
-def attempt_dirs(storage_dir: Path) -> tp.List[int]:
-    try:
-        return sorted(int(p) for p in os.listdir(Path(storage_dir) / storage.SACRED) if p.isdigit())
-    except FileNotFoundError:
-        return []

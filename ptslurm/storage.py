@@ -32,7 +32,6 @@ STATUS = "ptslurm_status.json"  # per storage dir: the latest attempt's state, w
 CONFIG = "config.json"
 SACRED = "sacred"
 CHECKPOINTS = "checkpoints"
-STATUS_HISTORY = "ptslurm_attempts.jsonl"
 NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "fuse.glusterfs", "ceph", "fuse.sshfs"}
 LOCK_TIMEOUT_S = 60.0
 
@@ -100,9 +99,16 @@ def allocate_dirs(parent: Path, count: int) -> tp.List[Path]:
         return _claim(parent, count)
 
 
+def _next_number(parent: Path) -> int:
+    """One more than the highest numbered directory in ``parent`` (1 when there is none)."""
+    try:
+        return max((int(p.name) for p in os.scandir(parent) if p.name.isdigit()), default=0) + 1
+    except FileNotFoundError:
+        return 1
+
+
 def _claim(parent: Path, count: int) -> tp.List[Path]:
-    numbers = [int(p.name) for p in os.scandir(parent) if p.name.isdigit()]
-    candidate = max(numbers, default=0) + 1
+    candidate = _next_number(parent)
     claimed: tp.List[Path] = []
     while len(claimed) < count:
         path = parent / str(candidate)
@@ -118,11 +124,7 @@ def _claim(parent: Path, count: int) -> tp.List[Path]:
 
 def predict_dirs(parent: Path, count: int) -> tp.List[Path]:
     """The directories ``allocate_dirs`` would create now (for --dry-run); creates nothing."""
-    try:
-        numbers = [int(p.name) for p in os.scandir(parent) if p.name.isdigit()]
-    except FileNotFoundError:
-        numbers = []
-    start = max(numbers, default=0) + 1
+    start = _next_number(parent)
     return [parent / str(n) for n in range(start, start + count)]
 
 

@@ -22,7 +22,6 @@ from . import grid, results, storage, sweepfile
 from .errors import PointsFailed, SubmissionError, UsageError
 from .spec import SCHEMA_VERSION, Point, Resources
 
-DEFAULT_STORAGE_KEY = "trainer.storage_dir"
 FALLBACK_STORAGE_KEYS = ("trainer.storage_dir", "storage_dir")  # tried when no key is given
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import TEST_EXPERIMENTS, run_cli
+from ptslurm.results import read_status
 
 pytestmark = pytest.mark.slurm
 
@@ -30,10 +31,7 @@ def wait_for(what, check, timeout=120, every=0.1):
 
 
 def status(storage_dir: Path) -> dict:
-    try:
-        return json.loads((storage_dir / "ptslurm_status.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    return read_status(storage_dir)
 
 
 def latest_iteration(storage_dir: Path) -> int:

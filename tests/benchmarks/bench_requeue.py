@@ -23,6 +23,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from slurm_cluster import running_cluster  # noqa: E402
 
+from ptslurm.results import read_status  # noqa: E402
+
 EXP = HERE.parent / "experiments" / "resumable.py"
 
 
@@ -34,13 +36,6 @@ def poll(check, timeout=120, every=0.005):
             return value
         time.sleep(every)
     raise SystemExit("timed out")
-
-
-def read_status(d: Path) -> dict:
-    try:
-        return json.loads((d / "ptslurm_status.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def latest(d: Path) -> str:
