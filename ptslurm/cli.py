@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "create and submit nothing")
     sw.add_argument("--wait", action="store_true", help="block until all points end; exit 1 if any failed")
     sw.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    sw.add_argument("--max-snapshot-mb", type=float, default=None, metavar="MB",
+                    help="cap on the code snapshot (default 100); exclude data with .ptslurmignore")
     _add_resources(sw)
 
     def sweep_arg(p):
@@ -92,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "highest for names like accuracy/score/f1.",
                         epilog="Example: ptslurm collect tiny-c21eec89 --sort loss --format md")
     co.add_argument("sweeps", nargs="+", metavar="SWEEP", help="sweep directories or names")
-    co.add_argument("--root")
+    co.add_argument("--root", help="storage root for sweep names (default: $STORAGE_ROOT, else ~/ptslurm-runs)")
     co.add_argument("--sort", metavar="METRIC", help="best first by METRIC (or 'result')")
     co.add_argument("--best", metavar="METRIC", help="print only the winning point's storage dir")
     co.add_argument("--format", choices=["table", "csv", "json", "md"], default="table")
@@ -101,12 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "sweep dir while their files do not change)")
 
     ca = sub.add_parser("cancel", help="cancel the jobs of a sweep (or of some points)",
+                        description="Cancel the points that are queued or running (one scancel for all of "
+                                    "them); their storage dirs keep every checkpoint, so `ptslurm resubmit` "
+                                    "resumes them later.",
                         epilog="Example: ptslurm cancel tiny-c21eec89 --points 3,5-7")
     sweep_arg(ca)
     ca.add_argument("--points", metavar="LIST", help="indices and ranges, e.g. 0,2,5-7 (default: all)")
 
     re_ = sub.add_parser("resubmit", help="queue chosen points again, resuming in their own storage dirs",
-                         epilog="Example: ptslurm resubmit tiny-c21eec89 --failed")
+                         description="Queue ended points again, each into its own storage dir: they resume "
+                                     "from their latest checkpoint with the same config and seed. The code is "
+                                     "the sweep's snapshot unless --refresh-code takes the experiment's current "
+                                     "code.",
+                         epilog="Example: ptslurm resubmit tiny-c21eec89 --failed --refresh-code")
     sweep_arg(re_)
     which = re_.add_mutually_exclusive_group(required=True)
     which.add_argument("--failed", action="store_true", help="points that failed, timed out, were preempted "
@@ -116,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "(after fixing a bug) before resubmitting")
 
     lo = sub.add_parser("logs", help="a point's captured output (and traceback when it failed)",
+                        description="What a point's run printed (sacred's cout.txt of the attempt, logging "
+                                    "included), else the scheduler's or the local log; the traceback of a "
+                                    "failed attempt.",
                         epilog="Example: ptslurm logs tiny-c21eec89 3 --attempt 1")
     sweep_arg(lo)
     lo.add_argument("point", type=int, help="point index (see `ptslurm status`)")
@@ -124,14 +136,36 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "printing until the point ends")
 
     pl = sub.add_parser("plot", help="learning curves of all points in one figure (needs matplotlib)",
+                        description="One curve per point of a sacred metric over its steps, all attempts "
+                                    "joined, written as a PNG.",
                         epilog="Example: ptslurm plot tiny-c21eec89 --metric loss -o loss.png")
     sweep_arg(pl)
-    pl.add_argument("--metric", required=True)
+    pl.add_argument("--metric", required=True, help="a sacred metric name, e.g. loss (`ptslurm collect` "
+                                                    "lists them)")
     pl.add_argument("-o", "--output", default=None, metavar="FILE.png", help="default: <sweep>/<metric>.png")
 
     li = sub.add_parser("list", help="the sweeps under a root with their counts by state",
+                        description="Every sweep under the storage root: name, experiment, executor, "
+                                    "creation time and its points counted by state.",
                         epilog="Example: ptslurm list ~/ptslurm-runs")
     li.add_argument("root", nargs="?", help="default: $STORAGE_ROOT, else ~/ptslurm-runs")
+
+    ru = sub.add_parser("run", help="run one point in the foreground, for debugging",
+                        description="Run one point of a sweep here, in the foreground, in its storage dir and "
+                                    "with its config and seed, the way `python exp.py with ...` would (an attempt "
+                                    "like any other: it resumes from the point's checkpoints). Refused while the "
+                                    "point is queued or running.",
+                        epilog="Example: ptslurm run tiny-c21eec89 3 --pdb")
+    sweep_arg(ru)
+    ru.add_argument("point", type=int, help="point index (see `ptslurm status`)")
+    ru.add_argument("--pdb", action="store_true", help="enter the debugger where the run fails")
+
+    sh = sub.add_parser("show", help="print one point's config",
+                        description="One point's config as its job builds it: the resolved config.json of its "
+                                    "latest attempt, else its updates, named configs and seed from the manifest.",
+                        epilog="Example: ptslurm show tiny-c21eec89 3")
+    sweep_arg(sh)
+    sh.add_argument("point", type=int, help="point index (see `ptslurm status`)")
 
     ini = sub.add_parser("init", help="write a cluster profile and an experiment skeleton",
                          description="Write ptslurm.yaml (cluster profile) and experiment.py (a sacred "
@@ -180,6 +214,10 @@ def _resources(args, prof: dict):
     return Resources(timeout_min=timeout, sbatch_args=extra, **res)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def cmd_sweep(args, argv: tp.List[str], updates: tp.List[str]) -> int:
     from . import profile as profiles
     from . import sweep as sweeps
@@ -187,13 +225,25 @@ def cmd_sweep(args, argv: tp.List[str], updates: tp.List[str]) -> int:
     started = time.perf_counter()
     prof = profiles.load(profiles.find(args.profile))
     key = args.storage_key if args.storage_key is not None else prof.get("storage_key")
+    jobs = args.jobs if args.jobs is not None else prof.get("jobs") or 1
     request = sweeps.SweepRequest(
         experiment=args.experiment, with_tokens=tuple(updates), sweep_file=args.sweep_file,
         name=args.name, root=args.root or prof.get("root"), storage_key=key or None,
-        executor=args.executor or prof.get("executor") or "auto", jobs=args.jobs or prof.get("jobs") or 1,
+        executor=args.executor or prof.get("executor") or "auto", jobs=jobs,
         resources=_resources(args, prof), dry_run=args.dry_run, argv=tuple(argv),
+        max_snapshot_mb=args.max_snapshot_mb if args.max_snapshot_mb is not None else sweeps.snapshot.DEFAULT_MAX_MB,
     )
     plan = sweeps.plan(request)
+    try:
+        return _sweep_planned(args, plan, started)
+    finally:
+        plan.discard()
+
+
+def _sweep_planned(args, plan, started: float) -> int:
+    from . import sweep as sweeps
+
+    request = plan.request
     timing = {"preflight": time.perf_counter() - started}
     for warning in plan.warnings:
         print(f"ptslurm: warning: {warning}", file=sys.stderr)
@@ -204,22 +254,26 @@ def cmd_sweep(args, argv: tp.List[str], updates: tp.List[str]) -> int:
         print(f"ptslurm: sweep {plan.name!r} already exists with this spec: nothing new to submit",
               file=sys.stderr)
         return _finish(args, plan.sweep_dir, manifest, sbatch_calls=0, already=True)
+    n = len(plan.points)
     if plan.executor == "slurm":
         backend = sweeps.slurm_backend(plan)
-        backend.validate(len(plan.points))
+        note = sweeps.time_limit_note(request.resources)
+        backend.validate(n)
         t_create = time.perf_counter()
         sweep_dir, manifest = sweeps.create(plan)
         sweeps.submit(plan, sweep_dir, manifest, backend)
         timing["submit"] = time.perf_counter() - t_create
         arrays = sorted({e["job_id"].split("_")[0] for e in manifest["points"]})
-        print(f"ptslurm: queued {len(plan.points)} points of {plan.experiment_name!r} as "
+        print(f"ptslurm: queued {_plural(n, 'point')} of {plan.experiment_name!r} as "
               f"{len(arrays)} job array{'s' if len(arrays) != 1 else ''} ({', '.join(arrays)})", file=sys.stderr)
+        if note:
+            print(f"ptslurm: {note}", file=sys.stderr)
         return _finish(args, sweep_dir, manifest, sbatch_calls=backend.sbatch_calls, timing=timing)
     sweep_dir, manifest = sweeps.create(plan)
-    print(f"ptslurm: no SLURM here: running {len(plan.points)} points of {plan.experiment_name!r} "
+    print(f"ptslurm: no SLURM here: running {_plural(n, 'point')} of {plan.experiment_name!r} "
           f"locally, {request.jobs} at a time" if request.executor == "auto" else
-          f"ptslurm: running {len(plan.points)} points locally, {request.jobs} at a time", file=sys.stderr)
-    progress = Progress(len(plan.points))
+          f"ptslurm: running {_plural(n, 'point')} locally, {request.jobs} at a time", file=sys.stderr)
+    progress = Progress(n)
     rows = sweeps.run_local(plan, sweep_dir, manifest, on_change=progress.show)
     progress.show(rows, final=True)
     return _finish(args, sweep_dir, manifest, sbatch_calls=0, rows=rows)
@@ -238,11 +292,17 @@ def _finish(args, sweep_dir, manifest, sbatch_calls, rows=None, already=False, t
                 break
             time.sleep(float(os.environ.get("PTSLURM_POLL_S", "2")))
     if args.json:
+        state = manifest["state"]
+        if rows is not None:
+            ended = all(r["state"] in sweeps.results.TERMINAL for r in rows)
+            ok = all(r["state"] == "completed" for r in rows)
+            state = ("completed" if ok else "ended") if ended else "running"
         summary = {"sweep_dir": str(sweep_dir), "name": manifest["name"], "executor": manifest["executor"],
-                   "state": manifest["state"], "already_submitted": already, "sbatch_calls": sbatch_calls,
+                   "state": state, "already_submitted": already, "sbatch_calls": sbatch_calls,
                    "timing_s": {k: round(v, 3) for k, v in (timing or {}).items()},
                    "points": [{"index": e["index"], "storage_dir": e["storage_dir"], "job_id": e["job_id"],
-                               "updates": e["updates"], "named_configs": e["named_configs"]}
+                               "updates": e["updates"], "named_configs": e["named_configs"],
+                               "seed": e.get("seed")}
                               for e in manifest["points"]]}
         if rows is not None:
             states = {r["index"]: r["state"] for r in rows}
@@ -266,10 +326,10 @@ class Progress:
         self.tty = sys.stderr.isatty()
 
     def show(self, rows, final: bool = False) -> None:
-        from .results import counts
+        from .results import TERMINAL, counts
 
         c = counts(rows)
-        done = sum(v for k, v in c.items() if k in ("completed", "failed", "cancelled", "timeout", "lost"))
+        done = sum(v for k, v in c.items() if k in TERMINAL)
         width = 24
         bar = "#" * (width * done // max(self.total, 1))
         text = f"[{bar:<{width}}] {done}/{self.total}  " + "  ".join(f"{k} {v}" for k, v in c.items())
@@ -297,7 +357,7 @@ def _dry_run(plan, as_json: bool) -> int:
         return 0
     varied = list(plan.points[0].varied) if plan.points else []
     header = ["#"] + varied + ["storage dir (would be)"]
-    rows = [[str(p.index)] + [_cell(p.varied_values().get(k, "")) for k in varied] + [str(d)]
+    rows = [[str(p.index)] + [_cell(p.varied_values().get(k, ""), k) for k in varied] + [str(d)]
             for p, d in zip(plan.points, plan.predicted_dirs)]
     print(f"sweep {plan.name!r}: {len(plan.points)} points of experiment {plan.experiment_name!r} "
           f"({plan.executor}); sweep dir would be {sweep_dir}")
@@ -311,14 +371,17 @@ def _dry_run(plan, as_json: bool) -> int:
         print("\nlocal command per point:\n")
         import shlex
 
-        print(" ".join(shlex.quote(c) for c in LocalBackend(sweep_dir, plan.request.jobs).command(0)).replace(" 0", " INDEX"))
+        print(" ".join(shlex.quote(c) for c in LocalBackend(sweep_dir, plan.request.jobs).command("INDEX")))
+        print(f"(in {plan.workdir})")
     print("dry run: nothing was created or submitted")
     return 0
 
 
-def _cell(value) -> str:
+def _cell(value, key: str = "") -> str:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return " ".join(value)
+    if key == "named_configs":  # names, as collect shows them
+        return str(value)
     return repr(value) if isinstance(value, str) else str(value)
 
 
@@ -371,7 +434,7 @@ def _duration(secs: float) -> str:
 
 
 def render_status(manifest, rows) -> str:
-    from .results import counts
+    from .results import TERMINAL, counts
 
     varied = list(manifest.get("varied", []))
     header = ["#"] + varied + ["state", "att", "progress", "heartbeat", "elapsed", "job"]
@@ -379,12 +442,14 @@ def render_status(manifest, rows) -> str:
     for r in rows:
         progress = "-" if r["iteration"] is None else f"it {r['iteration']}" + (
             f" ep {r['epoch']}" if r.get("epoch") is not None else "")
-        table.append([str(r["index"])] + [_cell(r["varied"].get(k, "")) for k in varied] +
-                     [r["state"], str(r["attempts"]), progress, _age(r["heartbeat"]), _duration(r["elapsed_s"]),
+        # an ended point has no heartbeat to watch: show when it ended
+        beat = f"ended {_age(r['ended'])}" if r["state"] in TERMINAL and r.get("ended") else \
+            "-" if r["state"] in TERMINAL else _age(r["heartbeat"])
+        table.append([str(r["index"])] + [_cell(r["varied"].get(k, ""), k) for k in varied] +
+                     [r["state"], str(r["attempts"]), progress, beat, _duration(r["elapsed_s"]),
                       r["job_id"] or "-"])
     c = counts(rows)
-    done = sum(v for k, v in c.items() if k in ("completed", "failed", "cancelled", "timeout", "preempted",
-                                                   "interrupted", "lost"))
+    done = sum(v for k, v in c.items() if k in TERMINAL)
     bar = "#" * (30 * done // max(len(rows), 1))
     summary = f"[{bar:<30}] {done}/{len(rows)} ended  " + "  ".join(f"{k} {v}" for k, v in c.items())
     width = max(12, 60 // max(len(varied), 1))
@@ -493,6 +558,12 @@ def cmd_resubmit(args) -> int:
     if not indices:
         print("nothing to resubmit: no point failed", file=sys.stderr)
         return 0
+    if not args.refresh_code:
+        changed = sweeps.changed_code(manifest, sweep_dir)
+        if changed:
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            print(f"ptslurm: warning: {', '.join(changed[:3])}{more} changed since submission; the points rerun "
+                  f"the submitted code (add --refresh-code to take the new code)", file=sys.stderr)
     jobs = sweeps.resubmit(sweep_dir, indices, refresh_code=args.refresh_code)
     print(f"resubmitted {len(jobs)} point(s): " + ", ".join(f"{i} ({j})" for i, j in sorted(jobs.items())))
     return 0
@@ -507,6 +578,8 @@ def cmd_logs(args) -> int:
     if not 0 <= args.point < n:
         raise UsageError(f"point {args.point} is out of range: sweep {manifest['name']!r} has points 0-{n - 1}")
     path, status = sweeps.log_paths(sweep_dir, manifest, args.point, args.attempt, live=args.follow)
+    if status.get("note"):
+        print(status["note"], file=sys.stderr)
     offset = 0
     while True:
         try:
@@ -577,6 +650,43 @@ def cmd_init(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from . import sweep as sweeps
+
+    sweep_dir, manifest = _sweep(args)
+    try:
+        sweeps.run_here(sweep_dir, manifest, args.point, pdb=args.pdb)
+    except PtslurmError:
+        raise
+    except Exception as exc:  # the run's own failure: its traceback was printed by sacred
+        print(f"ptslurm: point {args.point} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_show(args) -> int:
+    from . import sweep as sweeps
+
+    sweep_dir, manifest = _sweep(args)
+    config, source = sweeps.point_config(manifest, args.point)
+    print(f"# point {args.point} of {manifest['name']}: {source}", file=sys.stderr)
+    print(json.dumps(config, indent=2, sort_keys=False))
+    return 0
+
+
+def _parse(parser: argparse.ArgumentParser, rest: tp.List[str], updates: tp.List[str]):
+    """argparse, with a hint for sacred updates given without `with`."""
+    args, extra = parser.parse_known_args(rest)
+    if extra:
+        looks_like_updates = args.command == "sweep" and not updates and all(
+            not e.startswith("-") for e in extra)
+        if looks_like_updates:
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)}; config updates go after `with`: "
+                             f"ptslurm sweep {args.experiment} with {' '.join(extra)}")
+        parser.parse_args(rest)  # argparse's own message and exit code 2
+    return args
+
+
 def main(argv: tp.Optional[tp.List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     import warnings
@@ -585,12 +695,13 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     parser = build_parser()
     rest, updates = split_with(argv)
-    args = parser.parse_args(rest)
     try:
+        args = _parse(parser, rest, updates)
         if args.command == "sweep":
             return cmd_sweep(args, argv, updates)
         commands = {"init": cmd_init, "status": cmd_status, "collect": cmd_collect, "cancel": cmd_cancel,
-                    "resubmit": cmd_resubmit, "logs": cmd_logs, "plot": cmd_plot, "list": cmd_list}
+                    "resubmit": cmd_resubmit, "logs": cmd_logs, "plot": cmd_plot, "list": cmd_list,
+                    "run": cmd_run, "show": cmd_show}
         if args.command in commands:
             return commands[args.command](args)
         if updates:
@@ -603,6 +714,11 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("ptslurm: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`ptslurm status X | head`): stop quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 def entry_point() -> None:

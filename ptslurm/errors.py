@@ -58,3 +58,8 @@ class SubmissionRejected(SubmissionError):
 
 class PointsFailed(PtslurmError, RuntimeError):
     """``--wait`` saw at least one point end in a state other than completed."""
+
+
+class SnapshotError(UsageError):
+    """The code snapshot cannot be made (too big, too wide) or no longer matches what was
+    submitted."""

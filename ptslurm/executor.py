@@ -80,11 +80,12 @@ class SlurmBackend:
 
     name = "slurm"
 
-    def __init__(self, sweep_dir: Path, resources: Resources, job_name: str):
+    def __init__(self, sweep_dir: Path, resources: Resources, job_name: str, workdir: tp.Optional[Path] = None):
         self.sweep_dir = Path(sweep_dir)
         self.folder = self.sweep_dir / storage.SLURM_FOLDER
         self.resources = resources
         self.job_name = job_name
+        self.workdir = workdir  # the job's working dir (--chdir): the snapshot's experiment folder
         self.sbatch_calls = 0
 
     def parameters(self) -> dict:
@@ -94,15 +95,20 @@ class SlurmBackend:
             "job_name": self.job_name,
             "signal_delay_s": r.signal_delay_s,
             "stderr_to_stdout": True,
+            # None leaves --time out: the partition's default applies (submitit would say 5)
+            "time": r.timeout_min,
         }
         optional = {"partition": r.partition, "cpus_per_task": r.cpus, "mem": mem_flag(r.mem_gb),
-                    "time": r.timeout_min, "account": r.account, "qos": r.qos,
+                    "account": r.account, "qos": r.qos,
                     "constraint": r.constraint, "array_parallelism": r.array_parallelism}
         params.update({k: v for k, v in optional.items() if v is not None})
         if r.gpus:
             params["gres"] = f"gpu:{r.gpus}"
-        if r.sbatch_args:
-            params["additional_parameters"] = dict(r.sbatch_args)
+        extra = dict(r.sbatch_args)
+        if self.workdir is not None:
+            extra.setdefault("chdir", str(self.workdir))
+        if extra:
+            params["additional_parameters"] = extra
         return params
 
     def batch_script(self, count: int) -> str:
@@ -116,8 +122,13 @@ class SlurmBackend:
 
     def validate(self, count: int) -> None:
         """Ask sbatch to check the request (``--test-only``) before anything exists."""
+        workdir, self.workdir = self.workdir, None  # it does not exist yet
+        try:
+            script = self.batch_script(min(count, max_array_size()))
+        finally:
+            self.workdir = workdir
         with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as fh:
-            fh.write(self.batch_script(min(count, max_array_size())))
+            fh.write(script)
         try:
             self.sbatch_calls += 1
             out = run_command(["sbatch", "--test-only", fh.name], timeout=120)
@@ -177,18 +188,60 @@ class SlurmBackend:
         return states
 
 
+def parse_scontrol(text: str) -> tp.Dict[str, str]:
+    """The first record of ``scontrol show ... -o`` output (``Key=Value`` pairs) as a dict."""
+    fields: tp.Dict[str, str] = {}
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    for item in first.split():
+        key, sep, value = item.partition("=")
+        if sep:
+            fields.setdefault(key, value)
+    return fields
+
+
 def job_info(job_id: str) -> tp.Dict[str, str]:
     """``scontrol show job -o`` as a dict ({} when SLURM does not answer)."""
     try:
         out = run_command(["scontrol", "show", "job", "-o", job_id], timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return {}
-    fields = {}
-    for item in out.stdout.split():
-        key, sep, value = item.partition("=")
-        if sep:
-            fields.setdefault(key, value)
-    return fields
+    return parse_scontrol(out.stdout)
+
+
+def partition_info(partition: tp.Optional[str]) -> tp.Dict[str, str]:
+    """``scontrol show partition -o`` of ``partition`` (default: the cluster's default
+    partition) as a dict; {} when SLURM does not answer."""
+    try:
+        out = run_command(["scontrol", "show", "partition", "-o"] + ([partition] if partition else []), timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    if out.returncode != 0:
+        return {}
+    records = [parse_scontrol(line) for line in out.stdout.splitlines() if line.strip()]
+    if partition:
+        return records[0] if records else {}
+    return next((r for r in records if r.get("Default") == "YES"), records[0] if records else {})
+
+
+def slurm_minutes(text: tp.Optional[str]) -> tp.Optional[float]:
+    """Minutes from SLURM's time format (``UNLIMITED``/``NONE``/``INFINITE`` -> None):
+    ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``."""
+    if not text or text.upper() in ("UNLIMITED", "NONE", "INFINITE", "N/A"):
+        return None
+    days, sep, rest = text.partition("-")
+    if not sep:
+        days, rest = "0", text
+    parts = [int(p) for p in rest.split(":")]
+    if sep:  # D-HH[:MM[:SS]]
+        parts += [0] * (3 - len(parts))
+        h, m, sec = parts
+    elif len(parts) == 1:
+        h, m, sec = 0, parts[0], 0
+    elif len(parts) == 2:
+        h, m, sec = 0, parts[0], parts[1]
+    else:
+        h, m, sec = parts
+    return int(days) * 1440 + h * 60 + m + sec / 60
 
 
 def requeue(job_id: str) -> None:
@@ -234,15 +287,16 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, sweep_dir: Path, jobs: int = 1):
+    def __init__(self, sweep_dir: Path, jobs: int = 1, workdir: tp.Optional[Path] = None):
         if jobs < 1:
             raise UsageError(f"-j/--jobs must be at least 1, got {jobs}")
         self.sweep_dir = Path(sweep_dir)
         self.jobs = jobs
+        self.workdir = workdir  # the points' working dir: the snapshot's experiment folder
         self.sbatch_calls = 0
 
-    def command(self, index: int) -> tp.List[str]:
-        return [sys.executable, "-m", "ptslurm.job", str(self.sweep_dir), str(index)]
+    def command(self, index: tp.Union[int, str]) -> tp.List[str]:
+        return [sys.executable, "-m", "ptslurm.jobmain", str(self.sweep_dir), str(index)]
 
     def run(self, indices: tp.Sequence[int], on_change: tp.Callable[[tp.Dict[int, int]], None] = lambda d: None,
             poll_s: float = 0.2) -> tp.Dict[int, int]:
@@ -257,7 +311,7 @@ class LocalBackend:
                 while pending and len(running) < self.jobs:
                     index = pending.pop(0)
                     with open(logs / f"{index}.log", "a") as log:
-                        running[index] = subprocess.Popen(self.command(index), stdout=log,
+                        running[index] = subprocess.Popen(self.command(index), stdout=log, cwd=self.workdir,
                                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
                 finished = [i for i, p in running.items() if p.poll() is not None]
                 for i in finished:

@@ -129,16 +129,15 @@ def _describe(exc: BaseException, filename: tp.Optional[str] = None) -> str:
     return f"{type(exc).__name__}: {text}{where}" if text else f"{type(exc).__name__}{where}"
 
 
-def local_modules(base: Path) -> tp.List[Path]:
-    """Files of modules imported so far that live below ``base`` (for the code snapshot)."""
-    base = base.resolve()
+def module_files() -> tp.List[str]:
+    """Files of the modules imported so far. Only absolute paths of real files: torch
+    registers modules with a relative ``__file__`` (``torch.classes`` -> ``_classes.py``)
+    that must not be resolved against the working directory."""
     out = []
     for module in list(sys.modules.values()):
         filename = getattr(module, "__file__", None)
-        if filename and filename.endswith(".py"):
-            p = Path(filename).resolve()
-            if base in p.parents:
-                out.append(p)
+        if isinstance(filename, str) and os.path.isabs(filename) and os.path.isfile(filename):
+            out.append(filename)
     return out
 
 
@@ -173,8 +172,10 @@ def sandbox(ex, quiet: bool = True):
 def build_config(ex, updates: tp.Dict[str, tp.Any], named_configs: tp.Sequence[str] = ()):
     """Build the full config for one point exactly as sacred would before calling main.
 
-    Returns ``(config, added_keys)`` where ``added_keys`` are dotted keys that the updates
-    or named configs introduced although no config scope defines them. Sacred exceptions
+    Returns ``(config, added_keys, own_seed)`` where ``added_keys`` are dotted keys that the
+    updates or named configs introduced although no config scope defines them and
+    ``own_seed`` tells whether the config (scopes, named configs or updates) set ``seed``
+    rather than sacred drawing one. Sacred exceptions
     propagate; callers wrap them (see ``preflight``). Call inside ``sandbox(ex)``.
     """
     from sacred.initialize import (
@@ -214,11 +215,13 @@ def build_config(ex, updates: tp.Dict[str, tp.Any], named_configs: tp.Sequence[s
         from sacred.utils import recursive_update
 
         recursive_update(scaffold.config, hook_updates)
+    root = scaffolding.get("") or next(iter(scaffolding.values()))
+    own_seed = root.config.get("seed") is not None
     for scaffold in reversed(list(scaffolding.values())):
         scaffold.set_up_seed()
     config = get_configuration(scaffolding)
     mods = get_config_modifications(scaffolding)
-    return config, set(mods.added)
+    return config, set(mods.added), own_seed
 
 
 def get_dotted(config: dict, key: str, default=_MISSING):
@@ -240,36 +243,38 @@ def flat_keys(config: dict, prefix: str = "") -> tp.List[str]:
 
 
 def preflight(ex, points: tp.Sequence[Point], storage_keys: tp.Sequence[str],
-              placeholder_dirs: tp.Sequence[str]) -> tp.Tuple[dict, tp.List[dict], tp.Optional[str]]:
+              placeholder_dirs: tp.Sequence[str]):
     """Build the default config and every point's config; raise ExperimentError naming the
     first point with an unknown key, a missing named config or a failing config scope.
 
     The first of ``storage_keys`` that the default config has is injected with the point's
-    (future) storage dir. Returns ``(default_config, configs, injected_key_or_None)``.
+    (future) storage dir. Returns ``(default_config, configs, injected_key_or_None, seeds)``;
+    ``seeds[i]`` is point i's seed when its config sets one (the experiment's own ``seed``,
+    a named config or the command line), None when sacred would draw one.
     """
     with sandbox(ex):
         # seed-shaped scopes need a storage dir to evaluate: offer one under every candidate key
         # and keep the first key that the experiment really defines (not "added")
         probe = {k: str(placeholder_dirs[0]) if placeholder_dirs else "/nonexistent" for k in storage_keys}
         try:
-            default, added = build_config(ex, probe)
+            default, added, _ = build_config(ex, probe)
             inject = next((k for k in storage_keys if k not in added), None)
         except Exception:
             inject = None
         try:
-            default, _ = build_config(ex, {inject: probe[inject]} if inject else {})
+            default, _, _ = build_config(ex, {inject: probe[inject]} if inject else {})
         except Exception as exc:
             raise ExperimentError(f"the experiment's config scope fails without any update: "
                                   f"{_scope_error(exc)}") from None
         known = flat_keys(default)
-        configs = []
+        configs, seeds = [], []
         for point, placeholder in zip(points, placeholder_dirs):
             updates = dict(point.updates)
             if inject:
                 updates[inject] = placeholder
             where = f"point {point.index} ({point.label})"
             try:
-                config, added = build_config(ex, updates, point.named_configs)
+                config, added, own_seed = build_config(ex, updates, point.named_configs)
             except KeyError as exc:
                 msg = exc.args[0] if exc.args else str(exc)
                 raise ExperimentError(f"{where}: {msg}") from None
@@ -282,7 +287,8 @@ def preflight(ex, points: tp.Sequence[Point], storage_keys: tp.Sequence[str],
                     fix = f"did you mean {hint[0]!r}?" if hint else "check the spelling against `python EXP.py print_config`"
                     raise ExperimentError(f"{where}: unknown config key {key!r}; {fix}")
             configs.append(config)
-    return default, configs, inject
+            seeds.append(config.get("seed") if own_seed else None)
+    return default, configs, inject, seeds
 
 
 def _scope_error(exc: BaseException) -> str:

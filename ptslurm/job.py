@@ -128,8 +128,10 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
     record.start()
     _active_record = record
     try:
+        enter_snapshot(manifest, sweep_dir, index)
         run = _create_run(manifest, entry, storage_dir)
         _active_run = run
+        route_logging()
         result = run()
         record.update(sacred_id=run._id, state="completed", ended=_now(), result=_jsonable(result))
         return result
@@ -146,6 +148,55 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
         raise
     finally:
         _active_run = _active_record = None
+
+
+class _CurrentStream:
+    """Writes to whatever ``sys.<name>`` is when a record is emitted: sacred's capture while
+    the run is on, so that ``logging`` output lands in cout.txt too."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def write(self, text: str) -> int:
+        return getattr(sys, self.name).write(text)
+
+    def flush(self) -> None:
+        getattr(sys, self.name).flush()
+
+
+def route_logging() -> None:
+    """Point every logging StreamHandler bound to the process's stdout/stderr (made at import
+    time, before sacred's capture replaced them) at the current stream instead."""
+    import logging
+
+    streams = {id(sys.__stderr__): "stderr", id(sys.__stdout__): "stdout",
+               id(sys.stderr): "stderr", id(sys.stdout): "stdout"}
+    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                name = streams.get(id(handler.stream))
+                if name:
+                    handler.setStream(_CurrentStream(name))
+
+
+def enter_snapshot(manifest: dict, sweep_dir: Path, index: int) -> None:
+    """Check that the code snapshot is what was submitted, then work in it: its copy of the
+    experiment's folder is the working directory and nothing of the user's live tree is
+    importable. Raises SnapshotError (never retried) when a file changed."""
+    from . import snapshot
+
+    info = manifest["experiment"]
+    code = sweep_dir / storage.CODE
+    expected = (manifest.get("code") or {}).get("sha256")
+    if expected:
+        snapshot.verify(code, expected, f"to run the new code: `ptslurm resubmit {sweep_dir} "
+                                        f"--points {index} --refresh-code`")
+    if info.get("workdir"):
+        os.chdir(info["workdir"])
+    if info.get("source_root"):
+        snapshot.isolate(Path(info["source_root"]), code)
 
 
 def _jsonable(value: tp.Any) -> tp.Any:
@@ -204,6 +255,10 @@ def classify(exc: BaseException) -> str:
 def decide(exc: BaseException, record: AttemptRecord, max_requeues: int) -> tp.Tuple[str, str, tp.Optional[str]]:
     """``(state, cause, action)`` for an attempt that ended with ``exc``; action is
     ``requeue`` (we ask SLURM) or None."""
+    from .errors import SnapshotError
+
+    if isinstance(exc, SnapshotError):  # running it again cannot help
+        return "failed", "failed", None
     cause = classify(exc)
     if not on_slurm():  # nothing to requeue: "failed" or "interrupted" is final
         return cause, cause, None
@@ -228,7 +283,7 @@ def _create_run(manifest: dict, entry: dict, storage_dir: Path):
     # the snapshot is not the repository; the submission's git state is recorded below
     ex.save_git_info = False
     updates = dict(entry["updates"])
-    if entry.get("seed") is not None:
+    if entry.get("seed") is not None and entry.get("seed_source", "ptslurm") == "ptslurm":
         updates.setdefault("seed", entry["seed"])
     if manifest.get("storage_key"):
         updates[manifest["storage_key"]] = str(storage_dir)
@@ -239,9 +294,11 @@ def _create_run(manifest: dict, entry: dict, storage_dir: Path):
     sacred_dir = os.path.realpath(storage_dir / storage.SACRED)
     # a script that adds its own FileStorageObserver on the same folder would record each
     # attempt twice: keep ours only
-    run.observers = [o for o in run.observers if not (
-        isinstance(o, FileStorageObserver) and os.path.realpath(o.basedir) == sacred_dir)]
-    run.observers.append(FileStorageObserver(str(storage_dir / storage.SACRED)))
+    # ours goes first: the first observer decides the run id, so attempt n is sacred/<n>
+    # whatever other observers the experiment adds (they get the same id)
+    run.observers = [FileStorageObserver(str(storage_dir / storage.SACRED))] + [
+        o for o in run.observers
+        if not (isinstance(o, FileStorageObserver) and os.path.realpath(o.basedir) == sacred_dir)]
     git = manifest.get("git") or {}
     if git.get("commit"):
         run.experiment_info["repositories"] = [
@@ -264,13 +321,13 @@ def should_stop() -> bool:
 
 
 def main(argv: tp.Optional[tp.List[str]] = None) -> int:
-    """``python -m ptslurm.job SWEEP_DIR INDEX``: the local backend's entry point."""
+    """``python -m ptslurm.jobmain SWEEP_DIR INDEX``: the local backend's entry point."""
     argv = sys.argv[1:] if argv is None else argv
     import warnings
 
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     if len(argv) != 2:
-        print("usage: python -m ptslurm.job SWEEP_DIR INDEX", file=sys.stderr)
+        print("usage: python -m ptslurm.jobmain SWEEP_DIR INDEX", file=sys.stderr)
         return 2
     try:
         run_point(argv[0], int(argv[1]))
@@ -279,11 +336,4 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
         return 1
     return 0
 
-
-if __name__ == "__main__":
-    # run as `python -m ptslurm.job`: use the importable module, whose globals (the active run)
-    # the Trainer sees, not this __main__ copy
-    from ptslurm.job import main as _main
-
-    sys.exit(_main())
 

@@ -26,10 +26,21 @@ except ImportError:  # pragma: no cover - orjson is a dependency; keep working w
 
 
 def read_json(path: tp.Union[str, Path]) -> tp.Any:
+    """The parsed file, None when it is missing or unreadable. sacred writes NaN and
+    Infinity (Python's json allows them, orjson does not): such a file is parsed again by
+    the json module instead of being dropped."""
     try:
         with open(path, "rb") as fh:
-            return _loads(fh.read())
-    except (OSError, ValueError):  # orjson's JSONDecodeError is a ValueError too
+            data = fh.read()
+    except OSError:
+        return None
+    try:
+        return _loads(data)
+    except ValueError:  # orjson's JSONDecodeError is a ValueError too
+        pass
+    try:
+        return json.loads(data)
+    except ValueError:
         return None
 
 
@@ -124,7 +135,8 @@ def status_rows(manifest: dict, rows: tp.List[dict], now: tp.Optional[float] = N
             heartbeat = (run or {}).get("heartbeat")
         out.append(dict(row, varied=varied_values(manifest, entry), iteration=progress.get("iteration"),
                         epoch=progress.get("epoch"), heartbeat=heartbeat or status.get("updated"),
-                        elapsed_s=round(elapsed, 1)))
+                        ended=attempts[-1].get("ended") if attempts else None,
+                        elapsed_s=round(elapsed, 1), seed=entry.get("seed")))
     return out
 
 
@@ -206,6 +218,7 @@ def _record(name: str, varied: tp.Sequence[str], entry: dict) -> tp.Tuple[dict, 
         elif key in entry["updates"]:
             record[key] = entry["updates"][key]
     record["state"] = status.get("state", "pending")
+    record["seed"] = entry.get("seed")
     record["result"] = next((a.get("result") for a in reversed(attempts) if "result" in a), None)
     for metric, series in sorted(join_metrics(entry["storage_dir"], attempts).items()):
         values = series["values"]
@@ -310,8 +323,11 @@ def sort_records(records: tp.List[dict], metric: str) -> tp.List[dict]:
         names = metric_names(records)
         raise UsageError(f"unknown metric {metric!r}; reported metrics: {', '.join(names) or 'none'} (or 'result')")
     reverse = bool(MAXIMIZE.search(metric))
-    present = [r for r in records if isinstance(r.get(key), (int, float))]
-    missing = [r for r in records if not isinstance(r.get(key), (int, float))]
+    def number(value) -> bool:  # NaN never wins, nor sorts between numbers
+        return isinstance(value, (int, float)) and value == value
+
+    present = [r for r in records if number(r.get(key))]
+    missing = [r for r in records if not number(r.get(key))]
     return sorted(present, key=lambda r: r[key], reverse=reverse) + missing
 
 

@@ -243,25 +243,3 @@ def read_manifest(sweep_dir: Path) -> dict:
 
 def write_manifest(sweep_dir: Path, manifest: dict) -> None:
     atomic_write_json(Path(sweep_dir) / MANIFEST, manifest)
-
-
-# ----------------------------------------------------------------------------- code snapshot
-
-
-def snapshot_code(experiment_file: Path, extra_files: tp.Iterable[Path], dest: Path) -> Path:
-    """Copy the experiment file, every ``*.py`` beside it and ``extra_files`` (modules it
-    imported from below its folder) into ``dest``, keeping paths relative to the experiment's
-    folder. Returns the snapshot's experiment file. Every attempt of every point runs this
-    copy, so edits after submission never leak into a running sweep."""
-    base = experiment_file.parent.resolve()
-    files = {experiment_file.resolve()}
-    files.update(p.resolve() for p in base.glob("*.py"))
-    for extra in extra_files:
-        extra = Path(extra).resolve()
-        if base in extra.parents:
-            files.add(extra)
-    for src in sorted(files):
-        target = dest / src.relative_to(base)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, target)
-    return dest / experiment_file.resolve().relative_to(base)

@@ -14,11 +14,13 @@ import platform
 import random
 import shlex
 import shutil
+import sys
+import tempfile
 import typing as tp
 from pathlib import Path
 
 from . import executor as executors
-from . import grid, results, storage, sweepfile
+from . import grid, results, snapshot, storage, sweepfile
 from .errors import PointsFailed, SubmissionError, UsageError
 from .spec import SCHEMA_VERSION, Point, Resources
 
@@ -38,6 +40,7 @@ class SweepRequest:
     resources: Resources = Resources()
     dry_run: bool = False
     argv: tp.Tuple[str, ...] = ()
+    max_snapshot_mb: float = snapshot.DEFAULT_MAX_MB
 
 
 @dataclasses.dataclass
@@ -57,11 +60,25 @@ class Plan:
     name: str
     spec_hash: str
     ex: tp.Any = None
-    local_files: tp.List[Path] = dataclasses.field(default_factory=list)
+    layout: tp.Optional[snapshot.Layout] = None
+    staging: tp.Optional[Path] = None  # the snapshot, made and checked before anything is created
+    code_hash: str = ""
+    code_bytes: int = 0
+    seeds: tp.List[tp.Optional[int]] = dataclasses.field(default_factory=list)
 
     @property
     def sweep_dir(self) -> Path:
         return storage.sweeps_dir(self.root) / self.name
+
+    @property
+    def workdir(self) -> Path:
+        """Where each job runs: the sweep snapshot's copy of the experiment's folder."""
+        return self.sweep_dir / storage.CODE / self.layout.workdir
+
+    def discard(self) -> None:
+        """Remove the staged snapshot (after create() took it, or when nothing is created)."""
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def expand_points(request: SweepRequest) -> tp.Tuple[tp.List[Point], tp.List[str]]:
@@ -81,48 +98,143 @@ def spec_hash(experiment_file: Path, points: tp.Sequence[Point], resources: Reso
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
-def choose_executor(requested: str) -> str:
+def choose_executor(requested: str, dry_run: bool = False) -> str:
+    """``slurm`` or ``local``; a dry run may show a SLURM batch script on a machine without
+    a controller (a laptop)."""
     if requested not in ("auto", "slurm", "local"):
         raise UsageError(f"unknown executor {requested!r}; use slurm, local or auto")
     if requested == "auto":
         return "slurm" if executors.slurm_available() else "local"
-    if requested == "slurm" and not executors.slurm_available():
+    if requested == "slurm" and not dry_run and not executors.slurm_available():
         raise UsageError("--executor slurm: no SLURM controller answers `scontrol ping`; "
                          "run on a login node or use --executor local")
     return requested
 
 
 def plan(request: SweepRequest) -> Plan:
-    """All checks without side effects. Raises a UsageError subclass on bad input."""
-    from . import experiment
-
+    """All checks without side effects outside a temporary folder: the code snapshot is
+    made there and the pre-flight loads the experiment from it, in a fresh process, as the
+    job will. Raises a UsageError subclass on bad input. Call ``discard()`` when done."""
+    if request.jobs < 1:
+        raise UsageError(f"-j/--jobs must be at least 1, got {request.jobs}")
+    if not request.max_snapshot_mb > 0:
+        raise UsageError(f"--max-snapshot-mb must be a positive number, got {request.max_snapshot_mb!r}")
+    check_time(request.resources)
     points, flat_axes = expand_points(request)
     root = storage.resolve_root(request.root)
     storage.check_root_writable(root)
     path = Path(request.experiment)
-    _, ex = experiment.load(path, light=True)
-    module_name = path.stem
-    exp_name = ex.path
-    if not exp_name or os.sep in exp_name or exp_name in (".", "..", storage.SWEEPS):
-        raise UsageError(f"experiment name {exp_name!r} cannot be a folder name; "
-                         f"use Experiment('my-experiment') with a plain name")
-    predicted = storage.predict_dirs(root / exp_name, len(points))
+    chosen = choose_executor(request.executor, request.dry_run)
+    if request.name is not None:
+        check_name(request.name)
     keys = (request.storage_key,) if request.storage_key else FALLBACK_STORAGE_KEYS
-    default, _configs, injected = experiment.preflight(ex, points, keys, [str(p) for p in predicted])
-    warnings = experiment.list_defaults(default, points, flat_axes)
+
+    def placeholders(exp_name: str) -> tp.List[Path]:
+        return storage.predict_dirs(root / exp_name, len(points))
+
+    staged = stage(path, root, points, keys, placeholders, flat_axes, request.max_snapshot_mb)
+    lay, staging, code_hash, code_bytes, checked, ex = staged
+    exp_name, predicted = ex.path, placeholders(ex.path)
+    injected = checked["injected"]
+    digest = spec_hash(path.resolve(), points, request.resources if chosen == "slurm" else Resources(), injected)
+    name = request.name or f"{exp_name}-{digest}"
+    try:
+        check_name(name)
+    except UsageError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    warnings = list(checked["warnings"])
+    module_name = path.stem
     if request.storage_key and not injected:
         warnings.append(f"the experiment has no config key {request.storage_key!r}: the storage dir "
                         f"is not injected; the code finds it with ptslurm.get_storage_dir() "
                         f"(or --storage-key KEY names another key)")
-    chosen = choose_executor(request.executor)
-    digest = spec_hash(path.resolve(), points, request.resources if chosen == "slurm" else Resources(), injected)
-    name = request.name or f"{exp_name}-{digest}"
-    if not name or "/" in name or name.startswith("."):
-        raise UsageError(f"bad sweep name {name!r}: use letters, digits, '-', '_' and '.'")
     return Plan(request=request, points=points, root=root, experiment_name=exp_name,
                 module_name=module_name, experiment_file=path.resolve(), storage_key=injected,
                 predicted_dirs=predicted, warnings=warnings, executor=chosen, name=name,
-                spec_hash=digest, ex=ex, local_files=experiment.local_modules(path.parent))
+                spec_hash=digest, ex=ex, layout=lay, staging=staging, code_hash=code_hash,
+                code_bytes=code_bytes, seeds=checked["seeds"])
+
+
+def stage(path: Path, root: Path, points: tp.Sequence[Point], keys: tp.Sequence[str],
+          placeholders: tp.Callable[[str], tp.List[Path]], flat_axes: tp.Sequence[str], max_mb: float):
+    """Load the experiment (to learn what it imports), copy its snapshot into a temporary
+    folder and run the pre-flight from there. Returns ``(layout, staging, code_hash,
+    code_bytes, preflight_result, ex)``; the caller owns ``staging``."""
+    from . import experiment, preflight
+
+    path_before = list(sys.path)
+    _, ex = experiment.load(path, light=True)
+    module_files = experiment.module_files()
+    lay = snapshot.layout(path, path_before, list(sys.path), module_files)
+    exp_name = ex.path
+    if not exp_name or os.sep in exp_name or exp_name in (".", "..", storage.SWEEPS):
+        raise UsageError(f"experiment name {exp_name!r} cannot be a folder name; "
+                         f"use Experiment('my-experiment') with a plain name")
+    imported = [os.path.relpath(os.path.realpath(f), lay.root) for f in module_files
+                if snapshot._under(os.path.realpath(f), str(lay.root))]
+    listing = snapshot.files(lay, skip=[root], must=imported)
+    snapshot.check_size(lay, listing, max_mb)
+    staging = Path(tempfile.mkdtemp(prefix="ptslurm-snapshot-"))
+    try:
+        code = staging / storage.CODE
+        code_hash = snapshot.copy(lay, listing, code)
+        checked = preflight.run(code, code / lay.experiment, code / lay.workdir, path.stem,
+                                [p.to_json() for p in points], keys, [str(d) for d in placeholders(exp_name)],
+                                flat_axes, lay.root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return lay, staging, code_hash, sum(size for _, size in listing), checked, ex
+
+
+SIGNAL_MARGIN_S = 30  # run time before the stop signal, at least: SLURM checks limits every 30 s
+
+
+def check_time(resources: Resources, limit_min: tp.Optional[float] = None, what: str = "--time") -> None:
+    """The stop signal (``--signal-delay`` before the limit) must leave the job some time to
+    run; ``limit_min`` defaults to ``--time``."""
+    limit = resources.timeout_min if limit_min is None else limit_min
+    delay = resources.signal_delay_s
+    if delay < 0:
+        raise UsageError(f"--signal-delay must be a non-negative number of seconds, got {delay}")
+    if limit is not None and limit * 60 < delay + SIGNAL_MARGIN_S:
+        need = -(-(delay + SIGNAL_MARGIN_S) // 60)
+        raise UsageError(f"{what} {limit:g} min leaves no time to run: the stop signal comes --signal-delay "
+                         f"{delay} s before the limit; give --time {need} or more, or a smaller --signal-delay "
+                         f"(at least {SIGNAL_MARGIN_S} s of run time must come before the signal)")
+
+
+def time_limit_note(resources: Resources) -> tp.Optional[str]:
+    """Without --time the partition's default applies: say which (from ``scontrol show
+    partition``) and check the stop signal fits in it. None when --time was given."""
+    if resources.timeout_min is not None:
+        return None
+    info = executors.partition_info(resources.partition)
+    if not info:
+        return "no --time: jobs get the partition's default time limit (scontrol did not tell which)"
+    name = info.get("PartitionName", resources.partition or "default")
+    default, maximum = info.get("DefaultTime", "NONE"), info.get("MaxTime", "UNLIMITED")
+    try:
+        d, m = executors.slurm_minutes(default), executors.slurm_minutes(maximum)
+    except ValueError:
+        return f"no --time: jobs get partition {name!r}'s default time limit ({default})"
+    if d is not None or m is not None:
+        check_time(resources, d if d is not None else m, what=f"partition {name!r}'s default time limit")
+    if d is not None:
+        return f"no --time: jobs get partition {name!r}'s default time limit {default}"
+    if m is not None:
+        return f"no --time and partition {name!r} has no default: jobs get its MaxTime {maximum}"
+    return f"no --time and partition {name!r} has no default or maximum time: jobs run without a time limit"
+
+
+def check_name(name: str) -> None:
+    """A sweep name is a folder name a shell and SLURM's --job-name take as it is."""
+    import re
+
+    if not name or len(name) > 100 or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*", name):
+        raise UsageError(f"bad sweep name {name!r}: use at most 100 letters, digits, '-', '_', '+' and '.', "
+                         f"not starting with '.' or '-'")
 
 
 def versions() -> tp.Dict[str, tp.Optional[str]]:
@@ -138,7 +250,7 @@ def versions() -> tp.Dict[str, tp.Optional[str]]:
 
 
 def slurm_backend(p: Plan) -> executors.SlurmBackend:
-    return executors.SlurmBackend(p.sweep_dir, p.request.resources, job_name=p.name)
+    return executors.SlurmBackend(p.sweep_dir, p.request.resources, job_name=p.name, workdir=p.workdir)
 
 
 def existing(p: Plan) -> tp.Optional[dict]:
@@ -168,7 +280,9 @@ def create(p: Plan) -> tp.Tuple[Path, dict]:
     except FileExistsError:
         raise UsageError(f"sweep {p.name!r} is being created by another process; choose another --name") from None
     try:
-        snapshot = storage.snapshot_code(p.experiment_file, p.local_files, sweep_dir / storage.CODE)
+        code = sweep_dir / storage.CODE
+        shutil.move(str(p.staging / storage.CODE), str(code))
+        shutil.move(str(snapshot.hash_file(p.staging / storage.CODE)), str(snapshot.hash_file(code)))
         dirs = storage.allocate_dirs(p.root / p.experiment_name, len(p.points))
     except BaseException:
         shutil.rmtree(sweep_dir, ignore_errors=True)
@@ -183,7 +297,9 @@ def create(p: Plan) -> tp.Tuple[Path, dict]:
         "spec_hash": p.spec_hash,
         "command": list(p.request.argv),
         "experiment": {"name": p.experiment_name, "file": str(p.experiment_file),
-                       "snapshot": str(snapshot), "module": p.module_name},
+                       "snapshot": str(code / p.layout.experiment), "module": p.module_name,
+                       "source_root": str(p.layout.root), "workdir": str(code / p.layout.workdir)},
+        "code": {"sha256": p.code_hash, "bytes": p.code_bytes},
         "spec": {"with": list(p.request.with_tokens),
                  "file": str(Path(p.request.sweep_file).resolve()) if p.request.sweep_file else None,
                  "file_text": Path(p.request.sweep_file).read_text() if p.request.sweep_file else None},
@@ -193,11 +309,13 @@ def create(p: Plan) -> tp.Tuple[Path, dict]:
         "varied": list(p.points[0].varied) if p.points else [],
         "versions": versions(),
         "git": experiment.git_state(p.experiment_file),
-        # one seed per point, fixed at submission: every attempt (requeue, resubmit) of a point
-        # builds the same config, so resuming is exact; a seed in the updates wins
+        # one seed per point: the experiment's own (config scope, named config, command line)
+        # when it sets one; else ptslurm fixes one at submission, so that every attempt
+        # (requeue, resubmit) builds the same config and resuming is exact
         "points": [dict(pt.to_json(), storage_dir=str(d), job_id=None,
-                        seed=pt.updates.get("seed", rng.randrange(2**31 - 1)))
-                   for pt, d in zip(p.points, dirs)],
+                        seed=own if own is not None else rng.randrange(2**31 - 1),
+                        seed_source="experiment" if own is not None else "ptslurm")
+                   for pt, d, own in zip(p.points, dirs, p.seeds)],
     }
     storage.write_manifest(sweep_dir, manifest)
     return sweep_dir, manifest
@@ -238,7 +356,7 @@ def submit(p: Plan, sweep_dir: Path, manifest: dict, backend: executors.SlurmBac
 
 
 def run_local(p: Plan, sweep_dir: Path, manifest: dict, on_change=lambda rows: None) -> tp.List[dict]:
-    backend = executors.LocalBackend(sweep_dir, p.request.jobs)
+    backend = executors.LocalBackend(sweep_dir, p.request.jobs, workdir=p.workdir)
     for entry in manifest["points"]:
         entry["job_id"] = "local"
     manifest["state"] = "submitted"
@@ -272,7 +390,7 @@ def check_finished(rows: tp.Sequence[dict], sweep_dir: Path) -> None:
         raise PointsFailed(f"{len(bad)} of {len(rows)} points did not complete "
                            f"(point {first['index']} {first['state']}{detail}); "
                            f"see `ptslurm logs {shlex.quote(str(sweep_dir))} {first['index']}`, then "
-                           f"`ptslurm resubmit ... --failed`")
+                           f"`ptslurm resubmit {shlex.quote(str(sweep_dir))} --failed`")
 
 
 # ----------------------------------------------------------------------------- life cycle
@@ -334,8 +452,7 @@ def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = Fa
         raise UsageError(f"points {', '.join(map(str, busy))} are still queued or running; "
                          f"cancel them first (`ptslurm cancel --points ...`)")
     if refresh_code:
-        snapshot = Path(manifest["experiment"]["snapshot"])
-        storage.snapshot_code(Path(manifest["experiment"]["file"]), [], snapshot.parent)
+        refresh_snapshot(sweep_dir, manifest)
     for i in indices:
         entry = manifest["points"][i]
         Path(entry["storage_dir"]).mkdir(parents=True, exist_ok=True)
@@ -344,12 +461,14 @@ def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = Fa
         entry.setdefault("job_history", [])
         if entry.get("job_id"):
             entry["job_history"].append(entry["job_id"])
+    workdir = manifest["experiment"].get("workdir")
     if manifest.get("executor") != "slurm":
-        backend = executors.LocalBackend(sweep_dir)
+        backend = executors.LocalBackend(sweep_dir, workdir=workdir)
         backend.run(list(indices))
         storage.write_manifest(sweep_dir, manifest)
         return {i: "local" for i in indices}
-    backend = executors.SlurmBackend(sweep_dir, Resources.from_json(manifest["resources"]), manifest["name"])
+    backend = executors.SlurmBackend(sweep_dir, Resources.from_json(manifest["resources"]), manifest["name"],
+                                     workdir=workdir)
 
     def on_array(ids: tp.Dict[int, str]) -> None:
         for index, job in ids.items():
@@ -357,6 +476,86 @@ def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = Fa
         storage.write_manifest(sweep_dir, manifest)
 
     return backend.submit(list(indices), run_point, lambda i: (str(sweep_dir), i), on_array)
+
+
+def refresh_snapshot(sweep_dir: Path, manifest: dict, max_mb: float = snapshot.DEFAULT_MAX_MB) -> None:
+    """Take the experiment's current code: a new snapshot, checked by the pre-flight with the
+    points' configs, replaces the old one (which stays if anything fails)."""
+    info = manifest["experiment"]
+    points = [Point.from_json(e) for e in manifest["points"]]
+    keys = (manifest["storage_key"],) if manifest.get("storage_key") else ()
+    dirs = [Path(e["storage_dir"]) for e in manifest["points"]]
+    lay, staging, code_hash, code_bytes, _checked, ex = stage(
+        Path(info["file"]), Path(manifest["root"]), points, keys, lambda _name: dirs, [], max_mb)
+    try:
+        if ex.path != info["name"]:
+            raise UsageError(f"the experiment is now named {ex.path!r}, not {info['name']!r}: its points' storage "
+                             f"dirs would not match; start a new sweep")
+        code = sweep_dir / storage.CODE
+        old = sweep_dir / f".{storage.CODE}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(code, old)
+        os.replace(snapshot.hash_file(code), old.parent / f".{snapshot.HASHES}.old")
+        shutil.move(str(staging / storage.CODE), str(code))
+        shutil.move(str(snapshot.hash_file(staging / storage.CODE)), str(snapshot.hash_file(code)))
+        info.update(snapshot=str(code / lay.experiment), source_root=str(lay.root), workdir=str(code / lay.workdir))
+        manifest["code"] = {"sha256": code_hash, "bytes": code_bytes}
+        storage.write_manifest(sweep_dir, manifest)
+        shutil.rmtree(old, ignore_errors=True)
+        (old.parent / f".{snapshot.HASHES}.old").unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def changed_code(manifest: dict, sweep_dir: Path) -> tp.List[str]:
+    """Files of the sweep's snapshot that differ from the live tree it was taken from."""
+    root = manifest["experiment"].get("source_root")
+    if not root:
+        return []
+    return snapshot.differs(sweep_dir / storage.CODE, Path(root))
+
+
+def _point(manifest: dict, index: int) -> dict:
+    n = len(manifest["points"])
+    if not 0 <= index < n:
+        raise UsageError(f"point {index} is out of range: sweep {manifest['name']!r} has points 0-{n - 1}")
+    return manifest["points"][index]
+
+
+def run_here(sweep_dir: Path, manifest: dict, index: int, pdb: bool = False) -> None:
+    """Run one attempt of a point in this process, in the foreground (``ptslurm run``).
+    Refused while the point is queued or running elsewhere. ``pdb`` enters the debugger
+    post mortem where the run fails; the exception then propagates."""
+    from .job import run_point
+
+    entry = _point(manifest, index)
+    row = sweep_states(sweep_dir, manifest)[index]
+    busy = ("pending", "running", "requeued") if manifest.get("executor") == "slurm" else ("running",)
+    if row["state"] in busy:
+        raise UsageError(f"point {index} is {row['state']} (job {entry.get('job_id')}); two runs must not share "
+                         f"its storage dir: `ptslurm cancel {shlex.quote(str(sweep_dir))} --points {index}` first")
+    try:
+        run_point(sweep_dir, index)
+    except BaseException as exc:
+        if pdb and not isinstance(exc, KeyboardInterrupt):
+            import pdb as debugger
+            import traceback
+
+            traceback.print_exc()
+            debugger.post_mortem(exc.__traceback__)
+        raise
+
+
+def point_config(manifest: dict, index: int) -> tp.Tuple[dict, str]:
+    """A point's config and where it came from: the config.json its latest attempt wrote,
+    else the manifest's updates, named configs and seed."""
+    entry = _point(manifest, index)
+    path = Path(entry["storage_dir"]) / storage.CONFIG
+    config = results.read_json(path)
+    if isinstance(config, dict):
+        return config, f"resolved config of its latest attempt ({path})"
+    return ({"updates": entry["updates"], "named_configs": entry["named_configs"], "seed": entry.get("seed")},
+            "not run yet: the updates, named configs and seed it will run with")
 
 
 def log_paths(sweep_dir: Path, manifest: dict, index: int, attempt: tp.Optional[int],
@@ -374,8 +573,13 @@ def log_paths(sweep_dir: Path, manifest: dict, index: int, attempt: tp.Optional[
     sid = chosen.get("sacred_id")
     if sid and not live:
         path = Path(entry["storage_dir"]) / storage.SACRED / str(sid) / "cout.txt"
-        if path.exists():
-            return path, status
+        try:
+            if path.stat().st_size > 0:
+                return path, status
+        except OSError:
+            pass
+        status = dict(status, note=f"(sacred captured no output in {path}; showing the "
+                                   f"{'scheduler' if manifest.get('executor') == 'slurm' else 'local'} log)")
     job = chosen.get("job_id") or entry.get("job_id")
     if manifest.get("executor") == "slurm" and job:
         return sweep_dir / storage.SLURM_FOLDER / f"{job}_0_log.out", status

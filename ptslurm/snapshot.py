@@ -1,0 +1,268 @@
+"""The code snapshot: which of the user's files a job runs, their content hash, and the check
+that a job runs exactly what was submitted.
+
+Contract (README, "The code snapshot"): the snapshot is the experiment's folder, widened to the
+common ancestor of every folder the experiment put on ``sys.path`` to import its own modules,
+copied whole: modules, packages, data and config files read relative to ``__file__``. Never
+copied: hidden files and folders (``.git``, ``.venv``, caches), virtualenvs and conda envs,
+``__pycache__``, checkpoints, sacred observer folders, storage roots and storage dirs, and
+whatever ``.ptslurmignore`` or ``.gitignore`` files (gitignore syntax) under the folder exclude.
+The job runs in the snapshot's copy of the experiment's folder.
+"""
+import dataclasses
+import hashlib
+import os
+import shutil
+import sys
+import typing as tp
+from pathlib import Path
+
+from .errors import SnapshotError, StorageError
+
+IGNORE_FILE = ".ptslurmignore"
+HASHES = "code.sha256"  # in the sweep dir, sha256sum's format: `cd code && sha256sum -c ../code.sha256`
+DEFAULT_MAX_MB = 100.0
+MAX_FILES = 20000
+SKIP_DIRS = {"__pycache__", "node_modules", "checkpoints", "site-packages", "wandb", "mlruns", "lightning_logs"}
+SKIP_SUFFIXES = (".pyc", ".pyo", ".swp", ".tmp")
+# a folder holding one of these is somebody's environment or results, not code
+FOREIGN_MARKERS = ("pyvenv.cfg", "conda-meta", "ptslurm_status.json", "_sources")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where the snapshot comes from: ``root`` is copied; ``experiment`` and ``workdir`` are
+    relative to it."""
+
+    root: Path
+    experiment: Path
+    workdir: Path
+
+
+def _system_dirs() -> tp.List[str]:
+    import sysconfig
+
+    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            dirs.add(path)
+    return [os.path.realpath(d) for d in dirs]
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def layout(experiment_file: Path, path_before: tp.Sequence[str], path_after: tp.Sequence[str],
+           module_files: tp.Iterable[str], cwd: tp.Optional[str] = None) -> Layout:
+    """The snapshot's root: the experiment's folder, widened to the common ancestor of the
+    ``sys.path`` entries that the experiment added (``path_after`` minus ``path_before``)
+    and that supplied a module it imported. Entries of the Python installation, and an
+    ancestor as wide as ``/`` or the home folder, never count."""
+    cwd = cwd or os.getcwd()
+    folder = os.path.realpath(Path(experiment_file).parent)
+    system = _system_dirs()
+    before = {os.path.realpath(os.path.join(cwd, p or ".")) for p in path_before}
+    added = []
+    for entry in path_after:
+        real = os.path.realpath(os.path.join(cwd, entry or "."))
+        if real in before or real == folder or not os.path.isdir(real) or any(_under(real, s) for s in system):
+            continue
+        added.append(real)
+    files = [os.path.realpath(f) for f in module_files if f and os.path.isabs(f)]
+    roots = [folder]
+    for entry in added:
+        if any(_under(f, entry) for f in files):
+            roots.append(entry)
+    root = os.path.commonpath(roots)
+    too_wide = {os.sep, os.path.realpath(os.path.expanduser("~"))}
+    if root in too_wide:
+        raise SnapshotError(f"the experiment imports its own modules from {', '.join(r for r in roots[1:])}, "
+                            f"so the code snapshot would be all of {root!r}; move the experiment into the "
+                            f"project folder, or install the shared code as a package (pip install -e)")
+    root_path = Path(root)
+    return Layout(root=root_path, experiment=Path(os.path.realpath(experiment_file)).relative_to(root_path),
+                  workdir=Path(folder).relative_to(root_path))
+
+
+def isolate(source_root: Path, snapshot_dir: Path) -> None:
+    """Drop the user's live tree (``source_root``) from ``sys.path`` so that only the
+    snapshot can be imported; entries inside ``snapshot_dir`` stay even when the snapshot
+    lies below the live tree (a storage root inside the project)."""
+    live = os.path.realpath(source_root)
+    mine = os.path.realpath(snapshot_dir)
+    keep = []
+    for entry in sys.path:
+        real = os.path.realpath(entry or ".")
+        if _under(real, live) and not _under(real, mine):
+            continue
+        keep.append(entry)
+    sys.path[:] = keep
+
+
+def _ignore_spec(root: Path, directory: Path, inherited):
+    """The patterns of ``directory``'s .ptslurmignore and .gitignore added to ``inherited``."""
+    lines: tp.List[str] = []
+    for name in (IGNORE_FILE, ".gitignore"):
+        try:
+            text = (directory / name).read_text()
+        except OSError:
+            continue
+        prefix = directory.relative_to(root).as_posix()
+        for line in text.splitlines():
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            negate = stripped.startswith("!")
+            pattern = stripped[1:] if negate else stripped
+            if prefix != ".":  # make the pattern relative to the snapshot root
+                anchored = "/" in pattern.rstrip("/")
+                pattern = f"{prefix}/{pattern.lstrip('/')}" if anchored else f"{prefix}/**/{pattern}"
+            lines.append(("!" if negate else "") + pattern)
+    if not lines:
+        return inherited
+    return (inherited or []) + lines
+
+
+def _matcher(lines):
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+
+
+def files(lay: Layout, skip: tp.Iterable[Path] = (), must: tp.Iterable[str] = ()) -> tp.List[tp.Tuple[str, int]]:
+    """``(relative path, size)`` of every file the snapshot takes, sorted. ``skip``: folders
+    never entered (storage roots); ``must``: files taken even when an ignore rule matches
+    them (modules the experiment imported)."""
+    root = lay.root
+    skip_real = {os.path.realpath(s) for s in skip}
+    out: tp.Dict[str, int] = {}
+    stack: tp.List[tp.Tuple[Path, tp.Optional[list]]] = [(root, None)]
+    while stack:
+        directory, inherited = stack.pop()
+        lines = _ignore_spec(root, directory, inherited)
+        spec = _matcher(lines)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            raise StorageError(f"cannot read {str(directory)!r} for the code snapshot ({exc.strerror}); "
+                               f"exclude it in {IGNORE_FILE}") from None
+        for entry in entries:
+            name = entry.name
+            rel = Path(entry.path).relative_to(root).as_posix()
+            if name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                if name in SKIP_DIRS or name.endswith(".egg-info") or os.path.realpath(entry.path) in skip_real:
+                    continue
+                if any(os.path.exists(os.path.join(entry.path, m)) for m in FOREIGN_MARKERS):
+                    continue
+                if os.path.isdir(os.path.join(entry.path, "sweeps")) and _holds_sweeps(Path(entry.path)):
+                    continue
+                if spec is not None and spec.match_file(rel + "/"):
+                    continue
+                stack.append((Path(entry.path), lines))
+            elif entry.is_file():  # a symlink to a file is copied as the file
+                if name.endswith(SKIP_SUFFIXES) or (name.startswith("ckpt_") and name.endswith(".pth")):
+                    continue
+                if spec is not None and spec.match_file(rel):
+                    continue
+                out[rel] = entry.stat().st_size
+                if len(out) > MAX_FILES:
+                    raise SnapshotError(f"the code snapshot of {str(root)!r} would hold more than {MAX_FILES} "
+                                        f"files; exclude data and outputs in {str(root / IGNORE_FILE)!r} "
+                                        f"(gitignore syntax)")
+    for rel in must:
+        path = root / rel
+        if rel not in out and path.is_file():
+            out[rel] = path.stat().st_size
+    return sorted(out.items())
+
+
+def _holds_sweeps(folder: Path) -> bool:
+    try:
+        return any((p / "manifest.json").is_file() for p in (folder / "sweeps").iterdir())
+    except OSError:
+        return False
+
+
+def check_size(lay: Layout, listing: tp.Sequence[tp.Tuple[str, int]], max_mb: float) -> None:
+    total = sum(size for _, size in listing)
+    if total <= max_mb * 1e6:
+        return
+    biggest = sorted(listing, key=lambda item: -item[1])[:3]
+    named = ", ".join(f"{rel} ({size / 1e6:.1f} MB)" for rel, size in biggest)
+    raise SnapshotError(f"the code snapshot of {str(lay.root)!r} would be {total / 1e6:.1f} MB (cap "
+                        f"{max_mb:g} MB); biggest: {named}; exclude them in {str(lay.root / IGNORE_FILE)!r} "
+                        f"(gitignore syntax) or raise --max-snapshot-mb")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def copy(lay: Layout, listing: tp.Sequence[tp.Tuple[str, int]], dest: Path) -> str:
+    """Copy the files into ``dest`` and write their hashes beside it (``HASHES``); returns
+    the snapshot's content hash (the sha256 of that list)."""
+    lines = []
+    for rel, _ in listing:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copy2(lay.root / rel, target)
+        except FileNotFoundError:  # deleted while we copied: it is not part of the snapshot
+            continue
+        lines.append(f"{_sha256(target)}  {rel}\n")
+    dest.mkdir(parents=True, exist_ok=True)
+    text = "".join(lines)
+    hash_file(dest).write_text(text)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def hash_file(code_dir: Path) -> Path:
+    return Path(code_dir).parent / HASHES
+
+
+def verify(code_dir: Path, expected: str, fix: str) -> None:
+    """Raise SnapshotError naming the first file of the snapshot that changed since
+    submission (or the missing hash list); ``fix`` says how to run new code."""
+    code_dir = Path(code_dir)
+    try:
+        text = hash_file(code_dir).read_text()
+    except OSError:
+        raise SnapshotError(f"the code snapshot's hash list {str(hash_file(code_dir))!r} is missing; {fix}") from None
+    if hashlib.sha256(text.encode()).hexdigest() != expected:
+        raise SnapshotError(f"the code snapshot's hash list {str(hash_file(code_dir))!r} changed since "
+                            f"submission; {fix}")
+    for line in text.splitlines():
+        digest, _, rel = line.partition("  ")
+        path = code_dir / rel
+        try:
+            same = _sha256(path) == digest
+        except OSError:
+            same = False
+        if not same:
+            raise SnapshotError(f"the code snapshot changed since submission: {str(path)!r} was edited or "
+                                f"removed; {fix}")
+
+
+def differs(code_dir: Path, layout_root: Path) -> tp.List[str]:
+    """Files of the snapshot whose live copy under ``layout_root`` differs (or is gone)."""
+    out = []
+    try:
+        text = hash_file(code_dir).read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        digest, _, rel = line.partition("  ")
+        try:
+            if _sha256(Path(layout_root) / rel) != digest:
+                out.append(rel)
+        except OSError:
+            out.append(rel)
+    return out
