@@ -296,9 +296,11 @@ def _create_run(manifest: dict, entry: dict, storage_dir: Path):
     # attempt twice: keep ours only
     # ours goes first: the first observer decides the run id, so attempt n is sacred/<n>
     # whatever other observers the experiment adds (they get the same id)
-    run.observers = [FileStorageObserver(str(storage_dir / storage.SACRED))] + [
-        o for o in run.observers
-        if not (isinstance(o, FileStorageObserver) and os.path.realpath(o.basedir) == sacred_dir)]
+    others = [o for o in run.observers
+              if not (isinstance(o, FileStorageObserver) and os.path.realpath(o.basedir) == sacred_dir)]
+    for observer in others:
+        _own_ids(observer)
+    run.observers = [FileStorageObserver(str(storage_dir / storage.SACRED))] + others
     git = manifest.get("git") or {}
     if git.get("commit"):
         run.experiment_info["repositories"] = [
@@ -311,6 +313,21 @@ def _create_run(manifest: dict, entry: dict, storage_dir: Path):
                            "git": git}
     dump_config(run.config, storage_dir / storage.CONFIG)
     return run
+
+
+def _own_ids(observer) -> None:
+    """sacred hands every later observer the id the first one chose; another observer's
+    folder (shared by all points of a sweep) may hold that id already. Let it choose its
+    own instead; ours has decided the run's id."""
+    started = getattr(observer, "started_event", None)
+    if started is None:
+        return
+
+    def started_event(*args, **kwargs):
+        kwargs["_id"] = None
+        return started(*args, **kwargs)
+
+    observer.started_event = started_event
 
 
 def should_stop() -> bool:

@@ -14,7 +14,6 @@ a collision moves on to the next number, so no two callers ever share a director
 """
 import json
 import os
-import shutil
 import tempfile
 import typing as tp
 from pathlib import Path

@@ -117,6 +117,7 @@ JobAcctGatherType=jobacct_gather/none
 NodeName={self.host} NodeAddr=127.0.0.1 Sockets=1 CoresPerSocket={self.cpus} ThreadsPerCore=1 RealMemory={mem_mb} Gres=gpu:{self.gpus} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE GraceTime=10
 PartitionName=high Nodes=ALL Default=NO MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
+PartitionName=timed Nodes=ALL Default=NO DefaultTime=00:45:00 MaxTime=02:00:00 State=UP PriorityTier=1 PreemptMode=OFF
 """)
         dbd = d / "slurmdbd.conf"
         dbd.write_text(f"""\

@@ -139,10 +139,11 @@ def test_start_up_crash_is_requeued_at_most_the_cap_then_failed(slurm_cluster, t
 
 
 def test_time_limit_is_told_from_slurm_data_and_capped(slurm_cluster, tmp_path):
-    """--time 1 with the signal 60 s ahead: every attempt gets USR2 at SLURM's first
-    time-limit check. One requeue is allowed, then the point ends as timed out."""
+    """--time 1 with the signal 30 s ahead (the least that leaves 30 s of run time): every
+    attempt gets USR2 at a time-limit check 30-60 s in. One requeue is allowed, then the
+    point ends as timed out."""
     root = tmp_path / "root"
-    proc = run_cli("sweep", "--root", root, "--json", "--time", "1", "--signal-delay", "60", "--max-requeues", "1",
+    proc = run_cli("sweep", "--root", root, "--json", "--time", "1", "--signal-delay", "30", "--max-requeues", "1",
                    "--wait", EXP, "with", SEED, "trainer.model.delay_s=0.2", "trainer.stop_trigger=(100000,'iteration')",
                    env={"PTSLURM_POLL_S": "1"}, timeout=400)
     assert proc.returncode == 1
