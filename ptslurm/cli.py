@@ -25,14 +25,14 @@ Without SLURM on the machine the points run locally (-j N at a time)."""
 
 def _add_resources(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("SLURM resources (per point; defaults from the profile)")
-    g.add_argument("--partition", "-p")
+    g.add_argument("--partition", "-p", help="SLURM partition (default: the cluster's default partition)")
     g.add_argument("--gpus", type=int, help="GPUs per point (requested as --gres=gpu:N)")
     g.add_argument("--cpus", type=int, help="CPUs per point (--cpus-per-task)")
     g.add_argument("--mem", type=float, dest="mem_gb", metavar="GB", help="memory per point in GB")
-    g.add_argument("--time", "-t", help="time limit: minutes, H:MM:SS or D-HH:MM:SS")
-    g.add_argument("--account", "-A")
-    g.add_argument("--qos")
-    g.add_argument("--constraint", "-C")
+    g.add_argument("--time", "-t", help="time limit: minutes, H:MM:SS or D-HH:MM:SS (default: the partition's)")
+    g.add_argument("--account", "-A", help="account to charge (sbatch --account)")
+    g.add_argument("--qos", help="quality of service (sbatch --qos)")
+    g.add_argument("--constraint", "-C", help="node features, e.g. a100 (sbatch --constraint)")
     g.add_argument("--array-parallelism", type=int, metavar="N", help="at most N points of an array run at once")
     g.add_argument("--signal-delay", type=int, dest="signal_delay_s", metavar="S",
                    help="ask SLURM for a signal S seconds before the time limit (default 120)")
@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--root", help="storage root for sweep names (default: $STORAGE_ROOT, else ~/ptslurm-runs)")
     co.add_argument("--sort", metavar="METRIC", help="best first by METRIC (or 'result')")
     co.add_argument("--best", metavar="METRIC", help="print only the winning point's storage dir")
-    co.add_argument("--format", choices=["table", "csv", "json", "md"], default="table")
+    co.add_argument("--format", choices=["table", "csv", "json", "md"], default="table",
+                    help="output format (default: an aligned table)")
     co.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     co.add_argument("--no-cache", action="store_true", help="read every file again (records are cached in the "
                                                             "sweep dir while their files do not change)")
@@ -171,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Write ptslurm.yaml (cluster profile) and experiment.py (a sacred "
                                      "experiment skeleton) into DIR.",
                          epilog="Example: ptslurm init . && ptslurm sweep experiment.py with 'lr=[1e-3,1e-4]'")
-    ini.add_argument("directory", nargs="?", default=".")
+    ini.add_argument("directory", nargs="?", default=".", help="where to write the files (default: .)")
     ini.add_argument("--force", action="store_true", help="overwrite existing files")
     return parser
 

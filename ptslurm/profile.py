@@ -61,6 +61,8 @@ def parse_time(value: tp.Any) -> tp.Optional[int]:
         minutes = value
     else:
         text = str(value).strip()
+        if text.startswith("-"):
+            raise UsageError(f"bad time {value!r}: must be positive")
         try:
             days, _, rest = text.rpartition("-") if "-" in text else ("0", "", text)
             parts = [int(p) for p in rest.split(":")]

@@ -119,7 +119,7 @@ def plan(request: SweepRequest) -> Plan:
         raise UsageError(f"-j/--jobs must be at least 1, got {request.jobs}")
     if not request.max_snapshot_mb > 0:
         raise UsageError(f"--max-snapshot-mb must be a positive number, got {request.max_snapshot_mb!r}")
-    check_time(request.resources)
+    check_resources(request.resources)
     points, flat_axes = expand_points(request)
     root = storage.resolve_root(request.root)
     storage.check_root_writable(root)
@@ -226,6 +226,22 @@ def time_limit_note(resources: Resources) -> tp.Optional[str]:
     if m is not None:
         return f"no --time and partition {name!r} has no default: jobs get its MaxTime {maximum}"
     return f"no --time and partition {name!r} has no default or maximum time: jobs run without a time limit"
+
+
+def check_resources(resources: Resources) -> None:
+    """What sbatch would misread: control characters in --sbatch options (a newline would
+    end the #SBATCH line and run the rest as a command), memory that is not a positive
+    finite number, a time limit the stop signal does not fit in."""
+    import math
+
+    for key, value in resources.sbatch_args.items():
+        for text in (str(key), str(value)):
+            if any(ord(c) < 32 or ord(c) == 127 for c in text):
+                raise UsageError(f"--sbatch {str(key)!r}={str(value)!r}: control characters (newlines, tabs) are not allowed "
+                                 f"in sbatch options; give one KEY=VALUE per --sbatch")
+    if resources.mem_gb is not None and not (math.isfinite(resources.mem_gb) and resources.mem_gb > 0):
+        raise UsageError(f"--mem must be a positive number of GB, got {resources.mem_gb}")
+    check_time(resources)
 
 
 def check_name(name: str) -> None:

@@ -14,7 +14,8 @@ def render() -> str:
     res = Resources(partition="gpu", gpus=2, cpus=8, mem_gb=32, timeout_min=90, account="lab", qos="normal",
                     constraint="a100", array_parallelism=4, signal_delay_s=120,
                     sbatch_args={"mail-type": "END"})
-    script = SlurmBackend(Path("/SWEEP DIR"), res, job_name="exp-1234").batch_script(25)
+    script = SlurmBackend(Path("/SWEEP DIR"), res, job_name="exp-1234",
+                          workdir=Path("/SWEEP DIR/code/exps")).batch_script(25)
     return script.replace(sys.executable, "PYTHON")
 
 

@@ -37,6 +37,17 @@ def root(tmp_path):
     ([str(TINY), "with", "[long,short]"], "unknown named config 'short'"),
     ([str(TEST_EXPERIMENTS / "probe.py"), "with", "x=[0,-1]"],
      "point 1 (x=-1): config scope failed: ZeroDivisionError: division by zero (probe.py:18)"),
+    (["--sbatch", "requeue\ntouch /tmp/pwned #=1", str(TINY)], "control characters"),
+    (["--time", "-5", str(TINY)], "must be positive"),
+    (["--time", "2", str(TINY)], "--time 2 min leaves no time to run"),
+    (["--time", "1", "--signal-delay", "45", str(TINY)], "give --time 2 or more"),
+    (["--mem", "nan", str(TINY)], "--mem must be a positive number of GB"),
+    (["--mem", "inf", str(TINY)], "--mem must be a positive number of GB"),
+    (["-j", "0", str(TINY)], "-j/--jobs must be at least 1, got 0"),
+    (["-j", "-3", str(TINY)], "-j/--jobs must be at least 1, got -3"),
+    (["--name", "my sweep", str(TINY)], "bad sweep name 'my sweep'"),
+    (["--name", "x" * 101, str(TINY)], "use at most 100 letters"),
+    (["--name", "a\tb", str(TINY)], "bad sweep name"),
 ])
 def test_bad_input_is_one_line_exit_2_and_creates_nothing(args, fragment, root, no_slurm):
     proc = run_cli("sweep", "--root", root, *args)
@@ -177,11 +188,24 @@ def test_list_default_warning(tmp_path, root, no_slurm):
 
 
 @pytest.mark.parametrize("command", ["", "sweep", "init", "status", "collect", "cancel", "resubmit", "logs",
-                                     "plot", "list"])
+                                     "plot", "list", "run", "show"])
 def test_every_help_shows_an_example(command):
     proc = run_cli(*([command] if command else []), "--help")
     assert proc.returncode == 0
     assert "Example" in proc.stdout or "ptslurm sweep exp.py with" in proc.stdout
+
+
+def test_every_command_and_option_has_a_help_text():
+    import argparse
+
+    from ptslurm.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, command in sub.choices.items():
+        assert command.description, f"`ptslurm {name} --help` has no description"
+        for action in command._actions:
+            assert action.help, f"`ptslurm {name}`: {action.option_strings or action.dest} has no help text"
 
 
 def test_init_writes_profile_and_skeleton_that_run(tmp_path, no_slurm):

@@ -3,6 +3,7 @@
 # Parameters
 #SBATCH --account=lab
 #SBATCH --array=0-24%4
+#SBATCH --chdir='/SWEEP DIR/code/exps'
 #SBATCH --constraint=a100
 #SBATCH --cpus-per-task=8
 #SBATCH --gres=gpu:2
