@@ -180,6 +180,13 @@ def overlay(base: Block, top: Block) -> Block:
         top_keys |= {k for k, _ in top.random.samplers}
     fixed = {k: v for k, v in base.fixed.items() if k not in top_keys}
     fixed.update(top.fixed)
+    for axis in base.axes:
+        given = set(axis.keys) & top_keys
+        if given and given != set(axis.keys):
+            partners = ", ".join(k for k in axis.keys if k not in given)
+            raise SpecError(f"{', '.join(sorted(given))} is given again although the sweep file zips it with "
+                            f"{partners}: overriding one zipped key would drop the others; give all of "
+                            f"{', '.join(axis.keys)} or change the zip in the file")
     axes = [a for a in base.axes if not (set(a.keys) & top_keys)]
     fixed_keys = set(top.fixed)
     axes = [a for a in axes if not (set(a.keys) & fixed_keys)]

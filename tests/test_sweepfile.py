@@ -86,3 +86,14 @@ def test_malformed_files(tmp_path, text, fragment):
         load(tmp_path, text)
     assert fragment in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_command_line_key_over_part_of_a_zip_is_refused(tmp_path):
+    from ptslurm.errors import SpecError
+
+    block = load(tmp_path, "zip:\n  - {a: [1, 2], b: [3, 4]}\ngrid:\n  c: [5, 6, 7]\n")
+    assert len(grid.expand(block)) == 6
+    with pytest.raises(SpecError, match="a is given again although the sweep file zips it with b"):
+        grid.expand(block, grid.parse_with(["a=[1]"]))
+    both = grid.expand(block, grid.parse_with(["a=[1]", "b=[9]"]))
+    assert [p.updates for p in both] == [{"c": c, "a": 1, "b": 9} for c in (5, 6, 7)]
