@@ -114,3 +114,41 @@ def test_rejection_at_submission_leaves_no_dir_claiming_to_be_queued(slurm_clust
     assert again.returncode == 0, again.stderr
     manifest = json.loads((root / "sweeps" / "refused" / "manifest.json").read_text())
     assert manifest["state"] == "submitted" and all(p["job_id"] for p in manifest["points"])
+
+
+def test_a_sweep_without_time_gets_the_partitions_limit_from_the_experiments_own_folder(slurm_cluster, tmp_path):
+    """No --time: the partition's DefaultTime (scontrol show job agrees), and the sweep says
+    which; run from the experiment's folder, reading a data file beside it, the job runs in
+    the snapshot."""
+    folder = tmp_path / "exp folder"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "values.txt").write_text("4 5\n")
+    (folder / "exp.py").write_text(
+        "import os\nfrom pathlib import Path\nimport torch\nfrom sacred import Experiment\n"
+        "ex = Experiment('timed')\n"
+        "@ex.config\ndef config():\n    x = 1\n"
+        "@ex.automain\ndef main(x):\n"
+        "    values = (Path(__file__).parent / 'data' / 'values.txt').read_text().split()\n"
+        "    return [x * sum(map(int, values)), os.getcwd()]\n")
+    root = tmp_path / "root"
+    timed = run_cli("sweep", "--root", root, "--json", "--partition", "timed", "exp.py", "with", "x=[1,2]", cwd=folder)
+    assert timed.returncode == 0, timed.stderr
+    assert "default time limit 00:45:00" in timed.stderr
+    summary = json.loads(timed.stdout)
+    for p in summary["points"]:
+        info = subprocess.run(["scontrol", "show", "job", p["job_id"]], capture_output=True, text=True).stdout
+        assert "TimeLimit=00:45:00" in info, info
+    unlimited = run_cli("sweep", "--root", root, "--json", "--wait", "exp.py", "with", "x=[3]", cwd=folder,
+                        env={"PTSLURM_POLL_S": "0.5"})
+    assert unlimited.returncode == 0, unlimited.stderr
+    assert "partition 'debug' has no default or maximum time: jobs run without a time limit" in unlimited.stderr
+    (point,) = json.loads(unlimited.stdout)["points"]
+    assert point["state"] == "completed"
+    info = subprocess.run(["scontrol", "show", "job", point["job_id"]], capture_output=True, text=True).stdout
+    # an unlimited limit reads UNLIMITED while pending and 365 days once it runs (SLURM 22.05)
+    assert "TimeLimit=UNLIMITED" in info or "TimeLimit=365-00:00:00" in info, info
+    status = json.loads((Path(point["storage_dir"]) / "ptslurm_status.json").read_text())
+    value, cwd = status["attempts"][-1]["result"]
+    assert value == 27
+    assert Path(cwd) == Path(json.loads(unlimited.stdout)["sweep_dir"]) / "code", "the job runs in the snapshot"
+    subprocess.run(["scancel", *[p["job_id"] for p in summary["points"]]], capture_output=True)
