@@ -715,12 +715,17 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("ptslurm: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # the reader went away (`ptslurm status X | head`): stop quietly, as cat does
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+    except BrokenPipeError:  # the reader went away (`ptslurm status X | head`): stop quietly, as cat does
         return 141
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()  # a closed pipe shows here, not as "Exception ignored" at exit
+    except BrokenPipeError:
+        code = 141
+    if code == 141:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(code)

@@ -12,4 +12,4 @@ fi
 sudo_=""
 if [ "$(id -u)" != 0 ]; then sudo_="sudo"; fi
 $sudo_ .venv/bin/python tests/slurm_cluster.py install
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@"

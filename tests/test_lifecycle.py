@@ -114,7 +114,7 @@ def test_plot_has_one_curve_per_point_and_collect_sorts_and_picks_the_best(tmp_p
     best = run_cli("collect", "p", "--best", "score", "--root", root)
     assert best.stdout.strip() == json.loads((sweep_dir / "manifest.json").read_text())["points"][1]["storage_dir"]
     csv = run_cli("collect", "p", "--sort", "score", "--format", "csv", "--root", root).stdout.splitlines()
-    assert csv[0].startswith("index,x,state,result,score/final,score/best") and [r.split(",")[1] for r in csv[1:]] == [
+    assert csv[0].startswith("index,x,state,seed,result,score/final,score/best") and [r.split(",")[1] for r in csv[1:]] == [
         "3", "2", "1"]
     md = run_cli("collect", "p", "--format", "md", "-o", tmp_path / "r.md", "--root", root)
     assert md.returncode == 0 and (tmp_path / "r.md").read_text().startswith("| index | x | state |")

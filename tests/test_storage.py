@@ -106,17 +106,44 @@ def test_root_checks(tmp_path, monkeypatch):
     assert not (tmp_path / "new").exists()
 
 
-def test_snapshot_copies_the_experiment_its_siblings_and_imported_local_modules(tmp_path):
+def test_snapshot_layout_widens_to_parent_sys_path_inserts_that_supplied_modules(tmp_path):
+    from ptslurm import snapshot
+
+    proj = tmp_path / ODD
+    (proj / "exps").mkdir(parents=True)
+    (proj / "common").mkdir()
+    (proj / "unused").mkdir()
+    (proj / "exps" / "exp.py").write_text("")
+    (proj / "common" / "helpers.py").write_text("")
+    before = ["/usr/lib/python3"]
+    after = [str(proj / "unused"), str(proj / "common")] + before
+    lay = snapshot.layout(proj / "exps" / "exp.py", before, after,
+                          [str(proj / "common" / "helpers.py"), "_classes.py", "relative/_ops.py"])
+    assert (lay.root, str(lay.experiment), str(lay.workdir)) == (proj, "exps/exp.py", "exps")
+    alone = snapshot.layout(proj / "exps" / "exp.py", before, after, [])
+    assert alone.root == proj / "exps", "a sys.path entry that supplied no module does not widen it"
+
+
+def test_snapshot_files_keep_code_and_data_and_leave_out_the_rest(tmp_path):
+    from ptslurm import snapshot
+
     src = tmp_path / ODD
-    (src / "pkg").mkdir(parents=True)
-    (src / "exp.py").write_text("import helper\n")
-    (src / "helper.py").write_text("X = 1\n")
-    (src / "pkg" / "__init__.py").write_text("")
-    (src / "pkg" / "model.py").write_text("Y = 2\n")
-    (src / "pkg" / "unused.py").write_text("")
-    (src / "data.bin").write_bytes(b"x" * 10)
-    out = storage.snapshot_code(src / "exp.py", [src / "pkg" / "__init__.py", src / "pkg" / "model.py",
-                                                 tmp_path / "elsewhere.py"], tmp_path / "snap")
-    assert out == tmp_path / "snap" / "exp.py"
-    got = sorted(str(p.relative_to(tmp_path / "snap")) for p in (tmp_path / "snap").rglob("*") if p.is_file())
-    assert got == ["exp.py", "helper.py", "pkg/__init__.py", "pkg/model.py"]
+    for rel in ("exp.py", "pkg/__init__.py", "pkg/model.py", "data/values.txt", "conf/a.yaml",
+                "venv/pyvenv.cfg", "venv/lib/x.py", ".git/HEAD", "__pycache__/exp.pyc", "checkpoints/ckpt_1.pth",
+                "ckpt_2.pth", "runs/sweeps/s/manifest.json", "st/ptslurm_status.json", "big/x.bin",
+                "sub/keep.py", "sub/skip.log"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text("x")
+    (src / "notes.py").mkdir()  # a folder named like a module
+    (src / ".ptslurmignore").write_text("big/\n")
+    (src / "sub" / ".gitignore").write_text("*.log\n")
+    lay = snapshot.Layout(root=src, experiment=snapshot.Path("exp.py"), workdir=snapshot.Path("."))
+    got = [rel for rel, _ in snapshot.files(lay, skip=[src / "runs"], must=["big/x.bin"])]
+    assert got == ["big/x.bin", "conf/a.yaml", "data/values.txt", "exp.py", "pkg/__init__.py", "pkg/model.py",
+                   "sub/keep.py"]
+    code = tmp_path / "snap" / "code"
+    digest = snapshot.copy(lay, snapshot.files(lay), code)
+    snapshot.verify(code, digest, "fix")
+    (code / "pkg" / "model.py").write_text("changed")
+    with pytest.raises(snapshot.SnapshotError, match="pkg/model.py' was edited or removed; fix"):
+        snapshot.verify(code, digest, "fix")
