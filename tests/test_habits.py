@@ -405,3 +405,36 @@ def test_named_configs_read_the_same_in_status_and_collect(tmp_path, no_slurm):
     for name in ("big", "small"):
         assert f"'{name}'" not in status and f"'{name}'" not in collect
         assert f" {name} " in status and f" {name} " in collect
+
+
+def test_a_nan_metric_or_result_never_hides_a_point_nor_wins(tmp_path, no_slurm):
+    exp = write(tmp_path / "exp.py", """
+        from sacred import Experiment
+
+        ex = Experiment("nan")
+
+        @ex.config
+        def config():
+            broken = False
+
+        @ex.automain
+        def main(broken, _run):
+            for step in range(3):
+                _run.log_scalar("loss", float("nan") if broken else 1.0 - step / 10, step)
+            return float("nan") if broken else 0.5
+    """)
+    summary, _ = sweep_json("--root", tmp_path / "runs", exp, "with", "broken=[True,False]")
+    sweep_dir = summary["sweep_dir"]
+    rows = json.loads(run_cli("status", sweep_dir, "--json").stdout)
+    assert [(r["state"], r["attempts"]) for r in rows] == [("completed", 1), ("completed", 1)]
+    collected = json.loads(run_cli("collect", sweep_dir, "--format", "json").stdout)
+    assert [r["state"] for r in collected] == ["completed", "completed"]
+    assert collected[1]["loss/final"] == pytest.approx(0.8)
+    table = run_cli("collect", sweep_dir).stdout
+    assert "nan" in table.lower()
+    best = run_cli("collect", sweep_dir, "--best", "loss")
+    assert best.stdout.strip() == summary["points"][1]["storage_dir"]
+    ranked = json.loads(run_cli("collect", sweep_dir, "--sort", "result", "--format", "json").stdout)
+    assert [r["index"] for r in ranked] == [1, 0]
+    watch = run_cli("status", sweep_dir, "--watch", "--interval", "0.1", timeout=30)
+    assert watch.returncode == 0
