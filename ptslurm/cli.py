@@ -622,6 +622,7 @@ def cmd_plot(args) -> int:
 
 def cmd_list(args) -> int:
     from . import results, storage
+    from . import sweep as sweeps
 
     root = storage.resolve_root(args.root)
     rows = []
@@ -631,7 +632,7 @@ def cmd_list(args) -> int:
         except PtslurmError as exc:
             rows.append([sweep_dir.name, "?", "?", "?", f"unreadable: {exc}"])
             continue
-        c = results.counts(results.point_states(manifest))
+        c = results.counts(sweeps.sweep_states(sweep_dir, manifest))
         rows.append([manifest["name"], manifest["experiment"]["name"], manifest.get("executor", "?"),
                      manifest.get("created", "?")[:16], "  ".join(f"{k} {v}" for k, v in c.items())])
     if not rows:

@@ -300,19 +300,30 @@ class LocalBackend:
 
     def run(self, indices: tp.Sequence[int], on_change: tp.Callable[[tp.Dict[int, int]], None] = lambda d: None,
             poll_s: float = 0.2) -> tp.Dict[int, int]:
-        """Run the points; return index -> exit code. Ctrl-C terminates the children."""
+        """Run the points; return index -> exit code. Ctrl-C or SIGTERM stops the running
+        points (SIGTERM to their process groups, SIGKILL after a grace period) and starts
+        no more; the points keep their checkpoints for ``ptslurm resubmit``."""
+        import signal
+
         logs = self.sweep_dir / storage.LOCAL_LOGS
         logs.mkdir(exist_ok=True)
         pending = list(indices)
         running: tp.Dict[int, subprocess.Popen] = {}
         done: tp.Dict[int, int] = {}
+
+        def interrupted(signum, frame):  # noqa: ARG001
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, interrupted)
         try:
             while pending or running:
                 while pending and len(running) < self.jobs:
                     index = pending.pop(0)
                     with open(logs / f"{index}.log", "a") as log:
+                        # its own process group: cancel stops the point and whatever it started
                         running[index] = subprocess.Popen(self.command(index), stdout=log, cwd=self.workdir,
-                                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                          start_new_session=True)
                 finished = [i for i, p in running.items() if p.poll() is not None]
                 for i in finished:
                     done[i] = running.pop(i).returncode
@@ -321,12 +332,63 @@ class LocalBackend:
                 else:
                     time.sleep(poll_s)
         except BaseException:
-            for proc in running.values():
-                proc.terminate()
-            for proc in running.values():
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            _stop_groups([p.pid for p in running.values()], grace_s=30)
             raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         return done
+
+
+def runner_record() -> dict:
+    """Who runs a local sweep's points (``status`` tells a dead runner's never-started
+    points from pending ones)."""
+    import socket
+
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _stop_groups(pids: tp.Sequence[int], grace_s: float) -> None:
+    """SIGTERM the process groups led by ``pids``, SIGKILL those still there after ``grace_s``."""
+    import signal
+
+    def signal_(pid: int, sig: int) -> None:
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:  # not a group leader (`ptslurm run` in a shell): the process
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        except PermissionError:
+            pass
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.killpg(pid, 0)
+            except (ProcessLookupError, PermissionError):
+                return False
+        try:  # a zombie leader whose group is otherwise empty is gone for our purpose
+            return not open(f"/proc/{pid}/stat").read().split(") ")[-1].startswith("Z")
+        except OSError:
+            return True
+
+    for pid in pids:
+        signal_(pid, signal.SIGTERM)
+    deadline = time.time() + grace_s
+    while time.time() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.2)
+    for pid in pids:
+        if alive(pid):
+            signal_(pid, signal.SIGKILL)
+
+
+def stop_local(attempts: tp.Sequence[dict], grace_s: float) -> None:
+    """Stop running local attempts (recorded host and pid; each leads its process group)."""
+    import socket
+
+    here = socket.gethostname()
+    _stop_groups([int(a["pid"]) for a in attempts if a.get("host") == here and a.get("pid")], grace_s)

@@ -1,15 +1,29 @@
-"""Stop requests: a signal handler that only sets a flag, and the question user code asks.
+"""Stop requests: a signal handler that only sets a flag, the question user code asks, and a
+watchdog for code that never asks.
 
 SLURM sends the job's ``--signal`` (USR2, which NCCL leaves alone, unlike USR1) before a time
-limit and at the start of a preemption grace period, and SIGTERM on ``scontrol requeue`` and
-at the end. The training loop checks ``should_stop()`` at each step boundary, checkpoints
-and raises ``Interrupted``; sacred records that attempt as INTERRUPTED.
+limit and at the start of a preemption grace period, and SIGTERM on ``scontrol requeue``,
+``scancel`` and at the end. The training loop checks ``should_stop()`` at each step boundary,
+checkpoints and raises ``Interrupted``; sacred records that attempt as INTERRUPTED.
+
+Code that does not ask (padertorch's Trainer, Lightning, a plain loop saving its own
+checkpoints) would run on until SIGKILL. So the handler also arms a watchdog: when nobody
+asked ``should_stop()`` within ``UNHEEDED_AFTER_S`` of the first signal (right away, 2 s,
+for code that never asked at all), the job's ``on_unheeded`` callback records the attempt,
+requeues it and ends the process; the next attempt resumes from the code's own checkpoint.
 """
+import os
 import signal
+import threading
+import time
 import typing as tp
 
 STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+NEVER_ASKED_S = 2.0  # code that never called should_stop(): it will not start now
+UNHEEDED_AFTER_S = float(os.environ.get("PTSLURM_UNHEEDED_AFTER_S", "30"))
 _received: tp.List[int] = []
+_state = {"asked": False, "asked_after_signal": False, "watchdog": None}
+_on_unheeded: tp.List[tp.Callable[[], None]] = []
 
 
 class Interrupted(KeyboardInterrupt):
@@ -21,6 +35,26 @@ class Interrupted(KeyboardInterrupt):
 
 def _flag(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
     _received.append(signum)
+    if _on_unheeded and _state["watchdog"] is None:
+        delay = UNHEEDED_AFTER_S if _state["asked"] else NEVER_ASKED_S
+        timer = threading.Timer(delay, _check_heeded)
+        timer.daemon = True
+        _state["watchdog"] = timer
+        timer.start()
+
+
+def _check_heeded() -> None:
+    if _state["asked_after_signal"]:
+        return
+    for callback in _on_unheeded:
+        callback()
+
+
+def on_unheeded(callback: tp.Optional[tp.Callable[[], None]]) -> None:
+    """Register what to do when a stop request goes unheeded (None: nothing)."""
+    _on_unheeded.clear()
+    if callback is not None:
+        _on_unheeded.append(callback)
 
 
 def install() -> None:
@@ -31,7 +65,11 @@ def install() -> None:
 
 def should_stop() -> bool:
     """True once SLURM (or anyone) asked this job to stop: checkpoint and return soon."""
-    return bool(_received)
+    _state["asked"] = True
+    if _received:
+        _state["asked_after_signal"] = True
+        return True
+    return False
 
 
 def received() -> tp.Optional[int]:
@@ -46,3 +84,15 @@ def request_stop(signum: int = signal.SIGUSR2) -> None:
 
 def reset() -> None:
     _received.clear()
+    timer = _state["watchdog"]
+    if timer is not None:
+        timer.cancel()
+    _state.update(asked=False, asked_after_signal=False, watchdog=None)
+
+
+def end_process() -> None:
+    """End this process now, as an unhandled SIGTERM would (after the attempt is recorded)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+    os._exit(143)

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import traceback
 import typing as tp
 from pathlib import Path
@@ -54,30 +55,44 @@ class AttemptRecord:
     """The point's ``ptslurm_status.json``: latest state plus one entry per attempt,
     rewritten atomically at each change (one writer per point at a time)."""
 
-    def __init__(self, storage_dir: Path):
+    def __init__(self, storage_dir: Path, submission: int = 0):
         self.path = storage_dir / storage.STATUS
+        self.storage_dir = storage_dir
+        self._lock = threading.RLock()  # the heartbeat and the watchdog write from threads
         try:
             self.data = storage.read_json(self.path)
+            if not isinstance(self.data, dict):
+                raise ValueError("not a status record")
         except (OSError, ValueError):
             self.data = {"attempts": []}
         self.data.setdefault("attempts", [])
+        self.data["submission"] = submission  # the command line's intent decides it
 
     def start(self, **fields) -> dict:
-        for old in self.data["attempts"]:
-            if old.get("state") == "running":  # killed without a word: SIGKILL, node failure
-                old.update(state="lost", ended=None)
-        entry = {"attempt": len(self.data["attempts"]) + 1, "state": "running", "job_id": job_id(),
-                 "submission": self.data.get("submission", 0),
-                 "host": socket.gethostname(), "pid": os.getpid(), "started": _now(),
-                 "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0) or 0), **fields}
-        self.data["attempts"].append(entry)
-        self._save(entry)
-        return entry
+        with self._lock:
+            for old in self.data["attempts"]:
+                if old.get("state") == "running":  # killed without a word: SIGKILL, node failure
+                    old.update(state="lost", ended=old.get("heartbeat"))
+            entry = {"attempt": len(self.data["attempts"]) + 1, "state": "running", "job_id": job_id(),
+                     "submission": self.data.get("submission", 0),
+                     "host": socket.gethostname(), "pid": os.getpid(), "started": _now(), "heartbeat": _now(),
+                     "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0) or 0),
+                     "progress_at_start": self.data.get("progress"),
+                     "checkpoint_at_start": latest_checkpoint(self.storage_dir), **fields}
+            self.data["attempts"].append(entry)
+            self._save(entry)
+            return entry
 
     def update(self, **fields) -> None:
-        entry = self.data["attempts"][-1]
-        entry.update(fields)
-        self._save(entry)
+        with self._lock:
+            entry = self.data["attempts"][-1]
+            if entry.get("final"):
+                return  # already recorded as ended (the watchdog got there first)
+            entry.update(fields)
+            self._save(entry)
+
+    def beat(self) -> None:
+        self.update(heartbeat=_now())
 
     def count(self, cause: str) -> int:
         """Earlier attempts of this submission (``ptslurm resubmit`` starts a new one; this
@@ -86,10 +101,58 @@ class AttemptRecord:
         return sum(1 for a in self.data["attempts"][:-1]
                    if a.get("cause") == cause and a.get("submission", 0) == current)
 
+    def made_progress(self) -> bool:
+        """Whether this attempt got anywhere: reported progress or wrote a checkpoint."""
+        entry = self.data["attempts"][-1]
+        return (self.data.get("progress") != entry.get("progress_at_start")
+                or latest_checkpoint(self.storage_dir) != entry.get("checkpoint_at_start"))
+
+    def previous_failure(self) -> tp.Optional[dict]:
+        """The attempt before this one when it failed in the same submission."""
+        attempts = self.data["attempts"]
+        if len(attempts) < 2:
+            return None
+        prev = attempts[-2]
+        same = prev.get("submission", 0) == self.data.get("submission", 0)
+        return prev if same and prev.get("cause") == "failed" else None
+
     def _save(self, entry: dict) -> None:
         self.data.update(state=entry["state"], attempt=entry["attempt"], job_id=entry["job_id"],
                          updated=_now())
         storage.atomic_write_json(self.path, self.data)
+
+
+def latest_checkpoint(storage_dir: Path) -> tp.Optional[tp.List]:
+    """``[name, mtime_ns]`` of the newest file under ``<storage_dir>/checkpoints`` (any code's
+    own checkpoints count), None when there is none."""
+    best = None
+    try:
+        for entry in os.scandir(Path(storage_dir) / storage.CHECKPOINTS):
+            if entry.is_file():
+                stamp = entry.stat().st_mtime_ns
+                if best is None or stamp > best[1]:
+                    best = [entry.name, stamp]
+    except OSError:
+        return None
+    return best
+
+
+def fingerprint(exc: BaseException) -> str:
+    """What identifies a failure across attempts: the exception type and message and the
+    frames it passed (file name and line), not addresses or times."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = ";".join(f"{os.path.basename(f.filename)}:{f.lineno}" for f in frames)
+    return f"{type(exc).__name__}: {str(exc)[:500]} @ {where}"
+
+
+def read_intent(storage_dir: Path) -> dict:
+    """What the command line asked of this point (``ptslurm_intent.json``, written only by
+    the command line): ``submission`` number and ``cancelled``."""
+    try:
+        data = storage.read_json(Path(storage_dir) / storage.INTENT)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def plain(value: tp.Any) -> tp.Any:
@@ -109,10 +172,13 @@ def dump_config(config: tp.Mapping, path: tp.Union[str, Path]) -> None:
 
 def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
     """Run one attempt of point ``index`` of the sweep in ``sweep_dir``; return the sacred
-    run's result. On a stop request or an error the attempt is recorded with its cause and,
-    on SLURM, the job is requeued within the caps (``max_requeues`` per cause); then the
-    exception propagates."""
+    run's result. The attempt holds the storage dir's lease while it runs. On a stop request
+    or an error the attempt is recorded with its cause and, on SLURM, the job is requeued
+    within the retry policy; then the exception propagates. A point whose cancel intent is
+    set does not run. Raises LeaseHeld when another live attempt holds the storage dir."""
     global _active_run, _active_record
+    from . import lease as leases
+
     sweep_dir = Path(sweep_dir)
     manifest = storage.read_manifest(sweep_dir)
     entry = manifest["points"][index]
@@ -123,31 +189,69 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
     os.environ[ENV_POINT] = str(index)
     interrupt.reset()
     interrupt.install()  # a flag only; replaces submitit's checkpoint-in-the-handler
-    record = AttemptRecord(storage_dir)
-    record.data["code_dir"] = str(Path(manifest["experiment"]["snapshot"]).parent)
-    record.start()
-    _active_record = record
+    held = leases.acquire(storage_dir, job_id())
+    try:
+        intent = read_intent(storage_dir)
+        record = AttemptRecord(storage_dir, submission=int(intent.get("submission", 0) or 0))
+        record.data["code_dir"] = str(Path(manifest["experiment"]["snapshot"]).parent)
+        record.start()
+        held.callbacks.append(record.beat)
+        if intent.get("cancelled"):  # cancelled while queued, or requeued after a cancel
+            record.update(state="cancelled", cause="cancelled", ended=_now(), final=True)
+            return None
+        _active_record = record
+        max_requeues = manifest.get("resources", {}).get("max_requeues", 3)
+        interrupt.on_unheeded(lambda: _unheeded(record, max_requeues, held))
+        return _attempt(manifest, entry, sweep_dir, index, storage_dir, record, max_requeues)
+    finally:
+        interrupt.on_unheeded(None)
+        held.release()
+        _active_run = _active_record = None
+
+
+def _attempt(manifest, entry, sweep_dir, index, storage_dir, record, max_requeues):
+    global _active_run
     try:
         enter_snapshot(manifest, sweep_dir, index)
-        run = _create_run(manifest, entry, storage_dir)
+        run = _create_run(manifest, entry, storage_dir, record)
         _active_run = run
         route_logging()
         result = run()
-        record.update(sacred_id=run._id, state="completed", ended=_now(), result=_jsonable(result))
+        record.update(sacred_id=run._id, state="completed", ended=_now(), result=_jsonable(result), final=True)
         return result
     except BaseException as exc:
         sacred_id = getattr(_active_run, "_id", None)
-        state, cause, action = decide(exc, record, manifest.get("resources", {}).get("max_requeues", 3))
+        state, cause, action = decide(exc, record, max_requeues)
         record.update(state=state, cause=cause, sacred_id=sacred_id, ended=_now(),
-                      error=f"{type(exc).__name__}: {exc}", action=action,
-                      traceback="".join(traceback.format_exception(exc)))
+                      error=f"{type(exc).__name__}: {exc}", action=action, fingerprint=fingerprint(exc),
+                      traceback="".join(traceback.format_exception(exc)), final=True)
         if action == "requeue":
             from .executor import requeue
 
             requeue(job_id())
         raise
-    finally:
-        _active_run = _active_record = None
+
+
+def _unheeded(record: "AttemptRecord", max_requeues: int, held) -> None:
+    """The watchdog's action for code that did not ask ``should_stop()``: record the
+    attempt, requeue it within the caps and end the process; the next attempt resumes from
+    the code's own latest checkpoint."""
+    exc = interrupt.Interrupted("stop request not heeded")
+    state, cause, action = decide(exc, record, max_requeues)
+    record.update(state=state, cause=cause, ended=_now(), action=action, unheeded=True, final=True,
+                  error=f"stop request ({cause}) not heeded by the running code: the process was ended; "
+                        f"the next attempt resumes from the code's own latest checkpoint")
+    if action == "requeue":
+        from .executor import requeue
+
+        try:
+            requeue(job_id())
+        except Exception:  # noqa: BLE001 - recorded; the scheduler ends the job anyway
+            pass
+    held.release()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    interrupt.end_process()
 
 
 class _CurrentStream:
@@ -225,13 +329,16 @@ def on_slurm() -> bool:
     return bool(os.environ.get("SLURM_JOB_ID")) and os.environ.get("SUBMITIT_EXECUTOR") == "slurm"
 
 
-def classify(exc: BaseException) -> str:
-    """Why the attempt ended, from SLURM's own record of the job (not from elapsed time):
-    ``preempted`` (PreemptTime is set), ``requeued`` (someone ran scontrol requeue: the
-    restart count moved on), ``cancelled``, ``timeout`` (the --signal before the time limit),
-    ``terminated`` (SIGTERM from elsewhere), ``failed`` (an exception), ``interrupted``
-    (a stop request outside SLURM)."""
-    stopped = interrupt.should_stop() or isinstance(exc, KeyboardInterrupt)
+def classify(exc: BaseException, storage_dir: tp.Optional[Path] = None) -> str:
+    """Why the attempt ended, from the command line's intent and SLURM's own record of the
+    job (not from elapsed time): ``cancelled`` (``ptslurm cancel``, or scancel: SIGTERM first
+    and the job CANCELLED or COMPLETING), ``preempted`` (PreemptTime is set), ``requeued``
+    (someone ran scontrol requeue: the restart count moved on), ``timeout`` (the --signal
+    before the time limit), ``terminated`` (SIGTERM from elsewhere), ``failed`` (an
+    exception), ``interrupted`` (a stop request outside SLURM)."""
+    stopped = interrupt.received() is not None or isinstance(exc, KeyboardInterrupt)
+    if stopped and storage_dir is not None and read_intent(storage_dir).get("cancelled"):
+        return "cancelled"
     if not on_slurm():
         return "interrupted" if stopped else "failed"
     if not stopped:
@@ -245,8 +352,9 @@ def classify(exc: BaseException) -> str:
     if restarts > int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) or info.get("JobState") in (
             "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "PENDING"):
         return "requeued"
-    if info.get("JobState") == "CANCELLED":
-        return "cancelled"
+    if info.get("JobState") == "CANCELLED" or (
+            info.get("JobState") == "COMPLETING" and interrupt.received() == signal.SIGTERM):
+        return "cancelled"  # scancel: SIGTERM, and the job is on its way out
     if interrupt.received() == signal.SIGUSR2:
         return "timeout"
     return "terminated"
@@ -254,18 +362,28 @@ def classify(exc: BaseException) -> str:
 
 def decide(exc: BaseException, record: AttemptRecord, max_requeues: int) -> tp.Tuple[str, str, tp.Optional[str]]:
     """``(state, cause, action)`` for an attempt that ended with ``exc``; action is
-    ``requeue`` (we ask SLURM) or None."""
+    ``requeue`` (we ask SLURM) or None.
+
+    Retry policy: stops (time limit, preemption) are requeued up to ``max_requeues`` each.
+    A failure is requeued only when the attempt made progress (reported progress or a new
+    checkpoint) or failed differently from the attempt before it; the same failure without
+    progress (a bug, a missing module) ends the point as failed at once."""
     from .errors import SnapshotError
 
     if isinstance(exc, SnapshotError):  # running it again cannot help
         return "failed", "failed", None
-    cause = classify(exc)
-    if not on_slurm():  # nothing to requeue: "failed" or "interrupted" is final
-        return cause, cause, None
+    cause = classify(exc, getattr(record, "storage_dir", None))
     if cause == "cancelled":
         return "cancelled", cause, None
+    if not on_slurm():  # nothing to requeue: "failed" or "interrupted" is final
+        return cause, cause, None
     if cause == "requeued":
         return "requeued", cause, None  # SLURM puts it back itself
+    if cause == "failed":
+        previous = record.previous_failure()
+        differs = previous is not None and previous.get("fingerprint") != fingerprint(exc)
+        if not (record.made_progress() or differs):
+            return "failed", cause, None
     over_cap = record.count(cause) >= max_requeues
     # a job that ends by itself during a preemption's grace time is not requeued by SLURM
     # (it ends FAILED): requeue it like a timeout
@@ -273,8 +391,18 @@ def decide(exc: BaseException, record: AttemptRecord, max_requeues: int) -> tp.T
     return (final, cause, None) if over_cap else ("requeued", cause, "requeue")
 
 
-def _create_run(manifest: dict, entry: dict, storage_dir: Path):
+def _create_run(manifest: dict, entry: dict, storage_dir: Path, record: tp.Optional[AttemptRecord] = None):
     from sacred.observers import FileStorageObserver
+
+    class AttemptObserver(FileStorageObserver):
+        """Records the run id in the attempt the moment sacred starts the run, so that a
+        killed attempt keeps its metrics and logs."""
+
+        def started_event(self, *args, **kwargs):
+            run_id = super().started_event(*args, **kwargs)
+            if record is not None:
+                record.update(sacred_id=run_id)
+            return run_id
 
     from . import experiment
 
@@ -300,7 +428,7 @@ def _create_run(manifest: dict, entry: dict, storage_dir: Path):
               if not (isinstance(o, FileStorageObserver) and os.path.realpath(o.basedir) == sacred_dir)]
     for observer in others:
         _own_ids(observer)
-    run.observers = [FileStorageObserver(str(storage_dir / storage.SACRED))] + others
+    run.observers = [AttemptObserver(str(storage_dir / storage.SACRED))] + others
     git = manifest.get("git") or {}
     if git.get("commit"):
         run.experiment_info["repositories"] = [

@@ -45,36 +45,58 @@ def read_json(path: tp.Union[str, Path]) -> tp.Any:
 
 
 def read_status(storage_dir: tp.Union[str, Path]) -> dict:
-    return read_json(os.path.join(str(storage_dir), storage.STATUS)) or {}
+    data = read_json(os.path.join(str(storage_dir), storage.STATUS))
+    return data if isinstance(data, dict) else {}
+
+
+def point_state(manifest: dict, entry: dict, status: dict, intent: dict,
+                queue: tp.Optional[tp.Dict[str, str]] = None,
+                accounting: tp.Optional[tp.Dict[str, str]] = None) -> str:
+    """The one state function: what ``status``, ``collect``, ``list`` and ``--wait`` show
+    for a point, from its status file (the job's record), its intent file (the command
+    line's), and, when given, the scheduler's queue (one squeue call made BEFORE reading the
+    files) and accounting (one sacct call)."""
+    attempts = status.get("attempts", []) if isinstance(status.get("attempts"), list) else []
+    state = status.get("state", "pending") if attempts else "pending"
+    submission = int(intent.get("submission", 0) or 0)
+    latest = attempts[-1] if attempts else {}
+    if attempts and int(latest.get("submission", 0) or 0) < submission and state in TERMINAL:
+        state = "pending"  # resubmitted; the new attempt has not started yet
+    if intent.get("cancelled") and state != "completed" and int(latest.get("submission", 0) or 0) <= submission:
+        return "cancelled"  # the cancel applies to the submission it was made in
+    if status.get("cancelled") and state != "completed":  # written by older versions
+        state = "cancelled"
+    job = entry.get("job_id")
+    if queue is not None and job and job != "local" and state not in TERMINAL:
+        queued = queue.get(job)
+        if queued is None:
+            acct = (accounting or {}).get(job, "")
+            state = ("cancelled" if acct.startswith("CANCELLED") else "timeout" if acct == "TIMEOUT"
+                     else "failed" if acct in ("OUT_OF_MEMORY", "NODE_FAIL", "FAILED") else "lost")
+        elif queued in QUEUED and state == "running":
+            state = "requeued"
+        elif queued == "RUNNING" and state in ("pending", "requeued"):
+            state = "running"
+    if manifest.get("executor") == "local" and state not in TERMINAL:
+        if state == "running" and attempts and not _alive(latest):
+            state = "lost"  # a local run killed without a word (kill -9, reboot)
+        elif state == "pending" and not _alive(manifest.get("runner") or {}):
+            state = "lost"  # its runner (`ptslurm sweep`, `resubmit`) is gone: it will never start
+    return state
 
 
 def point_states(manifest: dict, queue: tp.Optional[tp.Dict[str, str]] = None,
                  accounting: tp.Optional[tp.Dict[str, str]] = None) -> tp.List[dict]:
-    """One record per point: index, state, attempts, job id, storage dir, error.
-
-    ``queue`` (job id -> SLURM state, from one squeue call made BEFORE reading the files)
-    turns a point that is neither queued nor finished on disk into ``lost`` (or what
-    ``accounting``, one sacct call, says: a job cancelled before it wrote anything)."""
+    """One record per point: index, state (``point_state``), attempts, job id, storage dir,
+    error."""
     rows = []
     for entry in manifest["points"]:
         status = read_status(entry["storage_dir"])
-        state = status.get("state", "pending")
-        if status.get("cancelled"):
-            state = "cancelled" if state not in ("completed",) else state
-        job = entry.get("job_id")
-        if queue is not None and job and state not in TERMINAL:
-            queued = queue.get(job)
-            if queued is None:
-                acct = (accounting or {}).get(job, "")
-                state = "cancelled" if acct.startswith("CANCELLED") else "timeout" if acct == "TIMEOUT" else "lost"
-            elif queued in QUEUED and state == "running":
-                state = "requeued"
-            elif queued == "RUNNING" and state in ("pending", "requeued"):
-                state = "running"
+        intent = read_json(os.path.join(str(entry["storage_dir"]), storage.INTENT))
+        intent = intent if isinstance(intent, dict) else {}
+        state = point_state(manifest, entry, status, intent, queue, accounting)
         attempts = status.get("attempts", [])
-        if state == "running" and manifest.get("executor") == "local" and attempts and not _alive(attempts[-1]):
-            state = "lost"  # a local run killed without a word (kill -9, reboot)
-        rows.append({"index": entry["index"], "state": state, "attempts": len(attempts), "job_id": job,
+        rows.append({"index": entry["index"], "state": state, "attempts": len(attempts), "job_id": entry.get("job_id"),
                      "storage_dir": entry["storage_dir"],
                      "error": attempts[-1].get("error") if attempts and state in ("failed", "timeout", "preempted")
                      else None,
@@ -124,10 +146,13 @@ def status_rows(manifest: dict, rows: tp.List[dict], now: tp.Optional[float] = N
         status = row["status"]
         attempts = status.get("attempts", [])
         elapsed = 0.0
+        ended = row["state"] in TERMINAL  # the scheduler may have ended it without a word
         for a in attempts:
             start, end = _time(a.get("started")), _time(a.get("ended"))
+            if end is None and a.get("state") == "running":
+                end = _time(a.get("heartbeat")) if ended else now
             if start is not None:
-                elapsed += max(0.0, (end or (now if a.get("state") == "running" else start)) - start)
+                elapsed += max(0.0, (end or start) - start)
         progress = status.get("progress") or {}
         heartbeat = None
         if attempts and attempts[-1].get("sacred_id"):
@@ -201,12 +226,16 @@ def _stamp(path: str) -> tp.Optional[tp.List[int]]:
     return [st.st_mtime_ns, st.st_size, st.st_ino]
 
 
-def _record(name: str, varied: tp.Sequence[str], entry: dict) -> tp.Tuple[dict, dict]:
+def _record(name: str, varied: tp.Sequence[str], entry: dict, meta: dict) -> tp.Tuple[dict, dict]:
     """The point's record and the stamps of the files it was read from."""
     base = entry["storage_dir"]
-    stamps = {storage.STATUS: _stamp(f"{base}/{storage.STATUS}")}  # paths relative to the storage dir
-    status = read_json(f"{base}/{storage.STATUS}") or {}
+    stamps = {storage.STATUS: _stamp(f"{base}/{storage.STATUS}"),  # paths relative to the storage dir
+              storage.INTENT: _stamp(f"{base}/{storage.INTENT}")}
+    status = read_json(f"{base}/{storage.STATUS}")
+    status = status if isinstance(status, dict) else {}
+    intent = read_json(f"{base}/{storage.INTENT}") if stamps[storage.INTENT] else None
     attempts = status.get("attempts", [])
+    attempts = attempts if isinstance(attempts, list) else []
     for a in attempts:
         if a.get("sacred_id"):
             path = f"{storage.SACRED}/{a['sacred_id']}/metrics.json"
@@ -217,7 +246,7 @@ def _record(name: str, varied: tp.Sequence[str], entry: dict) -> tp.Tuple[dict, 
             record[key] = " ".join(entry.get("named_configs", []))
         elif key in entry["updates"]:
             record[key] = entry["updates"][key]
-    record["state"] = status.get("state", "pending")
+    record["state"] = point_state(meta, entry, status, intent if isinstance(intent, dict) else {})
     record["seed"] = entry.get("seed")
     record["result"] = next((a.get("result") for a in reversed(attempts) if "result" in a), None)
     for metric, series in sorted(join_metrics(entry["storage_dir"], attempts).items()):
@@ -229,8 +258,8 @@ def _record(name: str, varied: tp.Sequence[str], entry: dict) -> tp.Tuple[dict, 
 
 
 def _records(args) -> tp.List[tp.Tuple[dict, dict]]:
-    name, varied, entries = args
-    return [_record(name, varied, e) for e in entries]
+    name, varied, entries, meta = args
+    return [_record(name, varied, e, meta) for e in entries]
 
 
 def _fresh(cached: tp.Optional[dict]) -> bool:
@@ -245,6 +274,7 @@ def _fresh(cached: tp.Optional[dict]) -> bool:
 def _sweep_records(sweep_dir: Path, use_cache: bool) -> tp.List[dict]:
     manifest = storage.read_manifest(sweep_dir)
     name, varied, points = manifest["name"], manifest.get("varied", []), manifest["points"]
+    meta = {"executor": manifest.get("executor"), "runner": manifest.get("runner")}
     cache_path = Path(sweep_dir) / CACHE
     cache = (read_json(cache_path) or {}) if use_cache else {}
     if cache.get("manifest") != _stamp(str(Path(sweep_dir) / storage.MANIFEST)):
@@ -253,17 +283,24 @@ def _sweep_records(sweep_dir: Path, use_cache: bool) -> tp.List[dict]:
     todo = [e for e in points if not _fresh(entries.get(str(e["index"])))]
     workers = min(os.cpu_count() or 1, 8)
     if len(todo) < PARALLEL_FROM or workers < 2:
-        fresh = _records((name, varied, todo))
+        fresh = _records((name, varied, todo, meta))
     else:
         import concurrent.futures
         import multiprocessing
 
         size = -(-len(todo) // workers)
-        chunks = [(name, varied, todo[i:i + size]) for i in range(0, len(todo), size)]
+        chunks = [(name, varied, todo[i:i + size], meta) for i in range(0, len(todo), size)]
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             fresh = [pair for part in pool.map(_records, chunks) for pair in part]
     for entry, (record, stamps) in zip(todo, fresh):
         entries[str(entry["index"])] = {"record": record, "stamps": stamps}
+    records = [dict(entries[str(e["index"])]["record"]) for e in points]  # the cache keeps the files' state
+    if any(r["state"] not in TERMINAL for r in records):
+        # something is still going: the scheduler has a say (the same rows as `status`)
+        from . import sweep as sweeps
+
+        for record, row in zip(records, sweeps.sweep_states(Path(sweep_dir), manifest)):
+            record["state"] = row["state"]
 
     def save() -> None:
         if todo and use_cache:
@@ -273,7 +310,7 @@ def _sweep_records(sweep_dir: Path, use_cache: bool) -> tp.List[dict]:
             except OSError:
                 pass
 
-    return [entries[str(e["index"])]["record"] for e in points], save
+    return records, save
 
 
 def read_records(sweeps: tp.Sequence[tp.Union[str, Path]], root: tp.Optional[str] = None,

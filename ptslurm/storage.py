@@ -28,6 +28,7 @@ SLURM_FOLDER = "slurm"
 LOCAL_LOGS = "logs"
 LOCK = ".ptslurm.lock"
 STATUS = "ptslurm_status.json"  # per storage dir: the latest attempt's state, written by the job
+INTENT = "ptslurm_intent.json"  # per storage dir: what the command line asked (cancel, resubmit); never the job
 CONFIG = "config.json"
 SACRED = "sacred"
 CHECKPOINTS = "checkpoints"
@@ -230,8 +231,10 @@ def read_manifest(sweep_dir: Path) -> dict:
     except (OSError, ValueError) as exc:
         raise ManifestError(f"{str(path)!r} is unreadable or corrupt ({exc}); "
                             f"restore it or start the sweep again under a new --name") from None
-    if not isinstance(data, dict) or "points" not in data or "schema" not in data:
-        raise ManifestError(f"{str(path)!r} is not a ptslurm manifest (no 'schema'/'points')")
+    if (not isinstance(data, dict) or not isinstance(data.get("points"), list)
+            or not isinstance(data.get("schema"), int) or isinstance(data.get("schema"), bool)):
+        raise ManifestError(f"{str(path)!r} is not a ptslurm manifest (an integer 'schema' and a list of "
+                            f"'points' are required); restore it or start the sweep again under a new --name")
     from .spec import SCHEMA_VERSION
 
     if data["schema"] > SCHEMA_VERSION:

@@ -376,6 +376,7 @@ def run_local(p: Plan, sweep_dir: Path, manifest: dict, on_change=lambda rows: N
     for entry in manifest["points"]:
         entry["job_id"] = "local"
     manifest["state"] = "submitted"
+    manifest["runner"] = executors.runner_record()
     storage.write_manifest(sweep_dir, manifest)
     backend.run([pt.index for pt in p.points], on_change=lambda done: on_change(results.point_states(manifest)))
     return results.point_states(manifest)
@@ -411,7 +412,7 @@ def check_finished(rows: tp.Sequence[dict], sweep_dir: Path) -> None:
 
 # ----------------------------------------------------------------------------- life cycle
 
-RETRYABLE = ("failed", "timeout", "preempted", "lost")
+RETRYABLE = ("failed", "timeout", "preempted", "interrupted", "lost")
 
 
 def select_points(manifest: dict, spec: tp.Optional[str]) -> tp.List[int]:
@@ -434,25 +435,42 @@ def select_points(manifest: dict, spec: tp.Optional[str]) -> tp.List[int]:
     return sorted(set(out))
 
 
-def _mark(storage_dir: str, **fields) -> None:
-    status = results.read_status(storage_dir)
-    status.setdefault("attempts", [])
-    status.update(fields)
-    if Path(storage_dir).is_dir():
-        storage.atomic_write_json(Path(storage_dir) / storage.STATUS, status)
+def read_intent(storage_dir: str) -> dict:
+    data = results.read_json(Path(storage_dir) / storage.INTENT)
+    return data if isinstance(data, dict) else {}
+
+
+def write_intent(storage_dir: str, **fields) -> None:
+    """Record what the command line asks of a point in its own file; the job's status file
+    is never rewritten here (the job is its only writer)."""
+    if not Path(storage_dir).is_dir():
+        return
+    intent = read_intent(storage_dir)
+    intent.update(fields, time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    storage.atomic_write_json(Path(storage_dir) / storage.INTENT, intent)
+
+
+CANCEL_GRACE_S = 15.0  # a local point gets this long to checkpoint after SIGTERM, then SIGKILL
 
 
 def cancel(sweep_dir: Path, indices: tp.Sequence[int]) -> tp.List[int]:
-    """scancel the chosen points that have not finished (one call) and mark them cancelled.
+    """Stop the chosen points that have not ended and mark them cancelled: the intent first
+    (a job that starts or stops later reads it and never requeues), then one scancel for the
+    SLURM jobs, or SIGTERM to a local point's process group (SIGKILL after a grace period).
     Returns the indices cancelled."""
     manifest = storage.read_manifest(sweep_dir)
     rows = sweep_states(sweep_dir, manifest)
     chosen = [i for i in indices if rows[i]["state"] not in results.TERMINAL]
+    for i in chosen:
+        entry = manifest["points"][i]
+        submission = int(read_intent(entry["storage_dir"]).get("submission", 0) or 0)
+        write_intent(entry["storage_dir"], cancelled=True, submission=submission)
     jobs = [manifest["points"][i]["job_id"] for i in chosen if manifest["points"][i]["job_id"]]
     if manifest.get("executor") == "slurm" and jobs:
         executors.SlurmBackend.cancel(jobs)
-    for i in chosen:
-        _mark(manifest["points"][i]["storage_dir"], state="cancelled", cancelled=True)
+    elif manifest.get("executor") == "local":
+        attempts = [(rows[i]["status"].get("attempts") or [{}])[-1] for i in chosen]
+        executors.stop_local([a for a in attempts if a.get("state") == "running"], CANCEL_GRACE_S)
     return chosen
 
 
@@ -472,14 +490,18 @@ def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = Fa
     for i in indices:
         entry = manifest["points"][i]
         Path(entry["storage_dir"]).mkdir(parents=True, exist_ok=True)
-        previous = results.read_status(entry["storage_dir"]).get("submission", 0)
-        _mark(entry["storage_dir"], state="pending", cancelled=False, submission=previous + 1)
+        intent = read_intent(entry["storage_dir"])
+        previous = max(int(intent.get("submission", 0) or 0),
+                       int(results.read_status(entry["storage_dir"]).get("submission", 0) or 0))
+        write_intent(entry["storage_dir"], cancelled=False, submission=previous + 1)
         entry.setdefault("job_history", [])
         if entry.get("job_id"):
             entry["job_history"].append(entry["job_id"])
     workdir = manifest["experiment"].get("workdir")
     if manifest.get("executor") != "slurm":
         backend = executors.LocalBackend(sweep_dir, workdir=workdir)
+        manifest["runner"] = executors.runner_record()
+        storage.write_manifest(sweep_dir, manifest)
         backend.run(list(indices))
         storage.write_manifest(sweep_dir, manifest)
         return {i: "local" for i in indices}

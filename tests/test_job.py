@@ -8,10 +8,22 @@ from ptslurm import interrupt, job
 
 
 class Record:
-    def __init__(self, causes):
+    """An attempt record with ``causes`` before the current attempt; ``progress``: whether
+    the current attempt got anywhere; ``previous``: the fingerprint of the failure before."""
+
+    storage_dir = None
+
+    def __init__(self, causes, progress=True, previous=None):
         self.data = {"attempts": [{"cause": c} for c in causes] + [{}]}
+        self.progress, self.previous = progress, previous
 
     count = job.AttemptRecord.count
+
+    def made_progress(self):
+        return self.progress
+
+    def previous_failure(self):
+        return None if self.previous is None else {"cause": "failed", "fingerprint": self.previous}
 
 
 @pytest.fixture
@@ -39,8 +51,12 @@ def fake_info(monkeypatch, **fields):
     (signal.SIGUSR2, {}, [], ("requeued", "timeout", "requeue")),
     (signal.SIGUSR2, {}, ["timeout", "preempted", "timeout", "timeout"], ("timeout", "timeout", None)),
     (signal.SIGTERM, {"JobState": "CANCELLED"}, [], ("cancelled", "cancelled", None)),
-    (None, {}, ["failed"], ("requeued", "failed", "requeue")),
-    (None, {}, ["failed", "failed", "failed"], ("failed", "failed", None)),
+    # scancel: SIGTERM first and the job is COMPLETING; never requeued
+    (signal.SIGTERM, {"JobState": "COMPLETING"}, [], ("cancelled", "cancelled", None)),
+    # the time-limit signal while the job is on its way out is still a time limit
+    (signal.SIGUSR2, {"JobState": "COMPLETING"}, [], ("requeued", "timeout", "requeue")),
+    (None, {}, ["failed"], ("requeued", "failed", "requeue")),  # with progress
+    (None, {}, ["failed", "failed", "failed"], ("failed", "failed", None)),  # the cap
 ])
 def test_decisions_on_slurm(slurm_env, sig, fields, causes, expected):
     fake_info(slurm_env, **fields)
@@ -66,3 +82,47 @@ def test_caps_count_only_attempts_of_the_current_submission():
     record.data = {"submission": 1, "attempts": [{"cause": "failed", "submission": 0}] * 3 +
                    [{"cause": "failed", "submission": 1}, {}]}
     assert record.count("failed") == 1
+
+
+def boom():
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("progress, previous, expected", [
+    (False, None, ("failed", "failed", None)),  # a start-up bug: one attempt
+    (True, None, ("requeued", "failed", "requeue")),  # it got somewhere: worth another go
+    (False, "ImportError: other @ x.py:1", ("requeued", "failed", "requeue")),  # a different failure
+    (False, "SAME", ("failed", "failed", None)),  # the same failure, no progress
+])
+def test_failures_are_retried_only_after_progress_or_a_different_failure(slurm_env, progress, previous, expected):
+    fake_info(slurm_env)
+    exc = boom()
+    record = Record(["failed"] if previous else [], progress, job.fingerprint(exc) if previous == "SAME" else previous)
+    assert job.decide(exc, record, max_requeues=3) == expected
+
+
+def test_progress_is_a_reported_step_or_a_new_checkpoint_of_any_code(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    record = job.AttemptRecord(tmp_path)
+    record.start()
+    assert not record.made_progress()
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "my_own_ckpt.pt").write_bytes(b"x")
+    assert record.made_progress()
+    again = job.AttemptRecord(tmp_path)
+    again.start()
+    assert not again.made_progress()
+    again.data["progress"] = {"iteration": 5}
+    assert again.made_progress()
+
+
+def test_a_cancel_intent_makes_any_stop_a_cancel(tmp_path, slurm_env):
+    fake_info(slurm_env)  # SLURM says nothing special
+    (tmp_path / "ptslurm_intent.json").write_text('{"cancelled": true, "submission": 0}')
+    record = Record([])
+    record.storage_dir = tmp_path
+    interrupt.request_stop(signal.SIGUSR2)
+    assert job.decide(interrupt.Interrupted("x"), record, 3) == ("cancelled", "cancelled", None)

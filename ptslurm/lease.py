@@ -1,0 +1,179 @@
+"""One live attempt per storage dir: an attempt holds a lease file (``ptslurm_lease.json``)
+while it runs and renews its heartbeat every ``HEARTBEAT_S``.
+
+Taking the lease is an ``O_EXCL`` create, which NFS (v3 and later) honours across clients,
+unlike flock. A lease left by a dead attempt is taken over when its holder is this same job
+(a requeued array task: SLURM ended the previous run before restarting it), a process on this
+host that is gone, a job the scheduler no longer runs, or a heartbeat older than
+``STALE_AFTER_S``. A takeover renames the stale file away first, so of two contenders only
+one wins. A second attempt waits up to ``WAIT_S`` (a cancelled predecessor still writing its
+checkpoint) and then stops with ``LeaseHeld``; it never trains into the same dir.
+"""
+import datetime
+import json
+import os
+import socket
+import threading
+import time
+import typing as tp
+import uuid
+from pathlib import Path
+
+from . import storage
+from .errors import PtslurmError
+
+LEASE = "ptslurm_lease.json"
+HEARTBEAT_S = 30.0
+STALE_AFTER_S = 150.0  # five missed heartbeats
+WAIT_S = float(os.environ.get("PTSLURM_LEASE_WAIT_S", "120"))
+
+
+class LeaseHeld(PtslurmError, RuntimeError):
+    """Another live attempt holds the storage dir."""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _age_s(text: tp.Optional[str]) -> float:
+    try:
+        return time.time() - datetime.datetime.fromisoformat(text).timestamp()
+    except (TypeError, ValueError):
+        return float("inf")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale(holder: tp.Optional[dict], me: str, scheduler_running: tp.Callable[[str], tp.Optional[bool]]) -> bool:
+    """Whether a lease ``holder`` may be taken over by job ``me``. ``scheduler_running(job)``
+    says whether the scheduler still runs a job (None: it cannot tell)."""
+    if not isinstance(holder, dict):
+        return True  # torn or foreign content: its writer died mid-write
+    job = str(holder.get("job_id", ""))
+    if job and job == me:
+        return True  # this job's own previous run (requeue): SLURM ended it before restarting
+    if holder.get("host") == socket.gethostname() and holder.get("pid"):
+        if not _pid_alive(int(holder["pid"])):
+            return True
+        if job.startswith("local-"):
+            return False
+    if _age_s(holder.get("heartbeat")) > STALE_AFTER_S:
+        return True
+    if job and not job.startswith("local-"):
+        running = scheduler_running(job)
+        if running is False:
+            return True
+    return False
+
+
+class Lease:
+    """A held lease; ``release()`` gives it up, ``beat()`` renews it (a daemon thread does)."""
+
+    def __init__(self, path: Path, data: dict):
+        self.path = path
+        self.data = data
+        self.callbacks: tp.List[tp.Callable[[], None]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ptslurm-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            self.beat()
+
+    def mine(self) -> bool:
+        try:
+            return json.loads(self.path.read_text()).get("token") == self.data["token"]
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def beat(self) -> None:
+        if not self.mine():
+            return  # taken over (we were presumed dead): leave it alone
+        self.data["heartbeat"] = _now()
+        try:
+            storage.atomic_write_json(self.path, self.data)
+        except OSError:
+            pass
+        for callback in self.callbacks:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - a heartbeat must never kill the run
+                pass
+
+    def release(self) -> None:
+        self._stop.set()
+        if self.mine():
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+
+
+def _scheduler_running(job: str) -> tp.Optional[bool]:
+    from . import executor
+
+    try:
+        states = executor.SlurmBackend.queue_states([job])
+    except Exception:  # noqa: BLE001 - no scheduler to ask
+        return None
+    return states.get(job) in ("RUNNING", "COMPLETING", "SUSPENDED")
+
+
+def acquire(storage_dir: Path, job_id: str, wait_s: float = WAIT_S,
+            scheduler_running: tp.Callable[[str], tp.Optional[bool]] = _scheduler_running) -> Lease:
+    """Take the lease of ``storage_dir`` for ``job_id``; raise LeaseHeld when another live
+    attempt keeps it longer than ``wait_s``."""
+    path = Path(storage_dir) / LEASE
+    data = {"job_id": job_id, "host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex,
+            "acquired": _now(), "heartbeat": _now()}
+    deadline = time.time() + wait_s
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(data, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            return Lease(path, data)
+        try:
+            holder = json.loads(path.read_text())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            holder = None
+            try:  # a lease being written right now is not torn: give its writer a moment
+                if time.time() - path.stat().st_mtime < 5:
+                    time.sleep(0.5)
+                    continue
+            except OSError:
+                continue
+        if stale(holder, job_id, scheduler_running):
+            aside = path.with_name(f".{LEASE}.stale.{data['token']}")
+            try:
+                os.rename(path, aside)  # only one contender's rename finds the file
+            except FileNotFoundError:
+                continue
+            try:
+                os.unlink(aside)
+            except OSError:
+                pass
+            continue
+        if time.time() >= deadline:
+            who = holder.get("job_id") if isinstance(holder, dict) else "?"
+            raise LeaseHeld(f"storage dir {str(storage_dir)!r} is in use by another live attempt (job {who}, "
+                            f"heartbeat {holder.get('heartbeat') if isinstance(holder, dict) else '?'}); "
+                            f"this attempt did not run. Cancel the other one first (`ptslurm cancel`)")
+        time.sleep(min(2.0, max(0.1, deadline - time.time())))
