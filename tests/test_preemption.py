@@ -125,19 +125,6 @@ def test_sigkill_of_the_step_resumes_from_the_last_periodic_checkpoint(slurm_clu
     assert_same(reference, storage_dir)
 
 
-def test_start_up_crash_is_requeued_at_most_the_cap_then_failed(slurm_cluster, tmp_path):
-    root = tmp_path / "root"
-    proc = run_cli("sweep", "--root", root, "--json", "--max-requeues", "2", "--wait", EXP, "with", "crash=True",
-                   env={"PTSLURM_POLL_S": "0.5"}, timeout=300)
-    assert proc.returncode == 1
-    assert "RuntimeError: crashing at start-up on purpose" in proc.stderr
-    storage_dir = Path(json.loads(proc.stdout)["points"][0]["storage_dir"])
-    st = status(storage_dir)
-    assert [a["state"] for a in st["attempts"]] == ["requeued", "requeued", "failed"]
-    assert st["state"] == "failed" and "Traceback" in st["attempts"][-1]["traceback"]
-    assert sacred_states(storage_dir) == ["FAILED"] * 3
-
-
 def test_time_limit_is_told_from_slurm_data_and_capped(slurm_cluster, tmp_path):
     """--time 1 with the signal 30 s ahead (the least that leaves 30 s of run time): every
     attempt gets USR2 at a time-limit check 30-60 s in. One requeue is allowed, then the

@@ -1,0 +1,226 @@
+"""Control around a running point on the real local SLURM cluster (and locally): cancel that
+stops, one writer per storage dir, code that never asks ptslurm surviving time limits and
+preemption, killed attempts on record, and the retry policy."""
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TEST_EXPERIMENTS, run_cli
+from ptslurm.results import read_status
+
+PLAIN = TEST_EXPERIMENTS / "plainloop.py"
+RESUMABLE = TEST_EXPERIMENTS / "resumable.py"
+
+
+def wait_for(what, check, timeout=120, every=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def step(storage_dir) -> int:
+    """The plain loop's step in its own checkpoint (0 before the first)."""
+    try:
+        return json.loads((Path(storage_dir) / "checkpoints" / "state.json").read_text())["step"]
+    except (OSError, ValueError):
+        return 0
+
+
+def sweep(root, *args, env=None, timeout=300):
+    proc = run_cli("sweep", "--root", root, "--json", *args, env=env, timeout=timeout)
+    assert proc.returncode in (0, 1), proc.stderr
+    return json.loads(proc.stdout), proc
+
+
+def queued(job_ids):
+    arrays = sorted({j.split("_")[0] for j in job_ids})
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(arrays)], capture_output=True, text=True)
+    return [j for j in out.stdout.split() if j in set(job_ids)]
+
+
+def states(command, sweep_dir):
+    if command == "status":
+        return [r["state"] for r in json.loads(run_cli("status", sweep_dir, "--json").stdout)]
+    if command == "collect":
+        return [r["state"] for r in json.loads(run_cli("collect", sweep_dir, "--format", "json").stdout)]
+    listed = run_cli("list", Path(sweep_dir).parent.parent).stdout
+    line = next(ln for ln in listed.splitlines() if ln.startswith(Path(sweep_dir).name))
+    return line.split()[-2:]
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize("how", ["ptslurm cancel", "scancel"])
+def test_cancel_stops_running_points_for_good(slurm_cluster, tmp_path, how):
+    summary, _ = sweep(tmp_path, RESUMABLE, "with", "trainer.model.delay_s=0.2", "seed=[1,2]")
+    jobs = [p["job_id"] for p in summary["points"]]
+    dirs = [Path(p["storage_dir"]) for p in summary["points"]]
+    wait_for("both points training", lambda: all((d / "checkpoints").exists() for d in dirs), timeout=120)
+    if how == "scancel":
+        subprocess.run(["scancel", *jobs], check=True)
+    else:
+        proc = run_cli("cancel", summary["sweep_dir"])
+        assert proc.returncode == 0 and "cancelled 2 point(s)" in proc.stdout, proc.stderr
+    wait_for("the queue to be empty of them", lambda: not queued(jobs), timeout=30)
+    time.sleep(10)  # long enough for a requeued task to show up again
+    assert not queued(jobs), "a cancelled point came back"
+    for d in dirs:
+        attempts = read_status(d)["attempts"]
+        assert len(attempts) == 1 and attempts[0]["cause"] == "cancelled" and attempts[0].get("action") is None
+    assert states("status", summary["sweep_dir"]) == ["cancelled", "cancelled"]
+    assert states("collect", summary["sweep_dir"]) == ["cancelled", "cancelled"]
+    assert states("list", summary["sweep_dir"]) == ["cancelled", "2"]
+
+
+def writers(storage_dir):
+    """(job, pid) of every attempt that ran in the storage dir, from its records."""
+    return [(a["job_id"], a["pid"], a["started"], a.get("ended")) for a in read_status(storage_dir)["attempts"]]
+
+
+def no_overlap(storage_dir):
+    spans = sorted((a["started"], a.get("ended") or a.get("heartbeat")) for a in read_status(storage_dir)["attempts"])
+    return all(end <= nxt_start for (_, end), (nxt_start, _) in zip(spans, spans[1:]))
+
+
+@pytest.mark.slurm
+def test_cancel_then_resubmit_at_once_has_one_writer_and_ends_bit_identical(slurm_cluster, tmp_path):
+    import torch
+
+    ref_root = tmp_path / "ref"
+    ref, _ = sweep(ref_root, "--executor", "local", RESUMABLE, "with", "seed=7")
+    reference = torch.load(Path(ref["points"][0]["storage_dir"]) / "checkpoints" / "ckpt_120.pth",
+                           weights_only=False)["model"]
+    summary, _ = sweep(tmp_path / "root", RESUMABLE, "with", "seed=7", "trainer.model.delay_s=0.1")
+    storage_dir = Path(summary["points"][0]["storage_dir"])
+    wait_for("progress", lambda: (storage_dir / "checkpoints" / "ckpt_30.pth").exists(), timeout=120)
+    assert run_cli("cancel", summary["sweep_dir"]).returncode == 0
+    again = run_cli("resubmit", summary["sweep_dir"], "--points", "0")
+    assert again.returncode == 0, again.stderr
+    wait_for("completion", lambda: read_status(storage_dir).get("state") == "completed"
+             and read_status(storage_dir).get("submission") == 1, timeout=240)
+    attempts = read_status(storage_dir)["attempts"]
+    assert [a["state"] for a in attempts] == ["cancelled", "completed"]
+    assert no_overlap(storage_dir), f"two attempts wrote the storage dir at once: {writers(storage_dir)}"
+    params = torch.load(storage_dir / "checkpoints" / "ckpt_120.pth", weights_only=False)["model"]
+    assert all(torch.equal(t, params[k]) for k, t in reference.items())
+    assert "resuming from ckpt_" in run_cli("logs", summary["sweep_dir"], "0").stdout
+
+
+def test_local_cancel_kills_the_process_and_resubmit_resumes_with_one_writer(tmp_path, no_slurm):
+    root = tmp_path / "root"
+    runner = subprocess.Popen([os.sys.executable, "-m", "ptslurm", "sweep", "--root", str(root), "--name", "loc",
+                               str(PLAIN), "with", "steps=40", "delay_s=0.1"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    sweep_dir = root / "sweeps" / "loc"
+    storage_dir = wait_for("the point to start", lambda: next((root / "plainloop").glob("1"), None), timeout=60)
+    wait_for("a checkpoint", lambda: (storage_dir / "checkpoints" / "state.json").exists(), timeout=60)
+    pid = read_status(storage_dir)["attempts"][-1]["pid"]
+    proc = run_cli("cancel", sweep_dir)
+    assert proc.returncode == 0 and "cancelled 1 point(s)" in proc.stdout
+    wait_for("the process to end", lambda: not os.path.exists(f"/proc/{pid}") or
+             open(f"/proc/{pid}/stat").read().split(") ")[-1].startswith("Z"), timeout=20)
+    runner.wait(timeout=60)
+    assert states("status", sweep_dir) == ["cancelled"]
+    time.sleep(1)
+    assert states("status", sweep_dir) == ["cancelled"], "a cancelled local point came back"
+    again = run_cli("resubmit", sweep_dir, "--points", "0")
+    assert again.returncode == 0, again.stderr
+    attempts = read_status(storage_dir)["attempts"]
+    assert [a["state"] for a in attempts] == ["cancelled", "completed"]
+    assert attempts[-1]["result"] == sum(range(41)), "every step ran exactly once"
+    assert no_overlap(storage_dir)
+
+
+def test_a_second_attempt_never_trains_into_a_held_storage_dir(tmp_path, monkeypatch):
+    from ptslurm import lease
+
+    monkeypatch.setattr(lease, "HEARTBEAT_S", 0.2)
+    held = lease.acquire(tmp_path, "123_4", wait_s=0)
+    with pytest.raises(lease.LeaseHeld, match="in use by another live attempt"):
+        lease.acquire(tmp_path, "999_0", wait_s=0.5, scheduler_running=lambda job: True)
+    # the scheduler no longer runs the holder: taken over
+    taken = lease.acquire(tmp_path, "999_0", wait_s=0, scheduler_running=lambda job: False)
+    assert not held.mine() and taken.mine()
+    held.release()  # the old holder, back from the dead, does not remove the new lease
+    assert (tmp_path / lease.LEASE).exists()
+    taken.release()
+    # the same array task (a requeue) takes its own stale lease at once; a torn lease too
+    again = lease.acquire(tmp_path, "999_0", wait_s=0)
+    again._stop.set()
+    assert lease.acquire(tmp_path, "999_0", wait_s=0).mine()
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize("how", ["time limit", "preemption"])
+def test_code_that_never_asks_survives_time_limits_and_preemption(slurm_cluster, tmp_path, how):
+    steps = 300 if how == "time limit" else 120  # 150 s of training against a 1-minute limit
+    options = ["--time", "1", "--signal-delay", "30"] if how == "time limit" else []
+    summary, _ = sweep(tmp_path, *options, "--max-requeues", "8", PLAIN, "with", f"steps={steps}", "delay_s=0.5")
+    storage_dir = Path(summary["points"][0]["storage_dir"])
+    job = summary["points"][0]["job_id"]
+    if how == "preemption":
+        rng = random.Random()
+        for _ in range(2):
+            start = read_status(storage_dir).get("attempt", 0)
+            target = step(storage_dir) + rng.randint(5, 15)
+            wait_for("progress", lambda: step(storage_dir) >= target, timeout=120)
+            subprocess.run(["sbatch", "-p", "high", "-c", "8", "-o", "/dev/null", "--wrap", "sleep 1"], check=True,
+                           capture_output=True)
+            wait_for("the next attempt", lambda: read_status(storage_dir).get("attempt", 0) > start, timeout=120)
+    wait_for("completion", lambda: read_status(storage_dir).get("state") == "completed", timeout=400, every=1)
+    attempts = read_status(storage_dir)["attempts"]
+    stops = attempts[:-1]
+    assert len(stops) >= 2 and all(a.get("unheeded") and a["action"] == "requeue" for a in stops), stops
+    assert {a["cause"] for a in stops} == ({"timeout"} if how == "time limit" else {"preempted"})
+    assert attempts[-1]["result"] == steps * (steps + 1) // 2, "resumed from its own checkpoint, no step twice"
+    assert all(a["job_id"] == job for a in attempts)
+    rows = json.loads(run_cli("collect", summary["sweep_dir"], "--format", "json").stdout)
+    assert rows[0]["state"] == "completed" and rows[0]["total/final"] == steps * (steps + 1) // 2
+
+
+@pytest.mark.slurm
+def test_a_killed_attempt_keeps_its_metrics_and_its_own_logs(slurm_cluster, tmp_path):
+    summary, _ = sweep(tmp_path, PLAIN, "with", "steps=60", "delay_s=0.2")
+    storage_dir, job = Path(summary["points"][0]["storage_dir"]), summary["points"][0]["job_id"]
+    wait_for("progress", lambda: step(storage_dir) >= 20, timeout=120)
+    first = read_status(storage_dir)["attempts"][0]
+    assert first["sacred_id"] == 1, "the run id is on record while the attempt runs"
+    time.sleep(11)  # one sacred heartbeat flushes metrics and output
+    os.kill(first["pid"], signal.SIGKILL)
+    wait_for("SLURM to notice", lambda: not queued([job]), timeout=60)
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    wait_for("completion", lambda: read_status(storage_dir).get("state") == "completed", timeout=240)
+    attempts = read_status(storage_dir)["attempts"]
+    assert attempts[0]["state"] == "lost" and attempts[1]["sacred_id"] == 2
+    killed = json.loads((storage_dir / "sacred" / "1" / "metrics.json").read_text())["total"]["steps"]
+    rows = json.loads(run_cli("collect", summary["sweep_dir"], "--format", "json").stdout)
+    assert rows[0]["total/final"] == 60 * 61 // 2
+    from ptslurm.results import join_metrics
+
+    joined = join_metrics(storage_dir, attempts)["total"]["steps"]
+    assert joined[: len(killed)][:5] == killed[:5], "the killed attempt's metrics are part of the curve"
+    log1 = run_cli("logs", summary["sweep_dir"], "0", "--attempt", "1").stdout
+    log2 = run_cli("logs", summary["sweep_dir"], "0", "--attempt", "2").stdout
+    assert "starting at step 0" in log1 and "starting at step 0" not in log2 and log1 != log2
+
+
+@pytest.mark.slurm
+def test_a_start_up_bug_fails_at_once_and_a_failure_after_progress_is_retried(slurm_cluster, tmp_path):
+    bug, _ = sweep(tmp_path, "--wait", RESUMABLE, "with", "crash=True", env={"PTSLURM_POLL_S": "0.5"})
+    attempts = read_status(bug["points"][0]["storage_dir"])["attempts"]
+    assert [(a["state"], a["cause"]) for a in attempts] == [("failed", "failed")]
+    late, proc = sweep(tmp_path, "--wait", PLAIN, "with", "steps=12", "delay_s=0.1", "crash_at=10",
+                       env={"PTSLURM_POLL_S": "0.5"})
+    assert proc.returncode == 0, proc.stderr
+    attempts = read_status(late["points"][0]["storage_dir"])["attempts"]
+    assert [(a["state"], a["cause"]) for a in attempts] == [("requeued", "failed"), ("completed", None)]
+    assert attempts[-1]["result"] == sum(range(13))
