@@ -170,7 +170,8 @@ def test_code_that_never_asks_survives_time_limits_and_preemption(slurm_cluster,
     if how == "preemption":
         rng = random.Random()
         for _ in range(2):
-            start = read_status(storage_dir).get("attempt", 0)
+            wait_for("an attempt running", lambda: read_status(storage_dir).get("state") == "running", timeout=120)
+            start = read_status(storage_dir)["attempt"]
             target = step(storage_dir) + rng.randint(5, 15)
             wait_for("progress", lambda: step(storage_dir) >= target, timeout=120)
             subprocess.run(["sbatch", "-p", "high", "-c", "8", "-o", "/dev/null", "--wrap", "sleep 1"], check=True,
@@ -179,7 +180,8 @@ def test_code_that_never_asks_survives_time_limits_and_preemption(slurm_cluster,
     wait_for("completion", lambda: read_status(storage_dir).get("state") == "completed", timeout=400, every=1)
     attempts = read_status(storage_dir)["attempts"]
     stops = attempts[:-1]
-    assert len(stops) >= 2 and all(a.get("unheeded") and a["action"] == "requeue" for a in stops), stops
+    brief = [(a["state"], a.get("cause"), a.get("unheeded"), a.get("action")) for a in attempts]
+    assert len(stops) >= 2 and all(a.get("unheeded") and a["action"] == "requeue" for a in stops), brief
     assert {a["cause"] for a in stops} == ({"timeout"} if how == "time limit" else {"preempted"})
     assert attempts[-1]["result"] == steps * (steps + 1) // 2, "resumed from its own checkpoint, no step twice"
     assert all(a["job_id"] == job for a in attempts)
@@ -189,21 +191,21 @@ def test_code_that_never_asks_survives_time_limits_and_preemption(slurm_cluster,
 
 @pytest.mark.slurm
 def test_a_killed_attempt_keeps_its_metrics_and_its_own_logs(slurm_cluster, tmp_path):
-    summary, _ = sweep(tmp_path, PLAIN, "with", "steps=60", "delay_s=0.2")
+    summary, _ = sweep(tmp_path, PLAIN, "with", "steps=150", "delay_s=0.2")
     storage_dir, job = Path(summary["points"][0]["storage_dir"]), summary["points"][0]["job_id"]
     wait_for("progress", lambda: step(storage_dir) >= 20, timeout=120)
     first = read_status(storage_dir)["attempts"][0]
-    assert first["sacred_id"] == 1, "the run id is on record while the attempt runs"
+    assert str(first["sacred_id"]) == "1", "the run id is on record while the attempt runs"
     time.sleep(11)  # one sacred heartbeat flushes metrics and output
     os.kill(first["pid"], signal.SIGKILL)
     wait_for("SLURM to notice", lambda: not queued([job]), timeout=60)
     subprocess.run(["scontrol", "requeue", job], check=True)
     wait_for("completion", lambda: read_status(storage_dir).get("state") == "completed", timeout=240)
     attempts = read_status(storage_dir)["attempts"]
-    assert attempts[0]["state"] == "lost" and attempts[1]["sacred_id"] == 2
+    assert attempts[0]["state"] == "lost" and str(attempts[1]["sacred_id"]) == "2"
     killed = json.loads((storage_dir / "sacred" / "1" / "metrics.json").read_text())["total"]["steps"]
     rows = json.loads(run_cli("collect", summary["sweep_dir"], "--format", "json").stdout)
-    assert rows[0]["total/final"] == 60 * 61 // 2
+    assert rows[0]["total/final"] == 150 * 151 // 2
     from ptslurm.results import join_metrics
 
     joined = join_metrics(storage_dir, attempts)["total"]["steps"]
@@ -222,5 +224,25 @@ def test_a_start_up_bug_fails_at_once_and_a_failure_after_progress_is_retried(sl
                        env={"PTSLURM_POLL_S": "0.5"})
     assert proc.returncode == 0, proc.stderr
     attempts = read_status(late["points"][0]["storage_dir"])["attempts"]
-    assert [(a["state"], a["cause"]) for a in attempts] == [("requeued", "failed"), ("completed", None)]
+    assert [(a["state"], a.get("cause")) for a in attempts] == [("requeued", "failed"), ("completed", None)]
     assert attempts[-1]["result"] == sum(range(13))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_local_sweep_stops_its_points_and_resubmit_finishes_them(tmp_path, no_slurm, sig):
+    root = tmp_path / "root"
+    runner = subprocess.Popen([os.sys.executable, "-m", "ptslurm", "sweep", "--root", str(root), "--name", "int",
+                               str(PLAIN), "with", "steps=30", "delay_s=0.1", "save_every=3", "crash_at=[-1,-2]"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    storage_dir = wait_for("the first point to start", lambda: next((root / "plainloop").glob("1"), None), timeout=60)
+    wait_for("a checkpoint", lambda: step(storage_dir) >= 3, timeout=60)
+    pid = read_status(storage_dir)["attempts"][-1]["pid"]
+    runner.send_signal(sig)
+    runner.wait(timeout=60)
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[-1].startswith("Z")
+    sweep_dir = root / "sweeps" / "int"
+    assert states("status", sweep_dir) == ["interrupted", "lost"], "nothing stays pending forever"
+    again = run_cli("resubmit", sweep_dir, "--failed")
+    assert again.returncode == 0, again.stderr
+    assert states("status", sweep_dir) == ["completed", "completed"]
+    assert [r["result"] for r in json.loads(run_cli("collect", sweep_dir, "--format", "json").stdout)] == [465, 465]
