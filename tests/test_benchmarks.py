@@ -39,4 +39,4 @@ def test_bench_submit(slurm_cluster):
 @pytest.mark.slurm
 def test_bench_requeue(slurm_cluster):
     out = run("bench_requeue.py", "--repeats", "1")
-    assert "signal -> durable checkpoint" in out and "bare sleep job" in out
+    assert "signal -> durable checkpoint" in out and "bare sleep job" in out and "non-polling point" in out

@@ -6,6 +6,9 @@ next to SLURM's own requeue of a bare `sleep` job (not part of the test run).
 For a training point (tests/experiments/resumable.py): `scontrol requeue` at t0, then
  - checkpoint latency: until the stop checkpoint is on disk (fsynced, ckpt_latest moved),
  - turnaround: until the next attempt has loaded it and resumes training.
+For a point whose code never asks ptslurm (tests/experiments/plainloop.py, its own
+checkpoints): `scontrol requeue` at t0 until the next attempt has started its run (the
+watchdog ended the first one ``interrupt.NEVER_ASKED_S`` after the signal).
 For a bare `sleep` job: `scontrol requeue` at t0 until the job runs again.
 """
 import argparse
@@ -26,6 +29,7 @@ from slurm_cluster import running_cluster  # noqa: E402
 from ptslurm.results import read_status  # noqa: E402
 
 EXP = HERE.parent / "experiments" / "resumable.py"
+PLAIN = HERE.parent / "experiments" / "plainloop.py"
 
 
 def poll(check, timeout=120, every=0.005):
@@ -71,6 +75,21 @@ def bench_point(root: Path):
     return t_ckpt - t0, t_resume - t0
 
 
+def bench_plain(root: Path) -> float:
+    proc = subprocess.run([sys.executable, "-m", "ptslurm", "sweep", "--json", "--root", str(root), str(PLAIN), "with",
+                           "steps=100000", "delay_s=0.02"], capture_output=True, text=True)
+    point = json.loads(proc.stdout)["points"][0]
+    d, job = Path(point["storage_dir"]), point["job_id"]
+    poll(lambda: (d / "checkpoints" / "state.json").exists())
+    time.sleep(2)
+    t0 = time.time()
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    poll(lambda: len(read_status(d).get("attempts", [])) >= 2 and read_status(d)["attempts"][1].get("sacred_id"))
+    t = time.time() - t0
+    subprocess.run(["scancel", job])
+    return t
+
+
 def bench_sleep(folder: Path):
     out = subprocess.run(["sbatch", "--parsable", "-o", "/dev/null", "--wrap", "sleep 600"], capture_output=True,
                          text=True, check=True).stdout.strip()
@@ -97,6 +116,7 @@ def main():
         with running_cluster(tmp / "cluster"):
             try:
                 points = [bench_point(tmp / f"r{i}") for i in range(args.repeats)]
+                plains = [bench_plain(tmp / f"p{i}") for i in range(args.repeats)]
                 sleeps = [bench_sleep(tmp) for _ in range(args.repeats)]
             finally:
                 subprocess.run(["scancel", "--user", str(os.getuid())])
@@ -105,6 +125,8 @@ def main():
           f"(runs: {', '.join(f'{p[0] * 1000:.0f}' for p in points)})")
     print(f"requeue turnaround, training point:    {med(p[1] for p in points):8.2f} s  "
           f"(signal -> resumed from the checkpoint)")
+    print(f"requeue turnaround, non-polling point: {med(plains):8.2f} s  "
+          f"(signal -> next attempt running its own resume)")
     print(f"requeue turnaround, bare sleep job:    {med(sleeps):8.2f} s  (SLURM's own requeue)")
     print("the turnaround is dominated by SLURM's requeue delay (AuthInfo=cred_expire=5 on the test cluster)")
 
