@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "create and submit nothing")
     sw.add_argument("--wait", action="store_true", help="block until all points end; exit 1 if any failed")
     sw.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    sw.add_argument("--max-points", type=int, default=None, metavar="N",
+                    help="refuse sweeps of more than N points (default 10000), counted before expanding")
     sw.add_argument("--max-snapshot-mb", type=float, default=None, metavar="MB",
                     help="cap on the code snapshot (default 100); exclude data with .ptslurmignore")
     _add_resources(sw)
@@ -233,6 +235,7 @@ def cmd_sweep(args, argv: tp.List[str], updates: tp.List[str]) -> int:
         executor=args.executor or prof.get("executor") or "auto", jobs=jobs,
         resources=_resources(args, prof), dry_run=args.dry_run, argv=tuple(argv),
         max_snapshot_mb=args.max_snapshot_mb if args.max_snapshot_mb is not None else sweeps.snapshot.DEFAULT_MAX_MB,
+        max_points=args.max_points if args.max_points is not None else sweeps.grid.DEFAULT_MAX_POINTS,
     )
     plan = sweeps.plan(request)
     try:
@@ -718,6 +721,15 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
         return 130
     except BrokenPipeError:  # the reader went away (`ptslurm status X | head`): stop quietly, as cat does
         return 141
+    except OSError as exc:
+        import errno
+
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        where = f" on {exc.filename}" if exc.filename else ""
+        print(f"ptslurm: error: {exc.strerror.lower()}{where}; free space or choose another --root, then run the "
+              f"command again", file=sys.stderr)
+        return 2
 
 
 def entry_point() -> None:

@@ -54,7 +54,7 @@ def load(path: tp.Union[str, Path], module_name: tp.Optional[str] = None, light:
     previous = sys.modules.get(name)
     sys.modules[name] = module
     try:
-        with tolerant_git(), (_light_sources() if light else contextlib.nullcontext()):
+        with tolerant_git(), (_light_sources() if light else contextlib.nullcontext()), _no_hard_exit():
             spec.loader.exec_module(module)
     except BaseException as exc:  # noqa: B902 - a user's script may raise anything, even SystemExit
         if previous is not None:
@@ -76,6 +76,26 @@ def load(path: tp.Union[str, Path], module_name: tp.Optional[str] = None, light:
                               f"keep one Experiment per file")
     (_, ex), = unique.values()
     return module, ex
+
+
+class OsExitAtImport(SystemExit):
+    pass
+
+
+@contextlib.contextmanager
+def _no_hard_exit():
+    """``os._exit()`` at import would end ptslurm itself without a word: make it an error."""
+    original = os._exit
+
+    def refuse(code=0):
+        raise OsExitAtImport(f"the file calls os._exit({code}) when imported; guard it with "
+                        f"`if __name__ == '__main__':`")
+
+    os._exit = refuse
+    try:
+        yield
+    finally:
+        os._exit = original
 
 
 @contextlib.contextmanager

@@ -200,13 +200,29 @@ def overlay(base: Block, top: Block) -> Block:
                  random=rnd, subgrids=dict(top.subgrids or base.subgrids))
 
 
-def expand(block: Block, command_line: tp.Optional[Block] = None) -> tp.List[Point]:
+DEFAULT_MAX_POINTS = 10000
+
+
+def expand(block: Block, command_line: tp.Optional[Block] = None,
+           max_points: int = DEFAULT_MAX_POINTS) -> tp.List[Point]:
     """All points of ``block`` (sub-grids each crossed with the rest, then concatenated in
     file order), with ``command_line`` laid over every sub-grid. Exact duplicates are dropped
-    (first kept). Raises SpecError when the sweep has no point."""
+    (first kept). Raises SpecError when the sweep has no point, or more than ``max_points``
+    (counted before anything is expanded)."""
     leaves = _leaves(block)
     if command_line is not None:
         leaves = [overlay(leaf, command_line) for leaf in leaves]
+    total = 0
+    for leaf in leaves:
+        size = 1
+        for axis in leaf.axes:
+            size *= len(axis.values)
+        if leaf.random and leaf.random.samplers:
+            size *= leaf.random.samples
+        total += size
+    if total > max_points:
+        raise SpecError(f"the sweep has {total:,} points, more than --max-points {max_points:,}; "
+                        f"narrow the grid, or raise --max-points if you mean it")
     raw: tp.List[tp.Tuple[dict, tuple]] = []
     for leaf in leaves:
         axes = list(leaf.axes) + ([leaf.random.axis()] if leaf.random and leaf.random.samplers else [])

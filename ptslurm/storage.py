@@ -60,6 +60,14 @@ def check_root_writable(root: Path) -> None:
     if not os.access(probe, os.W_OK | os.X_OK):
         raise StorageError(f"storage root {str(root)!r} is not writable ({str(probe)!r}); "
                            f"pass --root DIR or set $STORAGE_ROOT to a writable directory")
+    # os.access trusts the mode bits: root passes it on /proc, a read-only mount, a full disk
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".ptslurm-probe-", dir=probe))
+    except OSError as exc:
+        raise StorageError(f"storage root {str(root)!r} is not writable ({str(probe)!r}: {exc.strerror}); "
+                           f"pass --root DIR or set $STORAGE_ROOT to a writable directory") from None
 
 
 def fs_type(path: Path) -> str:

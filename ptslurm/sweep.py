@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import executor as executors
 from . import grid, results, snapshot, storage, sweepfile
-from .errors import PointsFailed, SubmissionError, UsageError
+from .errors import PointsFailed, StorageError, SubmissionError, UsageError
 from .spec import SCHEMA_VERSION, Point, Resources
 
 FALLBACK_STORAGE_KEYS = ("trainer.storage_dir", "storage_dir")  # tried when no key is given
@@ -41,6 +41,7 @@ class SweepRequest:
     dry_run: bool = False
     argv: tp.Tuple[str, ...] = ()
     max_snapshot_mb: float = snapshot.DEFAULT_MAX_MB
+    max_points: int = grid.DEFAULT_MAX_POINTS
 
 
 @dataclasses.dataclass
@@ -85,7 +86,7 @@ def expand_points(request: SweepRequest) -> tp.Tuple[tp.List[Point], tp.List[str
     """The sweep's points and the keys given as flat lists on the command line."""
     cli = grid.parse_with(request.with_tokens)
     base = sweepfile.load(request.sweep_file) if request.sweep_file else grid.Block()
-    points = grid.expand(base, cli)
+    points = grid.expand(base, cli, max_points=request.max_points)
     flat = [a.keys[0] for a in cli.axes if a.flat_list]
     return points, flat
 
@@ -297,11 +298,16 @@ def create(p: Plan) -> tp.Tuple[Path, dict]:
         raise UsageError(f"sweep {p.name!r} is being created by another process; choose another --name") from None
     try:
         code = sweep_dir / storage.CODE
-        shutil.move(str(p.staging / storage.CODE), str(code))
-        shutil.move(str(snapshot.hash_file(p.staging / storage.CODE)), str(snapshot.hash_file(code)))
+        try:
+            shutil.move(str(p.staging / storage.CODE), str(code))
+            shutil.move(str(snapshot.hash_file(p.staging / storage.CODE)), str(snapshot.hash_file(code)))
+        except shutil.Error as exc:  # copytree gathers the errors of every file
+            first = exc.args[0][0][2] if exc.args and exc.args[0] else str(exc)
+            raise StorageError(f"cannot write the code snapshot to {str(code)!r}: {first}; free space or "
+                               f"choose another --root") from None
         dirs = storage.allocate_dirs(p.root / p.experiment_name, len(p.points))
     except BaseException:
-        shutil.rmtree(sweep_dir, ignore_errors=True)
+        _remove_sweep_dir(sweep_dir)
         raise
     rng = random.SystemRandom()
     manifest = {
@@ -333,8 +339,23 @@ def create(p: Plan) -> tp.Tuple[Path, dict]:
                         seed_source="experiment" if own is not None else "ptslurm")
                    for pt, d, own in zip(p.points, dirs, p.seeds)],
     }
-    storage.write_manifest(sweep_dir, manifest)
+    try:
+        storage.write_manifest(sweep_dir, manifest)
+    except BaseException:  # a full disk, a kill: nothing half-made stays behind
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        _remove_sweep_dir(sweep_dir)
+        raise
     return sweep_dir, manifest
+
+
+def _remove_sweep_dir(sweep_dir: Path) -> None:
+    """Undo a sweep dir (and the ``sweeps`` folder when it held only this one)."""
+    shutil.rmtree(sweep_dir, ignore_errors=True)
+    try:
+        sweep_dir.parent.rmdir()
+    except OSError:
+        pass
 
 
 def _undo(sweep_dir: Path, manifest: dict, error: str) -> None:

@@ -134,6 +134,9 @@ def _flatten(data: tp.Any, where: str, leaf: tp.Callable[[tp.Any], bool], prefix
             yield dotted, value
 
 
+MAX_AXIS = 1_000_000  # values one range, linspace or random section may make before --max-points applies
+
+
 def _need(spec: dict, keys: tp.Sequence[str], where: str, kind: str) -> tp.List[tp.Any]:
     missing = [k for k in keys if k not in spec]
     if missing:
@@ -141,6 +144,8 @@ def _need(spec: dict, keys: tp.Sequence[str], where: str, kind: str) -> tp.List[
     for k in keys:
         if k != "options" and (isinstance(spec[k], bool) or not isinstance(spec[k], (int, float))):
             raise SpecError(f"{where}: {k!r} must be a number, got {spec[k]!r}")
+        if k != "options" and not math.isfinite(spec[k]):
+            raise SpecError(f"{where}: {k!r} must be a finite number, got {spec[k]!r}")
     return [spec[k] for k in keys]
 
 
@@ -159,9 +164,15 @@ def _grid_values(spec: tp.Any, where: str) -> tp.Tuple[list, tp.Any]:
             if not isinstance(values, list):
                 raise SpecError(f"{where}: 'options' must be a list")
         elif kind == "range":
-            values = arange(*_need(spec, ["min", "max", "step"], where, kind), where=where)
+            lo, hi, step = _need(spec, ["min", "max", "step"], where, kind)
+            if step and (hi - lo) / step > MAX_AXIS:
+                raise SpecError(f"{where}: the range has {int((hi - lo) / step):,} values, more than "
+                                f"{MAX_AXIS:,}; use a larger step")
+            values = arange(lo, hi, step, where=where)
         elif kind in ("linspace", "logspace"):
             lo, hi, num = _need(spec, ["min", "max", "num"], where, kind)
+            if num > MAX_AXIS:
+                raise SpecError(f"{where}: num {num:,} is more than {MAX_AXIS:,} values")
             values = linspace(lo, hi, num, kind == "logspace", where)
         else:
             raise SpecError(f"{where}: unknown type {kind!r} (valid: {', '.join(GRID_TYPES)})")
@@ -202,6 +213,8 @@ def _random(data: tp.Any, where: str) -> RandomSpec:
     samples = data.get("samples")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise SpecError(f"{where}: 'samples' must be a positive integer, got {samples!r}")
+    if samples > MAX_AXIS:
+        raise SpecError(f"{where}: {samples:,} samples are more than {MAX_AXIS:,}")
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SpecError(f"{where}: 'seed' must be an integer, got {seed!r}")

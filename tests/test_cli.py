@@ -48,6 +48,9 @@ def root(tmp_path):
     (["--name", "my sweep", str(TINY)], "bad sweep name 'my sweep'"),
     (["--name", "x" * 101, str(TINY)], "use at most 100 letters"),
     (["--name", "a\tb", str(TINY)], "bad sweep name"),
+    ([str(TINY), "with", "lr=[" + ",".join(str(i) for i in range(101)) + "]",
+      "batch_size=[" + ",".join(str(i) for i in range(100)) + "]"], "the sweep has 10,100 points, more than --max-points 10,000"),
+    (["--root", "/proc/ptslurm-runs", str(TINY)], "is not writable"),
 ])
 def test_bad_input_is_one_line_exit_2_and_creates_nothing(args, fragment, root, no_slurm):
     proc = run_cli("sweep", "--root", root, *args)
@@ -67,6 +70,51 @@ def test_failing_import_names_the_exception(tmp_path, root, no_slurm):
     bad = tmp_path / "broken.py"
     bad.write_text("import sacred\nraise ImportError('no module named foo')\n")
     assert_clean_error(run_cli("sweep", "--root", root, bad), "failed to import: ImportError: no module named foo (broken.py:2)", root)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("grid: {lr: {type: range, min: 0, max: .nan, step: 1}}", "'max' must be a finite number, got nan"),
+    ("grid: {lr: {type: linspace, min: 0, max: .inf, num: 3}}", "'max' must be a finite number, got inf"),
+    ("grid: {lr: {type: range, min: 0, max: 1.0e12, step: 1}}", "more than 1,000,000; use a larger step"),
+    ("grid: {lr: {type: linspace, min: 0, max: 1, num: 100000000}}", "is more than 1,000,000 values"),
+    ("random: {samples: 100000000, seed: 1, lr: {type: uniform, min: 0, max: 1}}", "samples are more than"),
+])
+def test_sweep_files_with_nan_or_huge_ranges_are_refused_at_once(tmp_path, root, no_slurm, text, fragment):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(text + "\n")
+    assert_clean_error(run_cli("sweep", "--root", root, TINY, "-f", spec, timeout=60), fragment, root)
+
+
+def test_an_experiment_that_exits_at_import_is_an_error(tmp_path, root, no_slurm):
+    exp = tmp_path / "exits.py"
+    exp.write_text("import os\nfrom sacred import Experiment\nex = Experiment('e')\nos._exit(0)\n")
+    assert_clean_error(run_cli("sweep", "--root", root, exp), "calls os._exit(0) when imported", root)
+
+
+def test_a_full_disk_is_a_clear_error_with_nothing_half_made(tmp_path, no_slurm):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
+    try:
+        (mnt / "runs").mkdir()
+        fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)  # fill it up
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        before = tree(mnt / "runs")
+        proc = run_cli("sweep", "--root", mnt / "runs", TINY, "with", "lr=[0.1,0.2]")
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "no space left on device" in lines[0].lower(), proc.stderr
+        assert tree(mnt / "runs") == before, "a half-made sweep was left behind"
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
 
 
 def test_bad_sweep_files(tmp_path, root, no_slurm):
