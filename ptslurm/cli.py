@@ -461,13 +461,25 @@ def render_status(manifest, rows) -> str:
         "\n" + summary
 
 
+def warn_damaged(index, paths) -> None:
+    """One line per damaged file: which file, and what the command did about it."""
+    for path in paths or ():
+        print(f"ptslurm: warning: {path} is damaged (truncated, or not what ptslurm or sacred wrote); "
+              f"point {index} is shown without what it held", file=sys.stderr)
+
+
 def cmd_status(args) -> int:
     from . import results
     from . import sweep as sweeps
 
     sweep_dir, manifest = _sweep(args)
+    warned = False
     while True:
         rows = results.status_rows(manifest, sweeps.sweep_states(sweep_dir, manifest))
+        if not warned:
+            for r in rows:
+                warn_damaged(r["index"], r.get("damaged"))
+            warned = True
         finished = all(r["state"] in results.TERMINAL for r in rows)
         if args.json:
             print(json.dumps([{k: v for k, v in r.items() if k != "status"} for r in rows], indent=2))
@@ -489,6 +501,8 @@ def cmd_collect(args) -> int:
 
     dirs = [storage.find_sweep(s, args.root) for s in args.sweeps]
     records, save_cache = results.read_records(dirs, args.root, use_cache=not args.no_cache)
+    for r in records:
+        warn_damaged(r["index"], r.pop("_damaged", None))
     if args.best:
         ranked = results.sort_records(records, args.best)
         key = f"{args.best}/best" if f"{args.best}/best" in ranked[0] else args.best

@@ -12,8 +12,9 @@ from pathlib import Path
 from . import storage
 from .errors import UsageError
 
-TERMINAL = ("completed", "failed", "cancelled", "timeout", "preempted", "interrupted", "lost")
-ORDER = ("pending", "running", "requeued", "completed", "failed", "cancelled", "timeout", "preempted",
+# "unknown": a damaged file hides what the point did (named in a warning); waits end there
+TERMINAL = ("completed", "failed", "cancelled", "timeout", "preempted", "interrupted", "lost", "unknown")
+ORDER = ("pending", "running", "requeued", "completed", "failed", "cancelled", "timeout", "preempted", "unknown",
          "interrupted", "lost")
 QUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED")
 MAXIMIZE = re.compile(r"acc|accuracy|f1|precision|recall|score|auc|bleu|reward", re.I)
@@ -42,6 +43,22 @@ def read_json(path: tp.Union[str, Path]) -> tp.Any:
         return json.loads(data)
     except ValueError:
         return None
+
+
+def _mapping(data: tp.Any) -> dict:
+    """A dict, or {} for anything else (a damaged or foreign file)."""
+    return data if isinstance(data, dict) else {}
+
+
+def damaged(path: tp.Union[str, Path], kind: type = dict) -> bool:
+    """True when ``path`` exists but does not hold a ``kind`` (truncated, not JSON, a list
+    where a mapping belongs): its reader names it in a warning instead of guessing."""
+    try:
+        if not os.path.getsize(path):
+            return True
+    except OSError:
+        return False
+    return not isinstance(read_json(path), kind)
 
 
 def read_status(storage_dir: tp.Union[str, Path]) -> dict:
@@ -95,12 +112,15 @@ def point_states(manifest: dict, queue: tp.Optional[tp.Dict[str, str]] = None,
         intent = read_json(os.path.join(str(entry["storage_dir"]), storage.INTENT))
         intent = intent if isinstance(intent, dict) else {}
         state = point_state(manifest, entry, status, intent, queue, accounting)
+        broken = [p for p in (os.path.join(str(entry["storage_dir"]), storage.STATUS),) if not status and damaged(p)]
+        if broken:
+            state = "unknown"
         attempts = status.get("attempts", [])
         rows.append({"index": entry["index"], "state": state, "attempts": len(attempts), "job_id": entry.get("job_id"),
                      "storage_dir": entry["storage_dir"],
                      "error": attempts[-1].get("error") if attempts and state in ("failed", "timeout", "preempted")
                      else None,
-                     "status": status})
+                     "status": status, "damaged": broken})
     return rows
 
 
@@ -157,7 +177,7 @@ def status_rows(manifest: dict, rows: tp.List[dict], now: tp.Optional[float] = N
         heartbeat = None
         if attempts and attempts[-1].get("sacred_id"):
             run = read_json(Path(entry["storage_dir"]) / storage.SACRED / str(attempts[-1]["sacred_id"]) / "run.json")
-            heartbeat = (run or {}).get("heartbeat")
+            heartbeat = _mapping(run).get("heartbeat")
         out.append(dict(row, varied=varied_values(manifest, entry), iteration=progress.get("iteration"),
                         epoch=progress.get("epoch"), heartbeat=heartbeat or status.get("updated"),
                         ended=attempts[-1].get("ended") if attempts else None,
@@ -178,19 +198,43 @@ def varied_values(manifest: dict, entry: dict) -> tp.Dict[str, tp.Any]:
 # ----------------------------------------------------------------------------- metrics
 
 
-def join_metrics(storage_dir: tp.Union[str, Path], attempts: tp.Sequence[dict]) -> tp.Dict[str, tp.Dict[str, list]]:
+def _series_ok(series: tp.Any) -> bool:
+    return isinstance(series, dict) and isinstance(series.get("steps"), list) and isinstance(series.get("values"), list)
+
+
+def _metrics(path: str, broken: tp.Optional[tp.List[str]]) -> dict:
+    """sacred's metrics.json as {name: {"steps", "values"}}; a damaged file (or series) is
+    appended to ``broken`` and left out."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        if broken is not None and os.path.exists(path):
+            broken.append(path)
+        return {}
+    if not all(_series_ok(v) for v in data.values()):
+        if broken is not None:
+            broken.append(path)
+        return {k: v for k, v in data.items() if _series_ok(v)}
+    return data
+
+
+def join_metrics(storage_dir: tp.Union[str, Path], attempts: tp.Sequence[dict],
+                 broken: tp.Optional[tp.List[str]] = None) -> tp.Dict[str, tp.Dict[str, list]]:
     """The sacred metrics of all attempts, joined in order: an attempt that resumed from an
     earlier checkpoint replaces the steps it reports again."""
     ids = [a.get("sacred_id") for a in attempts if a.get("sacred_id")]
     base = f"{storage_dir}/{storage.SACRED}"
     if len(ids) == 1:  # the common case: no joining, no copies
-        metrics = read_json(f"{base}/{ids[0]}/metrics.json") or {}
-        return {k: v for k, v in metrics.items() if v.get("steps")}
+        metrics = _metrics(f"{base}/{ids[0]}/metrics.json", broken)
+        return {k: v for k, v in metrics.items() if v["steps"]}
     joined: tp.Dict[str, tp.Dict[str, list]] = {}
     for sid in ids:
-        metrics = read_json(f"{base}/{sid}/metrics.json") or {}
+        metrics = _metrics(f"{base}/{sid}/metrics.json", broken)
         for name, series in metrics.items():
+            if not isinstance(series, dict):
+                continue
             steps, values = series.get("steps", []), series.get("values", [])
+            if not isinstance(steps, list) or not isinstance(values, list):
+                continue
             if not steps:
                 continue
             cur = joined.setdefault(name, {"steps": [], "values": []})
@@ -235,7 +279,7 @@ def _record(name: str, varied: tp.Sequence[str], entry: dict, meta: dict) -> tp.
     status = status if isinstance(status, dict) else {}
     intent = read_json(f"{base}/{storage.INTENT}") if stamps[storage.INTENT] else None
     attempts = status.get("attempts", [])
-    attempts = attempts if isinstance(attempts, list) else []
+    attempts = [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
     for a in attempts:
         if a.get("sacred_id"):
             path = f"{storage.SACRED}/{a['sacred_id']}/metrics.json"
@@ -249,11 +293,17 @@ def _record(name: str, varied: tp.Sequence[str], entry: dict, meta: dict) -> tp.
     record["state"] = point_state(meta, entry, status, intent if isinstance(intent, dict) else {})
     record["seed"] = entry.get("seed")
     record["result"] = next((a.get("result") for a in reversed(attempts) if "result" in a), None)
-    for metric, series in sorted(join_metrics(entry["storage_dir"], attempts).items()):
+    broken_metrics: tp.List[str] = []
+    for metric, series in sorted(join_metrics(entry["storage_dir"], attempts, broken_metrics).items()):
         values = series["values"]
         record[f"{metric}/final"] = values[-1] if values else None
         record[f"{metric}/best"] = best_of(metric, values)
     record["storage_dir"] = entry["storage_dir"]
+    broken = broken_metrics + ([f"{base}/{storage.STATUS}"] if not status and stamps[storage.STATUS] else [])
+    if broken:  # named in a warning by the caller; never shown as a state the point is not in
+        record["_damaged"] = broken
+        if not status:
+            record["state"] = "unknown"
     return record, stamps
 
 

@@ -438,3 +438,50 @@ def test_a_nan_metric_or_result_never_hides_a_point_nor_wins(tmp_path, no_slurm)
     assert [r["index"] for r in ranked] == [1, 0]
     watch = run_cli("status", sweep_dir, "--watch", "--interval", "0.1", timeout=30)
     assert watch.returncode == 0
+
+
+@pytest.mark.parametrize("damage", ["truncated status", "status is a list", "truncated metrics", "metrics of lists",
+                                    "run.json is a list", "empty status"])
+def test_a_damaged_file_is_named_and_never_shown_as_a_state_the_point_is_not_in(tmp_path, no_slurm, damage):
+    exp = write(tmp_path / "exp.py", """
+        from sacred import Experiment
+
+        ex = Experiment("fragile")
+
+        @ex.config
+        def config():
+            x = 0
+
+        @ex.automain
+        def main(x, _run):
+            for step in range(3):
+                _run.log_scalar("loss", x + 1.0 - step / 10, step)
+            return x
+    """)
+    summary, _ = sweep_json("--root", tmp_path / "runs", exp, "with", "x=[0,1]")
+    d = Path(summary["points"][0]["storage_dir"])
+    target = {"truncated status": d / "ptslurm_status.json", "status is a list": d / "ptslurm_status.json",
+              "empty status": d / "ptslurm_status.json", "truncated metrics": d / "sacred" / "1" / "metrics.json",
+              "metrics of lists": d / "sacred" / "1" / "metrics.json", "run.json is a list": d / "sacred" / "1" / "run.json"}[damage]
+    text = target.read_text()
+    target.write_text({"truncated status": text[: len(text) // 2], "status is a list": "[1, 2]", "empty status": "",
+                       "truncated metrics": text[: len(text) // 2], "metrics of lists": '{"loss": [1, 2]}',
+                       "run.json is a list": "[]"}[damage])
+    status = run_cli("status", summary["sweep_dir"])
+    collect = run_cli("collect", summary["sweep_dir"], "--format", "json", "--no-cache")
+    listed = run_cli("list", tmp_path / "runs")
+    for proc in (status, collect, listed):
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    rows = json.loads(collect.stdout)
+    assert rows[1]["state"] == "completed" and rows[1]["loss/final"] == pytest.approx(1.8), "the rest goes on"
+    if "status" in damage:
+        assert rows[0]["state"] == "unknown"
+        assert f"{target} is damaged" in status.stderr and f"{target} is damaged" in collect.stderr
+        assert "unknown 1" in status.stdout and "unknown 1" in listed.stdout
+    elif "metrics" in damage:
+        assert rows[0]["state"] == "completed" and rows[0].get("loss/final") is None
+        assert f"{target} is damaged" in collect.stderr
+        best = run_cli("collect", summary["sweep_dir"], "--best", "loss")
+        assert best.returncode == 0 and f"{target} is damaged" in best.stderr
+    else:
+        assert rows[0]["state"] == "completed" and "completed 2" in status.stdout
