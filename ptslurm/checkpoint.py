@@ -85,10 +85,37 @@ def prune(ckpt_dir: Path, keep: int) -> None:
             pass
 
 
-def _read(path: Path, map_location) -> dict:
+def load_file(path: Path, map_location="cpu", trusted: bool = False) -> tp.Any:
+    """``torch.load`` with ``weights_only=True`` (tensors and plain values only: ptslurm's
+    checkpoints need nothing more); ``trusted=True`` unpickles anything, which can run code
+    from the file, for checkpoints made elsewhere."""
+    import pickle
+
     import torch
 
-    state = torch.load(path, map_location=map_location, weights_only=False)
+    if trusted:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path} holds more than tensors and plain values ({first}); load it with "
+                         f"trusted=True only if you trust whoever wrote it") from None
+
+
+def _numpy_globals() -> list:
+    """numpy arrays as data: checkpoints of earlier versions hold numpy's RNG state as one."""
+    try:
+        import numpy
+    except ImportError:
+        return []
+    multiarray = getattr(numpy, "_core", None) or numpy.core
+    return [multiarray.multiarray._reconstruct, numpy.ndarray, numpy.dtype, type(numpy.dtype(numpy.uint32))]
+
+
+def _read(path: Path, map_location) -> dict:
+    state = load_file(path, map_location)
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
         raise ValueError(f"{path.name} is not a complete ptslurm checkpoint")
     return state

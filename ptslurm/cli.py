@@ -254,6 +254,25 @@ def _sweep_planned(args, plan, started: float) -> int:
     if args.dry_run:
         return _dry_run(plan, args.json)
     manifest = sweeps.existing(plan)
+    if manifest is not None and manifest.get("state") == "submitting" and manifest.get("executor") == "slurm":
+        # an interrupted submission (killed, ssh dropped): finish it, exactly once
+        backend = sweeps.slurm_backend(plan)
+        before = sum(1 for e in manifest["points"] if e.get("job_id"))
+        adopted = sweeps.submit(plan, plan.sweep_dir, manifest, backend)
+        queued = len(manifest["points"]) - before - adopted
+        print(f"ptslurm: finished the interrupted submission of {plan.name!r}: {before} point(s) were recorded, "
+              f"{adopted} adopted from the queue, {queued} queued now", file=sys.stderr)
+        return _finish(args, plan.sweep_dir, manifest, sbatch_calls=backend.sbatch_calls)
+    if manifest is not None and manifest.get("executor") == "local":
+        rows = sweeps.sweep_states(plan.sweep_dir, manifest)
+        left = [r["index"] for r in rows if r["state"] == "lost" and not r["attempts"]]
+        if left:
+            print(f"ptslurm: running the {_plural(len(left), 'point')} an interrupted run never started",
+                  file=sys.stderr)
+            sweeps.resubmit(plan.sweep_dir, left)
+            manifest = sweeps.storage.read_manifest(plan.sweep_dir)
+            return _finish(args, plan.sweep_dir, manifest, sbatch_calls=0,
+                           rows=sweeps.sweep_states(plan.sweep_dir, manifest))
     if manifest is not None:
         print(f"ptslurm: sweep {plan.name!r} already exists with this spec: nothing new to submit",
               file=sys.stderr)

@@ -142,15 +142,22 @@ class SlurmBackend:
                                   f"fix the resource options (--partition, --gpus, --time, ...)")
 
     def submit(self, indices: tp.Sequence[int], call: tp.Callable, args_for: tp.Callable[[int], tuple],
-               on_array: tp.Callable[[tp.Dict[int, str]], None]) -> tp.Dict[int, str]:
+               on_array: tp.Callable[[tp.Dict[int, str]], None], marker: tp.Optional[str] = None) -> tp.Dict[int, str]:
         """Submit ``call(*args_for(i))`` for each index as arrays; ``on_array`` receives the
-        job ids of each array as soon as it is queued. Returns index -> job id."""
+        job ids of each array as soon as it is queued. ``marker`` goes into each array's
+        comment with the indices it holds (``marked_jobs`` finds them again). Returns
+        index -> job id."""
         import submitit
 
         executor = submitit.SlurmExecutor(folder=self.folder, max_num_timeout=self.resources.max_requeues)
-        executor.update_parameters(**self.parameters())
+        params = self.parameters()
+        executor.update_parameters(**params)
         job_ids: tp.Dict[int, str] = {}
         for chunk in chunks(list(indices), max_array_size()):
+            if marker:
+                extra = dict(params.get("additional_parameters") or {})
+                extra["comment"] = f"{marker}:{ranges(chunk)}"
+                executor.update_parameters(additional_parameters=extra)
             try:
                 with executor.batch():
                     jobs = [executor.submit(call, *args_for(i)) for i in chunk]
@@ -162,6 +169,29 @@ class SlurmBackend:
             job_ids.update(ids)
             on_array(ids)
         return job_ids
+
+    @staticmethod
+    def marked_jobs(marker: str) -> tp.Dict[int, str]:
+        """Point index -> job id (``A_t``) of the queued jobs whose comment carries
+        ``marker`` (one squeue call); {} when squeue does not answer."""
+        try:
+            out = run_command(["squeue", "-h", "-r", "-o", "%i|%k"], timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return {}
+        return parse_marked(out.stdout, marker) if out.returncode == 0 else {}
+
+    def ensure_pickles(self, jobs: tp.Dict[int, str], args_for: tp.Callable[[int], tuple]) -> None:
+        """Write the submitit pickle of adopted array tasks whose submission was killed
+        before submitit moved it into place (the task would wait for it, then fail)."""
+        from submitit.core.utils import DelayedSubmission, JobPaths
+
+        from .job import run_point
+
+        for index, job in jobs.items():
+            path = JobPaths(self.folder, job_id=job).submitted_pickle
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                DelayedSubmission(run_point, *args_for(index)).dump(path)
 
     @staticmethod
     def cancel(job_ids: tp.Iterable[str]) -> None:
@@ -249,6 +279,45 @@ def requeue(job_id: str) -> None:
     out = run_command(["scontrol", "requeue", job_id], timeout=60)
     if out.returncode != 0:
         raise SubmissionError(f"scontrol requeue {job_id} failed: {first_error_line(out.stderr)}")
+
+
+def ranges(indices: tp.Sequence[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``0-2,5,7-8`` (in order; the inverse of ``parse_ranges``)."""
+    out, start, prev = [], None, None
+    for i in indices:
+        if start is not None and i == prev + 1:
+            prev = i
+            continue
+        if start is not None:
+            out.append(f"{start}-{prev}" if prev != start else str(start))
+        start = prev = i
+    if start is not None:
+        out.append(f"{start}-{prev}" if prev != start else str(start))
+    return ",".join(out)
+
+
+def parse_ranges(text: str) -> tp.List[int]:
+    out: tp.List[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit() and (not hi or hi.isdigit()):
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def parse_marked(text: str, marker: str) -> tp.Dict[int, str]:
+    """From ``squeue -h -r -o '%i|%k'``: point index -> ``A_t`` for the array tasks whose
+    comment is ``<marker>:<ranges>`` (task t holds the t-th index of the ranges)."""
+    found: tp.Dict[int, str] = {}
+    for line in text.splitlines():
+        job, _, comment = line.strip().partition("|")
+        if not comment.startswith(marker + ":") or "_" not in job:
+            continue
+        indices = parse_ranges(comment[len(marker) + 1:])
+        array, _, task = job.partition("_")
+        if task.isdigit() and int(task) < len(indices):
+            found[indices[int(task)]] = job
+    return found
 
 
 def expand_ids(job_id: str) -> tp.List[str]:

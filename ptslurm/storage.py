@@ -93,18 +93,46 @@ def _lock(directory: Path):
     return cls(str(directory / LOCK), timeout=LOCK_TIMEOUT_S)
 
 
-def allocate_dirs(parent: Path, count: int) -> tp.List[Path]:
+CLAIM = ".ptslurm-claim"  # in a storage dir: which sweep claimed it (to reclaim a killed submission's)
+
+
+def allocate_dirs(parent: Path, count: int, owner: tp.Optional[str] = None) -> tp.List[Path]:
     """Create ``count`` new numbered directories ``parent/<n>`` (n = 1, 2, ...) and return
-    them in order. Safe against any number of concurrent callers on one host or many."""
+    them in order. Safe against any number of concurrent callers on one host or many.
+    ``owner`` (a sweep dir) is written into each as ``CLAIM``, so that a submission killed
+    before it recorded them can give them back (``release_claims``)."""
     import filelock
 
     parent.mkdir(parents=True, exist_ok=True)
     try:
         with _lock(parent):
-            return _claim(parent, count)
+            return _claim(parent, count, owner)
     except filelock.Timeout:
         # a stale lock file (killed holder on NFS): mkdir alone still guarantees uniqueness
-        return _claim(parent, count)
+        return _claim(parent, count, owner)
+
+
+def release_claims(parent: Path, owner: str) -> int:
+    """Remove the still-empty storage dirs under ``parent`` that ``owner`` claimed (a
+    submission killed before its manifest recorded them). Returns how many."""
+    released = 0
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        marker = os.path.join(entry.path, CLAIM)
+        try:
+            if open(marker).read() != owner or os.listdir(entry.path) != [CLAIM]:
+                continue
+            os.unlink(marker)
+            os.rmdir(entry.path)
+            released += 1
+        except OSError:
+            continue
+    return released
 
 
 def _next_number(parent: Path) -> int:
@@ -115,7 +143,7 @@ def _next_number(parent: Path) -> int:
         return 1
 
 
-def _claim(parent: Path, count: int) -> tp.List[Path]:
+def _claim(parent: Path, count: int, owner: tp.Optional[str] = None) -> tp.List[Path]:
     candidate = _next_number(parent)
     claimed: tp.List[Path] = []
     while len(claimed) < count:
@@ -125,6 +153,9 @@ def _claim(parent: Path, count: int) -> tp.List[Path]:
         except FileExistsError:
             pass  # someone else won this number: try the next, don't re-list
         else:
+            if owner is not None:
+                with open(path / CLAIM, "w") as fh:
+                    fh.write(owner)
             claimed.append(path)
         candidate += 1
     return claimed

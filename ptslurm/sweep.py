@@ -276,6 +276,12 @@ def existing(p: Plan) -> tp.Optional[dict]:
     sweep_dir = p.sweep_dir
     if not sweep_dir.exists():
         return None
+    if not (sweep_dir / storage.MANIFEST).exists():
+        # a submission killed before its manifest: nothing was queued yet; give back what
+        # it claimed and start again
+        storage.release_claims(p.root / p.experiment_name, str(sweep_dir))
+        shutil.rmtree(sweep_dir, ignore_errors=True)
+        return None
     manifest = storage.read_manifest(sweep_dir)
     if manifest.get("spec_hash") != p.spec_hash:
         raise UsageError(f"sweep {p.name!r} already exists with a different spec ({sweep_dir}); "
@@ -305,8 +311,9 @@ def create(p: Plan) -> tp.Tuple[Path, dict]:
             first = exc.args[0][0][2] if exc.args and exc.args[0] else str(exc)
             raise StorageError(f"cannot write the code snapshot to {str(code)!r}: {first}; free space or "
                                f"choose another --root") from None
-        dirs = storage.allocate_dirs(p.root / p.experiment_name, len(p.points))
+        dirs = storage.allocate_dirs(p.root / p.experiment_name, len(p.points), owner=str(sweep_dir))
     except BaseException:
+        storage.release_claims(p.root / p.experiment_name, str(sweep_dir))
         _remove_sweep_dir(sweep_dir)
         raise
     rng = random.SystemRandom()
@@ -371,8 +378,10 @@ def _undo(sweep_dir: Path, manifest: dict, error: str) -> None:
     storage.write_manifest(sweep_dir, manifest)
 
 
-def submit(p: Plan, sweep_dir: Path, manifest: dict, backend: executors.SlurmBackend) -> None:
-    """Queue every point on SLURM; record job ids in the manifest array by array."""
+def submit(p: Plan, sweep_dir: Path, manifest: dict, backend: executors.SlurmBackend) -> int:
+    """Queue every point of the manifest that has no job yet on SLURM, recording job ids
+    array by array; an interrupted submission's queued jobs are adopted first (``adopt``).
+    Returns how many points were adopted."""
     from .job import run_point
 
 
@@ -381,15 +390,48 @@ def submit(p: Plan, sweep_dir: Path, manifest: dict, backend: executors.SlurmBac
             manifest["points"][index]["job_id"] = job
         storage.write_manifest(sweep_dir, manifest)
 
+    adopted = adopt(sweep_dir, manifest, backend)
+    todo = [e["index"] for e in manifest["points"] if not e.get("job_id")]
     try:
-        backend.submit([pt.index for pt in p.points], run_point, lambda i: (str(sweep_dir), i), on_array)
+        backend.submit(todo, run_point, lambda i: (str(sweep_dir), i), on_array, marker=submit_marker(sweep_dir))
     except BaseException as exc:
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) or adopted:
+            raise  # the same command again finishes the submission
         backend.cancel(e["job_id"] for e in manifest["points"] if e["job_id"])
         _undo(sweep_dir, manifest, str(exc))
         raise
     manifest["state"] = "submitted"
     manifest["sbatch_calls"] = backend.sbatch_calls
     storage.write_manifest(sweep_dir, manifest)
+    return adopted
+
+
+def submit_marker(sweep_dir: Path) -> str:
+    """What ptslurm puts in the comment of every job it submits for ``sweep_dir``, to find
+    jobs that a killed submission queued but never recorded."""
+    return "ptslurm:" + hashlib.sha256(str(Path(sweep_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def adopt(sweep_dir: Path, manifest: dict, backend: executors.SlurmBackend) -> int:
+    """Record the jobs of an interrupted submission instead of queueing them again: those
+    still in the queue (found by their comment) and those that already ran (their status
+    files name them). Returns how many points were adopted."""
+    missing = {e["index"] for e in manifest["points"] if not e.get("job_id")}
+    if not missing or manifest.get("state") != "submitting":
+        return 0
+    found = executors.SlurmBackend.marked_jobs(submit_marker(sweep_dir))
+    for i in sorted(missing):
+        status = results.read_status(manifest["points"][i]["storage_dir"])
+        ran = next((a.get("job_id") for a in status.get("attempts", []) if isinstance(a, dict)), None)
+        job = found.get(i) or (ran if ran and not str(ran).startswith("local") else None)
+        if job:
+            manifest["points"][i]["job_id"] = job
+    adopted = [i for i in missing if manifest["points"][i].get("job_id")]
+    if adopted:
+        backend.ensure_pickles({i: manifest["points"][i]["job_id"] for i in adopted},
+                               lambda i: (str(sweep_dir), i))
+        storage.write_manifest(sweep_dir, manifest)
+    return len(adopted)
 
 
 def run_local(p: Plan, sweep_dir: Path, manifest: dict, on_change=lambda rows: None) -> tp.List[dict]:
@@ -534,7 +576,8 @@ def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = Fa
             manifest["points"][index]["job_id"] = job
         storage.write_manifest(sweep_dir, manifest)
 
-    return backend.submit(list(indices), run_point, lambda i: (str(sweep_dir), i), on_array)
+    return backend.submit(list(indices), run_point, lambda i: (str(sweep_dir), i), on_array,
+                          marker=submit_marker(sweep_dir))
 
 
 def refresh_snapshot(sweep_dir: Path, manifest: dict, max_mb: float = snapshot.DEFAULT_MAX_MB) -> None:

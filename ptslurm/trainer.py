@@ -34,23 +34,33 @@ class Model(torch.nn.Module, Configurable):
     @classmethod
     def from_storage_dir(cls, storage_dir, checkpoint_name: str = ckpt.BEST_LOSS,
                          config_name: str = "config.json", in_config_path: str = "trainer.model",
-                         map_location="cpu") -> "Model":
+                         map_location="cpu", import_code: bool = False, trusted: bool = False) -> "Model":
         """Rebuild the model from ``<storage_dir>/config.json`` (the sub-config at
         ``in_config_path``) and load its weights from ``checkpoints/<checkpoint_name>``
-        (``ckpt_best_loss.pth`` by default)."""
+        (``ckpt_best_loss.pth`` by default).
+
+        ``import_code=True`` puts the run's code snapshot on ``sys.path`` so that factories
+        defined in the experiment (``classify.Net``) import: that runs the code of whoever
+        made the run. The weights are read with ``torch.load(weights_only=True)``;
+        ``trusted=True`` unpickles a checkpoint that needs more (it can run code)."""
         storage_dir = Path(storage_dir)
         config = json.loads((storage_dir / config_name).read_text())
         for part in in_config_path.split(".") if in_config_path else []:
             if part not in config:
                 raise UsageError(f"{storage_dir / config_name}: no '{in_config_path}' in the config")
             config = config[part]
-        _code_on_path(storage_dir)
-        model = cls.from_config(config)
+        if import_code:
+            _code_on_path(storage_dir)
+        try:
+            model = cls.from_config(config)
+        except ImportError as exc:
+            raise UsageError(f"{storage_dir / config_name}: {exc}; if the model is defined in the run's own code, "
+                             f"pass import_code=True (it puts that code on sys.path)") from None
         path = storage_dir / CHECKPOINTS / checkpoint_name
         if not path.exists():
             raise UsageError(f"{path} does not exist; available: "
                              f"{sorted(p.name for p in path.parent.glob('ckpt_*.pth'))}")
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        state = ckpt.load_file(path, map_location, trusted=trusted)
         model.load_state_dict(state["model"])
         return model
 
@@ -151,8 +161,9 @@ def _trigger(value) -> tp.Tuple[int, str]:
 
 def rng_state() -> dict:
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if "numpy" in sys.modules:
-        state["numpy"] = sys.modules["numpy"].random.get_state()
+    if "numpy" in sys.modules:  # plain values, so that torch.load(weights_only=True) reads it
+        name, keys, pos, has_gauss, cached = sys.modules["numpy"].random.get_state()
+        state["numpy"] = [name, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -164,7 +175,8 @@ def set_rng_state(state: dict) -> None:
     if "numpy" in state:
         import numpy
 
-        numpy.random.set_state(state["numpy"])
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        numpy.random.set_state((name, numpy.asarray(keys, dtype=numpy.uint32), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 

@@ -246,3 +246,58 @@ def test_an_interrupted_local_sweep_stops_its_points_and_resubmit_finishes_them(
     assert again.returncode == 0, again.stderr
     assert states("status", sweep_dir) == ["completed", "completed"]
     assert [r["result"] for r in json.loads(run_cli("collect", sweep_dir, "--format", "json").stdout)] == [465, 465]
+
+
+@pytest.mark.slurm
+def test_a_submission_killed_at_random_moments_is_finished_exactly_once(slurm_cluster, tmp_path):
+    """SIGKILL `ptslurm sweep` of 300 points (30 arrays here) at random moments, run it
+    again each time: every point is queued exactly once, no storage dir is claimed twice or
+    leaked, and cancel cancels what is really queued."""
+    from conftest import MAX_ARRAY_SIZE
+
+    root, hold = tmp_path / "root", tmp_path / "hold"
+    hold.write_text("")
+    name = f"kills-{random.randrange(10**6)}"
+    n = 300
+    command = [os.sys.executable, "-m", "ptslurm", "sweep", "--root", str(root), "--name", name, "--json",
+               str(TEST_EXPERIMENTS / "probe.py"), "with", f"x=[{','.join(map(str, range(n)))}]",
+               f"hold_while_exists={hold}"]
+    started = time.time()
+    full = subprocess.run(command[:-2] + ["--dry-run"] + command[-2:], capture_output=True, text=True)
+    assert full.returncode == 0, full.stderr
+    dry_s = time.time() - started
+    rng = random.Random()
+    kills = 0
+    for attempt in range(14):
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # moments across the whole command: pre-flight, allocation, manifest, the sbatch calls
+        time.sleep(rng.uniform(0.3 * dry_s, dry_s + 3.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.communicate()
+    assert kills >= 10, f"only {kills} runs were killed mid-way"
+    final = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    manifest = json.loads((root / "sweeps" / name / "manifest.json").read_text())
+    assert manifest["state"] == "submitted"
+    jobs = [e["job_id"] for e in manifest["points"]]
+    assert all(jobs) and len(set(jobs)) == n, "a point without a job, or two points on one"
+    dirs = {e["storage_dir"] for e in manifest["points"]}
+    on_disk = {str(p) for p in (root / "probe").iterdir() if p.name.isdigit()}
+    assert len(dirs) == n and on_disk == dirs, f"leaked or shared storage dirs: {sorted(on_disk - dirs)[:5]}"
+    from ptslurm.executor import expand_ids
+
+    def tasks_of_sweep():
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,JobName", "-S", "now-1hours"],
+                             capture_output=True, text=True).stdout
+        return [t for line in out.splitlines() if line.endswith(f"|{name}") for t in expand_ids(line.split("|")[0])]
+
+    ever = wait_for("accounting of every array", lambda: (lambda t: t if len(t) >= n else None)(tasks_of_sweep()),
+                    timeout=60)
+    assert len(ever) == n and set(ever) == set(jobs), "a point was queued twice, or a queued job is not recorded"
+    assert len(ever) // MAX_ARRAY_SIZE <= n  # (sanity: arrays of at most MaxArraySize tasks)
+    cancelled = run_cli("cancel", root / "sweeps" / name)
+    assert cancelled.returncode == 0, cancelled.stderr
+    wait_for("nothing of the sweep in the queue", lambda: not queued(jobs), timeout=60)
+    hold.unlink()

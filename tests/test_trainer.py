@@ -155,3 +155,29 @@ def test_resume_false_refuses_to_overwrite_and_true_needs_a_checkpoint(tmp_path)
     train(config(tmp_path, stop_trigger=(5, "iteration")))
     with pytest.raises(UsageError, match="holds checkpoints"):
         pt.Trainer.from_config(config(tmp_path)).train(data(), resume=False)
+
+
+def test_checkpoints_load_without_unpickling_code_and_foreign_ones_need_trust(tmp_path):
+    import pickle
+
+    import numpy
+
+    numpy.random.seed(3)
+    cfg = config(tmp_path, stop_trigger=(2, "epoch"))
+    trainer = pt.Trainer.from_config(cfg)
+    trainer.train(data())
+    state = torch.load(tmp_path / "checkpoints" / ckpt.LATEST, weights_only=True)  # plain values only
+    assert state["rng"]["numpy"][0] == "MT19937" and state["iteration"] == trainer.iteration
+    (tmp_path / "config.json").write_text(json.dumps({"trainer": cfg}))
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    evil = tmp_path / "checkpoints" / "evil.pth"
+    torch.save({"model": {}, "payload": Evil()}, evil)
+    with pytest.raises(ValueError, match="trusted=True only if you trust"):
+        pt.Model.from_storage_dir(tmp_path, checkpoint_name="evil.pth")
+    assert not (tmp_path / "pwned").exists()
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(evil, weights_only=True)
