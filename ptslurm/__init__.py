@@ -5,19 +5,18 @@ The public API; importing it is cheap (no torch, no sacred).
 __version__ = "0.1.0"
 
 from .errors import PtslurmError  # noqa: E402
-from .interrupt import Interrupted  # noqa: E402
-from .job import get_storage_dir, should_stop  # noqa: E402
-from .storage import get_new_storage_dir  # noqa: E402
 
 __all__ = ["__version__", "PtslurmError", "Interrupted", "get_storage_dir", "get_new_storage_dir", "should_stop",
            "Configurable", "Model", "Trainer", "Adam", "SGD", "Batches", "dump_config", "collect", "to_frame"]
 
-_LAZY = {"Configurable": "configurable", "Model": "trainer", "Trainer": "trainer", "Adam": "trainer",
-         "SGD": "trainer", "Batches": "trainer", "dump_config": "job", "collect": "results", "to_frame": "results"}
+_LAZY = {"Interrupted": "interrupt", "get_storage_dir": "job", "should_stop": "job", "dump_config": "job",
+         "get_new_storage_dir": "storage", "Configurable": "configurable", "Model": "trainer", "Trainer": "trainer",
+         "Adam": "trainer", "SGD": "trainer", "Batches": "trainer", "collect": "results", "to_frame": "results"}
 
 
 def __getattr__(name):
-    """torch-backed names are imported on first use, so ``import ptslurm`` stays light."""
+    """Names are imported on first use, so ``import ptslurm`` (and ``ptslurm --help``) stays
+    light: no torch, no sacred, not even the job runtime."""
     if name in _LAZY:
         import importlib
 

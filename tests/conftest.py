@@ -47,6 +47,19 @@ def no_slurm(monkeypatch, tmp_path):
     monkeypatch.setenv("SLURM_CONF", str(tmp_path / "no-slurm.conf"))
 
 
+def wait_for(what, check, timeout=120, every=0.2):
+    """Poll ``check`` until it returns something true (which is returned); fail naming ``what``."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
 def run_cli(*args, cwd=None, env=None, timeout=300):
     """Run ``python -m ptslurm`` as a user would; returns CompletedProcess (text)."""
     full_env = dict(os.environ)

@@ -11,21 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TEST_EXPERIMENTS, run_cli
+from conftest import TEST_EXPERIMENTS, run_cli, wait_for
 from ptslurm.results import read_status
 
 PLAIN = TEST_EXPERIMENTS / "plainloop.py"
 RESUMABLE = TEST_EXPERIMENTS / "resumable.py"
-
-
-def wait_for(what, check, timeout=120, every=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def step(storage_dir) -> int:

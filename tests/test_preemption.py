@@ -5,29 +5,18 @@ import os
 import random
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import TEST_EXPERIMENTS, run_cli
+from conftest import TEST_EXPERIMENTS, run_cli, wait_for
 from ptslurm.results import read_status
 
 pytestmark = pytest.mark.slurm
 
 EXP = TEST_EXPERIMENTS / "resumable.py"
 SEED = "seed=7"
-
-
-def wait_for(what, check, timeout=120, every=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def status(storage_dir: Path) -> dict:
