@@ -350,6 +350,33 @@ def accounting_states(job_ids: tp.Iterable[str]) -> tp.Dict[str, str]:
     return states
 
 
+def parse_history(text: str) -> tp.Dict[str, tp.List[tp.Tuple[str, str]]]:
+    """``sacct -n -D -X -P -o JobID,State,Start`` -> job id -> [(start, STATE), ...], one
+    entry per run of the job (``-D`` keeps the runs a requeue replaced)."""
+    out: tp.Dict[str, tp.List[tp.Tuple[str, str]]] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 3 or not parts[0]:
+            continue
+        state = parts[1].split()[0] if parts[1] else ""
+        for one in expand_ids(parts[0]):
+            out.setdefault(one, []).append((parts[2], state))
+    return out
+
+
+def accounting_history(job_ids: tp.Iterable[str]) -> tp.Dict[str, tp.List[tp.Tuple[str, str]]]:
+    """Every run of the jobs, from one ``sacct`` call ({} without accounting)."""
+    wanted = sorted({j.split("_")[0] for j in job_ids})
+    if not wanted or shutil.which("sacct") is None:
+        return {}
+    try:
+        out = run_command(["sacct", "-n", "-D", "-X", "-P", "-o", "JobID,State,Start", "-j", ",".join(wanted)],
+                          timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return parse_history(out.stdout) if out.returncode == 0 else {}
+
+
 class LocalBackend:
     """Runs points as local processes, ``jobs`` at a time, with the same on-disk layout as
     SLURM; each point's output is appended to ``<sweep>/logs/<index>.log``."""

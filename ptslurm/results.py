@@ -181,6 +181,9 @@ def status_rows(manifest: dict, rows: tp.List[dict], now: tp.Optional[float] = N
         out.append(dict(row, varied=varied_values(manifest, entry), iteration=progress.get("iteration"),
                         epoch=progress.get("epoch"), heartbeat=heartbeat or status.get("updated"),
                         ended=attempts[-1].get("ended") if attempts else None,
+                        history=[{"attempt": a.get("attempt"), "state": a.get("state"), "cause": a.get("cause"),
+                                  "job_id": a.get("job_id"), "sacred_id": a.get("sacred_id")}
+                                 for a in attempts if isinstance(a, dict)],
                         elapsed_s=round(elapsed, 1), seed=entry.get("seed")))
     return out
 

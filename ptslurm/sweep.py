@@ -459,7 +459,28 @@ def sweep_states(sweep_dir: Path, manifest: dict) -> tp.List[dict]:
     if queue is not None and any(r["state"] == "lost" for r in rows):
         accounting = executors.accounting_states(jobs)
         rows = results.point_states(manifest, queue, accounting)
+    if queue is not None:
+        killed_causes(rows)
     return rows
+
+
+def killed_causes(rows: tp.Sequence[dict]) -> None:
+    """Give attempts that were killed without a word (``lost`` in their status file) their
+    cause from SLURM's accounting, one ``sacct`` call for the whole sweep: the run of the job
+    that started when the attempt did. In memory only: the job owns its status file."""
+    lost = [(a, r) for r in rows for a in r["status"].get("attempts", [])
+            if isinstance(a, dict) and a.get("state") == "lost" and a.get("job_id")]
+    if not lost:
+        return
+    history = executors.accounting_history({a["job_id"] for a, _ in lost})
+    for attempt, _ in lost:
+        started = results._time(attempt.get("started"))
+        runs = [(abs((results._time(start) or 0) - started), state) for start, state in history.get(attempt["job_id"], [])
+                if started is not None and results._time(start) is not None]
+        if runs:
+            gap, state = min(runs)
+            if gap <= 300 and state:
+                attempt["cause"] = state.lower()
 
 
 def check_finished(rows: tp.Sequence[dict], sweep_dir: Path) -> None:

@@ -126,3 +126,23 @@ def test_a_cancel_intent_makes_any_stop_a_cancel(tmp_path, slurm_env):
     record.storage_dir = tmp_path
     interrupt.request_stop(signal.SIGUSR2)
     assert job.decide(interrupt.Interrupted("x"), record, 3) == ("cancelled", "cancelled", None)
+
+
+def test_scheduler_parsers_read_literal_output():
+    from ptslurm import executor
+
+    history = executor.parse_history("41_0|PREEMPTED|2026-11-29T01:00:00\n41_0|REQUEUED|2026-11-29T01:05:00\n"
+                                     "41_0|RUNNING|2026-11-29T01:06:10\n42_[1-2]|PENDING|Unknown\n")
+    assert history["41_0"] == [("2026-11-29T01:00:00", "PREEMPTED"), ("2026-11-29T01:05:00", "REQUEUED"),
+                               ("2026-11-29T01:06:10", "RUNNING")]
+    assert history["42_2"] == [("Unknown", "PENDING")]
+    assert executor.parse_marked("7_0|ptslurm:abc:3-4,9\n7_2|ptslurm:abc:3-4,9\n8_0|other\n9|ptslurm:abc:1\n",
+                                 "ptslurm:abc") == {3: "7_0", 9: "7_2"}
+    assert executor.ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8" and executor.parse_ranges("0-2,5,7-8") == [0, 1, 2, 5, 7, 8]
+    assert executor.slurm_minutes("UNLIMITED") is None and executor.slurm_minutes("1-02:03:00") == 1563
+    assert executor.slurm_minutes("45") == 45 and executor.slurm_minutes("00:45:00") == 45
+    assert executor.slurm_minutes("2-12") == 3600
+    part = executor.parse_scontrol("PartitionName=timed AllowGroups=ALL Default=NO DefaultTime=00:45:00 "
+                                   "MaxTime=02:00:00 State=UP\n")
+    assert (part["DefaultTime"], part["MaxTime"]) == ("00:45:00", "02:00:00")
+    assert executor.expand_ids("12_[0-2,5%4]") == ["12_0", "12_1", "12_2", "12_5"]

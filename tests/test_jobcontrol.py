@@ -200,6 +200,8 @@ def test_a_killed_attempt_keeps_its_metrics_and_its_own_logs(slurm_cluster, tmp_
 
     joined = join_metrics(storage_dir, attempts)["total"]["steps"]
     assert joined[: len(killed)][:5] == killed[:5], "the killed attempt's metrics are part of the curve"
+    history = json.loads(run_cli("status", summary["sweep_dir"], "--json").stdout)[0]["history"]
+    assert history[0]["state"] == "lost" and history[0]["cause"] in ("failed", "requeued", "node_fail"), history
     log1 = run_cli("logs", summary["sweep_dir"], "0", "--attempt", "1").stdout
     log2 = run_cli("logs", summary["sweep_dir"], "0", "--attempt", "2").stdout
     assert "starting at step 0" in log1 and "starting at step 0" not in log2 and log1 != log2
