@@ -152,7 +152,7 @@ def test_a_second_attempt_never_trains_into_a_held_storage_dir(tmp_path, monkeyp
 @pytest.mark.slurm
 @pytest.mark.parametrize("how", ["time limit", "preemption"])
 def test_code_that_never_asks_survives_time_limits_and_preemption(slurm_cluster, tmp_path, how):
-    steps = 300 if how == "time limit" else 120  # 150 s of training against a 1-minute limit
+    steps = 240 if how == "time limit" else 120  # 120 s of training against a 1-minute limit
     options = ["--time", "1", "--signal-delay", "30"] if how == "time limit" else []
     summary, _ = sweep(tmp_path, *options, "--max-requeues", "8", PLAIN, "with", f"steps={steps}", "delay_s=0.5")
     storage_dir = Path(summary["points"][0]["storage_dir"])
@@ -251,11 +251,12 @@ def test_a_submission_killed_at_random_moments_is_finished_exactly_once(slurm_cl
     hold.write_text("")
     name = f"kills-{random.randrange(10**6)}"
     n = 300
-    command = [os.sys.executable, "-m", "ptslurm", "sweep", "--root", str(root), "--name", name, "--json",
-               str(TEST_EXPERIMENTS / "probe.py"), "with", f"x=[{','.join(map(str, range(n)))}]",
-               f"hold_while_exists={hold}"]
+    head = [os.sys.executable, "-m", "ptslurm", "sweep", "--root", str(root), "--name", name, "--json"]
+    tail = [str(TEST_EXPERIMENTS / "probe.py"), "with", f"x=[{','.join(map(str, range(n)))}]",
+            f"hold_while_exists={hold}"]
+    command = head + tail
     started = time.time()
-    full = subprocess.run(command[:-2] + ["--dry-run"] + command[-2:], capture_output=True, text=True)
+    full = subprocess.run(head + ["--dry-run"] + tail, capture_output=True, text=True)
     assert full.returncode == 0, full.stderr
     dry_s = time.time() - started
     rng = random.Random()
