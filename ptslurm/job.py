@@ -116,10 +116,33 @@ class AttemptRecord:
         same = prev.get("submission", 0) == self.data.get("submission", 0)
         return prev if same and prev.get("cause") == "failed" else None
 
+    RESERVE = ".ptslurm-reserve"  # space kept back so that a full disk can still be recorded
+    RESERVE_BYTES = 256 * 1024
+
+    def reserve(self) -> None:
+        """Hold some disk space in the storage dir (given back to record the end of an
+        attempt that filled the disk)."""
+        try:
+            with open(self.storage_dir / self.RESERVE, "wb") as fh:
+                fh.write(b"\0" * self.RESERVE_BYTES)
+        except OSError:
+            pass
+
     def _save(self, entry: dict) -> None:
+        import errno
+
         self.data.update(state=entry["state"], attempt=entry["attempt"], job_id=entry["job_id"],
                          updated=_now())
-        storage.atomic_write_json(self.path, self.data)
+        try:
+            storage.atomic_write_json(self.path, self.data)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            try:  # the disk is full: give back the reserve and write once more
+                os.unlink(self.storage_dir / self.RESERVE)
+            except OSError:
+                raise exc from None
+            storage.atomic_write_json(self.path, self.data)
 
 
 def latest_checkpoint(storage_dir: Path) -> tp.Optional[tp.List]:
@@ -143,6 +166,16 @@ def fingerprint(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = ";".join(f"{os.path.basename(f.filename)}:{f.lineno}" for f in frames)
     return f"{type(exc).__name__}: {str(exc)[:500]} @ {where}"
+
+
+def _disk_full(exc: BaseException) -> bool:
+    import errno
+
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def read_intent(storage_dir: Path) -> dict:
@@ -194,6 +227,7 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
         intent = read_intent(storage_dir)
         record = AttemptRecord(storage_dir, submission=int(intent.get("submission", 0) or 0))
         record.data["code_dir"] = str(Path(manifest["experiment"]["snapshot"]).parent)
+        record.reserve()
         record.start()
         held.callbacks.append(record.beat)
         if intent.get("cancelled"):  # cancelled while queued, or requeued after a cancel
@@ -205,6 +239,10 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
         return _attempt(manifest, entry, sweep_dir, index, storage_dir, record, max_requeues)
     finally:
         interrupt.on_unheeded(None)
+        try:
+            os.unlink(storage_dir / AttemptRecord.RESERVE)
+        except OSError:
+            pass
         held.release()
         _active_run = _active_record = None
 
@@ -372,6 +410,8 @@ def decide(exc: BaseException, record: AttemptRecord, max_requeues: int) -> tp.T
 
     if isinstance(exc, SnapshotError):  # running it again cannot help
         return "failed", "failed", None
+    if _disk_full(exc):  # neither can running it again on a full disk: a person must make room
+        return "failed", "no_space", None
     cause = classify(exc, getattr(record, "storage_dir", None))
     if cause == "cancelled":
         return "cancelled", cause, None

@@ -45,7 +45,24 @@ def load(path: tp.Union[str, Path]) -> Block:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise SpecError(f"{path.name}: not valid YAML{where}: {problem}") from None
+    if _expanded_size(data, {}) > MAX_AXIS:
+        raise SpecError(f"{path.name}: the file expands to more than {MAX_AXIS:,} values (YAML aliases "
+                        f"nested in aliases?); write the values out, or use a range")
     return parse(data, path.name)
+
+
+def _expanded_size(node: tp.Any, memo: tp.Dict[int, int]) -> int:
+    """How many values ``node`` stands for once YAML aliases are expanded, computed once per
+    shared object, so an alias bomb is measured, not expanded."""
+    if not isinstance(node, (dict, list)):
+        return 1
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a cycle (a recursive alias) counts once
+    children = node.values() if isinstance(node, dict) else node
+    size = 1 + sum(_expanded_size(child, memo) for child in children)
+    memo[id(node)] = size
+    return size
 
 
 def _loader():

@@ -78,6 +78,10 @@ def test_failing_import_names_the_exception(tmp_path, root, no_slurm):
     ("grid: {lr: {type: range, min: 0, max: 1.0e12, step: 1}}", "more than 1,000,000; use a larger step"),
     ("grid: {lr: {type: linspace, min: 0, max: 1, num: 100000000}}", "is more than 1,000,000 values"),
     ("random: {samples: 100000000, seed: 1, lr: {type: uniform, min: 0, max: 1}}", "samples are more than"),
+    ("a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+     "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+     "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\ngrid: {lr: [*f,*f,*f,*f,*f,*f,*f,*f,*f]}",
+     "expands to more than 1,000,000 values"),
 ])
 def test_sweep_files_with_nan_or_huge_ranges_are_refused_at_once(tmp_path, root, no_slurm, text, fragment):
     spec = tmp_path / "s.yaml"
