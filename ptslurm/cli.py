@@ -286,9 +286,14 @@ def _sweep_planned(args, plan, started: float) -> int:
         sweep_dir, manifest = sweeps.create(plan)
         sweeps.submit(plan, sweep_dir, manifest, backend)
         timing["submit"] = time.perf_counter() - t_create
-        arrays = sorted({e["job_id"].split("_")[0] for e in manifest["points"]})
-        print(f"ptslurm: queued {_plural(n, 'point')} of {plan.experiment_name!r} as "
+        arrays = sorted({e["job_id"].split("_")[0] for e in manifest["points"] if e["job_id"]})
+        now = sum(1 for e in manifest["points"] if e["job_id"])
+        print(f"ptslurm: queued {_plural(now, 'point')} of {plan.experiment_name!r} as "
               f"{len(arrays)} job array{'s' if len(arrays) != 1 else ''} ({', '.join(arrays)})", file=sys.stderr)
+        if manifest.get("waves"):
+            print(f"ptslurm: the cluster lets you queue {manifest['waves']['limit']} jobs: the other "
+                  f"{n - now} points wait and are submitted in waves as these end (job "
+                  f"{manifest['waves'].get('job') or '-'} submits the next)", file=sys.stderr)
         if note:
             print(f"ptslurm: {note}", file=sys.stderr)
         return _finish(args, sweep_dir, manifest, sbatch_calls=backend.sbatch_calls, timing=timing)

@@ -19,6 +19,8 @@ from .spec import Resources
 from . import storage
 
 PING_TIMEOUT_S = 10
+# sbatch's complaints about a full queue: not a bad request, the points wait for a later wave
+SUBMIT_LIMIT_ERRORS = ("QOSMaxSubmitJobPerUserLimit", "AssocMaxSubmitJobLimit", "MaxSubmitJobsPerUser")
 
 
 def run_command(args: tp.Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess:
@@ -137,7 +139,7 @@ class SlurmBackend:
                                   "is slurmctld up? (`scontrol ping`)") from None
         finally:
             os.unlink(fh.name)
-        if out.returncode != 0:
+        if out.returncode != 0 and not any(m in out.stderr for m in SUBMIT_LIMIT_ERRORS):
             raise SubmissionRejected(f"sbatch rejected the job: {first_error_line(out.stderr + out.stdout)}; "
                                   f"fix the resource options (--partition, --gpus, --time, ...)")
 
@@ -169,6 +171,25 @@ class SlurmBackend:
             job_ids.update(ids)
             on_array(ids)
         return job_ids
+
+    def submit_wave_job(self, after: tp.Sequence[str], marker: str) -> str:
+        """A one-CPU job that submits the sweep's next wave once the jobs ``after`` (array ids)
+        all ended; returns its job id."""
+        r = self.resources
+        self.folder.mkdir(parents=True, exist_ok=True)
+        args = ["sbatch", "--parsable", f"--job-name={self.job_name}-waves", f"--comment={marker}:wave",
+                "--cpus-per-task=1", "--mem=500M", "--time=10", "--kill-on-invalid-dep=yes",
+                f"--output={self.folder / 'waves_%j.out'}", "--open-mode=append"]
+        if after:
+            args.append("--dependency=afterany:" + ":".join(after))
+        args += [f"--{k}={v}" for k, v in (("partition", r.partition), ("account", r.account), ("qos", r.qos)) if v]
+        args += ["--wrap", " ".join(shlex.quote(a) for a in (sys.executable, "-m", "ptslurm.waves",
+                                                               str(self.sweep_dir)))]
+        self.sbatch_calls += 1
+        out = run_command(args, timeout=60)
+        if out.returncode != 0:
+            raise SubmissionError(f"sbatch of the next wave failed: {first_error_line(out.stderr + out.stdout)}")
+        return out.stdout.strip().split(";")[0]
 
     @staticmethod
     def marked_jobs(marker: str) -> tp.Dict[int, str]:
@@ -348,6 +369,62 @@ def accounting_states(job_ids: tp.Iterable[str]) -> tp.Dict[str, str]:
         for one in expand_ids(job.strip()):
             states[one] = state.split()[0] if state else ""
     return states
+
+
+def parse_pipe_table(text: str, fields: tp.Sequence[str]) -> tp.List[tp.Dict[str, str]]:
+    """``sacctmgr -n -P ... format=A,B,C`` -> one dict per line."""
+    rows = []
+    for line in text.splitlines():
+        if line.strip():
+            values = line.rstrip("\n").split("|")
+            rows.append(dict(zip(fields, values + [""] * (len(fields) - len(values)))))
+    return rows
+
+
+def _int(text: str) -> tp.Optional[int]:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value >= 0 else None
+
+
+def submit_limit(qos: tp.Optional[str] = None) -> tp.Optional[int]:
+    """How many jobs (array tasks count one each) this user may have queued: the smallest
+    of the association's MaxSubmitJobs and the QOS's MaxSubmitJobsPerUser (the given QOS,
+    else the association's default). None when accounting does not say."""
+    import getpass
+
+    if shutil.which("sacctmgr") is None:
+        return None
+    user = getpass.getuser()
+    try:
+        assoc = run_command(["sacctmgr", "-n", "-P", "show", "assoc", f"where user={user}",
+                             "format=User,Account,MaxSubmit,DefaultQOS"], timeout=30)
+        qos_out = run_command(["sacctmgr", "-n", "-P", "show", "qos", "format=Name,MaxSubmitPU"], timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if assoc.returncode != 0 or qos_out.returncode != 0:
+        return None
+    assocs = parse_pipe_table(assoc.stdout, ["user", "account", "max_submit", "default_qos"])
+    limits = [_int(a["max_submit"]) for a in assocs]
+    chosen = qos or next((a["default_qos"] for a in assocs if a["default_qos"]), "normal")
+    for q in parse_pipe_table(qos_out.stdout, ["name", "max_submit_pu"]):
+        if q["name"] == chosen:
+            limits.append(_int(q["max_submit_pu"]))
+    known = [x for x in limits if x is not None]
+    return min(known) if known else None
+
+
+def queued_count() -> tp.Optional[int]:
+    """This user's jobs in the queue (array tasks one each); None when squeue fails."""
+    import getpass
+
+    try:
+        out = run_command(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i"], timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return len(out.stdout.split()) if out.returncode == 0 else None
 
 
 def parse_history(text: str) -> tp.Dict[str, tp.List[tp.Tuple[str, str]]]:

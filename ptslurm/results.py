@@ -14,7 +14,7 @@ from .errors import UsageError
 
 # "unknown": a damaged file hides what the point did (named in a warning); waits end there
 TERMINAL = ("completed", "failed", "cancelled", "timeout", "preempted", "interrupted", "lost", "unknown")
-ORDER = ("pending", "running", "requeued", "completed", "failed", "cancelled", "timeout", "preempted", "unknown",
+ORDER = ("waiting", "pending", "running", "requeued", "completed", "failed", "cancelled", "timeout", "preempted", "unknown",
          "interrupted", "lost")
 QUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED")
 MAXIMIZE = re.compile(r"acc|accuracy|f1|precision|recall|score|auc|bleu|reward", re.I)
@@ -84,6 +84,9 @@ def point_state(manifest: dict, entry: dict, status: dict, intent: dict,
     if status.get("cancelled") and state != "completed":  # written by older versions
         state = "cancelled"
     job = entry.get("job_id")
+    if (not job and not attempts and manifest.get("executor") == "slurm" and manifest.get("waves")
+            and state == "pending"):
+        return "waiting"  # over the cluster's submit limit: a later wave submits it
     if queue is not None and job and job != "local" and state not in TERMINAL:
         queued = queue.get(job)
         if queued is None:
@@ -327,7 +330,7 @@ def _fresh(cached: tp.Optional[dict]) -> bool:
 def _sweep_records(sweep_dir: Path, use_cache: bool) -> tp.List[dict]:
     manifest = storage.read_manifest(sweep_dir)
     name, varied, points = manifest["name"], manifest.get("varied", []), manifest["points"]
-    meta = {"executor": manifest.get("executor"), "runner": manifest.get("runner")}
+    meta = {"executor": manifest.get("executor"), "runner": manifest.get("runner"), "waves": manifest.get("waves")}
     cache_path = Path(sweep_dir) / CACHE
     cache = (read_json(cache_path) or {}) if use_cache else {}
     if cache.get("manifest") != _stamp(str(Path(sweep_dir) / storage.MANIFEST)):

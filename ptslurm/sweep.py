@@ -392,6 +392,15 @@ def submit(p: Plan, sweep_dir: Path, manifest: dict, backend: executors.SlurmBac
 
     adopted = adopt(sweep_dir, manifest, backend)
     todo = [e["index"] for e in manifest["points"] if not e.get("job_id")]
+    limit = executors.submit_limit(backend.resources.qos)
+    if limit is not None and limit - (executors.queued_count() or 0) < len(todo):
+        # more points than the queue takes: submit what fits now, the rest in waves
+        manifest["state"] = "submitted"
+        manifest["waves"] = {"limit": limit}
+        manifest["sbatch_calls"] = backend.sbatch_calls
+        storage.write_manifest(sweep_dir, manifest)
+        _wave(sweep_dir, manifest, backend, limit, submit_marker(sweep_dir))
+        return adopted
     try:
         backend.submit(todo, run_point, lambda i: (str(sweep_dir), i), on_array, marker=submit_marker(sweep_dir))
     except BaseException as exc:
@@ -404,6 +413,64 @@ def submit(p: Plan, sweep_dir: Path, manifest: dict, backend: executors.SlurmBac
     manifest["sbatch_calls"] = backend.sbatch_calls
     storage.write_manifest(sweep_dir, manifest)
     return adopted
+
+
+WAVE_LOCK = ".waves.lock"
+
+
+def next_wave(sweep_dir: Path) -> int:
+    """Submit the waiting points of a sweep that met the cluster's submit limit, as many as
+    fit now, and, while points still wait, a small wave job that runs this again once they
+    all ended (``--dependency=afterany``; it holds one queue slot). No daemon: the wave job,
+    ``status`` and ``--wait`` call it. Returns how many points were submitted."""
+    import filelock
+
+    sweep_dir = Path(sweep_dir)
+    with filelock.FileLock(str(sweep_dir / WAVE_LOCK), timeout=60):
+        manifest = storage.read_manifest(sweep_dir)
+        waves = manifest.get("waves")
+        if not waves or manifest.get("state") != "submitted":
+            return 0
+        marker = submit_marker(sweep_dir)
+        if waves.get("job") and waves["job"] in executors.SlurmBackend.queue_states([waves["job"]]) \
+                and os.environ.get("SLURM_JOB_ID") != waves["job"]:
+            return 0  # a wave job is queued: it will do this
+        backend = executors.SlurmBackend(sweep_dir, Resources.from_json(manifest["resources"]), manifest["name"],
+                                         workdir=manifest["experiment"].get("workdir"))
+        return _wave(sweep_dir, manifest, backend, int(waves["limit"]), marker)
+
+
+def _wave(sweep_dir: Path, manifest: dict, backend: executors.SlurmBackend, limit: int, marker: str) -> int:
+    from .job import run_point
+
+    waiting = [e["index"] for e in manifest["points"] if not e.get("job_id")
+               and not read_intent(e["storage_dir"]).get("cancelled")]
+    if not waiting:
+        manifest.pop("waves", None)
+        storage.write_manifest(sweep_dir, manifest)
+        return 0
+    queued = executors.queued_count()
+    if queued is None:
+        return 0
+    free = limit - queued
+    chosen = waiting if len(waiting) <= free else waiting[:max(free - 1, 0)]  # a slot for the wave job
+    if not chosen:
+        return 0
+    arrays: tp.List[str] = []
+
+    def on_array(ids: tp.Dict[int, str]) -> None:
+        for index, job in ids.items():
+            manifest["points"][index]["job_id"] = job
+        arrays.append(next(iter(ids.values())).split("_")[0])
+        storage.write_manifest(sweep_dir, manifest)
+
+    backend.submit(chosen, run_point, lambda i: (str(sweep_dir), i), on_array, marker=marker)
+    if len(chosen) < len(waiting):
+        manifest["waves"] = {"limit": limit, "job": backend.submit_wave_job(arrays, marker)}
+    else:
+        manifest.pop("waves", None)
+    storage.write_manifest(sweep_dir, manifest)
+    return len(chosen)
 
 
 def submit_marker(sweep_dir: Path) -> str:
@@ -461,6 +528,12 @@ def sweep_states(sweep_dir: Path, manifest: dict) -> tp.List[dict]:
         rows = results.point_states(manifest, queue, accounting)
     if queue is not None:
         killed_causes(rows)
+        if manifest.get("waves") and any(r["state"] == "waiting" for r in rows):
+            try:  # a wave whose tasks were all killed has nobody left to submit the next
+                if next_wave(sweep_dir):
+                    return sweep_states(sweep_dir, storage.read_manifest(sweep_dir))
+            except Exception:  # noqa: BLE001 - the next caller tries again
+                pass
     return rows
 
 
@@ -550,6 +623,9 @@ def cancel(sweep_dir: Path, indices: tp.Sequence[int]) -> tp.List[int]:
         submission = int(read_intent(entry["storage_dir"]).get("submission", 0) or 0)
         write_intent(entry["storage_dir"], cancelled=True, submission=submission)
     jobs = [manifest["points"][i]["job_id"] for i in chosen if manifest["points"][i]["job_id"]]
+    wave_job = (manifest.get("waves") or {}).get("job")
+    if wave_job and len(chosen) == len(manifest["points"]) - sum(r["state"] in results.TERMINAL for r in rows):
+        jobs.append(wave_job)  # every point still going is cancelled: so is the next wave
     if manifest.get("executor") == "slurm" and jobs:
         executors.SlurmBackend.cancel(jobs)
     elif manifest.get("executor") == "local":

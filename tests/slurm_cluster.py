@@ -10,6 +10,7 @@ and are stopped by PID. Usage outside pytest:
 """
 import argparse
 import contextlib
+import getpass
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from pathlib import Path
 
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "slurmdbd", "mariadb-server-core", "mariadb-client-core"]
 CLUSTER = "ptslurmtest"
+ACCOUNT = "lab"
 DB_PORT = 33061
 DBD_PORT = 36819
 CTLD_PORT = 36817
@@ -113,6 +115,7 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort={DBD_PORT}
 AccountingStorageTRES=gres/gpu
+AccountingStorageEnforce=associations,limits,qos
 JobAcctGatherType=jobacct_gather/none
 NodeName={self.host} NodeAddr=127.0.0.1 Sockets=1 CoresPerSocket={self.cpus} ThreadsPerCore=1 RealMemory={mem_mb} Gres=gpu:{self.gpus} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE GraceTime=10
@@ -177,6 +180,11 @@ StorageLoc=slurm_acct_db
         self._spawn("slurmdbd", ["slurmdbd", "-D"])
         self._wait("slurmdbd", lambda: self._ok("sacctmgr", "-n", "show", "cluster"))
         self._ok("sacctmgr", "-i", "add", "cluster", CLUSTER)
+        # limits are enforced (as on real clusters), so the user needs an association; tests
+        # set QOS limits (MaxSubmitJobsPerUser) on 'normal' and reset them
+        self._ok("sacctmgr", "-i", "add", "account", ACCOUNT, f"cluster={CLUSTER}")
+        self._ok("sacctmgr", "-i", "add", "user", getpass.getuser(), f"account={ACCOUNT}", f"cluster={CLUSTER}")
+        self._ok("sacctmgr", "-i", "modify", "qos", "normal", "set", "MaxSubmitJobsPerUser=-1")
         self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
         self._spawn("slurmd", ["slurmd", "-D", "-f", str(self.conf), "-N", self.host])
 

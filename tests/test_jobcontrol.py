@@ -294,3 +294,48 @@ def test_a_submission_killed_at_random_moments_is_finished_exactly_once(slurm_cl
     assert cancelled.returncode == 0, cancelled.stderr
     wait_for("nothing of the sweep in the queue", lambda: not queued(jobs), timeout=60)
     hold.unlink()
+
+
+@pytest.fixture
+def submit_limit_4(slurm_cluster):
+    """The cluster's QOS caps this user at 4 queued jobs (array tasks count one each)."""
+    def qos(value):
+        subprocess.run(["sacctmgr", "-i", "modify", "qos", "normal", "set", f"MaxSubmitJobsPerUser={value}"],
+                       check=True, capture_output=True)
+
+    wait_for("an empty queue", lambda: not subprocess.run(["squeue", "-h", "-r"], capture_output=True,
+                                                          text=True).stdout.strip(), timeout=120)
+    qos(4)
+    try:
+        yield 4
+    finally:
+        qos(-1)
+
+
+@pytest.mark.slurm
+def test_a_sweep_over_the_submit_limit_runs_in_waves_and_cancel_stops_them(submit_limit_4, tmp_path):
+    refused = subprocess.run(["sbatch", "--array=0-9", "-o", "/dev/null", "--wrap", "true"], capture_output=True,
+                             text=True)
+    assert refused.returncode != 0 and "QOSMaxSubmitJobPerUserLimit" in refused.stderr, "the limit is in force"
+    summary, proc = sweep(tmp_path / "a", "--wait", TEST_EXPERIMENTS / "probe.py", "with",
+                          f"x=[{','.join(map(str, range(20)))}]", env={"PTSLURM_POLL_S": "1"}, timeout=400)
+    assert proc.returncode == 0, proc.stderr
+    assert [p["state"] for p in summary["points"]] == ["completed"] * 20
+    arrays = {p["job_id"].split("_")[0] for p in summary["points"]}
+    assert len(arrays) >= 5, "at most 4 queued at a time: several waves"
+    # a second sweep: cancel while it waits; nothing of it runs or stays queued afterwards
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    second, _ = sweep(tmp_path / "b", TEST_EXPERIMENTS / "probe.py", "with", f"x=[{','.join(map(str, range(12)))}]",
+                      f"hold_while_exists={hold}")
+    sweep_dir = second["sweep_dir"]
+    assert states("status", sweep_dir).count("waiting") == 8
+    assert run_cli("cancel", sweep_dir).returncode == 0
+    hold.unlink()
+    manifest = json.loads((Path(sweep_dir) / "manifest.json").read_text())
+    jobs = [e["job_id"] for e in manifest["points"] if e["job_id"]]
+    wait_for("the queue to be empty", lambda: not queued(jobs), timeout=60)
+    time.sleep(3)
+    manifest = json.loads((Path(sweep_dir) / "manifest.json").read_text())
+    assert sum(1 for e in manifest["points"] if e["job_id"]) == 4, "a cancelled sweep submitted another wave"
+    assert states("status", sweep_dir) == ["cancelled"] * 12
