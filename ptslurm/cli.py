@@ -313,6 +313,7 @@ def _finish(args, sweep_dir, manifest, sbatch_calls, rows=None, already=False, t
     if args.wait and rows is None:
         progress = Progress(len(manifest["points"]))
         while True:
+            manifest = sweeps.storage.read_manifest(sweep_dir)  # waves add job ids as they go
             rows = sweeps.sweep_states(sweep_dir, manifest)
             done = all(r["state"] in sweeps.results.TERMINAL for r in rows)
             progress.show(rows, final=done)

@@ -399,7 +399,7 @@ def submit_limit(qos: tp.Optional[str] = None) -> tp.Optional[int]:
         return None
     user = getpass.getuser()
     try:
-        assoc = run_command(["sacctmgr", "-n", "-P", "show", "assoc", f"where user={user}",
+        assoc = run_command(["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={user}",
                              "format=User,Account,MaxSubmit,DefaultQOS"], timeout=30)
         qos_out = run_command(["sacctmgr", "-n", "-P", "show", "qos", "format=Name,MaxSubmitPU"], timeout=30)
     except (OSError, subprocess.TimeoutExpired):

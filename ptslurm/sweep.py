@@ -369,7 +369,8 @@ def _undo(sweep_dir: Path, manifest: dict, error: str) -> None:
     """After a refused submission: no storage dir may claim to be queued."""
     for entry in manifest["points"]:
         try:
-            os.rmdir(entry["storage_dir"])
+            os.unlink(os.path.join(entry["storage_dir"], storage.CLAIM))
+            os.rmdir(entry["storage_dir"])  # only when nothing else is in it
         except OSError:
             pass
         entry["job_id"] = None
@@ -418,11 +419,12 @@ def submit(p: Plan, sweep_dir: Path, manifest: dict, backend: executors.SlurmBac
 WAVE_LOCK = ".waves.lock"
 
 
-def next_wave(sweep_dir: Path) -> int:
+def next_wave(sweep_dir: Path, own_job: tp.Optional[str] = None) -> int:
     """Submit the waiting points of a sweep that met the cluster's submit limit, as many as
     fit now, and, while points still wait, a small wave job that runs this again once they
     all ended (``--dependency=afterany``; it holds one queue slot). No daemon: the wave job,
-    ``status`` and ``--wait`` call it. Returns how many points were submitted."""
+    ``status`` and ``--wait`` call it (``own_job``: the wave job calling). Returns how many
+    points were submitted."""
     import filelock
 
     sweep_dir = Path(sweep_dir)
@@ -432,8 +434,8 @@ def next_wave(sweep_dir: Path) -> int:
         if not waves or manifest.get("state") != "submitted":
             return 0
         marker = submit_marker(sweep_dir)
-        if waves.get("job") and waves["job"] in executors.SlurmBackend.queue_states([waves["job"]]) \
-                and os.environ.get("SLURM_JOB_ID") != waves["job"]:
+        if waves.get("job") and own_job != waves["job"] \
+                and waves["job"] in executors.SlurmBackend.queue_states([waves["job"]]):
             return 0  # a wave job is queued: it will do this
         backend = executors.SlurmBackend(sweep_dir, Resources.from_json(manifest["resources"]), manifest["name"],
                                          workdir=manifest["experiment"].get("workdir"))
