@@ -265,10 +265,11 @@ def _sweep_planned(args, plan, started: float) -> int:
         return _finish(args, plan.sweep_dir, manifest, sbatch_calls=backend.sbatch_calls)
     if manifest is not None and manifest.get("executor") == "local":
         rows = sweeps.sweep_states(plan.sweep_dir, manifest)
-        left = [r["index"] for r in rows if r["state"] == "lost" and not r["attempts"]]
+        runner_gone = not sweeps.results._alive(manifest.get("runner") or {})
+        left = [r["index"] for r in rows if runner_gone and r["state"] in ("lost", "interrupted")]
         if left:
-            print(f"ptslurm: running the {_plural(len(left), 'point')} an interrupted run never started",
-                  file=sys.stderr)
+            print(f"ptslurm: running the {_plural(len(left), 'point')} an interrupted run left (resuming from "
+                  f"their checkpoints)", file=sys.stderr)
             sweeps.resubmit(plan.sweep_dir, left)
             manifest = sweeps.storage.read_manifest(plan.sweep_dir)
             return _finish(args, plan.sweep_dir, manifest, sbatch_calls=0,

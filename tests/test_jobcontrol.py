@@ -234,7 +234,11 @@ def test_an_interrupted_local_sweep_stops_its_points_and_resubmit_finishes_them(
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[-1].startswith("Z")
     sweep_dir = root / "sweeps" / "int"
     assert states("status", sweep_dir) == ["interrupted", "lost"], "nothing stays pending forever"
-    again = run_cli("resubmit", sweep_dir, "--failed")
+    if sig == signal.SIGINT:
+        again = run_cli("resubmit", sweep_dir, "--failed")
+    else:  # the same command again finishes what the interrupted one left
+        again = run_cli("sweep", "--root", root, "--name", "int", PLAIN, "with", "steps=30", "delay_s=0.1",
+                        "save_every=3", "crash_at=[-1,-2]")
     assert again.returncode == 0, again.stderr
     assert states("status", sweep_dir) == ["completed", "completed"]
     assert [r["result"] for r in json.loads(run_cli("collect", sweep_dir, "--format", "json").stdout)] == [465, 465]

@@ -191,3 +191,20 @@ def test_collect_cache_follows_changed_files(tmp_path, no_slurm):
     again = results.collect([sweep_dir])
     assert [r["score/final"] for r in again] == [7.5, 2.0] and again[0]["score/best"] == 7.5
     assert results.collect([sweep_dir], use_cache=False) == again
+
+
+def test_a_foreign_or_damaged_manifest_is_one_line_and_list_goes_on(tmp_path, no_slurm):
+    root = tmp_path / "root"
+    ok = run_cli("sweep", "--root", root, "--name", "fine", TEST_EXPERIMENTS / "probe.py", "with", "x=[1]")
+    assert ok.returncode == 0, ok.stderr
+    for name, text in (("string-schema", '{"schema": "1", "points": []}'), ("no-points", '{"schema": 1}'),
+                       ("a-list", "[]")):
+        (root / "sweeps" / name).mkdir(parents=True)
+        (root / "sweeps" / name / "manifest.json").write_text(text)
+        proc = run_cli("status", name, "--root", root)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "is not a ptslurm manifest" in proc.stderr and "Traceback" not in proc.stderr
+    listed = run_cli("list", root)
+    assert listed.returncode == 0, listed.stderr
+    assert "fine" in listed.stdout and "completed 1" in listed.stdout
+    assert listed.stdout.count("unreadable") == 3
