@@ -112,19 +112,3 @@ def test_sigkill_of_the_step_resumes_from_the_last_periodic_checkpoint(slurm_clu
     cout = (storage_dir / "sacred" / "2" / "cout.txt").read_text()
     assert f"resuming from ckpt_{killed_at}.pth" in cout
     assert_same(reference, storage_dir)
-
-
-def test_time_limit_is_told_from_slurm_data_and_capped(slurm_cluster, tmp_path):
-    """--time 1 with the signal 30 s ahead (the least that leaves 30 s of run time): every
-    attempt gets USR2 at a time-limit check 30-60 s in. One requeue is allowed, then the
-    point ends as timed out."""
-    root = tmp_path / "root"
-    proc = run_cli("sweep", "--root", root, "--json", "--time", "1", "--signal-delay", "30", "--max-requeues", "1",
-                   "--wait", EXP, "with", SEED, "trainer.model.delay_s=0.2", "trainer.stop_trigger=(100000,'iteration')",
-                   env={"PTSLURM_POLL_S": "1"}, timeout=400)
-    assert proc.returncode == 1
-    storage_dir = Path(json.loads(proc.stdout)["points"][0]["storage_dir"])
-    st = status(storage_dir)
-    assert [(a["cause"], a["state"]) for a in st["attempts"]] == [("timeout", "requeued"), ("timeout", "timeout")]
-    assert sacred_states(storage_dir) == ["INTERRUPTED", "INTERRUPTED"]
-    assert "resuming from" in (storage_dir / "sacred" / "2" / "cout.txt").read_text()
