@@ -47,6 +47,26 @@ def no_slurm(monkeypatch, tmp_path):
     monkeypatch.setenv("SLURM_CONF", str(tmp_path / "no-slurm.conf"))
 
 
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """``mount(size)`` mounts a tmpfs of ``size`` (e.g. "256k") and returns its path; a full
+    disk for tests that run as root, where chmod makes nothing unwritable. Unmounted after."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    mounted = []
+
+    def mount(size: str) -> Path:
+        mnt = tmp_path / f"tmpfs-{len(mounted)}"
+        mnt.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], check=True)
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounted:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
 def wait_for(what, check, timeout=120, every=0.2):
     """Poll ``check`` until it returns something true (which is returned); fail naming ``what``."""
     import time

@@ -95,30 +95,23 @@ def test_an_experiment_that_exits_at_import_is_an_error(tmp_path, root, no_slurm
     assert_clean_error(run_cli("sweep", "--root", root, exp), "calls os._exit(0) when imported", root)
 
 
-def test_a_full_disk_is_a_clear_error_with_nothing_half_made(tmp_path, no_slurm):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs")
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
+def test_a_full_disk_is_a_clear_error_with_nothing_half_made(small_tmpfs, no_slurm):
+    mnt = small_tmpfs("256k")
+    (mnt / "runs").mkdir()
+    fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)  # fill it up
     try:
-        (mnt / "runs").mkdir()
-        fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)  # fill it up
-        try:
-            while True:
-                os.write(fd, b"\0" * 4096)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-        before = tree(mnt / "runs")
-        proc = run_cli("sweep", "--root", mnt / "runs", TINY, "with", "lr=[0.1,0.2]")
-        assert proc.returncode == 2, proc.stderr
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and "no space left on device" in lines[0].lower(), proc.stderr
-        assert tree(mnt / "runs") == before, "a half-made sweep was left behind"
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
     finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+        os.close(fd)
+    before = tree(mnt / "runs")
+    proc = run_cli("sweep", "--root", mnt / "runs", TINY, "with", "lr=[0.1,0.2]")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no space left on device" in lines[0].lower(), proc.stderr
+    assert tree(mnt / "runs") == before, "a half-made sweep was left behind"
 
 
 def test_bad_sweep_files(tmp_path, root, no_slurm):

@@ -487,36 +487,29 @@ def test_a_damaged_file_is_named_and_never_shown_as_a_state_the_point_is_not_in(
         assert rows[0]["state"] == "completed" and "completed 2" in status.stdout
 
 
-def test_a_job_that_fills_the_disk_ends_failed_with_that_cause(tmp_path, no_slurm):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], check=True)
-    try:
-        exp = write(tmp_path / "exp.py", """
-            import os
-            from sacred import Experiment
+def test_a_job_that_fills_the_disk_ends_failed_with_that_cause(tmp_path, no_slurm, small_tmpfs):
+    mnt = small_tmpfs("3m")
+    exp = write(tmp_path / "exp.py", """
+        import os
+        from sacred import Experiment
 
-            ex = Experiment("filler")
+        ex = Experiment("filler")
 
-            @ex.config
-            def config():
-                storage_dir = None
+        @ex.config
+        def config():
+            storage_dir = None
 
-            @ex.automain
-            def main(storage_dir):
-                with open(os.path.join(storage_dir, "blob"), "wb") as fh:
-                    while True:
-                        fh.write(b"x" * 65536)
-                        fh.flush()
-        """)
-        proc = run_cli("sweep", "--root", mnt / "runs", "--json", exp)
-        assert proc.returncode == 1, proc.stderr
-        point = json.loads(proc.stdout)["points"][0]
-        assert point["state"] == "failed"
-        last = json.loads((Path(point["storage_dir"]) / "ptslurm_status.json").read_text())["attempts"][-1]
-        assert last["cause"] == "no_space" and "No space left on device" in last["error"]
-        assert "No space left on device" in proc.stderr
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+        @ex.automain
+        def main(storage_dir):
+            with open(os.path.join(storage_dir, "blob"), "wb") as fh:
+                while True:
+                    fh.write(b"x" * 65536)
+                    fh.flush()
+    """)
+    proc = run_cli("sweep", "--root", mnt / "runs", "--json", exp)
+    assert proc.returncode == 1, proc.stderr
+    point = json.loads(proc.stdout)["points"][0]
+    assert point["state"] == "failed"
+    last = json.loads((Path(point["storage_dir"]) / "ptslurm_status.json").read_text())["attempts"][-1]
+    assert last["cause"] == "no_space" and "No space left on device" in last["error"]
+    assert "No space left on device" in proc.stderr
