@@ -354,23 +354,6 @@ def expand_ids(job_id: str) -> tp.List[str]:
     return out
 
 
-def accounting_states(job_ids: tp.Iterable[str]) -> tp.Dict[str, str]:
-    """One ``sacct`` call: job id -> final SLURM state ({} without accounting)."""
-    wanted = sorted({j.split("_")[0] for j in job_ids})
-    if not wanted or shutil.which("sacct") is None:
-        return {}
-    try:
-        out = run_command(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(wanted)], timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    states = {}
-    for line in out.stdout.splitlines():
-        job, _, state = line.partition("|")
-        for one in expand_ids(job.strip()):
-            states[one] = state.split()[0] if state else ""
-    return states
-
-
 def parse_pipe_table(text: str, fields: tp.Sequence[str]) -> tp.List[tp.Dict[str, str]]:
     """``sacctmgr -n -P ... format=A,B,C`` -> one dict per line."""
     rows = []

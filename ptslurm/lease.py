@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import storage
 from .errors import PtslurmError
+from .results import _alive
 
 LEASE = "ptslurm_lease.json"
 HEARTBEAT_S = 30.0
@@ -43,16 +44,6 @@ def _age_s(text: tp.Optional[str]) -> float:
         return float("inf")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stale(holder: tp.Optional[dict], me: str, scheduler_running: tp.Callable[[str], tp.Optional[bool]]) -> bool:
     """Whether a lease ``holder`` may be taken over by job ``me``. ``scheduler_running(job)``
     says whether the scheduler still runs a job (None: it cannot tell)."""
@@ -61,11 +52,10 @@ def stale(holder: tp.Optional[dict], me: str, scheduler_running: tp.Callable[[st
     job = str(holder.get("job_id", ""))
     if job and job == me:
         return True  # this job's own previous run (requeue): SLURM ended it before restarting
-    if holder.get("host") == socket.gethostname() and holder.get("pid"):
-        if not _pid_alive(int(holder["pid"])):
-            return True
-        if job.startswith("local-"):
-            return False
+    if not _alive(holder):
+        return True  # its process on this host is gone
+    if job.startswith("local-") and holder.get("host") == socket.gethostname():
+        return False
     if _age_s(holder.get("heartbeat")) > STALE_AFTER_S:
         return True
     if job and not job.startswith("local-"):

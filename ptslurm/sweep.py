@@ -525,11 +525,14 @@ def sweep_states(sweep_dir: Path, manifest: dict) -> tp.List[dict]:
         except (SubmissionError, OSError, executors.subprocess.TimeoutExpired):
             queue = None
     rows = results.point_states(manifest, queue)
-    if queue is not None and any(r["state"] == "lost" for r in rows):
-        accounting = executors.accounting_states(jobs)
+    lost_attempts = [a for r in rows for a in r["status"].get("attempts", [])
+                     if isinstance(a, dict) and a.get("state") == "lost" and a.get("job_id")]
+    if queue is not None and (lost_attempts or any(r["state"] == "lost" for r in rows)):
+        # one sacct call answers both: how a vanished job ended, and why killed attempts died
+        history = executors.accounting_history(jobs)
+        accounting = {job: runs[-1][1] for job, runs in history.items() if runs}
         rows = results.point_states(manifest, queue, accounting)
-    if queue is not None:
-        killed_causes(rows)
+        killed_causes(rows, history)
         if manifest.get("waves") and any(r["state"] == "waiting" for r in rows):
             try:  # a wave whose tasks were all killed has nobody left to submit the next
                 if next_wave(sweep_dir):
@@ -539,16 +542,13 @@ def sweep_states(sweep_dir: Path, manifest: dict) -> tp.List[dict]:
     return rows
 
 
-def killed_causes(rows: tp.Sequence[dict]) -> None:
+def killed_causes(rows: tp.Sequence[dict], history: tp.Dict[str, tp.List[tp.Tuple[str, str]]]) -> None:
     """Give attempts that were killed without a word (``lost`` in their status file) their
-    cause from SLURM's accounting, one ``sacct`` call for the whole sweep: the run of the job
-    that started when the attempt did. In memory only: the job owns its status file."""
-    lost = [(a, r) for r in rows for a in r["status"].get("attempts", [])
+    cause from SLURM's accounting ``history`` (every run of each job): the run that started
+    when the attempt did. In memory only: the job owns its status file."""
+    lost = [a for r in rows for a in r["status"].get("attempts", [])
             if isinstance(a, dict) and a.get("state") == "lost" and a.get("job_id")]
-    if not lost:
-        return
-    history = executors.accounting_history({a["job_id"] for a, _ in lost})
-    for attempt, _ in lost:
+    for attempt in lost:
         started = results._time(attempt.get("started"))
         runs = [(abs((results._time(start) or 0) - started), state) for start, state in history.get(attempt["job_id"], [])
                 if started is not None and results._time(start) is not None]

@@ -28,8 +28,10 @@ def fake_bin(folder: Path, log: Path, n: int) -> None:
         "sbatch": "exit 0",
         "scontrol": 'case "$1" in ping) echo "Slurmctld(primary) at ctl is UP";; esac',
         "squeue": "",
-        "sacct": f"for i in $(seq 0 {n - 1}); do if [ $((i % 10)) = 0 ]; then echo \"1_$i|CANCELLED by 0\"; "
-                 f"else echo \"1_$i|COMPLETED\"; fi; done",
+        # JobID|State|Start, as `sacct -n -D -X -P -o JobID,State,Start` prints
+        "sacct": f"for i in $(seq 0 {n - 1}); do if [ $((i % 10)) = 0 ]; then "
+                 f"echo \"1_$i|CANCELLED by 0|2026-11-29T01:00:00\"; "
+                 f"else echo \"1_$i|COMPLETED|2026-11-29T01:00:00\"; fi; done",
     }
     for name, body in scripts.items():
         path = folder / name
