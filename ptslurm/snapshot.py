@@ -138,11 +138,12 @@ def files(lay: Layout, skip: tp.Iterable[Path] = (), must: tp.Iterable[str] = ()
     root = lay.root
     skip_real = {os.path.realpath(s) for s in skip}
     out: tp.Dict[str, int] = {}
-    stack: tp.List[tp.Tuple[Path, tp.Optional[list]]] = [(root, None)]
+    stack: tp.List[tp.Tuple[Path, tp.Optional[list], tp.Any]] = [(root, None, None)]
     while stack:
-        directory, inherited = stack.pop()
+        directory, inherited, spec = stack.pop()
         lines = _ignore_spec(root, directory, inherited)
-        spec = _matcher(lines)
+        if lines is not inherited:  # this folder has ignore files of its own
+            spec = _matcher(lines)
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError as exc:
@@ -162,7 +163,7 @@ def files(lay: Layout, skip: tp.Iterable[Path] = (), must: tp.Iterable[str] = ()
                     continue
                 if spec is not None and spec.match_file(rel + "/"):
                     continue
-                stack.append((Path(entry.path), lines))
+                stack.append((Path(entry.path), lines, spec))
             elif entry.is_file():  # a symlink to a file is copied as the file
                 if name.endswith(SKIP_SUFFIXES) or (name.startswith("ckpt_") and name.endswith(".pth")):
                     continue
