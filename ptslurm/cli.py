@@ -217,285 +217,89 @@ def _resources(args, prof: dict):
     return Resources(timeout_min=timeout, sbatch_args=extra, **res)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def cmd_sweep(args, argv: tp.List[str], updates: tp.List[str]) -> int:
+def cmd_sweep(args: argparse.Namespace, argv: tp.List[str], updates: tp.List[str]) -> int:
     from . import profile as profiles
+    from . import render
     from . import sweep as sweeps
 
-    started = time.perf_counter()
     prof = profiles.load(profiles.find(args.profile))
     key = args.storage_key if args.storage_key is not None else prof.get("storage_key")
-    jobs = args.jobs if args.jobs is not None else prof.get("jobs") or 1
     request = sweeps.SweepRequest(
         experiment=args.experiment, with_tokens=tuple(updates), sweep_file=args.sweep_file,
         name=args.name, root=args.root or prof.get("root"), storage_key=key or None,
-        executor=args.executor or prof.get("executor") or "auto", jobs=jobs,
+        executor=args.executor or prof.get("executor") or "auto",
+        jobs=args.jobs if args.jobs is not None else prof.get("jobs") or 1,
         resources=_resources(args, prof), dry_run=args.dry_run, argv=tuple(argv),
         max_snapshot_mb=args.max_snapshot_mb if args.max_snapshot_mb is not None else sweeps.snapshot.DEFAULT_MAX_MB,
         max_points=args.max_points if args.max_points is not None else sweeps.grid.DEFAULT_MAX_POINTS,
     )
-    plan = sweeps.plan(request)
-    try:
-        return _sweep_planned(args, plan, started)
-    finally:
-        plan.discard()
-
-
-def _sweep_planned(args, plan, started: float) -> int:
-    from . import sweep as sweeps
-
-    request = plan.request
-    timing = {"preflight": time.perf_counter() - started}
-    for warning in plan.warnings:
-        print(f"ptslurm: warning: {warning}", file=sys.stderr)
+    outcome = sweeps.run(request, wait=args.wait, events=Printer())
     if args.dry_run:
-        return _dry_run(plan, args.json)
-    manifest = sweeps.existing(plan)
-    if manifest is not None and manifest.get("state") == "submitting" and manifest.get("executor") == "slurm":
-        # an interrupted submission (killed, ssh dropped): finish it, exactly once
-        backend = sweeps.slurm_backend(plan)
-        before = sum(1 for e in manifest["points"] if e.get("job_id"))
-        adopted = sweeps.submit(plan, plan.sweep_dir, manifest, backend)
-        queued = len(manifest["points"]) - before - adopted
-        print(f"ptslurm: finished the interrupted submission of {plan.name!r}: {before} point(s) were recorded, "
-              f"{adopted} adopted from the queue, {queued} queued now", file=sys.stderr)
-        return _finish(args, plan.sweep_dir, manifest, sbatch_calls=backend.sbatch_calls)
-    if manifest is not None and manifest.get("executor") == "local":
-        rows = sweeps.sweep_states(plan.sweep_dir, manifest)
-        runner_gone = not sweeps.results._alive(manifest.get("runner") or {})
-        left = [r["index"] for r in rows if runner_gone and r["state"] in ("lost", "interrupted")]
-        if left:
-            print(f"ptslurm: running the {_plural(len(left), 'point')} an interrupted run left (resuming from "
-                  f"their checkpoints)", file=sys.stderr)
-            sweeps.resubmit(plan.sweep_dir, left)
-            manifest = sweeps.storage.read_manifest(plan.sweep_dir)
-            return _finish(args, plan.sweep_dir, manifest, sbatch_calls=0,
-                           rows=sweeps.sweep_states(plan.sweep_dir, manifest))
-    if manifest is not None:
-        print(f"ptslurm: sweep {plan.name!r} already exists with this spec: nothing new to submit",
-              file=sys.stderr)
-        return _finish(args, plan.sweep_dir, manifest, sbatch_calls=0, already=True)
-    n = len(plan.points)
-    if plan.executor == "slurm":
-        backend = sweeps.slurm_backend(plan)
-        note = sweeps.time_limit_note(request.resources)
-        backend.validate(n)
-        t_create = time.perf_counter()
-        sweep_dir, manifest = sweeps.create(plan)
-        sweeps.submit(plan, sweep_dir, manifest, backend)
-        timing["submit"] = time.perf_counter() - t_create
-        arrays = sorted({e["job_id"].split("_")[0] for e in manifest["points"] if e["job_id"]})
-        now = sum(1 for e in manifest["points"] if e["job_id"])
-        print(f"ptslurm: queued {_plural(now, 'point')} of {plan.experiment_name!r} as "
-              f"{len(arrays)} job array{'s' if len(arrays) != 1 else ''} ({', '.join(arrays)})", file=sys.stderr)
-        if manifest.get("waves"):
-            print(f"ptslurm: the cluster lets you queue {manifest['waves']['limit']} jobs: the other "
-                  f"{n - now} points wait and are submitted in waves as these end (job "
-                  f"{manifest['waves'].get('job') or '-'} submits the next)", file=sys.stderr)
-        if note:
-            print(f"ptslurm: {note}", file=sys.stderr)
-        return _finish(args, sweep_dir, manifest, sbatch_calls=backend.sbatch_calls, timing=timing)
-    sweep_dir, manifest = sweeps.create(plan)
-    print(f"ptslurm: no SLURM here: running {_plural(n, 'point')} of {plan.experiment_name!r} "
-          f"locally, {request.jobs} at a time" if request.executor == "auto" else
-          f"ptslurm: running {_plural(n, 'point')} locally, {request.jobs} at a time", file=sys.stderr)
-    progress = Progress(n)
-    rows = sweeps.run_local(plan, sweep_dir, manifest, on_change=progress.show)
-    progress.show(rows, final=True)
-    return _finish(args, sweep_dir, manifest, sbatch_calls=0, rows=rows)
+        p = outcome.plan
+        if args.json:
+            print(json.dumps(render.dry_run_json(p), indent=2))
+        elif p.executor == "slurm":
+            from .executor import SlurmBackend
 
+            print(render.dry_run(p, SlurmBackend(p.sweep_dir, request.resources, p.name).batch_script(len(p.points)),
+                                 None))
+        else:
+            from .executor import LocalBackend
 
-def _finish(args, sweep_dir, manifest, sbatch_calls, rows=None, already=False, timing=None) -> int:
-    from . import sweep as sweeps
-
-    if args.wait and rows is None:
-        progress = Progress(len(manifest["points"]))
-        while True:
-            manifest = sweeps.storage.read_manifest(sweep_dir)  # waves add job ids as they go
-            rows = sweeps.sweep_states(sweep_dir, manifest)
-            done = all(r["state"] in sweeps.results.TERMINAL for r in rows)
-            progress.show(rows, final=done)
-            if done:
-                break
-            time.sleep(float(os.environ.get("PTSLURM_POLL_S", "2")))
+            print(render.dry_run(p, None, LocalBackend(p.sweep_dir, request.jobs).command("INDEX")))
+        return 0
     if args.json:
-        state = manifest["state"]
-        if rows is not None:
-            ended = all(r["state"] in sweeps.results.TERMINAL for r in rows)
-            ok = all(r["state"] == "completed" for r in rows)
-            state = ("completed" if ok else "ended") if ended else "running"
-        summary = {"sweep_dir": str(sweep_dir), "name": manifest["name"], "executor": manifest["executor"],
-                   "state": state, "already_submitted": already, "sbatch_calls": sbatch_calls,
-                   "timing_s": {k: round(v, 3) for k, v in (timing or {}).items()},
-                   "points": [{"index": e["index"], "storage_dir": e["storage_dir"], "job_id": e["job_id"],
-                               "updates": e["updates"], "named_configs": e["named_configs"],
-                               "seed": e.get("seed")}
-                              for e in manifest["points"]]}
-        if rows is not None:
-            states = {r["index"]: r["state"] for r in rows}
-            for p in summary["points"]:
-                p["state"] = states.get(p["index"])
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(render.summary_json(outcome), indent=2))
     else:
-        print(sweep_dir)
-    if rows is not None:
-        sweeps.check_finished(rows, sweep_dir)
+        print(outcome.sweep_dir)
+    if outcome.rows is not None:
+        sweeps.check_finished(outcome.rows, tp.cast(tp.Any, outcome.sweep_dir))
     return 0
 
 
-class Progress:
-    """One line of counts and a bar; rewritten in place on a terminal, printed on change
-    otherwise (CI logs)."""
+class Printer:
+    """``sweep.Events`` for a terminal: messages and warnings on stderr; the progress line
+    rewritten in place on a terminal, printed on change otherwise (CI logs)."""
 
-    def __init__(self, total: int):
-        self.total = total
+    def __init__(self) -> None:
         self.last = ""
         self.tty = sys.stderr.isatty()
 
-    def show(self, rows, final: bool = False) -> None:
-        from .results import TERMINAL, counts
+    def message(self, text: str) -> None:
+        print(f"ptslurm: {text}", file=sys.stderr)
 
-        c = counts(rows)
-        done = sum(v for k, v in c.items() if k in TERMINAL)
-        width = 24
-        bar = "#" * (width * done // max(self.total, 1))
-        text = f"[{bar:<{width}}] {done}/{self.total}  " + "  ".join(f"{k} {v}" for k, v in c.items())
+    def warning(self, text: str) -> None:
+        print(f"ptslurm: warning: {text}", file=sys.stderr)
+
+    def progress(self, rows: tp.Sequence[tp.Any], final: bool = False) -> None:
+        from .render import counts_line
+
+        text = counts_line(rows, len(rows), 24)
         if text == self.last:
             if final and self.tty:
                 sys.stderr.write("\n")
             return
         self.last = text
-        if self.tty:
-            sys.stderr.write("\r\033[K" + text + ("\n" if final else ""))
-        else:
-            sys.stderr.write(text + "\n")
+        sys.stderr.write("\r\033[K" + text + ("\n" if final else "") if self.tty else text + "\n")
         sys.stderr.flush()
 
 
-def _dry_run(plan, as_json: bool) -> int:
-    from .executor import LocalBackend, SlurmBackend
-
-    sweep_dir = plan.sweep_dir
-    if as_json:
-        print(json.dumps({"name": plan.name, "sweep_dir": str(sweep_dir), "executor": plan.executor,
-                          "points": [{"index": p.index, "updates": p.updates, "named_configs": list(p.named_configs),
-                                      "storage_dir": str(d)} for p, d in zip(plan.points, plan.predicted_dirs)]},
-                         indent=2))
-        return 0
-    varied = list(plan.points[0].varied) if plan.points else []
-    header = ["#"] + varied + ["storage dir (would be)"]
-    rows = [[str(p.index)] + [_cell(p.varied_values().get(k, ""), k) for k in varied] + [str(d)]
-            for p, d in zip(plan.points, plan.predicted_dirs)]
-    print(f"sweep {plan.name!r}: {len(plan.points)} points of experiment {plan.experiment_name!r} "
-          f"({plan.executor}); sweep dir would be {sweep_dir}")
-    print(format_table(header, rows, max_width=200))
-    if plan.storage_key:
-        print(f"each point's storage dir is injected as {plan.storage_key}")
-    if plan.executor == "slurm":
-        print("\nbatch script (one per job array):\n")
-        print(SlurmBackend(sweep_dir, plan.request.resources, plan.name).batch_script(len(plan.points)))
-    else:
-        print("\nlocal command per point:\n")
-        import shlex
-
-        print(" ".join(shlex.quote(c) for c in LocalBackend(sweep_dir, plan.request.jobs).command("INDEX")))
-        print(f"(in {plan.workdir})")
-    print("dry run: nothing was created or submitted")
-    return 0
-
-
-def _cell(value, key: str = "") -> str:
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return " ".join(value)
-    if key == "named_configs":  # names, as collect shows them
-        return str(value)
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def format_table(header: tp.Sequence[str], rows: tp.Sequence[tp.Sequence[str]], max_width: int = 40,
-                 total_width: int = 100) -> str:
-    """Aligned columns, cells cut at ``max_width``; a table wider than ``total_width`` is
-    printed in blocks of columns, each repeating the first column (as pandas does)."""
-    cut = lambda s: s if len(s) <= max_width else s[: max_width - 1] + "…"
-    table = [[cut(str(c)) for c in header]] + [[cut(str(c)) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    blocks, current, used = [], [0], widths[0]
-    for i in range(1, len(header)):
-        if used + 2 + widths[i] > total_width and len(current) > 1:
-            blocks.append(current)
-            current, used = [0], widths[0]
-        current.append(i)
-        used += 2 + widths[i]
-    blocks.append(current)
-    out = []
-    for cols in blocks:
-        lines = ["  ".join(r[i].ljust(widths[i]) for i in cols).rstrip() for r in table]
-        lines.insert(1, "  ".join("-" * widths[i] for i in cols))
-        out.append("\n".join(lines))
-    return "\n\n".join(out)
-
-
-def _sweep(args):
+def _sweep(args: argparse.Namespace) -> tp.Tuple[tp.Any, tp.Any]:
     from . import storage
 
     path = storage.find_sweep(args.sweep, args.root)
     return path, storage.read_manifest(path)
 
 
-def _age(text) -> str:
-    import datetime
+def _warn_damaged(index: int, paths: tp.Iterable[str]) -> None:
+    from .render import damaged
 
-    if not text:
-        return "-"
-    try:
-        then = datetime.datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return "-"
-    secs = max(0, int(time.time() - then))
-    return f"{secs}s ago" if secs < 120 else f"{secs // 60}m ago" if secs < 7200 else f"{secs // 3600}h ago"
+    for path in paths:
+        print(f"ptslurm: warning: {damaged(index, path)}", file=sys.stderr)
 
 
-def _duration(secs: float) -> str:
-    secs = int(secs)
-    return f"{secs // 3600}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
-
-
-def render_status(manifest, rows) -> str:
-    from .results import TERMINAL, counts
-
-    varied = list(manifest.get("varied", []))
-    header = ["#"] + varied + ["state", "att", "progress", "heartbeat", "elapsed", "job"]
-    table = []
-    for r in rows:
-        progress = "-" if r["iteration"] is None else f"it {r['iteration']}" + (
-            f" ep {r['epoch']}" if r.get("epoch") is not None else "")
-        # an ended point has no heartbeat to watch: show when it ended
-        beat = f"ended {_age(r['ended'])}" if r["state"] in TERMINAL and r.get("ended") else \
-            "-" if r["state"] in TERMINAL else _age(r["heartbeat"])
-        table.append([str(r["index"])] + [_cell(r["varied"].get(k, ""), k) for k in varied] +
-                     [r["state"], str(r["attempts"]), progress, beat, _duration(r["elapsed_s"]),
-                      r["job_id"] or "-"])
-    c = counts(rows)
-    done = sum(v for k, v in c.items() if k in TERMINAL)
-    bar = "#" * (30 * done // max(len(rows), 1))
-    summary = f"[{bar:<30}] {done}/{len(rows)} ended  " + "  ".join(f"{k} {v}" for k, v in c.items())
-    width = max(12, 60 // max(len(varied), 1))
-    return f"sweep {manifest['name']} ({manifest.get('executor')})\n" + format_table(header, table, max_width=width) + \
-        "\n" + summary
-
-
-def warn_damaged(index, paths) -> None:
-    """One line per damaged file: which file, and what the command did about it."""
-    for path in paths or ():
-        print(f"ptslurm: warning: {path} is damaged (truncated, or not what ptslurm or sacred wrote); "
-              f"point {index} is shown without what it held", file=sys.stderr)
-
-
-def cmd_status(args) -> int:
-    from . import results
+def cmd_status(args: argparse.Namespace) -> int:
+    from . import render, results
     from . import sweep as sweeps
 
     sweep_dir, manifest = _sweep(args)
@@ -504,31 +308,27 @@ def cmd_status(args) -> int:
         rows = results.status_rows(manifest, sweeps.sweep_states(sweep_dir, manifest))
         if not warned:
             for r in rows:
-                warn_damaged(r["index"], r.get("damaged"))
+                _warn_damaged(r.index, r.damaged)
             warned = True
-        finished = all(r["state"] in results.TERMINAL for r in rows)
         if args.json:
-            print(json.dumps([{k: v for k, v in r.items() if k != "status"} for r in rows], indent=2))
+            print(json.dumps([r.to_json() for r in rows], indent=2))
         else:
-            text = render_status(manifest, rows)
+            text = render.status(manifest, rows)
             if args.watch and sys.stdout.isatty():
                 sys.stdout.write("\033[H\033[J")
             print(text, flush=True)
-        if not args.watch or finished:
+        if not args.watch or results.ended(rows):
             return 0
         time.sleep(args.interval)
 
 
-def cmd_collect(args) -> int:
-    import csv
-    import io
-
-    from . import results, storage
+def cmd_collect(args: argparse.Namespace) -> int:
+    from . import render, results, storage
 
     dirs = [storage.find_sweep(s, args.root) for s in args.sweeps]
     records, save_cache = results.read_records(dirs, args.root, use_cache=not args.no_cache)
     for r in records:
-        warn_damaged(r["index"], r.pop("_damaged", None))
+        _warn_damaged(r["index"], r.pop("_damaged", ()))
     if args.best:
         ranked = results.sort_records(records, args.best)
         key = f"{args.best}/best" if f"{args.best}/best" in ranked[0] else args.best
@@ -539,48 +339,19 @@ def cmd_collect(args) -> int:
         return 0
     if args.sort:
         records = results.sort_records(records, args.sort)
-    columns = []
-    for r in records:
-        columns += [k for k in r if k not in columns]
-    if len(dirs) == 1 and "sweep" in columns:
-        columns.remove("sweep")
-    out = io.StringIO()
-    if args.format == "json":
-        json.dump([{k: r.get(k) for k in columns} for r in records], out, indent=2)
-        out.write("\n")
-    elif args.format == "csv":
-        writer = csv.writer(out)
-        writer.writerow(columns)
-        writer.writerows([r.get(k) for k in columns] for r in records)
-    else:
-        cells = [[_fmt(r.get(k)) for k in columns] for r in records]
-        if args.format == "md":
-            out.write("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n")
-            out.writelines("| " + " | ".join(c) + " |\n" for c in cells)
-        else:
-            shown = [c for c in columns if c != "storage_dir"]
-            idx = [columns.index(c) for c in shown]
-            out.write(format_table(shown, [[row[i] for i in idx] for row in cells], max_width=30) + "\n")
+    text = render.records(records, args.format, one_sweep=len(dirs) == 1)
     if args.output:
         from pathlib import Path
 
-        Path(args.output).write_text(out.getvalue())
+        Path(args.output).write_text(text)
         print(f"wrote {len(records)} rows to {args.output}", file=sys.stderr)
     else:
-        sys.stdout.write(out.getvalue())
+        sys.stdout.write(text)
     save_cache()
     return 0
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
-def cmd_cancel(args) -> int:
+def cmd_cancel(args: argparse.Namespace) -> int:
     from . import sweep as sweeps
 
     sweep_dir, manifest = _sweep(args)
@@ -590,13 +361,13 @@ def cmd_cancel(args) -> int:
     return 0
 
 
-def cmd_resubmit(args) -> int:
+def cmd_resubmit(args: argparse.Namespace) -> int:
     from . import sweep as sweeps
+    from .records import RETRYABLE
 
     sweep_dir, manifest = _sweep(args)
     if args.failed:
-        rows = sweeps.sweep_states(sweep_dir, manifest)
-        indices = [r["index"] for r in rows if r["state"] in sweeps.RETRYABLE]
+        indices = [r.index for r in sweeps.sweep_states(sweep_dir, manifest) if r.state in RETRYABLE]
     else:
         indices = sweeps.select_points(manifest, args.points)
     if not indices:
@@ -613,17 +384,16 @@ def cmd_resubmit(args) -> int:
     return 0
 
 
-def cmd_logs(args) -> int:
-    from . import results
+def cmd_logs(args: argparse.Namespace) -> int:
+    from . import records
     from . import sweep as sweeps
+    from .records import TERMINAL, State
 
     sweep_dir, manifest = _sweep(args)
-    n = len(manifest["points"])
-    if not 0 <= args.point < n:
-        raise UsageError(f"point {args.point} is out of range: sweep {manifest['name']!r} has points 0-{n - 1}")
-    path, status = sweeps.log_paths(sweep_dir, manifest, args.point, args.attempt, live=args.follow)
-    if status.get("note"):
-        print(status["note"], file=sys.stderr)
+    entry = manifest.point(args.point)
+    path, chosen, note = sweeps.log_paths(sweep_dir, manifest, args.point, args.attempt, live=args.follow)
+    if note:
+        print(note, file=sys.stderr)
     offset = 0
     while True:
         try:
@@ -631,27 +401,25 @@ def cmd_logs(args) -> int:
                 fh.seek(offset)
                 chunk = fh.read()
                 offset = fh.tell()
-        except (OSError, TypeError):
+        except OSError:
             chunk = ""
         sys.stdout.write(chunk)
         sys.stdout.flush()
-        state = results.read_status(manifest["points"][args.point]["storage_dir"]).get("state", "pending")
-        if not args.follow or state in results.TERMINAL:
+        if not args.follow or records.read_status(entry.path).state in TERMINAL:
             break
         time.sleep(1)
-    attempts = status.get("attempts", [])
-    chosen = attempts[(args.attempt or len(attempts)) - 1] if attempts else {}
-    if chosen.get("traceback") and chosen.get("state") in ("failed", "requeued") and chosen.get("cause") == "failed":
+    if chosen is not None and chosen.traceback and chosen.state in (State.FAILED, State.REQUEUED) \
+            and chosen.cause == "failed":
         if not offset:
             print(f"(no captured output at {path})")
-        print(f"--- attempt {chosen['attempt']} failed ---")
-        sys.stdout.write(chosen["traceback"])
+        print(f"--- attempt {chosen.attempt} failed ---")
+        sys.stdout.write(chosen.traceback)
     elif not offset:
         print(f"(no output yet for point {args.point}: {path})")
     return 0
 
 
-def cmd_plot(args) -> int:
+def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from . import results
@@ -663,8 +431,8 @@ def cmd_plot(args) -> int:
     return 0
 
 
-def cmd_list(args) -> int:
-    from . import results, storage
+def cmd_list(args: argparse.Namespace) -> int:
+    from . import render, results, storage
     from . import sweep as sweeps
 
     root = storage.resolve_root(args.root)
@@ -675,17 +443,15 @@ def cmd_list(args) -> int:
         except PtslurmError as exc:
             rows.append([sweep_dir.name, "?", "?", "?", f"unreadable: {exc}"])
             continue
-        c = results.counts(sweeps.sweep_states(sweep_dir, manifest))
-        rows.append([manifest["name"], manifest["experiment"]["name"], manifest.get("executor", "?"),
-                     manifest.get("created", "?")[:16], "  ".join(f"{k} {v}" for k, v in c.items())])
+        rows.append(render.sweep_row(manifest, sweeps.sweep_states(sweep_dir, manifest)))
     if not rows:
         print(f"no sweeps under {root}")
         return 0
-    print(format_table(["sweep", "experiment", "executor", "created", "points"], rows, max_width=40))
+    print(render.sweeps(rows))
     return 0
 
 
-def cmd_init(args) -> int:
+def cmd_init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .profile import init
@@ -695,7 +461,7 @@ def cmd_init(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     from . import sweep as sweeps
 
     sweep_dir, manifest = _sweep(args)
@@ -709,12 +475,13 @@ def cmd_run(args) -> int:
     return 0
 
 
-def cmd_show(args) -> int:
+def cmd_show(args: argparse.Namespace) -> int:
+    from . import render
     from . import sweep as sweeps
 
     sweep_dir, manifest = _sweep(args)
     config, source = sweeps.point_config(manifest, args.point)
-    print(f"# point {args.point} of {manifest['name']}: {source}", file=sys.stderr)
+    print(render.point_header(args.point, manifest, source), file=sys.stderr)
     print(json.dumps(config, indent=2, sort_keys=False))
     return 0
 
@@ -734,10 +501,6 @@ def _parse(parser: argparse.ArgumentParser, rest: tp.List[str], updates: tp.List
 
 def main(argv: tp.Optional[tp.List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    import warnings
-
-    # sacred 0.8 imports pkg_resources; its deprecation notice would break one-line errors
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     parser = build_parser()
     rest, updates = split_with(argv)
     try:
@@ -767,7 +530,7 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise
         where = f" on {exc.filename}" if exc.filename else ""
-        print(f"ptslurm: error: {exc.strerror.lower()}{where}; free space or choose another --root, then run the "
+        print(f"ptslurm: error: {(exc.strerror or str(exc)).lower()}{where}; free space or choose another --root, then run the "
               f"command again", file=sys.stderr)
         return 2
 

@@ -12,6 +12,7 @@ import inspect
 import typing as tp
 
 from .errors import UsageError
+from .storage import jsonable
 
 FACTORY = "factory"
 
@@ -57,18 +58,6 @@ def _is_config(value: tp.Any) -> bool:
     return isinstance(value, dict) and FACTORY in value
 
 
-def _jsonable(value: tp.Any) -> tp.Any:
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if inspect.isclass(value) or inspect.isfunction(value):
-        return factory_name(value)
-    return value
-
-
 def _parameters(factory: tp.Callable) -> tp.List[inspect.Parameter]:
     target = factory.__init__ if inspect.isclass(factory) else factory
     params = list(inspect.signature(target).parameters.values())
@@ -90,14 +79,14 @@ def fill_config(config: dict) -> dict:
         if p.name not in config:
             if p.default is inspect.Parameter.empty:
                 continue
-            config[p.name] = _jsonable(copy.deepcopy(p.default))
+            config[p.name] = jsonable(copy.deepcopy(p.default))
         # read back: inside a sacred config scope the dict stores its own (dogmatic) copy
         # that carries the command line's fixed values
         value = config[p.name]
         if _is_config(value):
             fill_config(value)
         elif isinstance(value, (tuple, type)) or inspect.isfunction(value):
-            config[p.name] = _jsonable(value)
+            config[p.name] = jsonable(value)
     return config
 
 

@@ -10,14 +10,13 @@ import contextlib
 import difflib
 import importlib.util
 import os
-import subprocess
 import sys
 import tempfile
 import traceback
 import typing as tp
-import warnings
 from pathlib import Path
 
+from . import commands, sacred_adapter
 from .errors import ExperimentError
 from .spec import Point
 
@@ -42,19 +41,19 @@ def load(path: tp.Union[str, Path], module_name: tp.Optional[str] = None, light:
         raise ExperimentError(f"experiment file {str(path)!r} is not a readable file")
     if path.suffix != ".py":
         raise ExperimentError(f"experiment file {str(path)!r} is not a Python file (.py)")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-        import sacred
     name = module_name or path.stem
     folder = str(path.resolve().parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(name, str(path.resolve()))
+    if spec is None or spec.loader is None:
+        raise ExperimentError(f"experiment file {str(path)!r} cannot be imported as a module")
     module = importlib.util.module_from_spec(spec)
     previous = sys.modules.get(name)
     sys.modules[name] = module
     try:
-        with tolerant_git(), (_light_sources() if light else contextlib.nullcontext()), _no_hard_exit():
+        with sacred_adapter.tolerant_git(), (sacred_adapter.light_sources() if light else contextlib.nullcontext()), \
+                _no_hard_exit():
             spec.loader.exec_module(module)
     except BaseException as exc:  # noqa: B902 - a user's script may raise anything, even SystemExit
         if previous is not None:
@@ -65,7 +64,7 @@ def load(path: tp.Union[str, Path], module_name: tp.Optional[str] = None, light:
             raise
         raise ExperimentError(f"experiment file {str(path)!r} failed to import: "
                               f"{_describe(exc, str(path.resolve()))}") from None
-    found = [(k, v) for k, v in vars(module).items() if isinstance(v, sacred.Experiment)]
+    found = [(k, v) for k, v in vars(module).items() if sacred_adapter.is_experiment(v)]
     unique = {id(v): (k, v) for k, v in found}
     if not unique:
         raise ExperimentError(f"{str(path)!r} defines no sacred Experiment; "
@@ -98,48 +97,6 @@ def _no_hard_exit():
         os._exit = original
 
 
-@contextlib.contextmanager
-def tolerant_git():
-    """sacred reads the git state when an Experiment is created and raises in a repository
-    with no commits yet (``Reference at 'refs/heads/main' does not exist``). Treat such a
-    repository as having no commit instead; the manifest records why."""
-    import sacred.dependencies as deps
-
-    original = deps.get_commit_if_possible
-
-    def tolerant(filename, save_git_info):
-        try:
-            return original(filename, save_git_info)
-        except ValueError as exc:
-            if "does not exist" not in str(exc) and "Reference" not in str(exc):
-                raise
-            return None, None, None
-
-    deps.get_commit_if_possible = tolerant
-    try:
-        yield
-    finally:
-        deps.get_commit_if_possible = original
-
-
-@contextlib.contextmanager
-def _light_sources():
-    import sacred.dependencies as deps
-    import sacred.ingredient as ing
-
-    original = ing.gather_sources_and_dependencies
-
-    def main_file_only(globs, save_git_info, base_dir=None):
-        _, main = deps.get_main_file(globs, False)
-        return main, ({main} if main is not None else set()), set()
-
-    ing.gather_sources_and_dependencies = main_file_only
-    try:
-        yield
-    finally:
-        ing.gather_sources_and_dependencies = original
-
-
 def _describe(exc: BaseException, filename: tp.Optional[str] = None) -> str:
     """``Type: message (file:line)`` for the innermost frame in ``filename`` (or the last)."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -161,23 +118,32 @@ def module_files() -> tp.List[str]:
     return out
 
 
+def _quiet_logger() -> tp.Any:
+    """A logger that drops what sacred logs while the pre-flight builds configs."""
+    import logging
+
+    quiet = logging.getLogger("ptslurm.preflight")
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+    return quiet
+
+
 @contextlib.contextmanager
-def sandbox(ex, quiet: bool = True):
+def sandbox(ex: tp.Any, quiet: bool = True) -> tp.Iterator[None]:
     """Config scopes may create directories under ``$STORAGE_ROOT`` or append observers:
     point the one at a temporary directory and restore the other afterwards. ``quiet``
-    silences sacred's logger (pre-flight builds many configs)."""
+    silences sacred's logger (pre-flight builds many configs).
+
+    This changes the process's environment while it lasts: it is only entered in processes
+    that ptslurm owns (the pre-flight's, a job's), never in a caller's."""
     observers = list(ex.observers)
     logger = ex.logger
     old_root = os.environ.get("STORAGE_ROOT")
     with tempfile.TemporaryDirectory(prefix="ptslurm-preflight-") as scratch:
         os.environ["STORAGE_ROOT"] = scratch
         if logger is None and quiet:
-            import logging
-
-            quiet = logging.getLogger("ptslurm.preflight")
-            quiet.addHandler(logging.NullHandler())
-            quiet.propagate = False
-            ex.logger = quiet
+            ex.logger = _quiet_logger()
         try:
             yield
         finally:
@@ -187,61 +153,6 @@ def sandbox(ex, quiet: bool = True):
                 os.environ.pop("STORAGE_ROOT", None)
             else:
                 os.environ["STORAGE_ROOT"] = old_root
-
-
-def build_config(ex, updates: tp.Dict[str, tp.Any], named_configs: tp.Sequence[str] = ()):
-    """Build the full config for one point exactly as sacred would before calling main.
-
-    Returns ``(config, added_keys, own_seed)`` where ``added_keys`` are dotted keys that the
-    updates or named configs introduced although no config scope defines them and
-    ``own_seed`` tells whether the config (scopes, named configs or updates) set ``seed``
-    rather than sacred drawing one. Sacred exceptions
-    propagate; callers wrap them (see ``preflight``). Call inside ``sandbox(ex)``.
-    """
-    from sacred.initialize import (
-        create_scaffolding,
-        distribute_config_updates,
-        distribute_presets,
-        gather_ingredients_topological,
-        get_config_modifications,
-        get_configuration,
-        get_scaffolding_and_config_name,
-        initialize_logging,
-    )
-    from sacred.utils import convert_to_nested_dict, iterate_flattened, join_paths, set_by_dotted_path
-
-    sorted_ingredients = gather_ingredients_topological(ex)
-    scaffolding = create_scaffolding(ex, sorted_ingredients)
-    prefixes = sorted([s.split(".") for s in scaffolding if s != ""], reverse=True, key=len)
-    config_updates = convert_to_nested_dict(dict(updates))
-    _, run_logger = initialize_logging(ex, scaffolding)
-    distribute_config_updates(prefixes, scaffolding, config_updates)
-    for ncfg in named_configs:
-        scaff, cfg_name = get_scaffolding_and_config_name(ncfg, scaffolding)
-        if cfg_name not in scaff.named_configs:
-            available = ", ".join(sorted(scaff.named_configs)) or "none"
-            raise KeyError(f"unknown named config {ncfg!r} (available: {available})")
-        scaff.gather_fallbacks()
-        ncfg_updates = scaff.run_named_config(cfg_name)
-        distribute_presets(scaff.path, prefixes, scaffolding, ncfg_updates)
-        for key, value in iterate_flattened(ncfg_updates):
-            set_by_dotted_path(config_updates, join_paths(scaff.path, key), value)
-    distribute_config_updates(prefixes, scaffolding, config_updates)
-    for scaffold in scaffolding.values():
-        scaffold.gather_fallbacks()
-        scaffold.set_up_config()
-        config = get_configuration(scaffolding)
-        hook_updates = scaffold.run_config_hooks(config, "main", run_logger)
-        from sacred.utils import recursive_update
-
-        recursive_update(scaffold.config, hook_updates)
-    root = scaffolding.get("") or next(iter(scaffolding.values()))
-    own_seed = root.config.get("seed") is not None
-    for scaffold in reversed(list(scaffolding.values())):
-        scaffold.set_up_seed()
-    config = get_configuration(scaffolding)
-    mods = get_config_modifications(scaffolding)
-    return config, set(mods.added), own_seed
 
 
 def get_dotted(config: dict, key: str, default=_MISSING):
@@ -277,12 +188,12 @@ def preflight(ex, points: tp.Sequence[Point], storage_keys: tp.Sequence[str],
         # and keep the first key that the experiment really defines (not "added")
         probe = {k: str(placeholder_dirs[0]) if placeholder_dirs else "/nonexistent" for k in storage_keys}
         try:
-            default, added, _ = build_config(ex, probe)
+            default, added, _ = sacred_adapter.build_config(ex, probe)
             inject = next((k for k in storage_keys if k not in added), None)
         except Exception:
             inject = None
         try:
-            default, _, _ = build_config(ex, {inject: probe[inject]} if inject else {})
+            default, _, _ = sacred_adapter.build_config(ex, {inject: probe[inject]} if inject else {})
         except Exception as exc:
             raise ExperimentError(f"the experiment's config scope fails without any update: "
                                   f"{_scope_error(exc)}") from None
@@ -294,7 +205,7 @@ def preflight(ex, points: tp.Sequence[Point], storage_keys: tp.Sequence[str],
                 updates[inject] = placeholder
             where = f"point {point.index} ({point.label})"
             try:
-                config, added, own_seed = build_config(ex, updates, point.named_configs)
+                config, added, own_seed = sacred_adapter.build_config(ex, updates, point.named_configs)
             except KeyError as exc:
                 msg = exc.args[0] if exc.args else str(exc)
                 raise ExperimentError(f"{where}: {msg}") from None
@@ -337,22 +248,4 @@ def list_defaults(default: dict, points: tp.Sequence[Point], flat_axes: tp.Itera
 def git_state(path: Path) -> dict:
     """Commit and dirty state of the repository holding ``path``: ``{"commit": None,
     "reason": ...}`` when it is no repository or has no commits yet (sacred would raise)."""
-    folder = str(Path(path).resolve().parent)
-    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")
-
-    def git(*args):
-        return subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True, env=env, timeout=30)
-
-    try:
-        top = git("rev-parse", "--show-toplevel")
-    except (OSError, subprocess.TimeoutExpired):
-        return {"commit": None, "dirty": None, "reason": "git is not available"}
-    if top.returncode != 0:
-        return {"commit": None, "dirty": None, "reason": "not in a git repository"}
-    head = git("rev-parse", "--verify", "-q", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
-    url = git("config", "--get", "remote.origin.url").stdout.strip() or top.stdout.strip()
-    if head.returncode != 0:
-        return {"commit": None, "dirty": dirty, "url": url, "reason": "the repository has no commits yet"}
-    return {"commit": head.stdout.strip(), "dirty": dirty, "url": url}
+    return commands.git_state(Path(path).resolve().parent)

@@ -82,9 +82,9 @@ def parse_value(text: str, token: str) -> tp.Any:
                 f"e.g. lr=[1e-3,1e-4] or name='\"text\"'"
             ) from None
         return text  # sacred's fallback: a bare word is a string
-    from sacred.arg_parser import _convert_value  # sacred's own parser, for exact parity
+    from .sacred_adapter import convert_value  # sacred's own parser, for exact parity
 
-    value = _convert_value(text)
+    value = convert_value(text)
     if isinstance(literal, tuple) and isinstance(value, list):
         return Literal(value)  # sacred turns tuples into lists; a tuple is never an axis
     return value
@@ -228,14 +228,15 @@ def expand(block: Block, command_line: tp.Optional[Block] = None,
         axes = list(leaf.axes) + ([leaf.random.axis()] if leaf.random and leaf.random.samplers else [])
         for combo in itertools.product(*(a.values for a in axes)):
             updates = dict(leaf.fixed)
-            named = list(leaf.named)
+            named: tp.List[str] = list(leaf.named)
             for axis, step in zip(axes, combo):
                 if axis.keys == (NAMED,):
                     named.extend(step)
                 else:
                     updates.update(zip(axis.keys, step))
             raw.append((updates, tuple(named)))
-    seen, unique = set(), []
+    seen: tp.Set[str] = set()
+    unique: tp.List[tp.Tuple[tp.Dict[str, tp.Any], tp.Tuple[str, ...]]] = []
     for updates, named in raw:
         ident = Point(0, updates, named).identity()
         if ident not in seen:

@@ -84,7 +84,7 @@ def request_stop(signum: int = signal.SIGUSR2) -> None:
 def reset() -> None:
     _received.clear()
     timer = _state["watchdog"]
-    if timer is not None:
+    if isinstance(timer, threading.Timer):
         timer.cancel()
     _state.update(asked=False, asked_after_signal=False, watchdog=None)
 

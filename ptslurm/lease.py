@@ -9,7 +9,6 @@ host that is gone, a job the scheduler no longer runs, or a heartbeat older than
 one wins. A second attempt waits up to ``WAIT_S`` (a cancelled predecessor still writing its
 checkpoint) and then stops with ``LeaseHeld``; it never trains into the same dir.
 """
-import datetime
 import json
 import os
 import socket
@@ -21,7 +20,8 @@ from pathlib import Path
 
 from . import storage
 from .errors import PtslurmError
-from .results import _alive
+from .results import alive, timestamp
+from .runtime import now
 
 LEASE = "ptslurm_lease.json"
 HEARTBEAT_S = 30.0
@@ -33,15 +33,9 @@ class LeaseHeld(PtslurmError, RuntimeError):
     """Another live attempt holds the storage dir."""
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
 def _age_s(text: tp.Optional[str]) -> float:
-    try:
-        return time.time() - datetime.datetime.fromisoformat(text).timestamp()
-    except (TypeError, ValueError):
-        return float("inf")
+    then = timestamp(text)
+    return float("inf") if then is None else time.time() - then
 
 
 def stale(holder: tp.Optional[dict], me: str, scheduler_running: tp.Callable[[str], tp.Optional[bool]]) -> bool:
@@ -52,7 +46,7 @@ def stale(holder: tp.Optional[dict], me: str, scheduler_running: tp.Callable[[st
     job = str(holder.get("job_id", ""))
     if job and job == me:
         return True  # this job's own previous run (requeue): SLURM ended it before restarting
-    if not _alive(holder):
+    if not alive(holder.get("host"), holder.get("pid")):
         return True  # its process on this host is gone
     if job.startswith("local-") and holder.get("host") == socket.gethostname():
         return False
@@ -89,7 +83,7 @@ class Lease:
     def beat(self) -> None:
         if not self.mine():
             return  # taken over (we were presumed dead): leave it alone
-        self.data["heartbeat"] = _now()
+        self.data["heartbeat"] = now()
         try:
             storage.atomic_write_json(self.path, self.data)
         except OSError:
@@ -110,10 +104,10 @@ class Lease:
 
 
 def _scheduler_running(job: str) -> tp.Optional[bool]:
-    from . import executor
+    from . import commands
 
     try:
-        states = executor.SlurmBackend.queue_states([job])
+        states = commands.queue_states([job])
     except Exception:  # noqa: BLE001 - no scheduler to ask
         return None
     return states.get(job) in ("RUNNING", "COMPLETING", "SUSPENDED")
@@ -125,7 +119,7 @@ def acquire(storage_dir: Path, job_id: str, wait_s: float = WAIT_S,
     attempt keeps it longer than ``wait_s``."""
     path = Path(storage_dir) / LEASE
     data = {"job_id": job_id, "host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex,
-            "acquired": _now(), "heartbeat": _now()}
+            "acquired": now(), "heartbeat": now()}
     deadline = time.time() + wait_s
     while True:
         try:

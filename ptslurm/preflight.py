@@ -7,12 +7,12 @@ module outside the snapshot) fails here, before anything is created or queued.
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import typing as tp
 from pathlib import Path
 
+from . import commands
 from .errors import ExperimentError
 
 TIMEOUT_S = 600
@@ -32,10 +32,8 @@ def run(code_dir: Path, experiment_file: Path, workdir: Path, module: str, point
         req.write_text(json.dumps(request))
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         try:
-            proc = subprocess.run([sys.executable, "-m", "ptslurm.preflight", str(req), str(out)], cwd=workdir,
-                                  env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
+            proc = commands.python_module("ptslurm.preflight", [str(req), str(out)], workdir, TIMEOUT_S, env)
+        except commands.TimeoutExpired:
             raise ExperimentError(f"loading the experiment and building its configs took over {TIMEOUT_S} s; "
                                   f"does the file do heavy work at import time?") from None
         try:
@@ -67,9 +65,6 @@ def _main(request: dict) -> dict:
 
 
 def main(argv: tp.Optional[tp.List[str]] = None) -> int:
-    import warnings
-
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     req, out = (sys.argv[1:] if argv is None else argv)[:2]
     try:
         result = _main(json.loads(Path(req).read_text()))

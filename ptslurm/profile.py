@@ -64,9 +64,9 @@ def parse_time(value: tp.Any) -> tp.Optional[int]:
         if text.startswith("-"):
             raise UsageError(f"bad time {value!r}: must be positive")
         try:
-            days, _, rest = text.rpartition("-") if "-" in text else ("0", "", text)
+            day_text, _, rest = text.rpartition("-") if "-" in text else ("0", "", text)
             parts = [int(p) for p in rest.split(":")]
-            days = int(days or 0)
+            days = int(day_text or 0)
         except ValueError:
             raise UsageError(f"bad time {value!r}: use minutes (90), H:MM:SS (1:30:00) or D-HH:MM:SS") from None
         if len(parts) == 1:

@@ -1,138 +1,44 @@
 """Status and results of a sweep from the files alone (each storage dir's
 ``ptslurm_status.json`` and ``sacred/<n>/metrics.json``), reconciled with one squeue and one
-sacct call for the whole sweep when SLURM is reachable. Read-only; no torch, no sacred.
+sacct call for the whole sweep when SLURM is reachable. No torch, no sacred.
+
+Reading writes nothing, with one named exception: ``collect`` keeps a cache of the records
+in the sweep dir (``collect_cache.json``, see ``read_records``), and reads sweeps of 2000 and
+more points with a process pool (``workers``).
 """
+import dataclasses
 import datetime
 import json
 import os
 import re
+import socket
 import typing as tp
 from pathlib import Path
 
 from . import storage
 from .errors import UsageError
+from .records import (BUSY, ORDER, RETRYABLE, TERMINAL, Attempt, Intent, Manifest, PointEntry,  # noqa: F401
+                      PointStatus, State, read, read_intent, read_json, read_status)
 
-# "unknown": a damaged file hides what the point did (named in a warning); waits end there
-TERMINAL = ("completed", "failed", "cancelled", "timeout", "preempted", "interrupted", "lost", "unknown")
-ORDER = ("waiting", "pending", "running", "requeued", "completed", "failed", "cancelled", "timeout", "preempted", "unknown",
-         "interrupted", "lost")
+#: squeue states of a job that waits to (re)start
 QUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED")
 MAXIMIZE = re.compile(r"acc|accuracy|f1|precision|recall|score|auc|bleu|reward", re.I)
 
 
-try:  # parses sacred's metrics files about five times faster than the json module
-    from orjson import loads as _loads
-except ImportError:  # pragma: no cover - orjson is a dependency; keep working without it
-    _loads = json.loads
-
-
-def read_json(path: tp.Union[str, Path]) -> tp.Any:
-    """The parsed file, None when it is missing or unreadable. sacred writes NaN and
-    Infinity (Python's json allows them, orjson does not): such a file is parsed again by
-    the json module instead of being dropped."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError:
+def timestamp(text: tp.Optional[str]) -> tp.Optional[float]:
+    """Seconds since the epoch of a time the records hold (ISO 8601, as ``runtime.now``
+    and sacct write it); None for None or anything else."""
+    if not text:
         return None
     try:
-        return _loads(data)
-    except ValueError:  # orjson's JSONDecodeError is a ValueError too
-        pass
-    try:
-        return json.loads(data)
-    except ValueError:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except (TypeError, ValueError):
         return None
 
 
-def _mapping(data: tp.Any) -> dict:
-    """A dict, or {} for anything else (a damaged or foreign file)."""
-    return data if isinstance(data, dict) else {}
-
-
-def damaged(path: tp.Union[str, Path], kind: type = dict) -> bool:
-    """True when ``path`` exists but does not hold a ``kind`` (truncated, not JSON, a list
-    where a mapping belongs): its reader names it in a warning instead of guessing."""
-    try:
-        if not os.path.getsize(path):
-            return True
-    except OSError:
-        return False
-    return not isinstance(read_json(path), kind)
-
-
-def read_status(storage_dir: tp.Union[str, Path]) -> dict:
-    data = read_json(os.path.join(str(storage_dir), storage.STATUS))
-    return data if isinstance(data, dict) else {}
-
-
-def point_state(manifest: dict, entry: dict, status: dict, intent: dict,
-                queue: tp.Optional[tp.Dict[str, str]] = None,
-                accounting: tp.Optional[tp.Dict[str, str]] = None) -> str:
-    """The one state function: what ``status``, ``collect``, ``list`` and ``--wait`` show
-    for a point, from its status file (the job's record), its intent file (the command
-    line's), and, when given, the scheduler's queue (one squeue call made BEFORE reading the
-    files) and accounting (one sacct call)."""
-    attempts = status.get("attempts", []) if isinstance(status.get("attempts"), list) else []
-    state = status.get("state", "pending") if attempts else "pending"
-    submission = int(intent.get("submission", 0) or 0)
-    latest = attempts[-1] if attempts else {}
-    if attempts and int(latest.get("submission", 0) or 0) < submission and state in TERMINAL:
-        state = "pending"  # resubmitted; the new attempt has not started yet
-    if intent.get("cancelled") and state != "completed" and int(latest.get("submission", 0) or 0) <= submission:
-        return "cancelled"  # the cancel applies to the submission it was made in
-    if status.get("cancelled") and state != "completed":  # written by older versions
-        state = "cancelled"
-    job = entry.get("job_id")
-    if (not job and not attempts and manifest.get("executor") == "slurm" and manifest.get("waves")
-            and state == "pending"):
-        return "waiting"  # over the cluster's submit limit: a later wave submits it
-    if queue is not None and job and job != "local" and state not in TERMINAL:
-        queued = queue.get(job)
-        if queued is None:
-            acct = (accounting or {}).get(job, "")
-            state = ("cancelled" if acct.startswith("CANCELLED") else "timeout" if acct == "TIMEOUT"
-                     else "failed" if acct in ("OUT_OF_MEMORY", "NODE_FAIL", "FAILED") else "lost")
-        elif queued in QUEUED and state == "running":
-            state = "requeued"
-        elif queued == "RUNNING" and state in ("pending", "requeued"):
-            state = "running"
-    if manifest.get("executor") == "local" and state not in TERMINAL:
-        if state == "running" and attempts and not _alive(latest):
-            state = "lost"  # a local run killed without a word (kill -9, reboot)
-        elif state == "pending" and not _alive(manifest.get("runner") or {}):
-            state = "lost"  # its runner (`ptslurm sweep`, `resubmit`) is gone: it will never start
-    return state
-
-
-def point_states(manifest: dict, queue: tp.Optional[tp.Dict[str, str]] = None,
-                 accounting: tp.Optional[tp.Dict[str, str]] = None) -> tp.List[dict]:
-    """One record per point: index, state (``point_state``), attempts, job id, storage dir,
-    error."""
-    rows = []
-    for entry in manifest["points"]:
-        status = read_status(entry["storage_dir"])
-        intent = read_json(os.path.join(str(entry["storage_dir"]), storage.INTENT))
-        intent = intent if isinstance(intent, dict) else {}
-        state = point_state(manifest, entry, status, intent, queue, accounting)
-        broken = [p for p in (os.path.join(str(entry["storage_dir"]), storage.STATUS),) if not status and damaged(p)]
-        if broken:
-            state = "unknown"
-        attempts = status.get("attempts", [])
-        rows.append({"index": entry["index"], "state": state, "attempts": len(attempts), "job_id": entry.get("job_id"),
-                     "storage_dir": entry["storage_dir"],
-                     "error": attempts[-1].get("error") if attempts and state in ("failed", "timeout", "preempted")
-                     else None,
-                     "status": status, "damaged": broken})
-    return rows
-
-
-def _alive(attempt: dict) -> bool:
-    """False only when the attempt ran on this host and its process is gone."""
-    import socket
-
-    pid = attempt.get("pid")
-    if attempt.get("host") != socket.gethostname() or not pid:
+def alive(host: tp.Optional[str], pid: tp.Optional[int]) -> bool:
+    """False only when ``pid`` ran on this host and is gone."""
+    if host != socket.gethostname() or not pid:
         return True
     try:
         os.kill(int(pid), 0)
@@ -143,61 +49,145 @@ def _alive(attempt: dict) -> bool:
     return True
 
 
-def counts(rows: tp.Iterable[dict]) -> tp.Dict[str, int]:
+def point_state(manifest: Manifest, entry: PointEntry, status: PointStatus, intent: Intent,
+                queue: tp.Optional[tp.Mapping[str, str]] = None,
+                accounting: tp.Optional[tp.Mapping[str, str]] = None) -> State:
+    """The one state function: what ``status``, ``collect``, ``list`` and ``--wait`` show
+    for a point, from its status file (the job's record), its intent file (the command
+    line's), and, when given, the scheduler's queue (one squeue call made BEFORE reading the
+    files) and accounting (one sacct call)."""
+    latest = status.latest
+    state = status.state if latest is not None else State.PENDING
+    if latest is not None and latest.submission < intent.submission and state in TERMINAL:
+        state = State.PENDING  # resubmitted; the new attempt has not started yet
+    if intent.cancelled and state != State.COMPLETED and (latest.submission if latest else 0) <= intent.submission:
+        return State.CANCELLED  # the cancel applies to the submission it was made in
+    if status.cancelled and state != State.COMPLETED:  # written by older versions
+        state = State.CANCELLED
+    job = entry.job_id
+    if (not job and latest is None and manifest.executor == "slurm" and manifest.waves
+            and state == State.PENDING):
+        return State.WAITING  # over the cluster's submit limit: a later wave submits it
+    if queue is not None and job and job != "local" and state not in TERMINAL:
+        queued = queue.get(job)
+        if queued is None:
+            acct = (accounting or {}).get(job, "")
+            state = (State.CANCELLED if acct.startswith("CANCELLED") else State.TIMEOUT if acct == "TIMEOUT"
+                     else State.FAILED if acct in ("OUT_OF_MEMORY", "NODE_FAIL", "FAILED") else State.LOST)
+        elif queued in QUEUED and state == State.RUNNING:
+            state = State.REQUEUED
+        elif queued == "RUNNING" and state in (State.PENDING, State.REQUEUED):
+            state = State.RUNNING
+    if manifest.executor == "local" and state not in TERMINAL:
+        if state == State.RUNNING and latest is not None and not alive(latest.host, latest.pid):
+            state = State.LOST  # a local run killed without a word (kill -9, reboot)
+        elif state == State.PENDING and not alive((manifest.runner or {}).get("host"),
+                                                  (manifest.runner or {}).get("pid")):
+            state = State.LOST  # its runner (`ptslurm sweep`, `resubmit`) is gone: it will never start
+    return state
+
+
+@dataclasses.dataclass(frozen=True)
+class PointRow:
+    """What ``status`` shows of one point. ``status_rows`` fills the fields after ``status``."""
+
+    index: int
+    state: State
+    job_id: tp.Optional[str]
+    storage_dir: str
+    status: PointStatus
+    error: tp.Optional[str] = None
+    damaged: tp.Tuple[str, ...] = ()
+    varied: tp.Mapping[str, tp.Any] = dataclasses.field(default_factory=dict)
+    iteration: tp.Optional[int] = None
+    epoch: tp.Optional[int] = None
+    heartbeat: tp.Optional[str] = None
+    ended: tp.Optional[str] = None
+    elapsed_s: float = 0.0
+    seed: tp.Optional[int] = None
+
+    @property
+    def attempts(self) -> int:
+        return len(self.status.attempts)
+
+    @property
+    def latest(self) -> tp.Optional[Attempt]:
+        return self.status.latest
+
+    def history(self) -> tp.List[tp.Dict[str, tp.Any]]:
+        return [{"attempt": a.attempt, "state": a.state.value, "cause": a.cause, "job_id": a.job_id,
+                 "sacred_id": a.sacred_id} for a in self.status.attempts]
+
+    def to_json(self) -> tp.Dict[str, tp.Any]:
+        """The row as ``status --json`` prints it."""
+        return {"index": self.index, "state": self.state.value, "attempts": self.attempts, "job_id": self.job_id,
+                "storage_dir": self.storage_dir, "error": self.error, "damaged": list(self.damaged),
+                "varied": dict(self.varied), "iteration": self.iteration, "epoch": self.epoch,
+                "heartbeat": self.heartbeat, "ended": self.ended, "history": self.history(),
+                "elapsed_s": self.elapsed_s, "seed": self.seed}
+
+    def replace(self, **changes: tp.Any) -> "PointRow":
+        return dataclasses.replace(self, **changes)
+
+
+def point_states(manifest: Manifest, queue: tp.Optional[tp.Mapping[str, str]] = None,
+                 accounting: tp.Optional[tp.Mapping[str, str]] = None) -> tp.List[PointRow]:
+    """One row per point: its state (``point_state``), job, storage dir, status record and
+    the error of an attempt that failed; a damaged status file makes the point ``unknown``
+    and is named in ``damaged``."""
+    rows = []
+    for entry in manifest.points:
+        found = read(entry.path / storage.STATUS, PointStatus)
+        status = found.record or PointStatus()
+        state = point_state(manifest, entry, status, read_intent(entry.path), queue, accounting)
+        if found.damaged:
+            state = State.UNKNOWN
+        latest = status.latest
+        failed = latest is not None and state in (State.FAILED, State.TIMEOUT, State.PREEMPTED)
+        rows.append(PointRow(index=entry.index, state=state, job_id=entry.job_id, storage_dir=entry.storage_dir,
+                             status=status, error=latest.error if failed and latest else None,
+                             damaged=(found.damaged,) if found.damaged else ()))
+    return rows
+
+
+def counts(rows: tp.Iterable[PointRow]) -> tp.Dict[State, int]:
+    """Points by state, in ``ORDER``; states without points left out."""
     out = {s: 0 for s in ORDER}
     for row in rows:
-        out[row["state"]] = out.get(row["state"], 0) + 1
+        out[row.state] = out.get(row.state, 0) + 1
     return {k: v for k, v in out.items() if v}
 
 
-def _time(text: tp.Optional[str]) -> tp.Optional[float]:
-    if not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
+def ended(rows: tp.Iterable[PointRow]) -> bool:
+    return all(r.state in TERMINAL for r in rows)
 
 
-def status_rows(manifest: dict, rows: tp.List[dict], now: tp.Optional[float] = None) -> tp.List[dict]:
-    """Add progress, last heartbeat and elapsed time to ``point_states`` rows."""
+def status_rows(manifest: Manifest, rows: tp.Sequence[PointRow], now: tp.Optional[float] = None) -> tp.List[PointRow]:
+    """``point_states`` rows with the varied values, progress, last heartbeat and elapsed
+    time filled in."""
     import time
 
     now = now or time.time()
     out = []
-    for entry, row in zip(manifest["points"], rows):
-        status = row["status"]
-        attempts = status.get("attempts", [])
+    for entry, row in zip(manifest.points, rows):
+        attempts = row.status.attempts
         elapsed = 0.0
-        ended = row["state"] in TERMINAL  # the scheduler may have ended it without a word
+        stopped = row.state in TERMINAL  # the scheduler may have ended it without a word
         for a in attempts:
-            start, end = _time(a.get("started")), _time(a.get("ended"))
-            if end is None and a.get("state") == "running":
-                end = _time(a.get("heartbeat")) if ended else now
+            start, end = timestamp(a.started), timestamp(a.ended)
+            if end is None and a.state == State.RUNNING:
+                end = timestamp(a.heartbeat) if stopped else now
             if start is not None:
                 elapsed += max(0.0, (end or start) - start)
-        progress = status.get("progress") or {}
+        progress = row.status.progress or {}
         heartbeat = None
-        if attempts and attempts[-1].get("sacred_id"):
-            run = read_json(Path(entry["storage_dir"]) / storage.SACRED / str(attempts[-1]["sacred_id"]) / "run.json")
-            heartbeat = _mapping(run).get("heartbeat")
-        out.append(dict(row, varied=varied_values(manifest, entry), iteration=progress.get("iteration"),
-                        epoch=progress.get("epoch"), heartbeat=heartbeat or status.get("updated"),
-                        ended=attempts[-1].get("ended") if attempts else None,
-                        history=[{"attempt": a.get("attempt"), "state": a.get("state"), "cause": a.get("cause"),
-                                  "job_id": a.get("job_id"), "sacred_id": a.get("sacred_id")}
-                                 for a in attempts if isinstance(a, dict)],
-                        elapsed_s=round(elapsed, 1), seed=entry.get("seed")))
-    return out
-
-
-def varied_values(manifest: dict, entry: dict) -> tp.Dict[str, tp.Any]:
-    out = {}
-    for key in manifest.get("varied", []):
-        if key == "named_configs":
-            out[key] = " ".join(entry.get("named_configs", []))
-        elif key in entry["updates"]:
-            out[key] = entry["updates"][key]
+        if attempts and attempts[-1].sacred_id:
+            run = read_json(entry.path / storage.SACRED / str(attempts[-1].sacred_id) / "run.json")
+            heartbeat = run.get("heartbeat") if isinstance(run, dict) else None
+        out.append(row.replace(varied=entry.varied_values(manifest.varied), iteration=progress.get("iteration"),
+                               epoch=progress.get("epoch"), heartbeat=heartbeat or row.status.updated,
+                               ended=attempts[-1].ended if attempts else None, elapsed_s=round(elapsed, 1),
+                               seed=entry.seed))
     return out
 
 
@@ -223,29 +213,23 @@ def _metrics(path: str, broken: tp.Optional[tp.List[str]]) -> dict:
     return data
 
 
-def join_metrics(storage_dir: tp.Union[str, Path], attempts: tp.Sequence[dict],
+def join_metrics(storage_dir: tp.Union[str, Path], attempts: tp.Sequence[Attempt],
                  broken: tp.Optional[tp.List[str]] = None) -> tp.Dict[str, tp.Dict[str, list]]:
     """The sacred metrics of all attempts, joined in order: an attempt that resumed from an
     earlier checkpoint replaces the steps it reports again."""
-    ids = [a.get("sacred_id") for a in attempts if a.get("sacred_id")]
+    ids = [a.sacred_id for a in attempts if a.sacred_id]
     base = f"{storage_dir}/{storage.SACRED}"
     if len(ids) == 1:  # the common case: no joining, no copies
         metrics = _metrics(f"{base}/{ids[0]}/metrics.json", broken)
         return {k: v for k, v in metrics.items() if v["steps"]}
     joined: tp.Dict[str, tp.Dict[str, list]] = {}
     for sid in ids:
-        metrics = _metrics(f"{base}/{sid}/metrics.json", broken)
-        for name, series in metrics.items():
-            if not isinstance(series, dict):
-                continue
-            steps, values = series.get("steps", []), series.get("values", [])
-            if not isinstance(steps, list) or not isinstance(values, list):
-                continue
+        for name, series in _metrics(f"{base}/{sid}/metrics.json", broken).items():
+            steps, values = series["steps"], series["values"]
             if not steps:
                 continue
             cur = joined.setdefault(name, {"steps": [], "values": []})
-            first = steps[0]
-            keep = [i for i, s in enumerate(cur["steps"]) if s < first]
+            keep = [i for i, step in enumerate(cur["steps"]) if step < steps[0]]
             cur["steps"] = [cur["steps"][i] for i in keep] + list(steps)
             cur["values"] = [cur["values"][i] for i in keep] + list(values)
     return joined
@@ -276,46 +260,40 @@ def _stamp(path: str) -> tp.Optional[tp.List[int]]:
     return [st.st_mtime_ns, st.st_size, st.st_ino]
 
 
-def _record(name: str, varied: tp.Sequence[str], entry: dict, meta: dict) -> tp.Tuple[dict, dict]:
+def _record(manifest: Manifest, entry: PointEntry) -> tp.Tuple[dict, dict]:
     """The point's record and the stamps of the files it was read from."""
-    base = entry["storage_dir"]
+    base = entry.storage_dir
     stamps = {storage.STATUS: _stamp(f"{base}/{storage.STATUS}"),  # paths relative to the storage dir
               storage.INTENT: _stamp(f"{base}/{storage.INTENT}")}
-    status = read_json(f"{base}/{storage.STATUS}")
-    status = status if isinstance(status, dict) else {}
-    intent = read_json(f"{base}/{storage.INTENT}") if stamps[storage.INTENT] else None
-    attempts = status.get("attempts", [])
-    attempts = [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
-    for a in attempts:
-        if a.get("sacred_id"):
-            path = f"{storage.SACRED}/{a['sacred_id']}/metrics.json"
+    found = read(f"{base}/{storage.STATUS}", PointStatus)
+    status = found.record or PointStatus()
+    intent = read_intent(base) if stamps[storage.INTENT] else Intent()
+    for a in status.attempts:
+        if a.sacred_id:
+            path = f"{storage.SACRED}/{a.sacred_id}/metrics.json"
             stamps[path] = _stamp(f"{base}/{path}")
-    record = {"sweep": name, "index": entry["index"]}
-    for key in varied:
-        if key == "named_configs":
-            record[key] = " ".join(entry.get("named_configs", []))
-        elif key in entry["updates"]:
-            record[key] = entry["updates"][key]
-    record["state"] = point_state(meta, entry, status, intent if isinstance(intent, dict) else {})
-    record["seed"] = entry.get("seed")
-    record["result"] = next((a.get("result") for a in reversed(attempts) if "result" in a), None)
-    broken_metrics: tp.List[str] = []
-    for metric, series in sorted(join_metrics(entry["storage_dir"], attempts, broken_metrics).items()):
+    record: tp.Dict[str, tp.Any] = {"sweep": manifest.name, "index": entry.index}
+    record.update(entry.varied_values(manifest.varied))
+    record["state"] = point_state(manifest, entry, status, intent).value
+    record["seed"] = entry.seed
+    record["result"] = status.result()
+    broken: tp.List[str] = []
+    for metric, series in sorted(join_metrics(base, status.attempts, broken).items()):
         values = series["values"]
         record[f"{metric}/final"] = values[-1] if values else None
         record[f"{metric}/best"] = best_of(metric, values)
-    record["storage_dir"] = entry["storage_dir"]
-    broken = broken_metrics + ([f"{base}/{storage.STATUS}"] if not status and stamps[storage.STATUS] else [])
-    if broken:  # named in a warning by the caller; never shown as a state the point is not in
+    record["storage_dir"] = base
+    if found.damaged:
+        broken.append(found.damaged)
+        record["state"] = State.UNKNOWN.value  # never shown as a state the point is not in
+    if broken:  # named in a warning by the caller
         record["_damaged"] = broken
-        if not status:
-            record["state"] = "unknown"
     return record, stamps
 
 
-def _records(args) -> tp.List[tp.Tuple[dict, dict]]:
-    name, varied, entries, meta = args
-    return [_record(name, varied, e, meta) for e in entries]
+def _records(args: tp.Tuple[Manifest, tp.Sequence[PointEntry]]) -> tp.List[tp.Tuple[dict, dict]]:
+    manifest, entries = args
+    return [_record(manifest, e) for e in entries]
 
 
 def _fresh(cached: tp.Optional[dict]) -> bool:
@@ -327,36 +305,36 @@ def _fresh(cached: tp.Optional[dict]) -> bool:
     return all(_stamp(f"{base}/{path}") == stamp for path, stamp in cached["stamps"].items())
 
 
-def _sweep_records(sweep_dir: Path, use_cache: bool) -> tp.List[dict]:
+def _sweep_records(sweep_dir: Path, use_cache: bool,
+                   workers: tp.Optional[int]) -> tp.Tuple[tp.List[dict], tp.Callable[[], None]]:
     manifest = storage.read_manifest(sweep_dir)
-    name, varied, points = manifest["name"], manifest.get("varied", []), manifest["points"]
-    meta = {"executor": manifest.get("executor"), "runner": manifest.get("runner"), "waves": manifest.get("waves")}
     cache_path = Path(sweep_dir) / CACHE
-    cache = (read_json(cache_path) or {}) if use_cache else {}
-    if cache.get("manifest") != _stamp(str(Path(sweep_dir) / storage.MANIFEST)):
+    cache = read_json(cache_path) if use_cache else None
+    if not isinstance(cache, dict) or cache.get("manifest") != _stamp(str(Path(sweep_dir) / storage.MANIFEST)):
         cache = {}
-    entries = cache.get("points", {})
-    todo = [e for e in points if not _fresh(entries.get(str(e["index"])))]
-    workers = min(os.cpu_count() or 1, 8)
-    if len(todo) < PARALLEL_FROM or workers < 2:
-        fresh = _records((name, varied, todo, meta))
+    entries = cache.get("points", {}) if isinstance(cache.get("points"), dict) else {}
+    todo = [e for e in manifest.points if not _fresh(entries.get(str(e.index)))]
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8) if len(todo) >= PARALLEL_FROM else 1
+    if workers < 2:
+        fresh = _records((manifest, todo))
     else:
         import concurrent.futures
         import multiprocessing
 
         size = -(-len(todo) // workers)
-        chunks = [(name, varied, todo[i:i + size], meta) for i in range(0, len(todo), size)]
+        chunks = [(manifest, todo[i:i + size]) for i in range(0, len(todo), size)]
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             fresh = [pair for part in pool.map(_records, chunks) for pair in part]
     for entry, (record, stamps) in zip(todo, fresh):
-        entries[str(entry["index"])] = {"record": record, "stamps": stamps}
-    records = [dict(entries[str(e["index"])]["record"]) for e in points]  # the cache keeps the files' state
-    if any(r["state"] not in TERMINAL for r in records):
+        entries[str(entry.index)] = {"record": record, "stamps": stamps}
+    records = [dict(entries[str(e.index)]["record"]) for e in manifest.points]  # the cache keeps the files' state
+    if any(State.parse(r["state"]) not in TERMINAL for r in records):
         # something is still going: the scheduler has a say (the same rows as `status`)
         from . import sweep as sweeps
 
         for record, row in zip(records, sweeps.sweep_states(Path(sweep_dir), manifest)):
-            record["state"] = row["state"]
+            record["state"] = row.state.value
 
     def save() -> None:
         if todo and use_cache:
@@ -369,15 +347,18 @@ def _sweep_records(sweep_dir: Path, use_cache: bool) -> tp.List[dict]:
     return records, save
 
 
-def read_records(sweeps: tp.Sequence[tp.Union[str, Path]], root: tp.Optional[str] = None,
-                 use_cache: bool = True) -> tp.Tuple[tp.List[dict], tp.Callable[[], None]]:
-    """``collect`` without its side effect: the records and a function that updates the
-    sweeps' collect caches (the CLI calls it once its output succeeded)."""
-    records, saves = [], []
+def read_records(sweeps: tp.Sequence[tp.Union[str, Path]], root: tp.Optional[str] = None, use_cache: bool = True,
+                 workers: tp.Optional[int] = None) -> tp.Tuple[tp.List[dict], tp.Callable[[], None]]:
+    """``collect`` without its side effect: the records, and a function that updates the
+    sweeps' collect caches (the CLI calls it once its output succeeded). ``workers``
+    processes read the files (default: one per core, up to 8, from 2000 points on)."""
+    records: tp.List[dict] = []
+    saves: tp.List[tp.Callable[[], None]] = []
     for sweep in sweeps:
-        part, save = _sweep_records(storage.find_sweep(str(sweep), root), use_cache)
+        part, save = _sweep_records(storage.find_sweep(str(sweep), root), use_cache, workers)
         records += part
         saves.append(save)
+
     def save_all() -> None:
         for save in saves:
             save()
@@ -385,22 +366,23 @@ def read_records(sweeps: tp.Sequence[tp.Union[str, Path]], root: tp.Optional[str
     return records, save_all
 
 
-def collect(sweeps: tp.Sequence[tp.Union[str, Path]], root: tp.Optional[str] = None,
-            use_cache: bool = True) -> tp.List[dict]:
+def collect(sweeps: tp.Sequence[tp.Union[str, Path]], root: tp.Optional[str] = None, use_cache: bool = True,
+            workers: tp.Optional[int] = None) -> tp.List[dict]:
     """One record per point of every sweep (directories or names under ``root``): sweep,
-    index, the varied config values, state, result, ``<metric>/final`` and ``<metric>/best``
-    for each sacred metric (all attempts joined), storage dir. ``to_frame`` makes a
-    pandas DataFrame of them.
+    index, the varied config values, state, seed, result, ``<metric>/final`` and
+    ``<metric>/best`` for each sacred metric (all attempts joined), storage dir.
+    ``to_frame`` makes a pandas DataFrame of them.
 
-    Large sweeps are read by one process per core. Records are cached in the sweep dir
-    (``collect_cache.json``) and reused while none of the files they came from changed."""
-    records, save = read_records(sweeps, root, use_cache)
+    Writes one file: the records are cached in each sweep dir (``collect_cache.json``) and
+    reused while none of the files they came from changed (``use_cache=False``: neither read
+    nor written). Large sweeps are read by ``workers`` processes (see ``read_records``)."""
+    records, save = read_records(sweeps, root, use_cache, workers)
     save()
     return records
 
 
 def metric_names(records: tp.Iterable[dict]) -> tp.List[str]:
-    names = {}
+    names: tp.Dict[str, None] = {}
     for r in records:
         for k in r:
             if k.endswith("/final"):
@@ -443,35 +425,37 @@ def to_frame(records: tp.List[dict]):
 def curves(sweep_dir: Path, metric: str) -> tp.List[tp.Tuple[str, tp.List[float], tp.List[float]]]:
     """``(label, steps, values)`` of ``metric`` for every point that reported it."""
     manifest = storage.read_manifest(sweep_dir)
-    out, seen = [], set()
-    for entry in manifest["points"]:
-        status = read_status(entry["storage_dir"])
-        metrics = join_metrics(entry["storage_dir"], status.get("attempts", []))
+    out: tp.List[tp.Tuple[str, tp.List[float], tp.List[float]]] = []
+    seen: tp.Set[str] = set()
+    for entry in manifest.points:
+        metrics = join_metrics(entry.storage_dir, read_status(entry.path).attempts)
         seen.update(metrics)
         if metric in metrics:
-            label = " ".join(f"{k}={v}" for k, v in varied_values(manifest, entry).items()) or f"point {entry['index']}"
+            label = " ".join(f"{k}={v}" for k, v in entry.varied_values(manifest.varied).items()) or \
+                f"point {entry.index}"
             out.append((label, metrics[metric]["steps"], metrics[metric]["values"]))
     if not out:
         raise UsageError(f"unknown metric {metric!r}; reported metrics: {', '.join(sorted(seen)) or 'none'}")
     return out
 
 
-def plot(sweep_dir: Path, metric: str, output: tp.Optional[Path] = None):
-    """Learning curves of all points in one figure; returns the matplotlib Figure."""
+def plot(sweep_dir: Path, metric: str, output: tp.Optional[Path] = None) -> tp.Any:
+    """Learning curves of all points in one figure; returns the matplotlib Figure. Draws
+    with the Agg canvas directly: matplotlib's process-wide backend is left alone."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         raise UsageError("plotting needs matplotlib: pip install 'ptslurm[plot]'") from None
     data = curves(sweep_dir, metric)
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig = Figure(figsize=(8, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     for label, steps, values in data:
         ax.plot(steps, values, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel(metric)
-    ax.set_title(f"{storage.read_manifest(sweep_dir)['name']}: {metric}")
+    ax.set_title(f"{storage.read_manifest(sweep_dir).name}: {metric}")
     ax.legend(fontsize="small")
     fig.tight_layout()
     if output is not None:

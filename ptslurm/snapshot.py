@@ -254,7 +254,7 @@ def verify(code_dir: Path, expected: str, fix: str) -> None:
 
 def differs(code_dir: Path, layout_root: Path) -> tp.List[str]:
     """Files of the snapshot whose live copy under ``layout_root`` differs (or is gone)."""
-    out = []
+    out: tp.List[str] = []
     try:
         text = hash_file(code_dir).read_text()
     except OSError:

@@ -7,8 +7,6 @@ import dataclasses
 import json
 import typing as tp
 
-SCHEMA_VERSION = 1
-
 
 def _freeze(value):
     """A hashable, order-preserving stand-in for a JSON value (for de-duplication)."""

@@ -12,23 +12,23 @@ systems (NFS, Lustre, GPFS, BeeGFS, CIFS), where flock does not exclude across c
 ``SoftFileLock`` (an O_EXCL lock file). Either way correctness rests on atomic ``mkdir``:
 a collision moves on to the next number, so no two callers ever share a directory.
 """
+import inspect
 import json
 import os
 import tempfile
 import typing as tp
 from pathlib import Path
 
+from . import records
 from .errors import ManifestError, StorageError
+from .records import INTENT, MANIFEST, STATUS, Manifest  # noqa: F401 - the names of the files
 
 DEFAULT_ROOT = "~/ptslurm-runs"
 SWEEPS = "sweeps"
-MANIFEST = "manifest.json"
 CODE = "code"
 SLURM_FOLDER = "slurm"
 LOCAL_LOGS = "logs"
 LOCK = ".ptslurm.lock"
-STATUS = "ptslurm_status.json"  # per storage dir: the latest attempt's state, written by the job
-INTENT = "ptslurm_intent.json"  # per storage dir: what the command line asked (cancel, resubmit); never the job
 CONFIG = "config.json"
 SACRED = "sacred"
 CHECKPOINTS = "checkpoints"
@@ -197,7 +197,7 @@ def atomic_write(path: Path, write: tp.Callable[[tp.IO], None], binary: bool = F
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda fh: fh.write(text))
+    atomic_write(path, lambda fh: None if fh.write(text) is None else None)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -217,6 +217,22 @@ def atomic_write_json(path: Path, data: tp.Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def jsonable(value: tp.Any, fallback: tp.Optional[tp.Callable[[tp.Any], tp.Any]] = None) -> tp.Any:
+    """A JSON-friendly copy of ``value``: tuples become lists, classes and functions their
+    dotted names; other leaves stay as they are, or become ``fallback(leaf)`` when given
+    (``repr`` for values that must be written)."""
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, fallback) for v in value]
+    if isinstance(value, dict):
+        return {k: jsonable(v, fallback) for k, v in value.items()}
+    if isinstance(value, type) or inspect.isfunction(value):  # as configurable.factory_name names them
+        module, name = getattr(value, "__module__", None), value.__qualname__
+        return name if module in (None, "__main__") else f"{module}.{name}"
+    if fallback is None or value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return fallback(value)
+
+
 def _json_default(obj: tp.Any) -> tp.Any:
     """Classes and functions (``factory`` keys) as dotted names; anything else as str."""
     if isinstance(obj, type) or callable(obj):
@@ -231,11 +247,6 @@ def _json_default(obj: tp.Any) -> tp.Any:
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     return str(obj)
-
-
-def read_json(path: Path) -> tp.Any:
-    with open(path) as fh:
-        return json.load(fh)
 
 
 # ----------------------------------------------------------------------------- sweeps
@@ -261,26 +272,46 @@ def find_sweep(name_or_path: str, root: tp.Optional[str] = None) -> Path:
                        f"{str(sweeps_dir(resolve_root(root)))!r}; `ptslurm list` shows the sweeps")
 
 
-def read_manifest(sweep_dir: Path) -> dict:
+def read_manifest(sweep_dir: Path) -> Manifest:
+    """The sweep's manifest; ManifestError (with the fix) when it is missing, damaged or of
+    a newer schema."""
     path = Path(sweep_dir) / MANIFEST
-    try:
-        data = read_json(path)
-    except FileNotFoundError:
-        raise ManifestError(f"{str(path)!r} is missing; is {str(sweep_dir)!r} a sweep directory?") from None
-    except (OSError, ValueError) as exc:
-        raise ManifestError(f"{str(path)!r} is unreadable or corrupt ({exc}); "
-                            f"restore it or start the sweep again under a new --name") from None
+    if not path.exists():
+        raise ManifestError(f"{str(path)!r} is missing; is {str(sweep_dir)!r} a sweep directory?")
+    data = records.read_json(path)
+    if data is None:
+        raise ManifestError(f"{str(path)!r} is unreadable or corrupt; "
+                            f"restore it or start the sweep again under a new --name")
     if (not isinstance(data, dict) or not isinstance(data.get("points"), list)
             or not isinstance(data.get("schema"), int) or isinstance(data.get("schema"), bool)):
         raise ManifestError(f"{str(path)!r} is not a ptslurm manifest (an integer 'schema' and a list of "
                             f"'points' are required); restore it or start the sweep again under a new --name")
-    from .spec import SCHEMA_VERSION
-
-    if data["schema"] > SCHEMA_VERSION:
+    if data["schema"] > records.MANIFEST_SCHEMA:
         raise ManifestError(f"{str(path)!r} has schema {data['schema']}, newer than this ptslurm "
-                            f"understands ({SCHEMA_VERSION}); upgrade ptslurm")
-    return data
+                            f"understands ({records.MANIFEST_SCHEMA}); upgrade ptslurm")
+    return Manifest.from_json(data)
 
 
-def write_manifest(sweep_dir: Path, manifest: dict) -> None:
-    atomic_write_json(Path(sweep_dir) / MANIFEST, manifest)
+def write_manifest(sweep_dir: Path, manifest: Manifest) -> None:
+    atomic_write_json(Path(sweep_dir) / MANIFEST, manifest.to_json())
+
+
+class ManifestBook:
+    """The one writer of a sweep's manifest on the command line's side: holds the current
+    record and writes every change at once (atomically)."""
+
+    def __init__(self, sweep_dir: Path, manifest: Manifest):
+        self.sweep_dir = Path(sweep_dir)
+        self.manifest = manifest
+
+    def save(self, manifest: Manifest) -> Manifest:
+        write_manifest(self.sweep_dir, manifest)
+        self.manifest = manifest
+        return manifest
+
+    def update(self, **fields: tp.Any) -> Manifest:
+        return self.save(self.manifest.replace(**fields))
+
+    def set_jobs(self, ids: tp.Mapping[int, tp.Optional[str]]) -> None:
+        """Record job ids the moment the scheduler gave them (a kill after this loses nothing)."""
+        self.save(self.manifest.with_jobs(ids))

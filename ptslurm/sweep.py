@@ -19,10 +19,12 @@ import tempfile
 import typing as tp
 from pathlib import Path
 
+from . import commands
 from . import executor as executors
-from . import grid, results, snapshot, storage, sweepfile
+from . import grid, records, results, snapshot, storage, sweepfile
 from .errors import PointsFailed, StorageError, SubmissionError, UsageError
-from .spec import SCHEMA_VERSION, Point, Resources
+from .records import BUSY, TERMINAL, Attempt, ExperimentInfo, Manifest, PointEntry, State, read_intent
+from .spec import Point, Resources
 
 FALLBACK_STORAGE_KEYS = ("trainer.storage_dir", "storage_dir")  # tried when no key is given
 
@@ -105,8 +107,8 @@ def choose_executor(requested: str, dry_run: bool = False) -> str:
     if requested not in ("auto", "slurm", "local"):
         raise UsageError(f"unknown executor {requested!r}; use slurm, local or auto")
     if requested == "auto":
-        return "slurm" if executors.slurm_available() else "local"
-    if requested == "slurm" and not dry_run and not executors.slurm_available():
+        return "slurm" if commands.slurm_available() else "local"
+    if requested == "slurm" and not dry_run and not commands.slurm_available():
         raise UsageError("--executor slurm: no SLURM controller answers `scontrol ping`; "
                          "run on a login node or use --executor local")
     return requested
@@ -211,13 +213,13 @@ def time_limit_note(resources: Resources) -> tp.Optional[str]:
     partition``) and check the stop signal fits in it. None when --time was given."""
     if resources.timeout_min is not None:
         return None
-    info = executors.partition_info(resources.partition)
+    info = commands.partition_info(resources.partition)
     if not info:
         return "no --time: jobs get the partition's default time limit (scontrol did not tell which)"
     name = info.get("PartitionName", resources.partition or "default")
     default, maximum = info.get("DefaultTime", "NONE"), info.get("MaxTime", "UNLIMITED")
     try:
-        d, m = executors.slurm_minutes(default), executors.slurm_minutes(maximum)
+        d, m = commands.slurm_minutes(default), commands.slurm_minutes(maximum)
     except ValueError:
         return f"no --time: jobs get partition {name!r}'s default time limit ({default})"
     if d is not None or m is not None:
@@ -270,7 +272,12 @@ def slurm_backend(p: Plan) -> executors.SlurmBackend:
     return executors.SlurmBackend(p.sweep_dir, p.request.resources, job_name=p.name, workdir=p.workdir)
 
 
-def existing(p: Plan) -> tp.Optional[dict]:
+def backend_of(sweep_dir: Path, manifest: Manifest) -> executors.SlurmBackend:
+    return executors.SlurmBackend(sweep_dir, manifest.resources, manifest.name,
+                                  workdir=Path(manifest.experiment.workdir) if manifest.experiment.workdir else None)
+
+
+def existing(p: Plan) -> tp.Optional[Manifest]:
     """The manifest of a sweep of the same name, when one was submitted with the same spec.
     Raises UsageError when the name is taken by a different spec."""
     sweep_dir = p.sweep_dir
@@ -283,16 +290,16 @@ def existing(p: Plan) -> tp.Optional[dict]:
         shutil.rmtree(sweep_dir, ignore_errors=True)
         return None
     manifest = storage.read_manifest(sweep_dir)
-    if manifest.get("spec_hash") != p.spec_hash:
+    if manifest.spec_hash != p.spec_hash:
         raise UsageError(f"sweep {p.name!r} already exists with a different spec ({sweep_dir}); "
                          f"choose another --name")
-    if manifest.get("state") == "not_submitted":
+    if manifest.state == "not_submitted":
         shutil.rmtree(sweep_dir)
         return None
     return manifest
 
 
-def create(p: Plan) -> tp.Tuple[Path, dict]:
+def create(p: Plan) -> storage.ManifestBook:
     """Create the sweep dir (snapshot, storage dirs, manifest in state 'submitting')."""
     from . import experiment
 
@@ -302,6 +309,7 @@ def create(p: Plan) -> tp.Tuple[Path, dict]:
         sweep_dir.mkdir()
     except FileExistsError:
         raise UsageError(f"sweep {p.name!r} is being created by another process; choose another --name") from None
+    assert p.staging is not None and p.layout is not None, "plan() stages the snapshot"
     try:
         code = sweep_dir / storage.CODE
         try:
@@ -317,35 +325,35 @@ def create(p: Plan) -> tp.Tuple[Path, dict]:
         _remove_sweep_dir(sweep_dir)
         raise
     rng = random.SystemRandom()
-    manifest = {
-        "schema": SCHEMA_VERSION,
-        "name": p.name,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "state": "submitting",
-        "executor": p.executor,
-        "spec_hash": p.spec_hash,
-        "command": list(p.request.argv),
-        "experiment": {"name": p.experiment_name, "file": str(p.experiment_file),
-                       "snapshot": str(code / p.layout.experiment), "module": p.module_name,
-                       "source_root": str(p.layout.root), "workdir": str(code / p.layout.workdir)},
-        "code": {"sha256": p.code_hash, "bytes": p.code_bytes},
-        "spec": {"with": list(p.request.with_tokens),
-                 "file": str(Path(p.request.sweep_file).resolve()) if p.request.sweep_file else None,
-                 "file_text": Path(p.request.sweep_file).read_text() if p.request.sweep_file else None},
-        "root": str(p.root),
-        "storage_key": p.storage_key,
-        "resources": p.request.resources.to_json(),
-        "varied": list(p.points[0].varied) if p.points else [],
-        "versions": versions(),
-        "git": experiment.git_state(p.experiment_file),
+    sweep_file = Path(p.request.sweep_file) if p.request.sweep_file else None
+    manifest = Manifest(
+        name=p.name,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        state="submitting",
+        executor=p.executor,
+        spec_hash=p.spec_hash,
+        command=tuple(p.request.argv),
+        experiment=ExperimentInfo(name=p.experiment_name, file=str(p.experiment_file),
+                                  snapshot=str(code / p.layout.experiment), module=p.module_name,
+                                  source_root=str(p.layout.root), workdir=str(code / p.layout.workdir)),
+        code={"sha256": p.code_hash, "bytes": p.code_bytes},
+        spec={"with": list(p.request.with_tokens), "file": str(sweep_file.resolve()) if sweep_file else None,
+              "file_text": sweep_file.read_text() if sweep_file else None},
+        root=str(p.root),
+        storage_key=p.storage_key,
+        resources=p.request.resources,
+        varied=tuple(p.points[0].varied) if p.points else (),
+        versions=versions(),
+        git=experiment.git_state(p.experiment_file),
         # one seed per point: the experiment's own (config scope, named config, command line)
         # when it sets one; else ptslurm fixes one at submission, so that every attempt
         # (requeue, resubmit) builds the same config and resuming is exact
-        "points": [dict(pt.to_json(), storage_dir=str(d), job_id=None,
-                        seed=own if own is not None else rng.randrange(2**31 - 1),
-                        seed_source="experiment" if own is not None else "ptslurm")
-                   for pt, d, own in zip(p.points, dirs, p.seeds)],
-    }
+        points=tuple(PointEntry(index=pt.index, updates=dict(pt.updates), named_configs=tuple(pt.named_configs),
+                                varied=tuple(pt.varied), storage_dir=str(d),
+                                seed=own if own is not None else rng.randrange(2**31 - 1),
+                                seed_source="experiment" if own is not None else "ptslurm")
+                     for pt, d, own in zip(p.points, dirs, p.seeds)),
+    )
     try:
         storage.write_manifest(sweep_dir, manifest)
     except BaseException:  # a full disk, a kill: nothing half-made stays behind
@@ -353,7 +361,7 @@ def create(p: Plan) -> tp.Tuple[Path, dict]:
             shutil.rmtree(d, ignore_errors=True)
         _remove_sweep_dir(sweep_dir)
         raise
-    return sweep_dir, manifest
+    return storage.ManifestBook(sweep_dir, manifest)
 
 
 def _remove_sweep_dir(sweep_dir: Path) -> None:
@@ -365,61 +373,52 @@ def _remove_sweep_dir(sweep_dir: Path) -> None:
         pass
 
 
-def _undo(sweep_dir: Path, manifest: dict, error: str) -> None:
+def _undo(book: storage.ManifestBook, error: str) -> None:
     """After a refused submission: no storage dir may claim to be queued."""
-    for entry in manifest["points"]:
+    for entry in book.manifest.points:
         try:
-            os.unlink(os.path.join(entry["storage_dir"], storage.CLAIM))
-            os.rmdir(entry["storage_dir"])  # only when nothing else is in it
+            os.unlink(os.path.join(entry.storage_dir, storage.CLAIM))
+            os.rmdir(entry.storage_dir)  # only when nothing else is in it
         except OSError:
             pass
-        entry["job_id"] = None
-    manifest["state"] = "not_submitted"
-    manifest["error"] = error
-    storage.write_manifest(sweep_dir, manifest)
+    book.save(book.manifest.with_jobs({e.index: None for e in book.manifest.points})
+              .replace(state="not_submitted", error=error))
 
 
-def submit(p: Plan, sweep_dir: Path, manifest: dict, backend: executors.SlurmBackend) -> int:
+def _args_for(sweep_dir: Path) -> tp.Callable[[int], tp.Tuple[str, int]]:
+    """What each array task's ``job.run_point`` is called with."""
+    return lambda i: (str(sweep_dir), i)
+
+
+def submit(book: storage.ManifestBook, backend: executors.SlurmBackend) -> int:
     """Queue every point of the manifest that has no job yet on SLURM, recording job ids
     array by array; an interrupted submission's queued jobs are adopted first (``adopt``).
     Returns how many points were adopted."""
-    from .job import run_point
-
-
-    def on_array(ids: tp.Dict[int, str]) -> None:
-        for index, job in ids.items():
-            manifest["points"][index]["job_id"] = job
-        storage.write_manifest(sweep_dir, manifest)
-
-    adopted = adopt(sweep_dir, manifest, backend)
-    todo = [e["index"] for e in manifest["points"] if not e.get("job_id")]
-    limit = executors.submit_limit(backend.resources.qos)
-    if limit is not None and limit - (executors.queued_count() or 0) < len(todo):
+    sweep_dir = book.sweep_dir
+    adopted = adopt(book, backend)
+    todo = [e.index for e in book.manifest.points if not e.job_id]
+    limit = commands.submit_limit(backend.resources.qos)
+    if limit is not None and limit - (commands.queued_count() or 0) < len(todo):
         # more points than the queue takes: submit what fits now, the rest in waves
-        manifest["state"] = "submitted"
-        manifest["waves"] = {"limit": limit}
-        manifest["sbatch_calls"] = backend.sbatch_calls
-        storage.write_manifest(sweep_dir, manifest)
-        _wave(sweep_dir, manifest, backend, limit, submit_marker(sweep_dir))
+        book.update(state="submitted", waves={"limit": limit}, sbatch_calls=backend.sbatch_calls)
+        _wave(book, backend, limit)
         return adopted
     try:
-        backend.submit(todo, run_point, lambda i: (str(sweep_dir), i), on_array, marker=submit_marker(sweep_dir))
+        backend.submit(todo, _args_for(sweep_dir), book.set_jobs, marker=submit_marker(sweep_dir))
     except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) or adopted:
             raise  # the same command again finishes the submission
-        backend.cancel(e["job_id"] for e in manifest["points"] if e["job_id"])
-        _undo(sweep_dir, manifest, str(exc))
+        commands.cancel(e.job_id for e in book.manifest.points if e.job_id)
+        _undo(book, str(exc))
         raise
-    manifest["state"] = "submitted"
-    manifest["sbatch_calls"] = backend.sbatch_calls
-    storage.write_manifest(sweep_dir, manifest)
+    book.update(state="submitted", sbatch_calls=backend.sbatch_calls)
     return adopted
 
 
 WAVE_LOCK = ".waves.lock"
 
 
-def next_wave(sweep_dir: Path, own_job: tp.Optional[str] = None) -> int:
+def next_wave(sweep_dir: tp.Union[str, Path], own_job: tp.Optional[str] = None) -> int:
     """Submit the waiting points of a sweep that met the cluster's submit limit, as many as
     fit now, and, while points still wait, a small wave job that runs this again once they
     all ended (``--dependency=afterany``; it holds one queue slot). No daemon: the wave job,
@@ -430,48 +429,33 @@ def next_wave(sweep_dir: Path, own_job: tp.Optional[str] = None) -> int:
     sweep_dir = Path(sweep_dir)
     with filelock.FileLock(str(sweep_dir / WAVE_LOCK), timeout=60):
         manifest = storage.read_manifest(sweep_dir)
-        waves = manifest.get("waves")
-        if not waves or manifest.get("state") != "submitted":
+        waves = manifest.waves
+        if not waves or manifest.state != "submitted":
             return 0
-        marker = submit_marker(sweep_dir)
-        if waves.get("job") and own_job != waves["job"] \
-                and waves["job"] in executors.SlurmBackend.queue_states([waves["job"]]):
+        if waves.get("job") and own_job != waves["job"] and waves["job"] in commands.queue_states([waves["job"]]):
             return 0  # a wave job is queued: it will do this
-        backend = executors.SlurmBackend(sweep_dir, Resources.from_json(manifest["resources"]), manifest["name"],
-                                         workdir=manifest["experiment"].get("workdir"))
-        return _wave(sweep_dir, manifest, backend, int(waves["limit"]), marker)
+        return _wave(storage.ManifestBook(sweep_dir, manifest), backend_of(sweep_dir, manifest), int(waves["limit"]))
 
 
-def _wave(sweep_dir: Path, manifest: dict, backend: executors.SlurmBackend, limit: int, marker: str) -> int:
-    from .job import run_point
-
-    waiting = [e["index"] for e in manifest["points"] if not e.get("job_id")
-               and not read_intent(e["storage_dir"]).get("cancelled")]
+def _wave(book: storage.ManifestBook, backend: executors.SlurmBackend, limit: int) -> int:
+    waiting = [e.index for e in book.manifest.points if not e.job_id and not read_intent(e.storage_dir).cancelled]
     if not waiting:
-        manifest.pop("waves", None)
-        storage.write_manifest(sweep_dir, manifest)
+        book.update(waves=None)
         return 0
-    queued = executors.queued_count()
+    queued = commands.queued_count()
     if queued is None:
         return 0
     free = limit - queued
     chosen = waiting if len(waiting) <= free else waiting[:max(free - 1, 0)]  # a slot for the wave job
     if not chosen:
         return 0
-    arrays: tp.List[str] = []
-
-    def on_array(ids: tp.Dict[int, str]) -> None:
-        for index, job in ids.items():
-            manifest["points"][index]["job_id"] = job
-        arrays.append(next(iter(ids.values())).split("_")[0])
-        storage.write_manifest(sweep_dir, manifest)
-
-    backend.submit(chosen, run_point, lambda i: (str(sweep_dir), i), on_array, marker=marker)
+    marker = submit_marker(book.sweep_dir)
+    jobs = backend.submit(chosen, _args_for(book.sweep_dir), book.set_jobs, marker=marker)
     if len(chosen) < len(waiting):
-        manifest["waves"] = {"limit": limit, "job": backend.submit_wave_job(arrays, marker)}
+        arrays = sorted({job.split("_")[0] for job in jobs.values()})
+        book.update(waves={"limit": limit, "job": backend.submit_wave_job(arrays, marker)})
     else:
-        manifest.pop("waves", None)
-    storage.write_manifest(sweep_dir, manifest)
+        book.update(waves=None)
     return len(chosen)
 
 
@@ -481,59 +465,56 @@ def submit_marker(sweep_dir: Path) -> str:
     return "ptslurm:" + hashlib.sha256(str(Path(sweep_dir).resolve()).encode()).hexdigest()[:16]
 
 
-def adopt(sweep_dir: Path, manifest: dict, backend: executors.SlurmBackend) -> int:
+def adopt(book: storage.ManifestBook, backend: executors.SlurmBackend) -> int:
     """Record the jobs of an interrupted submission instead of queueing them again: those
     still in the queue (found by their comment) and those that already ran (their status
     files name them). Returns how many points were adopted."""
-    missing = {e["index"] for e in manifest["points"] if not e.get("job_id")}
-    if not missing or manifest.get("state") != "submitting":
+    manifest = book.manifest
+    missing = [e for e in manifest.points if not e.job_id]
+    if not missing or manifest.state != "submitting":
         return 0
-    found = executors.SlurmBackend.marked_jobs(submit_marker(sweep_dir))
-    for i in sorted(missing):
-        status = results.read_status(manifest["points"][i]["storage_dir"])
-        ran = next((a.get("job_id") for a in status.get("attempts", []) if isinstance(a, dict)), None)
-        job = found.get(i) or (ran if ran and not str(ran).startswith("local") else None)
+    found = commands.marked_jobs(submit_marker(book.sweep_dir))
+    adopted: tp.Dict[int, str] = {}
+    for entry in missing:
+        ran = next((a.job_id for a in records.read_status(entry.path).attempts if a.job_id), None)
+        job = found.get(entry.index) or (ran if ran and not ran.startswith("local") else None)
         if job:
-            manifest["points"][i]["job_id"] = job
-    adopted = [i for i in missing if manifest["points"][i].get("job_id")]
+            adopted[entry.index] = job
     if adopted:
-        backend.ensure_pickles({i: manifest["points"][i]["job_id"] for i in adopted},
-                               lambda i: (str(sweep_dir), i))
-        storage.write_manifest(sweep_dir, manifest)
+        backend.ensure_pickles(adopted, _args_for(book.sweep_dir))
+        book.set_jobs(adopted)
     return len(adopted)
 
 
-def run_local(p: Plan, sweep_dir: Path, manifest: dict, on_change=lambda rows: None) -> tp.List[dict]:
-    backend = executors.LocalBackend(sweep_dir, p.request.jobs, workdir=p.workdir)
-    for entry in manifest["points"]:
-        entry["job_id"] = "local"
-    manifest["state"] = "submitted"
-    manifest["runner"] = executors.runner_record()
-    storage.write_manifest(sweep_dir, manifest)
-    backend.run([pt.index for pt in p.points], on_change=lambda done: on_change(results.point_states(manifest)))
-    return results.point_states(manifest)
+def run_local(book: storage.ManifestBook, jobs: int, indices: tp.Sequence[int],
+              on_change: tp.Callable[[tp.List[results.PointRow]], None] = lambda rows: None) -> tp.List[results.PointRow]:
+    """Run points on this machine, ``jobs`` at a time, until they end."""
+    workdir = book.manifest.experiment.workdir
+    backend = executors.LocalBackend(book.sweep_dir, jobs, workdir=Path(workdir) if workdir else None)
+    book.save(book.manifest.with_jobs({i: "local" for i in indices})
+              .replace(state="submitted", runner=executors.runner_record()))
+    backend.run(list(indices), on_change=lambda done: on_change(results.point_states(book.manifest)))
+    return results.point_states(book.manifest)
 
 
-def sweep_states(sweep_dir: Path, manifest: dict) -> tp.List[dict]:
+def sweep_states(sweep_dir: Path, manifest: Manifest) -> tp.List[results.PointRow]:
     """Point states from the files, reconciled with one squeue call (and one sacct call
     when some point is neither queued nor finished on disk)."""
-    queue, accounting = None, None
-    jobs = [e["job_id"] for e in manifest["points"] if e.get("job_id")]
-    if manifest.get("executor") == "slurm" and executors.slurm_available():
+    queue = None
+    jobs = [e.job_id for e in manifest.points if e.job_id]
+    if manifest.executor == "slurm" and commands.slurm_available():
         try:
-            queue = executors.SlurmBackend.queue_states(jobs)
-        except (SubmissionError, OSError, executors.subprocess.TimeoutExpired):
+            queue = commands.queue_states(jobs)
+        except (SubmissionError, OSError):
             queue = None
     rows = results.point_states(manifest, queue)
-    lost_attempts = [a for r in rows for a in r["status"].get("attempts", [])
-                     if isinstance(a, dict) and a.get("state") == "lost" and a.get("job_id")]
-    if queue is not None and (lost_attempts or any(r["state"] == "lost" for r in rows)):
+    lost_attempts = any(a.state == State.LOST and a.job_id for r in rows for a in r.status.attempts)
+    if queue is not None and (lost_attempts or any(r.state == State.LOST for r in rows)):
         # one sacct call answers both: how a vanished job ended, and why killed attempts died
-        history = executors.accounting_history(jobs)
+        history = commands.accounting_history(jobs)
         accounting = {job: runs[-1][1] for job, runs in history.items() if runs}
-        rows = results.point_states(manifest, queue, accounting)
-        killed_causes(rows, history)
-        if manifest.get("waves") and any(r["state"] == "waiting" for r in rows):
+        rows = killed_causes(results.point_states(manifest, queue, accounting), history)
+        if manifest.waves and any(r.state == State.WAITING for r in rows):
             try:  # a wave whose tasks were all killed has nobody left to submit the next
                 if next_wave(sweep_dir):
                     return sweep_states(sweep_dir, storage.read_manifest(sweep_dir))
@@ -542,41 +523,198 @@ def sweep_states(sweep_dir: Path, manifest: dict) -> tp.List[dict]:
     return rows
 
 
-def killed_causes(rows: tp.Sequence[dict], history: tp.Dict[str, tp.List[tp.Tuple[str, str]]]) -> None:
+def killed_causes(rows: tp.Sequence[results.PointRow],
+                  history: tp.Mapping[str, tp.Sequence[tp.Tuple[str, str]]]) -> tp.List[results.PointRow]:
     """Give attempts that were killed without a word (``lost`` in their status file) their
     cause from SLURM's accounting ``history`` (every run of each job): the run that started
     when the attempt did. In memory only: the job owns its status file."""
-    lost = [a for r in rows for a in r["status"].get("attempts", [])
-            if isinstance(a, dict) and a.get("state") == "lost" and a.get("job_id")]
-    for attempt in lost:
-        started = results._time(attempt.get("started"))
-        runs = [(abs((results._time(start) or 0) - started), state) for start, state in history.get(attempt["job_id"], [])
-                if started is not None and results._time(start) is not None]
+    def cause(attempt: Attempt) -> Attempt:
+        started = results.timestamp(attempt.started)
+        if attempt.state != State.LOST or not attempt.job_id or started is None:
+            return attempt
+        runs = [(abs(t - started), state) for t, state in
+                ((results.timestamp(start), state) for start, state in history.get(attempt.job_id, ()))
+                if t is not None]
         if runs:
             gap, state = min(runs)
             if gap <= 300 and state:
-                attempt["cause"] = state.lower()
+                return attempt.replace(cause=state.lower())
+        return attempt
+
+    return [r.replace(status=r.status.replace(attempts=tuple(cause(a) for a in r.status.attempts))) for r in rows]
 
 
-def check_finished(rows: tp.Sequence[dict], sweep_dir: Path) -> None:
-    bad = [r for r in rows if r["state"] != "completed"]
+def check_finished(rows: tp.Sequence[results.PointRow], sweep_dir: Path) -> None:
+    """Raise PointsFailed (naming the first such point and the commands that help) unless
+    every point completed."""
+    bad = [r for r in rows if r.state != State.COMPLETED]
     if bad:
         first = bad[0]
-        detail = f": {first['error']}" if first.get("error") else ""
+        detail = f": {first.error}" if first.error else ""
         raise PointsFailed(f"{len(bad)} of {len(rows)} points did not complete "
-                           f"(point {first['index']} {first['state']}{detail}); "
-                           f"see `ptslurm logs {shlex.quote(str(sweep_dir))} {first['index']}`, then "
+                           f"(point {first.index} {first.state}{detail}); "
+                           f"see `ptslurm logs {shlex.quote(str(sweep_dir))} {first.index}`, then "
                            f"`ptslurm resubmit {shlex.quote(str(sweep_dir))} --failed`")
+
+
+# ----------------------------------------------------------------------------- one call
+
+
+class Events(tp.Protocol):
+    """What ``run`` tells while it works; the CLI prints it (``cli.Printer``)."""
+
+    def message(self, text: str) -> None:
+        """Something the user should know (what was queued, where, how)."""
+
+    def warning(self, text: str) -> None:
+        """Something that may not be what the user meant."""
+
+    def progress(self, rows: tp.Sequence[results.PointRow], final: bool = False) -> None:
+        """Where the points stand (local runs and --wait)."""
+
+
+class Quiet:
+    """Events that nobody hears: a library caller's default."""
+
+    def message(self, text: str) -> None:
+        pass
+
+    def warning(self, text: str) -> None:
+        pass
+
+    def progress(self, rows: tp.Sequence[results.PointRow], final: bool = False) -> None:
+        pass
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What ``run`` did: the sweep (None for a dry run), how many sbatch calls it made, the
+    point rows when the points ran here or were waited for."""
+
+    plan: Plan
+    sweep_dir: tp.Optional[Path] = None
+    manifest: tp.Optional[Manifest] = None
+    sbatch_calls: int = 0
+    rows: tp.Optional[tp.List[results.PointRow]] = None
+    already: bool = False
+    timing: tp.Dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def run(request: SweepRequest, wait: bool = False, events: tp.Optional[Events] = None) -> Outcome:
+    """``ptslurm sweep`` in one call: plan (every check without side effects), then either
+    nothing (a dry run), or finish what an interrupted run of the same command left, or
+    create the sweep and submit it to SLURM or run it here; with ``wait``, until every point
+    ended. Raises a PtslurmError on bad input; the caller decides what a failed point means
+    (``check_finished``)."""
+    import time
+
+    events = events or Quiet()
+    started = time.perf_counter()
+    p = plan(request)
+    try:
+        outcome = Outcome(plan=p, timing={"preflight": time.perf_counter() - started})
+        for warning in p.warnings:
+            events.warning(warning)
+        if request.dry_run:
+            return outcome
+        _execute(p, outcome, events)
+    finally:
+        p.discard()
+    if wait and outcome.rows is None and outcome.sweep_dir is not None:
+        outcome.rows = wait_for(outcome.sweep_dir, events)
+        outcome.manifest = storage.read_manifest(outcome.sweep_dir)
+    return outcome
+
+
+def _execute(p: Plan, outcome: Outcome, events: Events) -> None:
+    import time
+
+    outcome.sweep_dir = p.sweep_dir
+    manifest = existing(p)
+    if manifest is not None and manifest.state == "submitting" and manifest.executor == "slurm":
+        # an interrupted submission (killed, ssh dropped): finish it, exactly once
+        book = storage.ManifestBook(p.sweep_dir, manifest)
+        backend = slurm_backend(p)
+        before = sum(1 for e in manifest.points if e.job_id)
+        adopted = submit(book, backend)
+        queued = len(manifest.points) - before - adopted
+        events.message(f"finished the interrupted submission of {p.name!r}: {before} point(s) were recorded, "
+                       f"{adopted} adopted from the queue, {queued} queued now")
+        outcome.manifest, outcome.sbatch_calls = book.manifest, backend.sbatch_calls
+        return
+    if manifest is not None and manifest.executor == "local":
+        rows = sweep_states(p.sweep_dir, manifest)
+        runner = manifest.runner or {}
+        runner_gone = not results.alive(runner.get("host"), runner.get("pid"))
+        left = [r.index for r in rows if runner_gone and r.state in (State.LOST, State.INTERRUPTED)]
+        if left:
+            events.message(f"running the {_plural(len(left), 'point')} an interrupted run left (resuming from "
+                           f"their checkpoints)")
+            resubmit(p.sweep_dir, left)
+            outcome.manifest = storage.read_manifest(p.sweep_dir)
+            outcome.rows = sweep_states(p.sweep_dir, outcome.manifest)
+            return
+    if manifest is not None:
+        events.message(f"sweep {p.name!r} already exists with this spec: nothing new to submit")
+        outcome.manifest, outcome.already = manifest, True
+        return
+    n = len(p.points)
+    if p.executor == "slurm":
+        backend = slurm_backend(p)
+        note = time_limit_note(p.request.resources)
+        backend.validate(n)
+        t_create = time.perf_counter()
+        book = create(p)
+        submit(book, backend)
+        outcome.timing["submit"] = time.perf_counter() - t_create
+        manifest = book.manifest
+        arrays = sorted({e.job_id.split("_")[0] for e in manifest.points if e.job_id})
+        now = sum(1 for e in manifest.points if e.job_id)
+        events.message(f"queued {_plural(now, 'point')} of {p.experiment_name!r} as {len(arrays)} job "
+                       f"array{'s' if len(arrays) != 1 else ''} ({', '.join(arrays)})")
+        if manifest.waves:
+            events.message(f"the cluster lets you queue {manifest.waves['limit']} jobs: the other {n - now} points "
+                           f"wait and are submitted in waves as these end (job "
+                           f"{manifest.waves.get('job') or '-'} submits the next)")
+        if note:
+            events.message(note)
+        outcome.manifest, outcome.sbatch_calls = manifest, backend.sbatch_calls
+        return
+    book = create(p)
+    events.message(f"no SLURM here: running {_plural(n, 'point')} of {p.experiment_name!r} locally, "
+                   f"{p.request.jobs} at a time" if p.request.executor == "auto" else
+                   f"running {_plural(n, 'point')} locally, {p.request.jobs} at a time")
+    outcome.rows = run_local(book, p.request.jobs, [pt.index for pt in p.points], on_change=events.progress)
+    events.progress(outcome.rows, final=True)
+    outcome.manifest = book.manifest
+
+
+def wait_for(sweep_dir: Path, events: tp.Optional[Events] = None) -> tp.List[results.PointRow]:
+    """Poll until every point of the sweep ended (``$PTSLURM_POLL_S`` seconds apart, 2 by
+    default); the rows at the end."""
+    import time
+
+    events = events or Quiet()
+    while True:
+        manifest = storage.read_manifest(sweep_dir)  # waves add job ids as they go
+        rows = sweep_states(sweep_dir, manifest)
+        done = results.ended(rows)
+        events.progress(rows, final=done)
+        if done:
+            return rows
+        time.sleep(float(os.environ.get("PTSLURM_POLL_S", "2")))
 
 
 # ----------------------------------------------------------------------------- life cycle
 
-RETRYABLE = ("failed", "timeout", "preempted", "interrupted", "lost")
 
-
-def select_points(manifest: dict, spec: tp.Optional[str]) -> tp.List[int]:
+def select_points(manifest: Manifest, spec: tp.Optional[str]) -> tp.List[int]:
     """Indices from ``0,2,5-7`` (all points when ``spec`` is None)."""
-    n = len(manifest["points"])
+    n = len(manifest.points)
     if spec is None:
         return list(range(n))
     out: tp.List[int] = []
@@ -588,25 +726,19 @@ def select_points(manifest: dict, spec: tp.Optional[str]) -> tp.List[int]:
         except ValueError:
             raise UsageError(f"bad point list {spec!r}: use indices and ranges like 0,2,5-7") from None
         for i in range(first, last + 1):
-            if not 0 <= i < n:
-                raise UsageError(f"point {i} is out of range: sweep {manifest['name']!r} has points 0-{n - 1}")
+            manifest.point(i)  # out of range: UsageError
             out.append(i)
     return sorted(set(out))
 
 
-def read_intent(storage_dir: str) -> dict:
-    data = results.read_json(Path(storage_dir) / storage.INTENT)
-    return data if isinstance(data, dict) else {}
-
-
-def write_intent(storage_dir: str, **fields) -> None:
+def write_intent(storage_dir: tp.Union[str, Path], **fields: tp.Any) -> None:
     """Record what the command line asks of a point in its own file; the job's status file
     is never rewritten here (the job is its only writer)."""
     if not Path(storage_dir).is_dir():
         return
-    intent = read_intent(storage_dir)
-    intent.update(fields, time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-    storage.atomic_write_json(Path(storage_dir) / storage.INTENT, intent)
+    intent = read_intent(storage_dir).replace(
+        time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **fields)
+    storage.atomic_write_json(Path(storage_dir) / storage.INTENT, intent.to_json())
 
 
 CANCEL_GRACE_S = 15.0  # a local point gets this long to checkpoint after SIGTERM, then SIGKILL
@@ -619,78 +751,62 @@ def cancel(sweep_dir: Path, indices: tp.Sequence[int]) -> tp.List[int]:
     Returns the indices cancelled."""
     manifest = storage.read_manifest(sweep_dir)
     rows = sweep_states(sweep_dir, manifest)
-    chosen = [i for i in indices if rows[i]["state"] not in results.TERMINAL]
+    chosen = [i for i in indices if rows[i].state not in TERMINAL]
     for i in chosen:
-        entry = manifest["points"][i]
-        submission = int(read_intent(entry["storage_dir"]).get("submission", 0) or 0)
-        write_intent(entry["storage_dir"], cancelled=True, submission=submission)
-    jobs = [manifest["points"][i]["job_id"] for i in chosen if manifest["points"][i]["job_id"]]
-    wave_job = (manifest.get("waves") or {}).get("job")
-    if wave_job and len(chosen) == len(manifest["points"]) - sum(r["state"] in results.TERMINAL for r in rows):
+        entry = manifest.points[i]
+        write_intent(entry.storage_dir, cancelled=True, submission=read_intent(entry.storage_dir).submission)
+    jobs = [manifest.points[i].job_id for i in chosen if manifest.points[i].job_id]
+    wave_job = (manifest.waves or {}).get("job")
+    if wave_job and len(chosen) == sum(r.state not in TERMINAL for r in rows):
         jobs.append(wave_job)  # every point still going is cancelled: so is the next wave
-    if manifest.get("executor") == "slurm" and jobs:
-        executors.SlurmBackend.cancel(jobs)
-    elif manifest.get("executor") == "local":
-        attempts = [(rows[i]["status"].get("attempts") or [{}])[-1] for i in chosen]
-        executors.stop_local([a for a in attempts if a.get("state") == "running"], CANCEL_GRACE_S)
+    if manifest.executor == "slurm" and jobs:
+        commands.cancel(j for j in jobs if j)
+    elif manifest.executor == "local":
+        latest = [rows[i].latest for i in chosen]
+        executors.stop_local([a for a in latest if a is not None and a.state == State.RUNNING], CANCEL_GRACE_S)
     return chosen
 
 
 def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = False) -> tp.Dict[int, str]:
     """Queue the chosen points again, each into its own storage dir (resuming from its
     checkpoints). Points still pending or running are refused."""
-    from .job import run_point
-
     manifest = storage.read_manifest(sweep_dir)
     rows = sweep_states(sweep_dir, manifest)
-    busy = [i for i in indices if rows[i]["state"] in ("pending", "running", "requeued")]
+    busy = [i for i in indices if rows[i].state in BUSY]
     if busy:
         raise UsageError(f"points {', '.join(map(str, busy))} are still queued or running; "
                          f"cancel them first (`ptslurm cancel --points ...`)")
     if refresh_code:
-        refresh_snapshot(sweep_dir, manifest)
+        manifest = refresh_snapshot(sweep_dir, manifest)
     for i in indices:
-        entry = manifest["points"][i]
-        Path(entry["storage_dir"]).mkdir(parents=True, exist_ok=True)
-        intent = read_intent(entry["storage_dir"])
-        previous = max(int(intent.get("submission", 0) or 0),
-                       int(results.read_status(entry["storage_dir"]).get("submission", 0) or 0))
-        write_intent(entry["storage_dir"], cancelled=False, submission=previous + 1)
-        entry.setdefault("job_history", [])
-        if entry.get("job_id"):
-            entry["job_history"].append(entry["job_id"])
-    workdir = manifest["experiment"].get("workdir")
-    if manifest.get("executor") != "slurm":
-        backend = executors.LocalBackend(sweep_dir, workdir=workdir)
-        manifest["runner"] = executors.runner_record()
-        storage.write_manifest(sweep_dir, manifest)
-        backend.run(list(indices))
-        storage.write_manifest(sweep_dir, manifest)
+        entry = manifest.points[i]
+        entry.path.mkdir(parents=True, exist_ok=True)
+        previous = max(read_intent(entry.path).submission, records.read_status(entry.path).submission)
+        write_intent(entry.storage_dir, cancelled=False, submission=previous + 1)
+    manifest = manifest.with_points(
+        lambda e: e.replace(job_history=e.job_history + ((e.job_id,) if e.job_id else ())), indices)
+    book = storage.ManifestBook(sweep_dir, manifest)
+    if manifest.executor != "slurm":
+        run_local(book, 1, list(indices))
         return {i: "local" for i in indices}
-    backend = executors.SlurmBackend(sweep_dir, Resources.from_json(manifest["resources"]), manifest["name"],
-                                     workdir=workdir)
-
-    def on_array(ids: tp.Dict[int, str]) -> None:
-        for index, job in ids.items():
-            manifest["points"][index]["job_id"] = job
-        storage.write_manifest(sweep_dir, manifest)
-
-    return backend.submit(list(indices), run_point, lambda i: (str(sweep_dir), i), on_array,
-                          marker=submit_marker(sweep_dir))
+    book.save(manifest)
+    return backend_of(sweep_dir, manifest).submit(list(indices), _args_for(sweep_dir), book.set_jobs,
+                                                  marker=submit_marker(sweep_dir))
 
 
-def refresh_snapshot(sweep_dir: Path, manifest: dict, max_mb: float = snapshot.DEFAULT_MAX_MB) -> None:
+def refresh_snapshot(sweep_dir: Path, manifest: Manifest, max_mb: float = snapshot.DEFAULT_MAX_MB) -> Manifest:
     """Take the experiment's current code: a new snapshot, checked by the pre-flight with the
-    points' configs, replaces the old one (which stays if anything fails)."""
-    info = manifest["experiment"]
-    points = [Point.from_json(e) for e in manifest["points"]]
-    keys = (manifest["storage_key"],) if manifest.get("storage_key") else ()
-    dirs = [Path(e["storage_dir"]) for e in manifest["points"]]
+    points' configs, replaces the old one (which stays if anything fails). Returns the
+    manifest that records it."""
+    info = manifest.experiment
+    points = [e.to_point() for e in manifest.points]
+    keys = (manifest.storage_key,) if manifest.storage_key else ()
+    dirs = [e.path for e in manifest.points]
     lay, staging, code_hash, code_bytes, _checked, ex = stage(
-        Path(info["file"]), Path(manifest["root"]), points, keys, lambda _name: dirs, [], max_mb)
+        Path(info.file), Path(manifest.root), points, keys, lambda _name: dirs, [], max_mb)
     try:
-        if ex.path != info["name"]:
-            raise UsageError(f"the experiment is now named {ex.path!r}, not {info['name']!r}: its points' storage "
+        if ex.path != info.name:
+            raise UsageError(f"the experiment is now named {ex.path!r}, not {info.name!r}: its points' storage "
                              f"dirs would not match; start a new sweep")
         code = sweep_dir / storage.CODE
         old = sweep_dir / f".{storage.CODE}.old"
@@ -699,41 +815,37 @@ def refresh_snapshot(sweep_dir: Path, manifest: dict, max_mb: float = snapshot.D
         os.replace(snapshot.hash_file(code), old.parent / f".{snapshot.HASHES}.old")
         shutil.move(str(staging / storage.CODE), str(code))
         shutil.move(str(snapshot.hash_file(staging / storage.CODE)), str(snapshot.hash_file(code)))
-        info.update(snapshot=str(code / lay.experiment), source_root=str(lay.root), workdir=str(code / lay.workdir))
-        manifest["code"] = {"sha256": code_hash, "bytes": code_bytes}
+        manifest = manifest.replace(
+            experiment=info.replace(snapshot=str(code / lay.experiment), source_root=str(lay.root),
+                                    workdir=str(code / lay.workdir)),
+            code={"sha256": code_hash, "bytes": code_bytes})
         storage.write_manifest(sweep_dir, manifest)
         shutil.rmtree(old, ignore_errors=True)
         (old.parent / f".{snapshot.HASHES}.old").unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return manifest
 
 
-def changed_code(manifest: dict, sweep_dir: Path) -> tp.List[str]:
+def changed_code(manifest: Manifest, sweep_dir: Path) -> tp.List[str]:
     """Files of the sweep's snapshot that differ from the live tree it was taken from."""
-    root = manifest["experiment"].get("source_root")
+    root = manifest.experiment.source_root
     if not root:
         return []
     return snapshot.differs(sweep_dir / storage.CODE, Path(root))
 
 
-def _point(manifest: dict, index: int) -> dict:
-    n = len(manifest["points"])
-    if not 0 <= index < n:
-        raise UsageError(f"point {index} is out of range: sweep {manifest['name']!r} has points 0-{n - 1}")
-    return manifest["points"][index]
-
-
-def run_here(sweep_dir: Path, manifest: dict, index: int, pdb: bool = False) -> None:
+def run_here(sweep_dir: Path, manifest: Manifest, index: int, pdb: bool = False) -> None:
     """Run one attempt of a point in this process, in the foreground (``ptslurm run``).
     Refused while the point is queued or running elsewhere. ``pdb`` enters the debugger
     post mortem where the run fails; the exception then propagates."""
     from .job import run_point
 
-    entry = _point(manifest, index)
+    entry = manifest.point(index)
     row = sweep_states(sweep_dir, manifest)[index]
-    busy = ("pending", "running", "requeued") if manifest.get("executor") == "slurm" else ("running",)
-    if row["state"] in busy:
-        raise UsageError(f"point {index} is {row['state']} (job {entry.get('job_id')}); two runs must not share "
+    busy = BUSY if manifest.executor == "slurm" else (State.RUNNING,)
+    if row.state in busy:
+        raise UsageError(f"point {index} is {row.state} (job {entry.job_id}); two runs must not share "
                          f"its storage dir: `ptslurm cancel {shlex.quote(str(sweep_dir))} --points {index}` first")
     try:
         run_point(sweep_dir, index)
@@ -747,41 +859,40 @@ def run_here(sweep_dir: Path, manifest: dict, index: int, pdb: bool = False) -> 
         raise
 
 
-def point_config(manifest: dict, index: int) -> tp.Tuple[dict, str]:
+def point_config(manifest: Manifest, index: int) -> tp.Tuple[dict, str]:
     """A point's config and where it came from: the config.json its latest attempt wrote,
     else the manifest's updates, named configs and seed."""
-    entry = _point(manifest, index)
-    path = Path(entry["storage_dir"]) / storage.CONFIG
-    config = results.read_json(path)
+    entry = manifest.point(index)
+    path = entry.path / storage.CONFIG
+    config = records.read_json(path)
     if isinstance(config, dict):
         return config, f"resolved config of its latest attempt ({path})"
-    return ({"updates": entry["updates"], "named_configs": entry["named_configs"], "seed": entry.get("seed")},
+    return ({"updates": entry.updates, "named_configs": list(entry.named_configs), "seed": entry.seed},
             "not run yet: the updates, named configs and seed it will run with")
 
 
-def log_paths(sweep_dir: Path, manifest: dict, index: int, attempt: tp.Optional[int],
-              live: bool = False) -> tp.Tuple[tp.Optional[Path], dict]:
+def log_paths(sweep_dir: Path, manifest: Manifest, index: int, attempt: tp.Optional[int],
+              live: bool = False) -> tp.Tuple[Path, tp.Optional[Attempt], tp.Optional[str]]:
     """The captured output of attempt ``attempt`` (1-based; default the latest) of a point:
     sacred's cout.txt, else the scheduler's log. ``live`` picks the scheduler's (or the local)
     log, written as it happens (sacred updates cout.txt only at heartbeats).
-    Returns ``(path, status)``."""
-    entry = manifest["points"][index]
-    status = results.read_status(entry["storage_dir"])
-    attempts = status.get("attempts", [])
+    Returns ``(path, the attempt, a note on where the output comes from)``."""
+    entry = manifest.point(index)
+    attempts = records.read_status(entry.path).attempts
     if attempt is not None and not 1 <= attempt <= max(len(attempts), 1):
         raise UsageError(f"point {index} has {len(attempts)} attempt(s); --attempt must be 1-{max(len(attempts), 1)}")
-    chosen = attempts[(attempt or len(attempts)) - 1] if attempts else {}
-    sid = chosen.get("sacred_id")
-    if sid and not live:
-        path = Path(entry["storage_dir"]) / storage.SACRED / str(sid) / "cout.txt"
+    chosen = attempts[(attempt or len(attempts)) - 1] if attempts else None
+    note = None
+    if chosen is not None and chosen.sacred_id and not live:
+        path = entry.path / storage.SACRED / str(chosen.sacred_id) / "cout.txt"
         try:
             if path.stat().st_size > 0:
-                return path, status
+                return path, chosen, None
         except OSError:
             pass
-        status = dict(status, note=f"(sacred captured no output in {path}; showing the "
-                                   f"{'scheduler' if manifest.get('executor') == 'slurm' else 'local'} log)")
-    job = chosen.get("job_id") or entry.get("job_id")
-    if manifest.get("executor") == "slurm" and job:
-        return sweep_dir / storage.SLURM_FOLDER / f"{job}_0_log.out", status
-    return sweep_dir / storage.LOCAL_LOGS / f"{index}.log", status
+        note = (f"(sacred captured no output in {path}; showing the "
+                f"{'scheduler' if manifest.executor == 'slurm' else 'local'} log)")
+    job = (chosen.job_id if chosen is not None else None) or entry.job_id
+    if manifest.executor == "slurm" and job:
+        return backend_of(sweep_dir, manifest).log_path(job), chosen, note
+    return sweep_dir / storage.LOCAL_LOGS / f"{index}.log", chosen, note

@@ -7,6 +7,7 @@ state (best loss, summaries not yet written). On resume the epoch's data order i
 (``set_epoch`` on the dataset, see ``Batches``) and the batches already seen are skipped, so an
 interrupted run ends bit-identical to an uninterrupted one.
 """
+import itertools
 import json
 import math
 import random
@@ -26,7 +27,8 @@ CHECKPOINTS = "checkpoints"
 
 class Model(torch.nn.Module, Configurable):
     """Base model: ``forward(example)`` returns outputs, ``review(example, outputs)`` returns
-    ``{"loss": tensor, "scalars": {name: value}}`` (scalars optional)."""
+    ``{"loss": tensor, "scalars": {name: value}}`` (scalars optional), or padertorch's
+    ``{"losses": {name: tensor}, ...}`` (summed with the Trainer's ``loss_weights``)."""
 
     def review(self, example, outputs) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError("implement review(example, outputs) -> {'loss': ...}")
@@ -184,21 +186,25 @@ def set_rng_state(state: dict) -> None:
 class Trainer(Configurable):
     """Trains ``model`` with ``optimizer``, checkpointing to ``<storage_dir>/checkpoints``.
 
-    Triggers are ``(N, 'epoch')`` or ``(N, 'iteration')``. ``virtual_minibatch_size`` batches
+    The parameters are padertorch's Trainer's, so that configs carry over (``loss_weights``
+    weights a review's ``losses`` as padertorch does). Triggers are ``(N, 'epoch')`` or
+    ``(N, 'iteration')``. ``virtual_minibatch_size`` batches
     are accumulated per optimizer step. ``keep_checkpoints`` numbered checkpoints are kept
     (plus the best). Stop requests (``ptslurm.should_stop()``) are honoured at the next step
     boundary: checkpoint, then ``Interrupted``.
     """
 
-    def __init__(self, model, storage_dir=None, optimizer={"factory": Adam}, loss_weights=None,
+    def __init__(self, model, storage_dir=None, optimizer=None, loss_weights=None,
                  stop_trigger=(1, "epoch"), checkpoint_trigger=(1, "epoch"), summary_trigger=(1, "epoch"),
                  virtual_minibatch_size: int = 1, keep_checkpoints: int = 5, device=None):
         if isinstance(model, dict):
             model = import_factory(model["factory"]).from_config(model)
-        if isinstance(optimizer, dict):
+        if optimizer is None:
+            optimizer = Adam()
+        elif isinstance(optimizer, dict):
             optimizer = Optimizer.from_config(optimizer) if "factory" in optimizer else Adam(**optimizer)
         if storage_dir is None:
-            from .job import get_storage_dir
+            from .runtime import get_storage_dir
 
             storage_dir = get_storage_dir()
             if storage_dir is None:
@@ -223,6 +229,12 @@ class Trainer(Configurable):
         self._writer = None
         self._validation = None
 
+    @classmethod
+    def finalize_config(cls, config: dict) -> None:
+        """The optimizer's default (Adam) appears in the config, with its own defaults."""
+        if config.get("optimizer") is None:
+            config["optimizer"] = {"factory": Adam}
+
     @property
     def checkpoint_dir(self) -> Path:
         return self.storage_dir / CHECKPOINTS
@@ -246,7 +258,7 @@ class Trainer(Configurable):
         set_rng_state(state["rng"])
 
     def save_checkpoint(self, best: bool = False) -> Path:
-        from .job import report_progress
+        from .runtime import report_progress
 
         path = ckpt.save(self.state_dict(), self.checkpoint_dir, self.iteration, keep=self.keep_checkpoints,
                          best=best)
@@ -280,56 +292,52 @@ class Trainer(Configurable):
             self.load_state_dict(found[1])
             print(f"ptslurm: resuming from {found[0].name} (iteration {self.iteration}, epoch {self.epoch})",
                   flush=True)
-            from .job import report_progress
+            from .runtime import report_progress
 
             report_progress(self.iteration, self.epoch, resumed=True)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        progress = sys.stderr.isatty()
-        while not self._done():
+        show = sys.stderr.isatty()
+        while not self._done():  # one pass per epoch
             if hasattr(train_dataset, "set_epoch"):
                 train_dataset.set_epoch(self.epoch)
-            skip = self.epoch_iteration
-            for index, batch in enumerate(train_dataset):
-                if index < skip:
-                    continue
+            # a resumed epoch skips the batches it saw before the checkpoint
+            for batch in itertools.islice(train_dataset, self.epoch_iteration, None):
                 self._step(batch)
-                if progress:
+                if show:
                     sys.stderr.write(f"\rtrain: epoch {self.epoch} iteration {self.iteration}")
                 if self._done():
                     self._finish_accumulation()
                 elif self.epoch_iteration % self.virtual_minibatch_size:
                     continue  # stop requests wait for the optimizer step: resume stays exact
-                if self._fires(self.summary_trigger, False):
-                    self._write_summary()
-                if self._fires(self.checkpoint_trigger, False):
-                    self._checkpoint_and_validate()
+                self._boundary(epoch_end=False)
                 if self._done():
                     break
-                if interrupt.should_stop():
-                    self.save_checkpoint()
-                    raise interrupt.Interrupted(f"stop requested at iteration {self.iteration}; checkpoint written")
             else:
                 self._finish_accumulation()
                 self.epoch += 1
                 self.epoch_iteration = 0
-                if self._fires(self.summary_trigger, True):
-                    self._write_summary()
-                if self._fires(self.checkpoint_trigger, True) or self._done():
-                    self._checkpoint_and_validate()
-                if interrupt.should_stop() and not self._done():
-                    if not ckpt.checkpoint_path(self.checkpoint_dir, self.iteration).exists():
-                        self.save_checkpoint()
-                    raise interrupt.Interrupted(f"stop requested at iteration {self.iteration}; checkpoint written")
-                continue
-            break
-        if progress:
+                self._boundary(epoch_end=True)
+        if show:
             sys.stderr.write("\n")
         if self._scalars:
             self._write_summary()
-        if not (ckpt.checkpoint_path(self.checkpoint_dir, self.iteration)).exists():
+        if not ckpt.checkpoint_path(self.checkpoint_dir, self.iteration).exists():
             self._checkpoint_and_validate()
         if self._writer:
             self._writer.flush()
+
+    def _boundary(self, epoch_end: bool) -> None:
+        """The one place that writes summaries, checkpoints and stops, at an optimizer step
+        (``epoch_end`` False) or at the end of an epoch. A stop request is honoured here:
+        checkpoint (unless this iteration has one), then ``Interrupted``."""
+        if self._fires(self.summary_trigger, epoch_end):
+            self._write_summary()
+        if self._fires(self.checkpoint_trigger, epoch_end) or (epoch_end and self._done()):
+            self._checkpoint_and_validate()
+        if not self._done() and interrupt.should_stop():
+            if not ckpt.checkpoint_path(self.checkpoint_dir, self.iteration).exists():
+                self.save_checkpoint()
+            raise interrupt.Interrupted(f"stop requested at iteration {self.iteration}; checkpoint written")
 
     def _to_device(self, batch):
         if isinstance(batch, torch.Tensor):
@@ -344,7 +352,7 @@ class Trainer(Configurable):
         self.model.train()
         batch = self._to_device(batch)
         review = self.model.review(batch, self.model(batch))
-        loss = review["loss"]
+        loss = self._loss(review)
         (loss / self.virtual_minibatch_size).backward()
         self._record("loss", loss)
         for name, value in review.get("scalars", {}).items():
@@ -353,6 +361,16 @@ class Trainer(Configurable):
         self.epoch_iteration += 1
         if self.epoch_iteration % self.virtual_minibatch_size == 0:
             self._optimizer_step()
+
+    def _loss(self, review: tp.Mapping[str, tp.Any]) -> torch.Tensor:
+        """``review["loss"]``, or, as padertorch's reviews give them, the sum of
+        ``review["losses"]`` weighted by ``loss_weights`` (1 for a name it does not list)."""
+        if "loss" in review:
+            return review["loss"]
+        if "losses" not in review:
+            raise UsageError("review(example, outputs) must return {'loss': tensor} or {'losses': {name: tensor}}")
+        weights = self.loss_weights or {}
+        return sum(weights.get(name, 1.0) * value for name, value in review["losses"].items())
 
     def _optimizer_step(self) -> None:
         grad_norm = self.optimizer.clip_grad()
@@ -374,7 +392,7 @@ class Trainer(Configurable):
         self._log({prefix + k: v for k, v in scalars.items()})
 
     def _log(self, scalars: tp.Dict[str, float]) -> None:
-        from .job import active_run
+        from .runtime import active_run
 
         run = active_run()
         writer = self._tensorboard()
@@ -412,7 +430,7 @@ class Trainer(Configurable):
         total, count = 0.0, 0
         for batch in dataset:
             batch = self._to_device(batch)
-            total += float(self.model.review(batch, self.model(batch))["loss"])
+            total += float(self._loss(self.model.review(batch, self.model(batch))))
             count += 1
         self.model.train()
         return total / max(count, 1)

@@ -80,6 +80,24 @@ def wait_for(what, check, timeout=120, every=0.2):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def read_status(storage_dir) -> dict:
+    """A point's ptslurm_status.json as the file holds it ({} before it exists)."""
+    import json
+
+    try:
+        return json.loads((Path(storage_dir) / "ptslurm_status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def joined_metrics(storage_dir, attempts) -> dict:
+    """The sacred metrics of these attempts (dicts from the status file), joined as collect does."""
+    from ptslurm.records import Attempt
+    from ptslurm.results import join_metrics
+
+    return join_metrics(storage_dir, [Attempt.from_json(a) for a in attempts])
+
+
 def run_cli(*args, cwd=None, env=None, timeout=300):
     """Run ``python -m ptslurm`` as a user would; returns CompletedProcess (text)."""
     full_env = dict(os.environ)

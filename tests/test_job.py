@@ -5,6 +5,9 @@ import signal
 import pytest
 
 from ptslurm import interrupt, job
+from ptslurm.records import Attempt, PointStatus
+
+pytestmark = pytest.mark.fast
 
 
 class Record:
@@ -14,7 +17,7 @@ class Record:
     storage_dir = None
 
     def __init__(self, causes, progress=True, previous=None):
-        self.data = {"attempts": [{"cause": c} for c in causes] + [{}]}
+        self.status = PointStatus(attempts=tuple(Attempt(cause=c) for c in causes) + (Attempt(),))
         self.progress, self.previous = progress, previous
 
     count = job.AttemptRecord.count
@@ -23,7 +26,7 @@ class Record:
         return self.progress
 
     def previous_failure(self):
-        return None if self.previous is None else {"cause": "failed", "fingerprint": self.previous}
+        return None if self.previous is None else Attempt(cause="failed", fingerprint=self.previous)
 
 
 @pytest.fixture
@@ -37,11 +40,11 @@ def slurm_env(monkeypatch):
 
 
 def fake_info(monkeypatch, **fields):
-    import ptslurm.executor
+    import ptslurm.commands
 
     base = {"JobState": "RUNNING", "Restarts": "1", "PreemptTime": "None"}
     base.update(fields)
-    monkeypatch.setattr(ptslurm.executor, "job_info", lambda job_id: base)
+    monkeypatch.setattr(ptslurm.commands, "job_info", lambda job_id: base)
 
 
 @pytest.mark.parametrize("sig, fields, causes, expected", [
@@ -79,8 +82,8 @@ def test_outside_slurm_nothing_is_requeued(monkeypatch):
 
 def test_caps_count_only_attempts_of_the_current_submission():
     record = Record([])
-    record.data = {"submission": 1, "attempts": [{"cause": "failed", "submission": 0}] * 3 +
-                   [{"cause": "failed", "submission": 1}, {}]}
+    record.status = PointStatus(submission=1, attempts=(Attempt(cause="failed", submission=0),) * 3 + (
+        Attempt(cause="failed", submission=1), Attempt(submission=1)))
     assert record.count("failed") == 1
 
 
@@ -115,7 +118,7 @@ def test_progress_is_a_reported_step_or_a_new_checkpoint_of_any_code(tmp_path, m
     again = job.AttemptRecord(tmp_path)
     again.start()
     assert not again.made_progress()
-    again.data["progress"] = {"iteration": 5}
+    again.report({"iteration": 5}, resumed=False)
     assert again.made_progress()
 
 
@@ -126,23 +129,3 @@ def test_a_cancel_intent_makes_any_stop_a_cancel(tmp_path, slurm_env):
     record.storage_dir = tmp_path
     interrupt.request_stop(signal.SIGUSR2)
     assert job.decide(interrupt.Interrupted("x"), record, 3) == ("cancelled", "cancelled", None)
-
-
-def test_scheduler_parsers_read_literal_output():
-    from ptslurm import executor
-
-    history = executor.parse_history("41_0|PREEMPTED|2026-11-29T01:00:00\n41_0|REQUEUED|2026-11-29T01:05:00\n"
-                                     "41_0|RUNNING|2026-11-29T01:06:10\n42_[1-2]|PENDING|Unknown\n")
-    assert history["41_0"] == [("2026-11-29T01:00:00", "PREEMPTED"), ("2026-11-29T01:05:00", "REQUEUED"),
-                               ("2026-11-29T01:06:10", "RUNNING")]
-    assert history["42_2"] == [("Unknown", "PENDING")]
-    assert executor.parse_marked("7_0|ptslurm:abc:3-4,9\n7_2|ptslurm:abc:3-4,9\n8_0|other\n9|ptslurm:abc:1\n",
-                                 "ptslurm:abc") == {3: "7_0", 9: "7_2"}
-    assert executor.ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8" and executor.parse_ranges("0-2,5,7-8") == [0, 1, 2, 5, 7, 8]
-    assert executor.slurm_minutes("UNLIMITED") is None and executor.slurm_minutes("1-02:03:00") == 1563
-    assert executor.slurm_minutes("45") == 45 and executor.slurm_minutes("00:45:00") == 45
-    assert executor.slurm_minutes("2-12") == 3600
-    part = executor.parse_scontrol("PartitionName=timed AllowGroups=ALL Default=NO DefaultTime=00:45:00 "
-                                   "MaxTime=02:00:00 State=UP\n")
-    assert (part["DefaultTime"], part["MaxTime"]) == ("00:45:00", "02:00:00")
-    assert executor.expand_ids("12_[0-2,5%4]") == ["12_0", "12_1", "12_2", "12_5"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TEST_EXPERIMENTS, run_cli, wait_for
-from ptslurm.results import read_status
+from conftest import read_status
 
 PLAIN = TEST_EXPERIMENTS / "plainloop.py"
 RESUMABLE = TEST_EXPERIMENTS / "resumable.py"
@@ -214,7 +214,7 @@ def test_a_killed_attempt_keeps_its_metrics_and_its_own_logs(slurm_cluster, tmp_
     killed = json.loads((storage_dir / "sacred" / "1" / "metrics.json").read_text())["total"]["steps"]
     rows = json.loads(run_cli("collect", summary["sweep_dir"], "--format", "json").stdout)
     assert rows[0]["total/final"] == 110 * 111 // 2
-    from ptslurm.results import join_metrics
+    from conftest import joined_metrics as join_metrics
 
     joined = join_metrics(storage_dir, attempts)["total"]["steps"]
     assert joined[: len(killed)][:5] == killed[:5], "the killed attempt's metrics are part of the curve"
@@ -301,7 +301,7 @@ def test_a_submission_killed_at_random_moments_is_finished_exactly_once(slurm_cl
     dirs = {e["storage_dir"] for e in manifest["points"]}
     on_disk = {str(p) for p in (root / "probe").iterdir() if p.name.isdigit()}
     assert len(dirs) == n and on_disk == dirs, f"leaked or shared storage dirs: {sorted(on_disk - dirs)[:5]}"
-    from ptslurm.executor import expand_ids
+    from ptslurm.commands import expand_ids
 
     def tasks_of_sweep():
         out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,JobName", "-S", "now-1hours"],

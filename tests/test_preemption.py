@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import TEST_EXPERIMENTS, run_cli, wait_for
-from ptslurm.results import read_status
+from conftest import read_status
 
 pytestmark = pytest.mark.slurm
 
@@ -87,7 +87,7 @@ def test_requeue_and_preemption_resume_bit_identical(slurm_cluster, tmp_path, re
     sweep_dir = next((tmp_path / "sweeps").iterdir())
     rows = json.loads(run_cli("collect", sweep_dir, "--format", "json").stdout)
     assert len(rows) == 1, "a resumed point is reported once"
-    from ptslurm.results import join_metrics
+    from conftest import joined_metrics as join_metrics
 
     joined = join_metrics(storage_dir, st["attempts"])["training/loss"]
     assert joined["steps"] == list(range(10, 121, 10)), "metrics of all attempts joined in order"

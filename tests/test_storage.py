@@ -73,13 +73,14 @@ def test_manifest_round_trip_and_errors(tmp_path):
     sweep = tmp_path / ODD
     sweep.mkdir()
     point = Point(3, {"lr": 0.1, "trainer.model.layers": [64, 64]}, ("big",), ("lr",))
-    manifest = {"schema": 1, "name": "s", "points": [dict(point.to_json(), storage_dir="/x", job_id="7_3")],
-                "resources": Resources(gpus=2, timeout_min=90, sbatch_args={"mail-type": "END"}).to_json()}
-    storage.write_manifest(sweep, manifest)
+    data = {"schema": 1, "name": "s", "points": [dict(point.to_json(), storage_dir="/x", job_id="7_3")],
+            "resources": Resources(gpus=2, timeout_min=90, sbatch_args={"mail-type": "END"}).to_json()}
+    (sweep / "manifest.json").write_text(json.dumps(data))
     back = storage.read_manifest(sweep)
-    assert back == manifest
-    assert Point.from_json(back["points"][0]) == point
-    assert Resources.from_json(back["resources"]).gpus == 2
+    assert back.points[0].to_point() == point and back.points[0].job_id == "7_3"
+    assert back.resources == Resources(gpus=2, timeout_min=90, sbatch_args={"mail-type": "END"})
+    storage.write_manifest(sweep, back)
+    assert storage.read_manifest(sweep) == back
     assert storage.find_sweep(str(sweep)) == sweep.resolve()
 
     (sweep / "manifest.json").write_text("{not json")

@@ -26,7 +26,12 @@ sys.path.insert(0, str(HERE.parent))
 
 from slurm_cluster import running_cluster  # noqa: E402
 
-from ptslurm.results import read_status  # noqa: E402
+def read_status(storage_dir):
+    """The status file as it is on disk ({} before it exists)."""
+    try:
+        return json.loads((Path(storage_dir) / "ptslurm_status.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 EXP = HERE.parent / "experiments" / "resumable.py"
 PLAIN = HERE.parent / "experiments" / "plainloop.py"

@@ -1,0 +1,350 @@
+"""The one module that starts other programs: the scheduler's commands (sbatch, squeue, sacct,
+scontrol, sacctmgr, scancel), git, and the Python processes of the pre-flight and of local
+points. Output is read by pure parsers (``parse_*``, tested on literal outputs of SLURM 22.05
+and of the formats newer versions document), so a change of format shows in one place.
+
+Every call has a timeout; a scheduler that does not answer reads as "unknown" ({} or None)
+where the caller can go on without it, and as SubmissionError where it cannot.
+"""
+import getpass
+import os
+import shutil
+import subprocess
+import sys
+import typing as tp
+from pathlib import Path
+
+from .errors import SubmissionError
+
+PING_TIMEOUT_S = 10
+# sbatch's complaints about a full queue: not a bad request, the points wait for a later wave
+SUBMIT_LIMIT_ERRORS = ("QOSMaxSubmitJobPerUserLimit", "AssocMaxSubmitJobLimit", "MaxSubmitJobsPerUser")
+TimeoutExpired = subprocess.TimeoutExpired
+Popen = subprocess.Popen
+
+
+def run_command(args: tp.Sequence[str], timeout: float = 60, **kwargs: tp.Any) -> "subprocess.CompletedProcess[str]":
+    """Run a program to its end; its output as text."""
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def _answer(args: tp.Sequence[str], timeout: float) -> tp.Optional["subprocess.CompletedProcess[str]"]:
+    """``run_command``, or None when the program is missing or did not answer in time."""
+    try:
+        return run_command(args, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def slurm_available() -> bool:
+    """True when sbatch exists and a controller answers ``scontrol ping`` in time."""
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return False
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not os.path.isfile(conf):
+        return False  # scontrol would retry for a minute before giving up
+    out = _answer(["scontrol", "ping"], PING_TIMEOUT_S)
+    return out is not None and out.returncode == 0 and "UP" in out.stdout
+
+
+def max_array_size() -> int:
+    """The cluster's ``MaxArraySize`` (array indices must stay below it); 1001 if unknown."""
+    out = _answer(["scontrol", "show", "config"], PING_TIMEOUT_S)
+    for line in (out.stdout if out is not None else "").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "MaxArraySize":
+            try:
+                return max(1, int(value.strip()))
+            except ValueError:
+                break
+    return 1001
+
+
+def first_error_line(text: str) -> str:
+    """The scheduler's own complaint: the last line mentioning 'error', else the last line."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return (errors or lines or ["(no output)"])[-1]
+
+
+def parse_scontrol(text: str) -> tp.Dict[str, str]:
+    """The first record of ``scontrol show ... -o`` output (``Key=Value`` pairs) as a dict."""
+    fields: tp.Dict[str, str] = {}
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    for item in first.split():
+        key, sep, value = item.partition("=")
+        if sep:
+            fields.setdefault(key, value)
+    return fields
+
+
+def job_info(job_id: str) -> tp.Dict[str, str]:
+    """``scontrol show job -o`` as a dict ({} when SLURM does not answer)."""
+    out = _answer(["scontrol", "show", "job", "-o", job_id], 30)
+    return parse_scontrol(out.stdout) if out is not None else {}
+
+
+def partition_info(partition: tp.Optional[str]) -> tp.Dict[str, str]:
+    """``scontrol show partition -o`` of ``partition`` (default: the cluster's default
+    partition) as a dict; {} when SLURM does not answer."""
+    out = _answer(["scontrol", "show", "partition", "-o"] + ([partition] if partition else []), 30)
+    if out is None or out.returncode != 0:
+        return {}
+    records = [parse_scontrol(line) for line in out.stdout.splitlines() if line.strip()]
+    if partition:
+        return records[0] if records else {}
+    return next((r for r in records if r.get("Default") == "YES"), records[0] if records else {})
+
+
+def slurm_minutes(text: tp.Optional[str]) -> tp.Optional[float]:
+    """Minutes from SLURM's time format (``UNLIMITED``/``NONE``/``INFINITE`` -> None):
+    ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``."""
+    if not text or text.upper() in ("UNLIMITED", "NONE", "INFINITE", "N/A"):
+        return None
+    days, sep, rest = text.partition("-")
+    if not sep:
+        days, rest = "0", text
+    parts = [int(p) for p in rest.split(":")]
+    if sep:  # D-HH[:MM[:SS]]
+        parts += [0] * (3 - len(parts))
+        h, m, sec = parts
+    elif len(parts) == 1:
+        h, m, sec = 0, parts[0], 0
+    elif len(parts) == 2:
+        h, m, sec = 0, parts[0], parts[1]
+    else:
+        h, m, sec = parts
+    return int(days) * 1440 + h * 60 + m + sec / 60
+
+
+def requeue(job_id: str) -> None:
+    """Put a job (an array task as ``A_i``) back in the queue."""
+    out = run_command(["scontrol", "requeue", job_id], timeout=60)
+    if out.returncode != 0:
+        raise SubmissionError(f"scontrol requeue {job_id} failed: {first_error_line(out.stderr)}")
+
+
+def ranges(indices: tp.Sequence[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``0-2,5,7-8`` (in order; the inverse of ``parse_ranges``)."""
+    out: tp.List[str] = []
+    start: tp.Optional[int] = None
+    prev = -2
+    for i in indices:
+        if start is not None and i == prev + 1:
+            prev = i
+            continue
+        if start is not None:
+            out.append(f"{start}-{prev}" if prev != start else str(start))
+        start = prev = i
+    if start is not None:
+        out.append(f"{start}-{prev}" if prev != start else str(start))
+    return ",".join(out)
+
+
+def parse_ranges(text: str) -> tp.List[int]:
+    out: tp.List[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit() and (not hi or hi.isdigit()):
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def parse_marked(text: str, marker: str) -> tp.Dict[int, str]:
+    """From ``squeue -h -r -o '%i|%k'``: point index -> ``A_t`` for the array tasks whose
+    comment is ``<marker>:<ranges>`` (task t holds the t-th index of the ranges)."""
+    found: tp.Dict[int, str] = {}
+    for line in text.splitlines():
+        job, _, comment = line.strip().partition("|")
+        if not comment.startswith(marker + ":") or "_" not in job:
+            continue
+        indices = parse_ranges(comment[len(marker) + 1:])
+        array, _, task = job.partition("_")
+        if task.isdigit() and int(task) < len(indices):
+            found[indices[int(task)]] = job
+    return found
+
+
+def expand_ids(job_id: str) -> tp.List[str]:
+    """``123_[0-2,5%4]`` -> 123_0, 123_1, 123_2, 123_5 (sacct/squeue show pending arrays so)."""
+    main, sep, rest = job_id.partition("_[")
+    if not sep:
+        return [job_id]
+    out = []
+    for part in rest.rstrip("]").split("%")[0].split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit():
+            out += [f"{main}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
+    return out
+
+
+def parse_pipe_table(text: str, fields: tp.Sequence[str]) -> tp.List[tp.Dict[str, str]]:
+    """``sacctmgr -n -P ... format=A,B,C`` -> one dict per line."""
+    rows = []
+    for line in text.splitlines():
+        if line.strip():
+            values = line.rstrip("\n").split("|")
+            rows.append(dict(zip(fields, values + [""] * (len(fields) - len(values)))))
+    return rows
+
+
+def _int(text: str) -> tp.Optional[int]:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value >= 0 else None
+
+
+def submit_limit(qos: tp.Optional[str] = None) -> tp.Optional[int]:
+    """How many jobs (array tasks count one each) this user may have queued: the smallest
+    of the association's MaxSubmitJobs and the QOS's MaxSubmitJobsPerUser (the given QOS,
+    else the association's default). None when accounting does not say."""
+    if shutil.which("sacctmgr") is None:
+        return None
+    assoc = _answer(["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={getpass.getuser()}",
+                     "format=User,Account,MaxSubmit,DefaultQOS"], 30)
+    qos_out = _answer(["sacctmgr", "-n", "-P", "show", "qos", "format=Name,MaxSubmitPU"], 30)
+    if assoc is None or qos_out is None or assoc.returncode != 0 or qos_out.returncode != 0:
+        return None
+    assocs = parse_pipe_table(assoc.stdout, ["user", "account", "max_submit", "default_qos"])
+    limits = [_int(a["max_submit"]) for a in assocs]
+    chosen = qos or next((a["default_qos"] for a in assocs if a["default_qos"]), "normal")
+    for q in parse_pipe_table(qos_out.stdout, ["name", "max_submit_pu"]):
+        if q["name"] == chosen:
+            limits.append(_int(q["max_submit_pu"]))
+    known = [x for x in limits if x is not None]
+    return min(known) if known else None
+
+
+def queued_count() -> tp.Optional[int]:
+    """This user's jobs in the queue (array tasks one each); None when squeue fails."""
+    out = _answer(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i"], 60)
+    return len(out.stdout.split()) if out is not None and out.returncode == 0 else None
+
+
+def parse_history(text: str) -> tp.Dict[str, tp.List[tp.Tuple[str, str]]]:
+    """``sacct -n -D -X -P -o JobID,State,Start`` -> job id -> [(start, STATE), ...], one
+    entry per run of the job (``-D`` keeps the runs a requeue replaced)."""
+    out: tp.Dict[str, tp.List[tp.Tuple[str, str]]] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 3 or not parts[0]:
+            continue
+        state = parts[1].split()[0] if parts[1] else ""
+        for one in expand_ids(parts[0]):
+            out.setdefault(one, []).append((parts[2], state))
+    return out
+
+
+def accounting_history(job_ids: tp.Iterable[str]) -> tp.Dict[str, tp.List[tp.Tuple[str, str]]]:
+    """Every run of the jobs, from one ``sacct`` call ({} without accounting)."""
+    wanted = sorted({j.split("_")[0] for j in job_ids})
+    if not wanted or shutil.which("sacct") is None:
+        return {}
+    out = _answer(["sacct", "-n", "-D", "-X", "-P", "-o", "JobID,State,Start", "-j", ",".join(wanted)], 60)
+    return parse_history(out.stdout) if out is not None and out.returncode == 0 else {}
+
+
+def marked_jobs(marker: str) -> tp.Dict[int, str]:
+    """Point index -> job id (``A_t``) of the queued jobs whose comment carries
+    ``marker`` (one squeue call); {} when squeue does not answer."""
+    out = _answer(["squeue", "-h", "-r", "-o", "%i|%k"], 60)
+    return parse_marked(out.stdout, marker) if out is not None and out.returncode == 0 else {}
+
+def cancel(job_ids: tp.Iterable[str]) -> None:
+    ids = sorted(set(job_ids))
+    if ids:
+        run_command(["scancel", *ids], timeout=60)
+
+def queue_states(job_ids: tp.Iterable[str]) -> tp.Dict[str, str]:
+    """One ``squeue`` call: job id (``A_i`` for array tasks) -> SLURM state, for the
+    jobs still known to the queue. Raises SubmissionError when squeue fails."""
+    wanted = sorted({j.split("_")[0] for j in job_ids})
+    if not wanted:
+        return {}
+    try:
+        out = run_command(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(wanted)], timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SubmissionError(f"squeue did not answer: {exc}") from None
+    if out.returncode != 0 and "Invalid job id" not in out.stderr:
+        raise SubmissionError(f"squeue failed: {first_error_line(out.stderr)}")
+    return parse_queue(out.stdout)
+
+
+def parse_queue(text: str) -> tp.Dict[str, str]:
+    """``squeue -h -r -o '%i %T'`` -> job id (``A_i`` for array tasks; a pending array's
+    ``A_[0-3]`` expanded) -> state."""
+    states = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            for one in expand_ids(parts[0]):
+                states[one] = parts[1]
+    return states
+
+
+
+
+def sbatch_test_only(script: str) -> "subprocess.CompletedProcess[str]":
+    """``sbatch --test-only`` of a batch script: whether the scheduler would take it."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as fh:
+        fh.write(script)
+    try:
+        return run_command(["sbatch", "--test-only", fh.name], timeout=120)
+    except subprocess.TimeoutExpired:
+        raise SubmissionError("sbatch --test-only did not answer within 120 s; "
+                              "is slurmctld up? (`scontrol ping`)") from None
+    finally:
+        os.unlink(fh.name)
+
+
+def sbatch_wrap(options: tp.Sequence[str], command: tp.Sequence[str]) -> str:
+    """``sbatch --parsable OPTIONS --wrap COMMAND``; the job id."""
+    import shlex
+
+    out = run_command(["sbatch", "--parsable", *options, "--wrap", " ".join(shlex.quote(c) for c in command)],
+                      timeout=60)
+    if out.returncode != 0:
+        raise SubmissionError(f"sbatch failed: {first_error_line(out.stderr + out.stdout)}")
+    return out.stdout.strip().split(";")[0]
+
+
+def git_state(folder: Path) -> tp.Dict[str, tp.Any]:
+    """Commit, dirty state and remote of the repository holding ``folder``: ``{"commit":
+    None, "reason": ...}`` when it is no repository or has no commits yet."""
+    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")
+
+    def git(*args: str) -> "subprocess.CompletedProcess[str]":
+        return run_command(["git", "-C", str(folder), *args], timeout=30, env=env)
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "dirty": None, "reason": "git is not available"}
+    if top.returncode != 0:
+        return {"commit": None, "dirty": None, "reason": "not in a git repository"}
+    head = git("rev-parse", "--verify", "-q", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
+    url = git("config", "--get", "remote.origin.url").stdout.strip() or top.stdout.strip()
+    if head.returncode != 0:
+        return {"commit": None, "dirty": dirty, "url": url, "reason": "the repository has no commits yet"}
+    return {"commit": head.stdout.strip(), "dirty": dirty, "url": url}
+
+
+def python_module(module: str, args: tp.Sequence[str], cwd: Path, timeout: float,
+                  env: tp.Optional[tp.Mapping[str, str]] = None) -> "subprocess.CompletedProcess[str]":
+    """``python -m MODULE ARGS`` with this interpreter, in ``cwd``, to its end (stdin closed).
+    Raises subprocess.TimeoutExpired (``TimeoutExpired``) after ``timeout``."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=dict(env or os.environ),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+def start_point(command: tp.Sequence[str], log: tp.IO[str], cwd: tp.Optional[Path]) -> "subprocess.Popen[bytes]":
+    """Start a local point: output appended to ``log``, stdin closed, in its own session and
+    process group (cancel stops the point and whatever it started)."""
+    return subprocess.Popen(list(command), stdout=log, cwd=cwd, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)

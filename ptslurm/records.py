@@ -1,0 +1,410 @@
+"""The on-disk contract between the submit side, the job and the collector, typed.
+
+Three kinds of file, each with one writer::
+
+    <sweep dir>/manifest.json              Manifest      the command line (sweep, resubmit, waves)
+    <storage dir>/ptslurm_status.json      PointStatus   the job (one Attempt per start)
+    <storage dir>/ptslurm_intent.json      Intent        the command line (cancel, resubmit)
+
+Records are frozen; a change is a new record (``dataclasses.replace``) written atomically by
+its one writer. Keys a record does not know are kept in ``extra`` and written back, so a file
+from a newer ptslurm survives a round trip through an older one.
+
+Reading never raises on a damaged file: ``read`` gives the record, or ``None`` and the path
+of a file that exists but holds no such record (truncated, not JSON, a list where a mapping
+belongs). Callers name that path in a warning and show the point as ``unknown``.
+"""
+import dataclasses
+import enum
+import json
+import os
+import typing as tp
+from pathlib import Path
+
+from .spec import Point, Resources
+
+MANIFEST = "manifest.json"  # in the sweep dir
+STATUS = "ptslurm_status.json"  # per storage dir: the job's record of its attempts
+INTENT = "ptslurm_intent.json"  # per storage dir: what the command line asked (cancel, resubmit)
+MANIFEST_SCHEMA = 1  # a manifest of a newer schema is refused (see storage.read_manifest)
+
+
+class State(str, enum.Enum):
+    """What a point (or one attempt of it) is doing. The values are what the files and
+    ``--json`` outputs hold."""
+
+    WAITING = "waiting"  # over the cluster's submit limit: a later wave submits it
+    PENDING = "pending"
+    RUNNING = "running"
+    REQUEUED = "requeued"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    PREEMPTED = "preempted"
+    INTERRUPTED = "interrupted"  # a local run stopped by a signal; nothing requeues it
+    LOST = "lost"  # killed without a word (SIGKILL, node failure), or never started
+    UNKNOWN = "unknown"  # a damaged file hides what the point did
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @classmethod
+    def parse(cls, value: tp.Any, default: "State" = None) -> "State":  # type: ignore[assignment]
+        """The State named ``value``; ``default`` (UNKNOWN) for anything else."""
+        try:
+            return cls(value)
+        except ValueError:
+            return default if default is not None else cls.UNKNOWN
+
+
+#: a point in one of these has ended: waits end there, elapsed time stops
+TERMINAL: tp.FrozenSet[State] = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED, State.TIMEOUT,
+                                           State.PREEMPTED, State.INTERRUPTED, State.LOST, State.UNKNOWN})
+#: what ``resubmit --failed`` (and a local sweep's rerun) picks up
+RETRYABLE: tp.FrozenSet[State] = frozenset({State.FAILED, State.TIMEOUT, State.PREEMPTED, State.INTERRUPTED,
+                                            State.LOST})
+#: a point in one of these may still run: no second run may share its storage dir
+BUSY: tp.FrozenSet[State] = frozenset({State.PENDING, State.RUNNING, State.REQUEUED})
+#: the order counts are shown in
+ORDER: tp.Tuple[State, ...] = (State.WAITING, State.PENDING, State.RUNNING, State.REQUEUED, State.COMPLETED,
+                               State.FAILED, State.CANCELLED, State.TIMEOUT, State.PREEMPTED, State.UNKNOWN,
+                               State.INTERRUPTED, State.LOST)
+
+# ----------------------------------------------------------------------------- reading JSON
+
+_fast_loads: tp.Callable[[bytes], tp.Any]
+try:  # parses sacred's metrics files about five times faster than the json module
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - orjson is a dependency; keep working without it
+    _fast_loads = json.loads
+
+
+def read_json(path: tp.Union[str, Path]) -> tp.Any:
+    """The parsed file; None when it is missing, unreadable or not JSON. sacred writes NaN
+    and Infinity (Python's json allows them, orjson does not): such a file is parsed again
+    by the json module instead of being dropped."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    try:
+        return _fast_loads(data)
+    except ValueError:  # orjson's JSONDecodeError is a ValueError too
+        pass
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def damaged(path: tp.Union[str, Path], kind: type = dict) -> bool:
+    """True when ``path`` exists but does not hold a ``kind`` (empty, truncated, not JSON,
+    a list where a mapping belongs)."""
+    try:
+        if not os.path.getsize(path):
+            return True
+    except OSError:
+        return False
+    return not isinstance(read_json(path), kind)
+
+
+# ----------------------------------------------------------------------------- records
+
+R = tp.TypeVar("R", bound="Record")
+
+
+def _str(value: tp.Any) -> tp.Optional[str]:
+    return None if value is None else str(value)
+
+
+def _int(value: tp.Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _opt_int(value: tp.Any) -> tp.Optional[int]:
+    return None if value is None else _int(value)
+
+
+def _strings(value: tp.Any) -> tp.Tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, (list, tuple)) else ()
+
+
+def _mapping(value: tp.Any) -> tp.Dict[str, tp.Any]:
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _opt_mapping(value: tp.Any) -> tp.Optional[tp.Dict[str, tp.Any]]:
+    return dict(value) if isinstance(value, dict) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """A frozen record that round-trips through a JSON mapping. Each field's ``load``
+    (in its metadata) turns a JSON value into the field's type; unknown keys go to
+    ``extra``."""
+
+    extra: tp.Mapping[str, tp.Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls: tp.Type[R], data: tp.Mapping[str, tp.Any]) -> R:
+        """The record of a mapping; raises ValueError when ``data`` is no mapping."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a {cls.__name__} is a JSON object, not {type(data).__name__}")
+        kwargs: tp.Dict[str, tp.Any] = {}
+        known = set()
+        for f in dataclasses.fields(cls):
+            if f.name == "extra":
+                continue
+            known.add(f.name)
+            if f.name in data:
+                load = f.metadata.get("load")
+                kwargs[f.name] = load(data[f.name]) if load else data[f.name]
+        kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
+        return cls(**kwargs)
+
+    def to_json(self) -> tp.Dict[str, tp.Any]:
+        out: tp.Dict[str, tp.Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if f.metadata.get("omit_none") and value is None:
+                continue
+            dump = f.metadata.get("dump")
+            out[f.name] = dump(value) if dump else _plain(value)
+        out.update(self.extra)
+        return out
+
+    def replace(self: R, **changes: tp.Any) -> R:
+        return dataclasses.replace(self, **changes)
+
+
+def _plain(value: tp.Any) -> tp.Any:
+    if isinstance(value, Record):
+        return value.to_json()
+    if isinstance(value, State):
+        return value.value
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def field(default: tp.Any = None, load: tp.Optional[tp.Callable[[tp.Any], tp.Any]] = None,
+          dump: tp.Optional[tp.Callable[[tp.Any], tp.Any]] = None, omit_none: bool = False,
+          factory: tp.Optional[tp.Callable[[], tp.Any]] = None) -> tp.Any:
+    meta = {"load": load, "dump": dump, "omit_none": omit_none}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass(frozen=True)
+class Intent(Record):
+    """What the command line asked of a point (``ptslurm_intent.json``; the job only reads
+    it): the submission it belongs to (``resubmit`` counts up) and whether it is cancelled."""
+
+    submission: int = field(0, load=_int)
+    cancelled: bool = field(False, load=bool)
+    time: tp.Optional[str] = field(None, load=_str)
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt(Record):
+    """One start of a point's job: where and when it ran, how it ended and why."""
+
+    attempt: int = field(1, load=_int)
+    state: State = field(State.RUNNING, load=State.parse)
+    job_id: tp.Optional[str] = field(None, load=_str)
+    submission: int = field(0, load=_int)
+    host: tp.Optional[str] = field(None, load=_str)
+    pid: tp.Optional[int] = field(None, load=_opt_int)
+    started: tp.Optional[str] = field(None, load=_str)
+    heartbeat: tp.Optional[str] = field(None, load=_str)
+    restart_count: int = field(0, load=_int)
+    progress_at_start: tp.Optional[tp.Dict[str, tp.Any]] = field(None, load=_opt_mapping)
+    checkpoint_at_start: tp.Optional[tp.List[tp.Any]] = field(None)
+    sacred_id: tp.Optional[tp.Any] = field(None, omit_none=True)
+    ended: tp.Optional[str] = field(None, load=_str, omit_none=True)
+    cause: tp.Optional[str] = field(None, load=_str, omit_none=True)
+    action: tp.Optional[str] = field(None, load=_str, omit_none=True)
+    error: tp.Optional[str] = field(None, load=_str, omit_none=True)
+    fingerprint: tp.Optional[str] = field(None, load=_str, omit_none=True)
+    traceback: tp.Optional[str] = field(None, load=_str, omit_none=True)
+    result: tp.Any = field(None, omit_none=True)
+    resumed_from: tp.Optional[tp.Dict[str, tp.Any]] = field(None, load=_opt_mapping, omit_none=True)
+    unheeded: tp.Optional[bool] = field(None, load=bool, omit_none=True)  # ended by the watchdog
+    final: tp.Optional[bool] = field(None, load=bool, omit_none=True)  # recorded as ended: later updates are ignored
+
+
+def _attempts(value: tp.Any) -> tp.Tuple[Attempt, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(Attempt.from_json(a) for a in value if isinstance(a, dict))
+
+
+@dataclasses.dataclass(frozen=True)
+class PointStatus(Record):
+    """A point's ``ptslurm_status.json``, written only by its job: the latest state and one
+    Attempt per start."""
+
+    state: State = field(State.PENDING, load=State.parse)
+    attempts: tp.Tuple[Attempt, ...] = field(factory=tuple, load=_attempts)
+    submission: int = field(0, load=_int)
+    attempt: tp.Optional[int] = field(None, load=_opt_int, omit_none=True)
+    job_id: tp.Optional[str] = field(None, load=_str, omit_none=True)
+    updated: tp.Optional[str] = field(None, load=_str, omit_none=True)
+    progress: tp.Optional[tp.Dict[str, tp.Any]] = field(None, load=_opt_mapping, omit_none=True)
+    code_dir: tp.Optional[str] = field(None, load=_str, omit_none=True)
+    cancelled: tp.Optional[bool] = field(None, load=bool, omit_none=True)  # written before the intent file
+
+    @property
+    def latest(self) -> tp.Optional[Attempt]:
+        return self.attempts[-1] if self.attempts else None
+
+    def result(self) -> tp.Any:
+        """The result of the latest attempt that completed (None before one did)."""
+        return next((a.result for a in reversed(self.attempts) if a.state == State.COMPLETED), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class PointEntry(Record):
+    """One point in the manifest: its config request, storage dir, seed and job."""
+
+    index: int = field(0, load=_int)
+    updates: tp.Dict[str, tp.Any] = field(factory=dict, load=_mapping)
+    named_configs: tp.Tuple[str, ...] = field(factory=tuple, load=_strings)
+    varied: tp.Tuple[str, ...] = field(factory=tuple, load=_strings)
+    storage_dir: str = field("", load=str)
+    job_id: tp.Optional[str] = field(None, load=_str)
+    seed: tp.Optional[int] = field(None, load=_opt_int)
+    seed_source: str = field("ptslurm", load=str)
+    job_history: tp.Tuple[str, ...] = field(factory=tuple, load=_strings)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.storage_dir)
+
+    def to_point(self) -> Point:
+        return Point(index=self.index, updates=dict(self.updates), named_configs=self.named_configs,
+                     varied=self.varied)
+
+    def varied_values(self, keys: tp.Iterable[str]) -> tp.Dict[str, tp.Any]:
+        """The values of the sweep's varied ``keys`` for this point; a named-config axis as
+        the names joined by spaces."""
+        out: tp.Dict[str, tp.Any] = {}
+        for key in keys:
+            if key == "named_configs":
+                out[key] = " ".join(self.named_configs)
+            elif key in self.updates:
+                out[key] = self.updates[key]
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentInfo(Record):
+    """Where the experiment came from and where its snapshot is."""
+
+    name: str = field("", load=str)
+    file: str = field("", load=str)
+    snapshot: str = field("", load=str)
+    module: str = field("", load=str)
+    source_root: tp.Optional[str] = field(None, load=_str)
+    workdir: tp.Optional[str] = field(None, load=_str)
+
+
+def _points(value: tp.Any) -> tp.Tuple[PointEntry, ...]:
+    return tuple(PointEntry.from_json(p) for p in value if isinstance(p, dict)) if isinstance(value, list) else ()
+
+
+def _resources(value: tp.Any) -> Resources:
+    return Resources.from_json(value) if isinstance(value, dict) else Resources()
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest(Record):
+    """A sweep's ``manifest.json``, written only by the command line: what was asked for,
+    the code snapshot, and one PointEntry per point."""
+
+    schema: int = field(MANIFEST_SCHEMA, load=_int)
+    name: str = field("", load=str)
+    created: str = field("", load=str)
+    state: str = field("submitting", load=str)  # submitting, submitted, not_submitted
+    executor: str = field("local", load=str)
+    spec_hash: str = field("", load=str)
+    command: tp.Tuple[str, ...] = field(factory=tuple, load=_strings)
+    experiment: ExperimentInfo = field(factory=ExperimentInfo, load=ExperimentInfo.from_json)
+    code: tp.Dict[str, tp.Any] = field(factory=dict, load=_mapping)
+    spec: tp.Dict[str, tp.Any] = field(factory=dict, load=_mapping)
+    root: str = field("", load=str)
+    storage_key: tp.Optional[str] = field(None, load=_str)
+    resources: Resources = field(factory=Resources, load=_resources, dump=Resources.to_json)
+    varied: tp.Tuple[str, ...] = field(factory=tuple, load=_strings)
+    versions: tp.Dict[str, tp.Any] = field(factory=dict, load=_mapping)
+    git: tp.Dict[str, tp.Any] = field(factory=dict, load=_mapping)
+    points: tp.Tuple[PointEntry, ...] = field(factory=tuple, load=_points)
+    runner: tp.Optional[tp.Dict[str, tp.Any]] = field(None, load=_opt_mapping, omit_none=True)
+    waves: tp.Optional[tp.Dict[str, tp.Any]] = field(None, load=_opt_mapping, omit_none=True)
+    sbatch_calls: tp.Optional[int] = field(None, load=_opt_int, omit_none=True)
+    error: tp.Optional[str] = field(None, load=_str, omit_none=True)
+
+    def point(self, index: int) -> PointEntry:
+        """The entry of point ``index``; UsageError when the sweep has no such point."""
+        if not 0 <= index < len(self.points):
+            from .errors import UsageError
+
+            raise UsageError(f"point {index} is out of range: sweep {self.name!r} has points "
+                             f"0-{len(self.points) - 1}")
+        return self.points[index]
+
+    def with_jobs(self, ids: tp.Mapping[int, tp.Optional[str]]) -> "Manifest":
+        """The manifest with these points' job ids set."""
+        return self.replace(points=tuple(p.replace(job_id=ids[p.index]) if p.index in ids else p
+                                         for p in self.points))
+
+    def with_points(self, change: tp.Callable[[PointEntry], PointEntry],
+                    indices: tp.Optional[tp.Iterable[int]] = None) -> "Manifest":
+        chosen = None if indices is None else set(indices)
+        return self.replace(points=tuple(change(p) if chosen is None or p.index in chosen else p
+                                         for p in self.points))
+
+
+# ----------------------------------------------------------------------------- tolerant reading
+
+
+@dataclasses.dataclass(frozen=True)
+class Read(tp.Generic[R]):
+    """What ``read`` found: the record (None when the file is missing or damaged) and, for
+    a damaged file, its path."""
+
+    record: tp.Optional[R]
+    damaged: tp.Optional[str] = None
+
+
+def read(path: tp.Union[str, Path], kind: tp.Type[R]) -> "Read[R]":
+    """Read a record of ``kind`` from ``path`` without raising: a missing file gives
+    ``Read(None)``, a damaged one ``Read(None, damaged=path)``."""
+    data = read_json(path)
+    if data is None:
+        return Read(None, str(path) if os.path.exists(path) else None)
+    try:
+        return Read(kind.from_json(data))
+    except (ValueError, TypeError):
+        return Read(None, str(path))
+
+
+def read_status(storage_dir: tp.Union[str, Path]) -> PointStatus:
+    """A point's status record; an empty one when it is missing or damaged."""
+    return read(Path(storage_dir) / STATUS, PointStatus).record or PointStatus()
+
+
+def read_intent(storage_dir: tp.Union[str, Path]) -> Intent:
+    """A point's intent record; the default (submission 0, not cancelled) when missing."""
+    return read(Path(storage_dir) / INTENT, Intent).record or Intent()

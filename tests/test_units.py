@@ -1,0 +1,174 @@
+"""Pure functions that the end-to-end tests only cover in passing, on literal inputs: the
+scheduler parsers (output of SLURM 22.05, as captured from the test cluster, and of the
+formats newer versions document), time and point-list parsing, the command line's ``with``
+split, metric joining and ranking, and the table formatter."""
+import math
+
+import pytest
+
+from ptslurm import commands, render, results
+from ptslurm.errors import UsageError
+from ptslurm.records import Attempt, Manifest, PointEntry
+
+pytestmark = pytest.mark.fast
+
+# scontrol show job -o, SLURM 22.05 (test cluster): an array task after one requeue
+JOB_22_05 = ("JobId=7 ArrayJobId=5 ArrayTaskId=1 JobName=tiny-1f UserId=root(0) GroupId=root(0) MCS_label=N/A "
+             "Priority=4294901757 Nice=0 Account=lab QOS=normal JobState=RUNNING Reason=None Dependency=(null) "
+             "Requeue=1 Restarts=1 BatchFlag=1 Reboot=0 ExitCode=0:0 RunTime=00:00:04 TimeLimit=00:45:00 "
+             "TimeMin=N/A SubmitTime=2026-11-29T04:01:02 EligibleTime=2026-11-29T04:03:03 AccrueTime=Unknown "
+             "StartTime=2026-11-29T04:03:03 EndTime=2026-11-29T04:48:03 Deadline=N/A "
+             "PreemptEligibleTime=2026-11-29T04:03:03 PreemptTime=None SuspendTime=None SecsPreSuspend=0 "
+             "Partition=debug AllocNode:Sid=host:123 NodeList=localhost NumNodes=1 NumCPUs=1 "
+             "TRES=cpu=1,mem=1G,node=1,billing=1 Comment=ptslurm:0123456789abcdef:0-3 "
+             "Command=(null) WorkDir=/r/sweeps/tiny-1f/code/exp\n")
+# scontrol show job -o as documented for 23.11/24.05: more fields, same Key=Value form;
+# a preempted job has PreemptTime set
+JOB_24_05 = ("JobId=1234 ArrayJobId=1230 ArrayTaskId=4 ArrayTaskThrottle=2 JobName=train UserId=alice(1000) "
+             "GroupId=alice(1000) MCS_label=N/A Priority=1 Nice=0 Account=lab QOS=normal JobState=COMPLETING "
+             "Reason=None Dependency=(null) Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:15 "
+             "RunTime=01:00:00 TimeLimit=2-00:00:00 PreemptTime=2026-11-29T05:00:00 SuspendTime=None "
+             "Partition=gpu NodeList=gpu[01-02] BatchHost=gpu01 NumNodes=2 NumCPUs=16 NumTasks=8 CPUs/Task=2 "
+             "ReqB:S:C:T=0:0:*:* ReqTRES=cpu=16,mem=64G,node=2,billing=16,gres/gpu=8 "
+             "AllocTRES=cpu=16,mem=64G,node=2,billing=16,gres/gpu=8 Socks/Node=* NtasksPerN:B:S:C=4:0:*:* "
+             "CoreSpec=* MinCPUsNode=2 MinMemoryNode=32G MinTmpDiskNode=0 Features=(null) DelayBoot=00:00:00 "
+             "OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null) Power= TresPerNode=gres/gpu:4\n")
+PARTITIONS_22_05 = ("PartitionName=debug AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=YES "
+                    "QoS=N/A DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO "
+                    "MaxNodes=UNLIMITED MaxTime=UNLIMITED MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED "
+                    "Nodes=localhost PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO "
+                    "OverTimeLimit=NONE PreemptMode=REQUEUE State=UP TotalCPUs=8 TotalNodes=1 SelectTypeParameters=NONE "
+                    "JobDefaults=(null) DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED\n"
+                    "PartitionName=timed AllowGroups=ALL Default=NO DefaultTime=00:45:00 MaxTime=02:00:00 State=UP "
+                    "TRES=cpu=8,mem=7900M,node=1,billing=8\n")
+# squeue -h -r -o '%i %T': array tasks, a pending array range (newer versions print the
+# throttle as %N), a plain job
+QUEUE = "5_0 RUNNING\n5_1 PENDING\n6_[2-4,7%2] PENDING\n9 RUNNING\n"
+# sacct -n -D -X -P -o JobID,State,Start: every run of each job (-D keeps the requeued ones);
+# 23.02 and later write "CANCELLED by <uid>"
+HISTORY = ("5_0|PREEMPTED|2026-11-29T04:01:03\n5_0|REQUEUED|2026-11-29T04:02:00\n5_0|RUNNING|2026-11-29T04:03:03\n"
+           "5_1|CANCELLED by 0|2026-11-29T04:01:03\n6_[2-3]|PENDING|Unknown\n")
+
+
+def test_scontrol_records_of_22_05_and_of_newer_versions():
+    job = commands.parse_scontrol(JOB_22_05)
+    assert (job["JobState"], job["Restarts"], job["PreemptTime"]) == ("RUNNING", "1", "None")
+    assert job["TRES"] == "cpu=1,mem=1G,node=1,billing=1"  # values may hold '='
+    new = commands.parse_scontrol(JOB_24_05)
+    assert (new["JobState"], new["PreemptTime"], new["ArrayTaskId"]) == ("COMPLETING", "2026-11-29T05:00:00", "4")
+    assert commands.parse_scontrol("") == {}
+    timed = [commands.parse_scontrol(line) for line in PARTITIONS_22_05.splitlines()][1]
+    assert commands.slurm_minutes(timed["DefaultTime"]) == 45 and commands.slurm_minutes(timed["MaxTime"]) == 120
+
+
+def test_queue_and_history():
+    assert commands.parse_queue(QUEUE) == {"5_0": "RUNNING", "5_1": "PENDING", "6_2": "PENDING", "6_3": "PENDING",
+                                           "6_4": "PENDING", "6_7": "PENDING", "9": "RUNNING"}
+    history = commands.parse_history(HISTORY)
+    assert [state for _, state in history["5_0"]] == ["PREEMPTED", "REQUEUED", "RUNNING"]
+    assert history["5_1"] == [("2026-11-29T04:01:03", "CANCELLED")] and history["6_3"] == [("Unknown", "PENDING")]
+
+
+@pytest.mark.parametrize("text,ids", [("12", ["12"]), ("12_3", ["12_3"]), ("12_[0-2,5%4]", ["12_0", "12_1", "12_2", "12_5"]),
+                                      ("12_[7]", ["12_7"]), ("12_[]", [])])
+def test_expand_ids(text, ids):
+    assert commands.expand_ids(text) == ids
+
+
+def test_ranges_round_trip_and_marked_jobs():
+    for indices in ([0], [0, 1, 2, 5, 7, 8], list(range(1000)), [3, 9]):
+        assert commands.parse_ranges(commands.ranges(indices)) == indices
+    assert commands.ranges([]) == ""
+    marked = "7_0|ptslurm:abc:3-4,9\n7_2|ptslurm:abc:3-4,9\n7_5|ptslurm:abc:3-4,9\n8_0|other\n9|ptslurm:abc:1\n"
+    assert commands.parse_marked(marked, "ptslurm:abc") == {3: "7_0", 9: "7_2"}  # task 5 holds no index
+
+
+def test_pipe_tables_and_time_formats():
+    rows = commands.parse_pipe_table("root|lab|4|normal\nbob|lab||\n", ["user", "account", "max_submit", "qos"])
+    assert rows[0]["max_submit"] == "4" and rows[1] == {"user": "bob", "account": "lab", "max_submit": "", "qos": ""}
+    cases = {"UNLIMITED": None, "NONE": None, "45": 45, "45:30": 45.5, "01:00:00": 60, "1-02:03:00": 1563, "2-12": 3600}
+    for text, minutes in cases.items():
+        assert commands.slurm_minutes(text) == minutes, text
+
+
+@pytest.mark.parametrize("value,minutes", [(90, 90), ("90", 90), ("1:30:00", 90), ("1-00:00:00", 1440),
+                                           ("0:00:30", 1), (None, None)])
+def test_parse_time(value, minutes):
+    from ptslurm.profile import parse_time
+
+    assert parse_time(value) == minutes
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "abc", "1:2:3:4", "1-x"])
+def test_parse_time_refuses(value):
+    from ptslurm.profile import parse_time
+
+    with pytest.raises(UsageError, match="bad time"):
+        parse_time(value)
+
+
+def test_select_points():
+    from ptslurm.sweep import select_points
+
+    manifest = Manifest(name="s", points=tuple(PointEntry(index=i) for i in range(10)))
+    assert select_points(manifest, None) == list(range(10))
+    assert select_points(manifest, "0,2,5-7, 2") == [0, 2, 5, 6, 7]
+    with pytest.raises(UsageError, match="point 10 is out of range: sweep 's' has points 0-9"):
+        select_points(manifest, "8-10")
+    with pytest.raises(UsageError, match="bad point list"):
+        select_points(manifest, "a-b")
+
+
+def test_split_with_keeps_options_after_the_updates():
+    from ptslurm.cli import split_with
+
+    assert split_with(["sweep", "x.py"]) == (["sweep", "x.py"], [])
+    assert split_with(["sweep", "x.py", "with", "lr=[1,2]", "base", "--gpus", "1", "-j", "2"]) == (
+        ["sweep", "x.py", "--gpus", "1", "-j", "2"], ["lr=[1,2]", "base"])
+    assert split_with(["sweep", "x.py", "with", "offset=-1", "-3"]) == (["sweep", "x.py"], ["offset=-1", "-3"])
+
+
+def test_best_of_ignores_nan_and_knows_what_to_maximize():
+    nan = float("nan")
+    assert results.best_of("loss", [3.0, nan, 1.0, 2.0]) == 1.0
+    assert results.best_of("val/accuracy", [0.5, nan, 0.9]) == 0.9
+    assert results.best_of("loss", [nan, "x"]) is None and results.best_of("loss", []) is None
+
+
+def test_join_metrics_replaces_the_steps_an_attempt_reported_again(tmp_path):
+    import json
+
+    def metrics(run, steps, values):
+        (tmp_path / "sacred" / str(run)).mkdir(parents=True)
+        (tmp_path / "sacred" / str(run) / "metrics.json").write_text(
+            json.dumps({"loss": {"steps": steps, "values": values}}))
+
+    metrics(1, [10, 20, 30], [1.0, 0.8, 0.7])  # died after step 30, last checkpoint at 20
+    metrics(2, [30, 40], [0.71, 0.5])
+    attempts = [Attempt(attempt=1, sacred_id=1), Attempt(attempt=2), Attempt(attempt=3, sacred_id=2)]
+    joined = results.join_metrics(tmp_path, attempts)
+    assert joined["loss"] == {"steps": [10, 20, 30, 40], "values": [1.0, 0.8, 0.71, 0.5]}
+    (tmp_path / "sacred" / "2" / "metrics.json").write_text('{"loss": {"steps": [30')  # torn
+    broken = []
+    assert results.join_metrics(tmp_path, attempts, broken)["loss"]["steps"] == [10, 20, 30]
+    assert broken == [f"{tmp_path}/sacred/2/metrics.json"]
+
+
+def test_table_aligns_cuts_and_wraps_wide_tables_in_blocks():
+    text = render.table(["#", "name", "value"], [["0", "a" * 50, "1"], ["1", "b", "22"]], max_width=10)
+    lines = text.splitlines()
+    assert lines[0].split() == ["#", "name", "value"] and set(lines[1]) <= {"-", " "}
+    assert "a" * 9 + "…" in lines[2] and all(len(line) <= 1 + 2 + 10 + 2 + 5 for line in lines)
+    wide = render.table(["#"] + [f"column{i}" for i in range(20)], [["0"] + ["x"] * 20], total_width=60)
+    blocks = wide.split("\n\n")
+    assert len(blocks) > 1 and all(block.startswith("#") for block in blocks)  # each block repeats the index
+    assert all(len(line) <= 60 for line in wide.splitlines())
+
+
+def test_age_and_duration():
+    assert render.duration(3725.9) == "1:02:05"
+    assert render.age("2026-11-29T04:00:00+00:00", now=results.timestamp("2026-11-29T04:00:42+00:00")) == "42s ago"
+    assert render.age("2026-11-29T04:00:00+00:00", now=results.timestamp("2026-11-29T05:59:00+00:00")) == "119m ago"
+    assert render.age("2026-11-29T04:00:00+00:00", now=results.timestamp("2026-11-29T07:00:00+00:00")) == "3h ago"
+    assert render.age(None) == "-" and render.age("garbage") == "-" and results.timestamp("garbage") is None
+    assert math.isclose(results.timestamp("2026-11-29T04:00:00+00:00") or 0, 1795924800.0)
