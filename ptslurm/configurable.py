@@ -27,7 +27,7 @@ def factory_name(factory: tp.Any) -> str:
     return name if module in (None, "__main__") else f"{module}.{name}"
 
 
-def import_factory(name: tp.Any) -> tp.Callable:
+def import_factory(name: tp.Any) -> tp.Any:
     """The class or function for a dotted name (or the object itself)."""
     if not isinstance(name, str):
         return name

@@ -237,11 +237,11 @@ def expand(block: Block, command_line: tp.Optional[Block] = None,
             raw.append((updates, tuple(named)))
     seen: tp.Set[str] = set()
     unique: tp.List[tp.Tuple[tp.Dict[str, tp.Any], tp.Tuple[str, ...]]] = []
-    for updates, named in raw:
-        ident = Point(0, updates, named).identity()
+    for updates, named_ in raw:
+        ident = Point(0, updates, named_).identity()
         if ident not in seen:
             seen.add(ident)
-            unique.append((updates, named))
+            unique.append((updates, named_))
     varied = varied_keys(unique)
     return [Point(i, u, n, varied) for i, (u, n) in enumerate(unique)]
 

@@ -21,7 +21,7 @@ STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
 NEVER_ASKED_S = 2.0  # code that never called should_stop(): it will not start now
 UNHEEDED_AFTER_S = float(os.environ.get("PTSLURM_UNHEEDED_AFTER_S", "30"))
 _received: tp.List[int] = []
-_state = {"asked": False, "asked_after_signal": False, "watchdog": None}
+_state: tp.Dict[str, tp.Any] = {"asked": False, "asked_after_signal": False, "watchdog": None}
 _on_unheeded: tp.List[tp.Callable[[], None]] = []
 
 

@@ -2,8 +2,6 @@
 ``ptslurm init`` from templates/. Looked up in order: ``--profile FILE``, ``$PTSLURM_PROFILE``,
 ``./ptslurm.yaml``, ``~/.config/ptslurm/profile.yaml``. Command-line options win."""
 import os
-import shutil
-import sys
 import typing as tp
 from pathlib import Path
 
@@ -83,25 +81,26 @@ def parse_time(value: tp.Any) -> tp.Optional[int]:
     return minutes
 
 
-def templates_dir() -> Path:
-    """templates/ beside the package in a checkout, else the installed copy."""
-    for candidate in (Path(__file__).resolve().parent.parent / "templates",
-                      Path(sys.prefix) / "share" / "ptslurm" / "templates"):
-        if candidate.is_dir():
-            return candidate
-    raise StorageError("ptslurm's templates/ folder is missing from this installation; reinstall ptslurm")
+def template(name: str) -> bytes:
+    """A file of ``templates/`` (package data of ``ptslurm.templates``)."""
+    from importlib import resources
+
+    try:
+        return resources.files("ptslurm.templates").joinpath(name).read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError):
+        raise StorageError(f"ptslurm's template {name!r} is missing from this installation; "
+                           f"reinstall ptslurm") from None
 
 
 def init(directory: Path, force: bool = False) -> tp.List[Path]:
     """Write ``ptslurm.yaml`` and ``experiment.py`` from templates/ into ``directory``.
     Refuses to overwrite unless ``force``; writes nothing when any target exists."""
-    src = templates_dir()
-    pairs = [(src / "profile.yaml", directory / PROFILE_NAME), (src / "experiment.py", directory / "experiment.py")]
+    pairs = [("profile.yaml", directory / PROFILE_NAME), ("experiment.py", directory / "experiment.py")]
     existing = [str(dst) for _, dst in pairs if dst.exists()]
     if existing and not force:
         raise UsageError(f"{existing[0]!r} already exists; pass --force to overwrite")
     if not directory.is_dir():
         raise UsageError(f"{str(directory)!r} is not a directory")
-    for s, d in pairs:
-        shutil.copyfile(s, d)
+    for name, dst in pairs:
+        dst.write_bytes(template(name))
     return [d for _, d in pairs]

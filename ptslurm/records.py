@@ -297,15 +297,8 @@ class PointEntry(Record):
                      varied=self.varied)
 
     def varied_values(self, keys: tp.Iterable[str]) -> tp.Dict[str, tp.Any]:
-        """The values of the sweep's varied ``keys`` for this point; a named-config axis as
-        the names joined by spaces."""
-        out: tp.Dict[str, tp.Any] = {}
-        for key in keys:
-            if key == "named_configs":
-                out[key] = " ".join(self.named_configs)
-            elif key in self.updates:
-                out[key] = self.updates[key]
-        return out
+        """The values of the sweep's varied ``keys`` for this point (``Point.varied_values``)."""
+        return self.to_point().varied_values(keys)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import storage
 from .errors import UsageError
-from .records import (BUSY, ORDER, RETRYABLE, TERMINAL, Attempt, Intent, Manifest, PointEntry,  # noqa: F401
+from .records import (ORDER, TERMINAL, Attempt, Intent, Manifest, PointEntry,  # noqa: F401
                       PointStatus, State, read, read_intent, read_json, read_status)
 
 #: squeue states of a job that waits to (re)start

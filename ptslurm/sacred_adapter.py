@@ -27,7 +27,7 @@ import os
 import typing as tp
 import warnings
 
-TESTED = "sacred>=0.8.4,<0.9"  # the range the suite ran against (setup.cfg pins the same)
+TESTED = "sacred>=0.8.7,<0.9"  # the range the suite ran against (setup.cfg pins the same)
 
 
 class AdapterError(RuntimeError):
@@ -133,11 +133,11 @@ def light_sources() -> tp.Iterator[None]:
         _, main = deps.get_main_file(globs, False)
         return main, ({main} if main is not None else set()), set()
 
-    ing.gather_sources_and_dependencies = main_file_only  # type: ignore[assignment]
+    ing.gather_sources_and_dependencies = main_file_only
     try:
         yield
     finally:
-        ing.gather_sources_and_dependencies = original  # type: ignore[assignment]
+        ing.gather_sources_and_dependencies = original
 
 
 def is_experiment(value: tp.Any) -> bool:
@@ -220,7 +220,7 @@ def observe_first(run: tp.Any, basedir: str, on_start: tp.Optional[tp.Callable[[
     since their folders (shared by all points of a sweep) may hold ours already."""
     file_observer: tp.Any = sacred().observers.FileStorageObserver
 
-    class AttemptObserver(file_observer):  # type: ignore[misc, valid-type]
+    class AttemptObserver(file_observer):
         def started_event(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
             started = super().started_event(*args, **kwargs)
             if on_start is not None:

@@ -27,11 +27,13 @@ class Point:
     named_configs: tp.Tuple[str, ...] = ()
     varied: tp.Tuple[str, ...] = ()
 
-    def varied_values(self) -> tp.Dict[str, tp.Any]:
-        out = {}
-        for key in self.varied:
+    def varied_values(self, keys: tp.Optional[tp.Iterable[str]] = None) -> tp.Dict[str, tp.Any]:
+        """The values of the varied keys (``keys``, default ``self.varied``) for this point;
+        a named-config axis as the names joined by spaces (as status and collect show it)."""
+        out: tp.Dict[str, tp.Any] = {}
+        for key in self.varied if keys is None else keys:
             if key == "named_configs":
-                out[key] = list(self.named_configs)
+                out[key] = " ".join(self.named_configs)
             elif key in self.updates:
                 out[key] = self.updates[key]
         return out
@@ -42,7 +44,7 @@ class Point:
         parts = []
         for key, value in self.varied_values().items():
             if key == "named_configs":
-                parts.append(" ".join(value) or "-")
+                parts.append(value or "-")
             else:
                 parts.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
         return " ".join(parts) or "(single point)"

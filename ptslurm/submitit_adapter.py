@@ -24,7 +24,7 @@ import sys
 import typing as tp
 from pathlib import Path
 
-TESTED = "submitit>=1.5,<1.6"  # the range the suite ran against (setup.cfg pins the same)
+TESTED = "submitit>=1.5.4,<1.6"  # the range the suite ran against (setup.cfg pins the same)
 SUBMITIT_REQUEUES = 0  # see the module docstring: ptslurm's handler owns requeues
 
 

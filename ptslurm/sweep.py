@@ -76,6 +76,7 @@ class Plan:
     @property
     def workdir(self) -> Path:
         """Where each job runs: the sweep snapshot's copy of the experiment's folder."""
+        assert self.layout is not None, "plan() made the layout"
         return self.sweep_dir / storage.CODE / self.layout.workdir
 
     def discard(self) -> None:

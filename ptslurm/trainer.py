@@ -81,12 +81,12 @@ def _code_on_path(storage_dir: Path) -> None:
 class Optimizer(Configurable):
     """Wraps a torch optimizer, created once the parameters are known; clips gradients."""
 
-    torch_class: tp.Callable = None
+    torch_class: tp.ClassVar[tp.Callable[..., tp.Any]]
 
     def __init__(self, gradient_clipping: float = 1e10, **kwargs):
         self.gradient_clipping = gradient_clipping
         self.kwargs = kwargs
-        self.optimizer = None
+        self.optimizer: tp.Any = None
 
     def set_parameters(self, parameters) -> None:
         self.parameters = [p for p in parameters if p.requires_grad]
@@ -226,7 +226,7 @@ class Trainer(Configurable):
         self.epoch_iteration = 0
         self.best_loss = math.inf
         self._scalars: tp.Dict[str, tp.List[torch.Tensor]] = {}
-        self._writer = None
+        self._writer: tp.Any = None
         self._validation = None
 
     @classmethod

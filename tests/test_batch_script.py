@@ -4,8 +4,12 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from ptslurm.executor import SlurmBackend, chunks
 from ptslurm.spec import Resources
+
+pytestmark = pytest.mark.fast
 
 GOLDEN = Path(__file__).parent / "golden" / "batch_script.sh"
 

@@ -40,3 +40,8 @@ def test_bench_submit(slurm_cluster):
 def test_bench_requeue(slurm_cluster):
     out = run("bench_requeue.py", "--repeats", "1")
     assert "signal -> durable checkpoint" in out and "bare sleep job" in out and "non-polling point" in out
+
+
+def test_bench_startup():
+    out = run("bench_startup.py", "--repeats", "2")
+    assert "python -c pass:" in out and "ptslurm --help:" in out and "target <= 3x" in out

@@ -4,6 +4,8 @@ import pytest
 from ptslurm import grid
 from ptslurm.errors import SpecError
 
+pytestmark = pytest.mark.fast
+
 
 def points(*tokens):
     return grid.expand(grid.Block(), grid.parse_with(tokens))

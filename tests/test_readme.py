@@ -33,6 +33,16 @@ def test_readme_has_its_commands():
     assert len(blocks("venv")) == 1 and len(blocks("ci")) == 1 and blocks("run")
 
 
+def test_the_fast_tier_runs_in_seconds_without_slurm():
+    """README's fast-tier command: the marked tests only, none skipped, SLURM not touched."""
+    (command,) = blocks("fast")
+    proc = subprocess.run(["bash", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert re.search(r"\d+ passed", summary) and "deselected" in summary, summary
+    assert "skipped" not in summary and "failed" not in summary, summary
+
+
 def test_the_test_command_is_what_ci_runs():
     (command,) = blocks("ci")
     ci = (REPO / ".ci" / "run").read_text()

@@ -4,6 +4,8 @@ import pytest
 from ptslurm import grid, sweepfile
 from ptslurm.errors import SpecError
 
+pytestmark = pytest.mark.fast
+
 
 def load(tmp_path, text):
     path = tmp_path / "sweep.yaml"

@@ -1,0 +1,61 @@
+"""The module boundaries README's architecture section promises, read from the source: one
+module starts programs, one adapter per library touches its internals, the Trainer sees the
+job only through the runtime, and the records are fully typed (mypy, in CI)."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.fast
+
+PACKAGE = Path(__file__).resolve().parent.parent / "ptslurm"
+
+
+def imports(module: str) -> set:
+    """Every module name ``ptslurm/<module>.py`` imports, at any depth (relative ones as
+    ``ptslurm.x``)."""
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = ("ptslurm." + (node.module or "")).rstrip(".") if node.level else node.module
+            out.add(base)
+            if node.level and not node.module:
+                out.update(f"ptslurm.{alias.name}" for alias in node.names)
+    return out
+
+
+MODULES = sorted(p.stem for p in PACKAGE.glob("*.py"))
+
+
+def users(prefix: str) -> set:
+    return {m for m in MODULES if any(i == prefix or i.startswith(prefix + ".") for i in imports(m))}
+
+
+def test_only_commands_starts_programs():
+    assert users("subprocess") == {"commands"}
+
+
+def test_only_the_adapters_import_sacred_and_submitit():
+    assert users("sacred") == {"sacred_adapter"}
+    assert users("submitit") == {"submitit_adapter"}
+
+
+def test_the_trainer_sees_the_job_only_through_the_runtime():
+    assert "ptslurm.job" not in imports("trainer") and "ptslurm.runtime" in imports("trainer")
+    assert not imports("runtime") & {"torch", "sacred", "ptslurm.job", "ptslurm.sweep"}
+
+
+def test_nothing_below_the_cli_prints_or_parses_arguments():
+    assert users("argparse") == {"cli"}
+
+
+def test_the_package_type_checks():
+    """mypy (the test extra) over ptslurm/ with setup.cfg's settings: records.py strictly."""
+    proc = subprocess.run([sys.executable, "-m", "mypy", str(PACKAGE)], capture_output=True, text=True,
+                          cwd=PACKAGE.parent)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
