@@ -353,10 +353,12 @@ def test_a_sweep_over_the_submit_limit_runs_in_waves_and_cancel_stops_them(submi
     sweep_dir = second["sweep_dir"]
     assert states("status", sweep_dir).count("waiting") == 9  # 3 queued + the wave job fill the 4 slots
     assert run_cli("cancel", sweep_dir).returncode == 0
-    hold.unlink()
     manifest = json.loads((Path(sweep_dir) / "manifest.json").read_text())
     jobs = [e["job_id"] for e in manifest["points"] if e["job_id"]]
+    # the held points never ask should_stop(): the watchdog ends them after the signal (a hold
+    # released before that would let them complete, which is right: they would have finished)
     wait_for("the queue to be empty", lambda: not queued(jobs), timeout=60)
+    hold.unlink()
     time.sleep(3)
     manifest = json.loads((Path(sweep_dir) / "manifest.json").read_text())
     assert sum(1 for e in manifest["points"] if e["job_id"]) == 3, "a cancelled sweep submitted another wave"
