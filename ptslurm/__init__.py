@@ -7,11 +7,12 @@ __version__ = "0.1.0"
 from .errors import PtslurmError  # noqa: E402
 
 __all__ = ["__version__", "PtslurmError", "Interrupted", "get_storage_dir", "get_new_storage_dir", "should_stop",
-           "report_progress", "active_run",
+           "report_progress", "active_run", "distributed", "init_process_group",
            "Configurable", "Model", "Trainer", "Adam", "SGD", "Batches", "dump_config", "collect", "to_frame"]
 
 _LAZY = {"Interrupted": "interrupt", "get_storage_dir": "runtime", "should_stop": "runtime", "dump_config": "runtime",
-         "report_progress": "runtime", "active_run": "runtime",
+         "report_progress": "runtime", "active_run": "runtime", "distributed": "runtime",
+         "init_process_group": "runtime",
          "get_new_storage_dir": "storage", "Configurable": "configurable", "Model": "trainer", "Trainer": "trainer",
          "Adam": "trainer", "SGD": "trainer", "Batches": "trainer", "collect": "results", "to_frame": "results"}
 

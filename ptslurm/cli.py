@@ -26,8 +26,12 @@ Without SLURM on the machine the points run locally (-j N at a time)."""
 def _add_resources(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("SLURM resources (per point; defaults from the profile)")
     g.add_argument("--partition", "-p", help="SLURM partition (default: the cluster's default partition)")
-    g.add_argument("--gpus", type=int, help="GPUs per point (requested as --gres=gpu:N)")
-    g.add_argument("--cpus", type=int, help="CPUs per point (--cpus-per-task)")
+    g.add_argument("--gpus", type=int, help="GPUs per node of a point (requested as --gres=gpu:N)")
+    g.add_argument("--nodes", "-N", type=int, help="nodes per point (default 1); every node runs --tasks-per-node ranks")
+    g.add_argument("--tasks-per-node", type=int, metavar="N",
+                   help="ranks per node (default: one per GPU, one on CPU-only points); more than one rank "
+                        "in all makes the point distributed (torch.distributed, NCCL on GPUs, gloo on CPUs)")
+    g.add_argument("--cpus", type=int, help="CPUs per task (--cpus-per-task)")
     g.add_argument("--mem", type=float, dest="mem_gb", metavar="GB", help="memory per point in GB")
     g.add_argument("--time", "-t", help="time limit: minutes, H:MM:SS or D-HH:MM:SS (default: the partition's)")
     g.add_argument("--account", "-A", help="account to charge (sbatch --account)")
@@ -135,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_arg(lo)
     lo.add_argument("point", type=int, help="point index (see `ptslurm status`)")
     lo.add_argument("--attempt", type=int, help="attempt number, from 1 (default: the latest)")
+    lo.add_argument("--rank", type=int, default=0, help="a rank of a distributed point (default 0, whose "
+                                                        "output sacred captures)")
     lo.add_argument("--follow", "-f", action="store_true", help="print the live log (all attempts) and keep "
                                                                  "printing until the point ends")
 
@@ -197,7 +203,7 @@ def _resources(args, prof: dict):
     from .spec import Resources
 
     res = dict(prof.get("resources") or {})
-    for key in ("partition", "gpus", "cpus", "mem_gb", "account", "qos", "constraint",
+    for key in ("partition", "gpus", "cpus", "nodes", "tasks_per_node", "mem_gb", "account", "qos", "constraint",
                 "array_parallelism", "signal_delay_s", "max_requeues"):
         value = getattr(args, key)
         if value is not None:
@@ -214,6 +220,9 @@ def _resources(args, prof: dict):
     for key in ("gpus", "cpus", "array_parallelism", "max_requeues"):
         if res.get(key) is not None and (not isinstance(res[key], int) or res[key] < 0):
             raise UsageError(f"--{key.replace('_', '-')} must be a non-negative integer, got {res[key]!r}")
+    for key in ("nodes", "tasks_per_node"):
+        if res.get(key) is not None and (not isinstance(res[key], int) or isinstance(res[key], bool) or res[key] < 1):
+            raise UsageError(f"--{key.replace('_', '-')} must be a positive integer, got {res[key]!r}")
     return Resources(timeout_min=timeout, sbatch_args=extra, **res)
 
 
@@ -391,7 +400,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     sweep_dir, manifest = _sweep(args)
     entry = manifest.point(args.point)
-    path, chosen, note = sweeps.log_paths(sweep_dir, manifest, args.point, args.attempt, live=args.follow)
+    path, chosen, note = sweeps.log_paths(sweep_dir, manifest, args.point, args.attempt, live=args.follow,
+                                          rank=args.rank)
     if note:
         print(note, file=sys.stderr)
     offset = 0

@@ -55,7 +55,14 @@ class SlurmBackend:
                     "constraint": r.constraint, "array_parallelism": r.array_parallelism}
         params.update({k: v for k, v in optional.items() if v is not None})
         if r.gpus:
-            params["gres"] = f"gpu:{r.gpus}"
+            params["gres"] = f"gpu:{r.gpus}"  # per node
+        if r.nodes > 1:
+            params["nodes"] = r.nodes
+        if r.world_size > 1:
+            # one srun step runs every rank. A rank that dies breaks the others' next
+            # collective: rank 0 then records the failure and requeues the point, which
+            # resumes from its last checkpoint as a whole
+            params["ntasks_per_node"] = r.tasks
         extra = dict(r.sbatch_args)
         if self.workdir is not None:
             extra.setdefault("chdir", str(self.workdir))
@@ -129,8 +136,8 @@ class SlurmBackend:
         for index, job in jobs.items():
             submitit_adapter.write_pickle(self.folder, job, run_point, args_for(index))
 
-    def log_path(self, job_id: str) -> Path:
-        return submitit_adapter.log_path(self.folder, job_id)
+    def log_path(self, job_id: str, rank: int = 0) -> Path:
+        return submitit_adapter.log_path(self.folder, job_id, rank)
 
 
 class LocalBackend:

@@ -169,15 +169,19 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
     os.environ[ENV_STORAGE_DIR] = str(storage_dir)
     os.environ[ENV_SWEEP_DIR] = str(sweep_dir)
     os.environ[ENV_POINT] = str(index)
+    ranks = runtime.distributed()
+    runtime.pin_gpu(ranks)
     interrupt.reset()
     interrupt.install()  # a flag only; replaces submitit's checkpoint-in-the-handler
+    if not ranks.is_main:
+        return _follow(manifest, entry, sweep_dir)
     held = leases.acquire(storage_dir, job_id())
     try:
         intent = read_intent(storage_dir)
         record = AttemptRecord(storage_dir, submission=intent.submission,
                                code_dir=str(Path(manifest.experiment.snapshot).parent))
         record.reserve()
-        record.start()
+        record.start(**({"ranks": ranks.world_size, "nodes": ranks.nodes} if ranks.world_size > 1 else {}))
         held.callbacks.append(record.beat)
         if intent.cancelled:  # cancelled while queued, or requeued after a cancel
             record.update(state=State.CANCELLED, cause="cancelled", ended=now(), final=True)
@@ -193,6 +197,24 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
         except OSError:
             pass
         held.release()
+        runtime.activate(None, None)
+
+
+def _follow(manifest: Manifest, entry: PointEntry, sweep_dir: Path) -> tp.Any:
+    """A rank other than 0 of a distributed point: the same experiment with the same config,
+    without observers, lease or status file (rank 0 records the attempt, writes checkpoints
+    and requeues the job; a stop reaches every rank through the Trainer's agreement)."""
+    if read_intent(entry.path).cancelled:
+        return None
+    enter_snapshot(manifest, sweep_dir, entry.index)
+    run = _create_run(manifest, entry, None, observe=False)
+    runtime.activate(run, None)
+    route_logging()
+    try:
+        return run()
+    except interrupt.Interrupted:
+        return None  # all ranks stopped together; rank 0 wrote the checkpoint and requeues the job
+    finally:
         runtime.activate(None, None)
 
 
@@ -352,7 +374,8 @@ def decide(exc: BaseException, record: AttemptRecord,
     return (final, cause, None) if over_cap else (State.REQUEUED, cause, "requeue")
 
 
-def _create_run(manifest: Manifest, entry: PointEntry, record: tp.Optional[AttemptRecord] = None) -> tp.Any:
+def _create_run(manifest: Manifest, entry: PointEntry, record: tp.Optional[AttemptRecord] = None,
+                observe: bool = True) -> tp.Any:
     """The sacred Run of this attempt, built from the snapshot with the point's updates,
     named configs and seed; ptslurm's FileStorageObserver first (it decides the run id, so
     attempt n of a point is ``sacred/<n>``), the experiment's own observers after it."""
@@ -371,6 +394,9 @@ def _create_run(manifest: Manifest, entry: PointEntry, record: tp.Optional[Attem
     # is built: let them do it in a throw-away place; the storage dir comes from ptslurm
     with experiment.sandbox(ex, quiet=False):
         run = sacred_adapter.create_run(ex, updates, entry.named_configs)
+    if not observe:  # a rank other than 0: exactly one sacred/<n> per attempt
+        sacred_adapter.no_observers(run)
+        return run
     on_start = (lambda run_id: record.update(sacred_id=run_id)) if record is not None else None
     sacred_adapter.observe_first(run, str(storage_dir / storage.SACRED), on_start)
     git = manifest.git

@@ -10,7 +10,7 @@ from .errors import StorageError, UsageError
 PROFILE_NAME = "ptslurm.yaml"
 USER_PROFILE = "~/.config/ptslurm/profile.yaml"
 TOP_KEYS = ("executor", "root", "storage_key", "jobs", "resources")
-RESOURCE_KEYS = ("partition", "gpus", "cpus", "mem_gb", "time", "account", "qos", "constraint",
+RESOURCE_KEYS = ("partition", "gpus", "cpus", "nodes", "tasks_per_node", "mem_gb", "time", "account", "qos", "constraint",
                  "array_parallelism", "signal_delay_s", "max_requeues", "sbatch_args")
 
 

@@ -240,6 +240,8 @@ class Attempt(Record):
     traceback: tp.Optional[str] = field(None, load=_str, omit_none=True)
     result: tp.Any = field(None, omit_none=True)
     resumed_from: tp.Optional[tp.Dict[str, tp.Any]] = field(None, load=_opt_mapping, omit_none=True)
+    ranks: tp.Optional[int] = field(None, load=_opt_int, omit_none=True)  # a distributed point's world size
+    nodes: tp.Optional[int] = field(None, load=_opt_int, omit_none=True)
     unheeded: tp.Optional[bool] = field(None, load=bool, omit_none=True)  # ended by the watchdog
     final: tp.Optional[bool] = field(None, load=bool, omit_none=True)  # recorded as ended: later updates are ignored
 

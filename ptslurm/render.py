@@ -89,7 +89,8 @@ def counts_line(rows: tp.Sequence["PointRow"], total: int, width: int, what: str
 def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[float] = None) -> str:
     """``ptslurm status``: one row per point and a summary line."""
     varied = list(manifest.varied)
-    header = ["#"] + varied + ["state", "att", "progress", "heartbeat", "elapsed", "job"]
+    spread = manifest.resources.world_size > 1  # distributed points: show ranks and nodes
+    header = ["#"] + varied + ["state", "att", "progress", "heartbeat", "elapsed", "job"] + (["ranks"] if spread else [])
     lines = []
     for r in rows:
         progress = "-" if r.iteration is None else f"it {r.iteration}" + (
@@ -100,10 +101,19 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
         else:
             beat = age(r.heartbeat, now)
         lines.append([str(r.index)] + [cell(r.varied.get(k, ""), k) for k in varied] +
-                     [str(r.state), str(r.attempts), progress, beat, duration(r.elapsed_s), r.job_id or "-"])
+                     [str(r.state), str(r.attempts), progress, beat, duration(r.elapsed_s), r.job_id or "-"] +
+                     ([ranks(manifest, r)] if spread else []))
     width = max(12, 60 // max(len(varied), 1))
     return (f"sweep {manifest.name} ({manifest.executor})\n" + table(header, lines, max_width=width) + "\n"
             + counts_line(rows, len(rows), 30, " ended"))
+
+
+def ranks(manifest: Manifest, row: "PointRow") -> str:
+    """``4 on 2 nodes``: the ranks of a distributed point (its latest attempt's, else asked)."""
+    latest = row.latest
+    n = (latest.ranks if latest is not None and latest.ranks else None) or manifest.resources.world_size
+    nodes = (latest.nodes if latest is not None and latest.nodes else None) or manifest.resources.nodes
+    return f"{n} on {nodes} node{'s' if nodes != 1 else ''}"
 
 
 def damaged(index: int, path: str) -> str:

@@ -124,7 +124,9 @@ class PointRow:
                 "storage_dir": self.storage_dir, "error": self.error, "damaged": list(self.damaged),
                 "varied": dict(self.varied), "iteration": self.iteration, "epoch": self.epoch,
                 "heartbeat": self.heartbeat, "ended": self.ended, "history": self.history(),
-                "elapsed_s": self.elapsed_s, "seed": self.seed}
+                "elapsed_s": self.elapsed_s, "seed": self.seed,
+                "ranks": self.latest.ranks if self.latest is not None else None,
+                "nodes": self.latest.nodes if self.latest is not None else None}
 
     def replace(self, **changes: tp.Any) -> "PointRow":
         return dataclasses.replace(self, **changes)

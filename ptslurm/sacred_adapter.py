@@ -235,6 +235,11 @@ def observe_first(run: tp.Any, basedir: str, on_start: tp.Optional[tp.Callable[[
     run.observers = [AttemptObserver(basedir)] + others
 
 
+def no_observers(run: tp.Any) -> None:
+    """The run records nothing (the other ranks of a distributed point)."""
+    run.observers = []
+
+
 def _own_ids(observer: tp.Any) -> None:
     started = getattr(observer, "started_event", None)
     if started is None:

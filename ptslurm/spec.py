@@ -76,8 +76,10 @@ class Resources:
     """What one point asks the scheduler for. ``None`` means: the cluster's default."""
 
     partition: tp.Optional[str] = None
-    gpus: int = 0
-    cpus: tp.Optional[int] = None
+    gpus: int = 0  # per node
+    cpus: tp.Optional[int] = None  # per task
+    nodes: int = 1
+    tasks_per_node: tp.Optional[int] = None  # None: one task per GPU, one task on CPU-only points
     mem_gb: tp.Optional[float] = None
     timeout_min: tp.Optional[int] = None
     account: tp.Optional[str] = None
@@ -87,6 +89,16 @@ class Resources:
     signal_delay_s: int = 120
     max_requeues: int = 3
     sbatch_args: tp.Dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def tasks(self) -> int:
+        """Tasks (ranks) per node: ``tasks_per_node``, else one per GPU, else one."""
+        return self.tasks_per_node or self.gpus or 1
+
+    @property
+    def world_size(self) -> int:
+        """Ranks of a point: one srun step launches them all."""
+        return self.nodes * self.tasks
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

@@ -94,11 +94,12 @@ class ArraySubmitter:
         return [str(job.job_id) for job in jobs]
 
 
-def log_path(folder: Path, job_id: str) -> Path:
-    """Where submitit's batch script sends the output of job (or array task) ``job_id``."""
+def log_path(folder: Path, job_id: str, task: int = 0) -> Path:
+    """Where submitit's batch script sends the output of job (or array task) ``job_id``;
+    ``task``: the srun task (the rank of a distributed point)."""
     from submitit.core.utils import JobPaths
 
-    return Path(JobPaths(folder, job_id=job_id, task_id=0).stdout)
+    return Path(JobPaths(folder, job_id=job_id, task_id=task).stdout)
 
 
 def write_pickle(folder: Path, job_id: str, call: tp.Callable[..., tp.Any], args: tp.Tuple[tp.Any, ...]) -> bool:

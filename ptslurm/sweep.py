@@ -148,6 +148,9 @@ def plan(request: SweepRequest) -> Plan:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     warnings = list(checked["warnings"])
+    if chosen == "local" and request.resources.world_size > 1:
+        warnings.append(f"--nodes/--tasks-per-node ask for {request.resources.world_size} ranks per point; "
+                        f"locally each point runs as one rank")
     module_name = path.stem
     if request.storage_key and not injected:
         warnings.append(f"the experiment has no config key {request.storage_key!r}: the storage dir "
@@ -873,18 +876,22 @@ def point_config(manifest: Manifest, index: int) -> tp.Tuple[dict, str]:
 
 
 def log_paths(sweep_dir: Path, manifest: Manifest, index: int, attempt: tp.Optional[int],
-              live: bool = False) -> tp.Tuple[Path, tp.Optional[Attempt], tp.Optional[str]]:
+              live: bool = False, rank: int = 0) -> tp.Tuple[Path, tp.Optional[Attempt], tp.Optional[str]]:
     """The captured output of attempt ``attempt`` (1-based; default the latest) of a point:
     sacred's cout.txt, else the scheduler's log. ``live`` picks the scheduler's (or the local)
     log, written as it happens (sacred updates cout.txt only at heartbeats).
+    ``rank``: a rank of a distributed point (only rank 0 has a sacred run; the others'
+    output is in the scheduler's log of their task).
     Returns ``(path, the attempt, a note on where the output comes from)``."""
     entry = manifest.point(index)
+    if not 0 <= rank < manifest.resources.world_size:
+        raise UsageError(f"--rank {rank}: point {index} has ranks 0-{manifest.resources.world_size - 1}")
     attempts = records.read_status(entry.path).attempts
     if attempt is not None and not 1 <= attempt <= max(len(attempts), 1):
         raise UsageError(f"point {index} has {len(attempts)} attempt(s); --attempt must be 1-{max(len(attempts), 1)}")
     chosen = attempts[(attempt or len(attempts)) - 1] if attempts else None
     note = None
-    if chosen is not None and chosen.sacred_id and not live:
+    if chosen is not None and chosen.sacred_id and not live and rank == 0:
         path = entry.path / storage.SACRED / str(chosen.sacred_id) / "cout.txt"
         try:
             if path.stat().st_size > 0:
@@ -895,5 +902,5 @@ def log_paths(sweep_dir: Path, manifest: Manifest, index: int, attempt: tp.Optio
                 f"{'scheduler' if manifest.executor == 'slurm' else 'local'} log)")
     job = (chosen.job_id if chosen is not None else None) or entry.job_id
     if manifest.executor == "slurm" and job:
-        return backend_of(sweep_dir, manifest).log_path(job), chosen, note
+        return backend_of(sweep_dir, manifest).log_path(job, rank), chosen, note
     return sweep_dir / storage.LOCAL_LOGS / f"{index}.log", chosen, note

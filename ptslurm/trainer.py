@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
-from . import interrupt
+from . import interrupt, runtime
 from .configurable import Configurable, import_factory
 from .errors import UsageError
 
@@ -129,19 +129,30 @@ class SGD(Optimizer):
 class Batches:
     """Minibatches of an in-memory dataset (a tensor or tuple of tensors), reshuffled every
     epoch from ``(seed, epoch)`` with a private generator, so the data order of any epoch can be
-    rebuilt on resume. The trainer calls ``set_epoch``."""
+    rebuilt on resume. The trainer calls ``set_epoch``, and ``set_rank`` in a distributed
+    point: each of ``world`` ranks then takes every ``world``-th example of the epoch's order
+    (padded by repeating its start, as torch's DistributedSampler does, so every rank makes
+    the same number of steps); ``batch_size`` is per rank."""
 
     def __init__(self, data, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False):
         self.data = data if isinstance(data, (tuple, list)) else (data,)
         self.n = len(self.data[0])
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
         self.epoch = 0
+        self.rank, self.world = 0, 1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def set_rank(self, rank: int, world: int) -> None:
+        self.rank, self.world = rank, world
+
+    def _per_rank(self) -> int:
+        return math.ceil(self.n / self.world)
+
     def __len__(self) -> int:
-        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+        n = self._per_rank()
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self):
         if self.shuffle:
@@ -149,6 +160,9 @@ class Batches:
             order = torch.randperm(self.n, generator=g)
         else:
             order = torch.arange(self.n)
+        if self.world > 1:
+            total = self._per_rank() * self.world
+            order = torch.cat([order, order[: total - self.n]])[self.rank::self.world]
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             yield tuple(d[idx] for d in self.data)
@@ -227,6 +241,9 @@ class Trainer(Configurable):
         self.best_loss = math.inf
         self._scalars: tp.Dict[str, tp.List[torch.Tensor]] = {}
         self._writer: tp.Any = None
+        self._ranks = runtime.Distributed()  # set by train()
+        self._forward: tp.Any = None  # the DistributedDataParallel wrapper of a distributed point
+        self._saved_iteration: tp.Optional[int] = None  # the iteration of the last checkpoint taken
         self._validation = None
 
     @classmethod
@@ -244,24 +261,44 @@ class Trainer(Configurable):
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
+        """Everything an exact resume needs. In a distributed point every rank must call it
+        (the RNG states of all ranks are gathered: ``rng`` is then a list, one per rank)."""
+        rng: tp.Any = rng_state()
+        if self._ranks.world_size > 1:
+            import torch.distributed as dist
+
+            gathered: tp.List[tp.Any] = [None] * self._ranks.world_size
+            dist.all_gather_object(gathered, rng)
+            rng = gathered
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "iteration": self.iteration, "epoch": self.epoch, "epoch_iteration": self.epoch_iteration,
-                "best_loss": self.best_loss, "rng": rng_state(),
+                "best_loss": self.best_loss, "rng": rng,
                 "pending_scalars": {k: [float(v) for v in vs] for k, vs in self._scalars.items()}}
 
     def load_state_dict(self, state: dict) -> None:
+        rng = state["rng"]
+        if isinstance(rng, list) != (self._ranks.world_size > 1) or (
+                isinstance(rng, list) and len(rng) != self._ranks.world_size):
+            made = len(rng) if isinstance(rng, list) else 1
+            raise UsageError(f"the checkpoint was written by a point of {made} rank(s), this one has "
+                             f"{self._ranks.world_size}: resume with the same --nodes/--tasks-per-node")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration, self.epoch = state["iteration"], state["epoch"]
         self.epoch_iteration, self.best_loss = state["epoch_iteration"], state["best_loss"]
         self._scalars = {k: [torch.tensor(v) for v in vs] for k, vs in state.get("pending_scalars", {}).items()}
-        set_rng_state(state["rng"])
+        set_rng_state(rng[self._ranks.rank] if isinstance(rng, list) else rng)
+        self._saved_iteration = self.iteration
 
-    def save_checkpoint(self, best: bool = False) -> Path:
+    def save_checkpoint(self, best: bool = False) -> tp.Optional[Path]:
+        """Write a checkpoint (rank 0 only; every rank calls this) and report progress."""
         from .runtime import report_progress
 
-        path = ckpt.save(self.state_dict(), self.checkpoint_dir, self.iteration, keep=self.keep_checkpoints,
-                         best=best)
+        state = self.state_dict()
+        self._saved_iteration = self.iteration
+        if not self._ranks.is_main:
+            return None
+        path = ckpt.save(state, self.checkpoint_dir, self.iteration, keep=self.keep_checkpoints, best=best)
         report_progress(self.iteration, self.epoch)
         return path
 
@@ -281,6 +318,7 @@ class Trainer(Configurable):
         ``True`` requires one; ``False`` refuses to overwrite an existing training."""
         if validation_dataset is not None:
             self._validation = validation_dataset
+        self._ranks = runtime.init_process_group()  # one rank: nothing to join
         self.model.to(self.device)
         self.optimizer.set_parameters(self.model.parameters())
         found = ckpt.load_latest(self.checkpoint_dir, map_location=self.device)
@@ -296,7 +334,13 @@ class Trainer(Configurable):
 
             report_progress(self.iteration, self.epoch, resumed=True)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        show = sys.stderr.isatty()
+        if self._ranks.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self._forward = DistributedDataParallel(self.model, device_ids=[0] if self.device.type == "cuda" else None)
+            if hasattr(train_dataset, "set_rank"):
+                train_dataset.set_rank(self._ranks.rank, self._ranks.world_size)
+        show = sys.stderr.isatty() and self._ranks.is_main
         while not self._done():  # one pass per epoch
             if hasattr(train_dataset, "set_epoch"):
                 train_dataset.set_epoch(self.epoch)
@@ -321,7 +365,7 @@ class Trainer(Configurable):
             sys.stderr.write("\n")
         if self._scalars:
             self._write_summary()
-        if not ckpt.checkpoint_path(self.checkpoint_dir, self.iteration).exists():
+        if self._saved_iteration != self.iteration:
             self._checkpoint_and_validate()
         if self._writer:
             self._writer.flush()
@@ -334,8 +378,8 @@ class Trainer(Configurable):
             self._write_summary()
         if self._fires(self.checkpoint_trigger, epoch_end) or (epoch_end and self._done()):
             self._checkpoint_and_validate()
-        if not self._done() and interrupt.should_stop():
-            if not ckpt.checkpoint_path(self.checkpoint_dir, self.iteration).exists():
+        if not self._done() and self._stop_agreed():
+            if self._saved_iteration != self.iteration:
                 self.save_checkpoint()
             raise interrupt.Interrupted(f"stop requested at iteration {self.iteration}; checkpoint written")
 
@@ -351,7 +395,7 @@ class Trainer(Configurable):
     def _step(self, batch) -> None:
         self.model.train()
         batch = self._to_device(batch)
-        review = self.model.review(batch, self.model(batch))
+        review = self.model.review(batch, (self._forward or self.model)(batch))
         loss = self._loss(review)
         (loss / self.virtual_minibatch_size).backward()
         self._record("loss", loss)
@@ -386,14 +430,35 @@ class Trainer(Configurable):
         value = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
         self._scalars.setdefault(name, []).append(value)
 
+    def _stop_agreed(self) -> bool:
+        """Whether any rank was asked to stop: one small all-reduce per optimizer step in a
+        distributed point, so that every rank stops at the same iteration."""
+        stop = interrupt.should_stop()
+        if self._ranks.world_size > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([int(stop)])
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        return stop
+
     def _write_summary(self, prefix: str = "training/") -> None:
-        scalars = {k: torch.stack([v.float().cpu() for v in vs]).mean().item() for k, vs in self._scalars.items() if vs}
+        names = sorted(k for k, vs in self._scalars.items() if vs)
+        means = torch.stack([torch.stack([v.float().cpu() for v in self._scalars[k]]).mean() for k in names]) \
+            if names else torch.zeros(0)
+        if self._ranks.world_size > 1:  # the mean over all ranks (every rank writes summaries together)
+            import torch.distributed as dist
+
+            dist.all_reduce(means)
+            means = means / self._ranks.world_size
         self._scalars = {}
-        self._log({prefix + k: v for k, v in scalars.items()})
+        self._log({prefix + k: float(v) for k, v in zip(names, means.tolist())})
 
     def _log(self, scalars: tp.Dict[str, float]) -> None:
         from .runtime import active_run
 
+        if not self._ranks.is_main:
+            return
         run = active_run()
         writer = self._tensorboard()
         for name, value in scalars.items():

@@ -181,3 +181,29 @@ def test_checkpoints_load_without_unpickling_code_and_foreign_ones_need_trust(tm
     assert not (tmp_path / "pwned").exists()
     with pytest.raises(pickle.UnpicklingError):
         torch.load(evil, weights_only=True)
+
+
+class TwoLosses(Net):
+    """A padertorch-style review: named losses, weighted by the Trainer's loss_weights."""
+
+    def review(self, batch, output):
+        mse = torch.nn.functional.mse_loss(output, batch[1])
+        return {"losses": {"mse": mse, "huge": 1e6 * output.abs().mean()}}
+
+
+def test_padertorch_reviews_train_on_the_weighted_sum_of_their_losses(tmp_path):
+    def final(make, **options):
+        random.seed(0)
+        torch.manual_seed(0)
+        trainer = pt.Trainer(make(dropout=0.0), storage_dir=tmp_path / str(len(list(tmp_path.iterdir()))),
+                             stop_trigger=(6, "iteration"), **options)
+        trainer.train(data())
+        return trainer.model.state_dict()
+
+    plain = final(Net)
+    ignored = final(TwoLosses, loss_weights={"huge": 0.0})
+    weighted = final(TwoLosses, loss_weights={"huge": 1.0})
+    assert all(torch.equal(plain[k], ignored[k]) for k in plain)  # weight 0: as if the loss were not there
+    assert not all(torch.equal(plain[k], weighted[k]) for k in plain)
+    with pytest.raises(UsageError, match="must return"):
+        pt.Trainer(Net(), storage_dir=tmp_path / "x")._loss({"scalars": {}})

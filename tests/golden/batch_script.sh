@@ -11,6 +11,7 @@
 #SBATCH --mail-type=END
 #SBATCH --mem=32G
 #SBATCH --nodes=1
+#SBATCH --ntasks-per-node=2
 #SBATCH --open-mode=append
 #SBATCH --output='/SWEEP DIR/slurm/%A_%a_0_log.out'
 #SBATCH --partition=gpu

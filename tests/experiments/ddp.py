@@ -1,0 +1,59 @@
+"""A distributed point for the tests: ptslurm's Trainer with DistributedDataParallel on CPU
+(gloo), a small MLP with dropout, ``delay_s`` per step to leave time for interruptions. Each
+rank writes what it saw of its environment to ``ranks/<rank>.json`` in the storage dir."""
+import json
+import os
+import time
+
+import torch
+from sacred import Experiment
+
+import ptslurm as pt
+
+torch.set_num_threads(1)
+ex = Experiment("ddp")
+
+
+class Net(pt.Model):
+    def __init__(self, hidden=16, dropout=0.2, delay_s=0.0):
+        super().__init__()
+        self.delay_s = delay_s
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.ReLU(), torch.nn.Dropout(dropout),
+                                       torch.nn.Linear(hidden, 1))
+
+    def forward(self, batch):
+        return self.net(batch[0]).squeeze(-1)
+
+    def review(self, batch, output):
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return {"loss": torch.nn.functional.mse_loss(output, batch[1])}
+
+
+@ex.config
+def config():
+    trainer = {
+        "factory": pt.Trainer,
+        "storage_dir": None,
+        "model": {"factory": Net},
+        "stop_trigger": (60, "iteration"),
+        "checkpoint_trigger": (10, "iteration"),
+        "summary_trigger": (10, "iteration"),
+    }
+    pt.Trainer.get_config(trainer)
+
+
+@ex.automain
+def main(trainer):
+    d = pt.distributed()
+    trainer = pt.Trainer.from_config(trainer)
+    seen = {"rank": d.rank, "world_size": d.world_size, "local_rank": d.local_rank,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "master": [d.master_addr, d.master_port]}
+    (trainer.storage_dir / "ranks").mkdir(exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 4, generator=g)
+    data = pt.Batches((x, x.sum(-1).sin()), batch_size=8, seed=0)
+    trainer.train(data)
+    seen["LOCAL_RANK"] = os.environ.get("LOCAL_RANK")
+    (trainer.storage_dir / "ranks" / f"{d.rank}.json").write_text(json.dumps(seen))
+    return trainer.iteration
