@@ -87,6 +87,7 @@ def test_a_two_rank_point_requeued_at_random_moments_ends_bit_identical(slurm_cl
         wait_for("the next attempt", lambda: read_status(storage_dir).get("attempt", 0) > start, timeout=180)
     wait_for("completion", lambda: read_status(storage_dir).get("state") == "completed", timeout=400, every=1)
     status = read_status(storage_dir)
+    assert interruptions >= 1 and [a["cause"] for a in status["attempts"][:-1]] == ["requeued"] * interruptions
     assert len(status["attempts"]) == interruptions + 1  # one attempt per interruption, not one per rank
     assert all(a.get("ranks") == 2 for a in status["attempts"])
     runs = sorted(p.parent.name for p in (storage_dir / "sacred").glob("[0-9]*/run.json"))
@@ -95,6 +96,27 @@ def test_a_two_rank_point_requeued_at_random_moments_ends_bit_identical(slurm_cl
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     logs = run_cli("logs", sweep_dir, "0", "--rank", "1", "--root", tmp_path / "run")
     assert logs.returncode == 0, logs.stderr
+
+
+@pytest.mark.slurm
+def test_sigkill_of_one_rank_brings_the_point_down_and_it_resumes_from_its_last_checkpoint(slurm_cluster, tmp_path):
+    import os
+    import signal
+
+    _, reference, _ = submit(tmp_path / "ref")
+    job, storage_dir, _ = submit(tmp_path / "run", updates=("trainer.model.delay_s=0.05",))
+    wait_for("a checkpoint", lambda: (storage_dir / "checkpoints" / "ckpt_latest.pth").exists(), timeout=180)
+    os.kill(int((storage_dir / "ranks" / "1.pid").read_text()), signal.SIGKILL)
+    wait_for("completion", lambda: read_status(storage_dir).get("state") in ("completed", "failed"),
+             timeout=400, every=1)
+    status = read_status(storage_dir)
+    assert status["state"] == "completed", status["attempts"][0].get("error")
+    first, last = status["attempts"][0], status["attempts"][-1]
+    assert first["cause"] == "failed" and first["action"] == "requeue"  # rank 0 saw its peer die
+    assert last["resumed_from"]["iteration"] >= 10  # from the periodic checkpoint, not from scratch
+    wait_for("the reference", lambda: read_status(reference).get("state") == "completed", timeout=300, every=1)
+    ours, theirs = final_params(storage_dir), final_params(reference)
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 @pytest.mark.slurm

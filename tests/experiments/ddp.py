@@ -50,6 +50,7 @@ def main(trainer):
     seen = {"rank": d.rank, "world_size": d.world_size, "local_rank": d.local_rank,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "master": [d.master_addr, d.master_port]}
     (trainer.storage_dir / "ranks").mkdir(exist_ok=True)
+    (trainer.storage_dir / "ranks" / f"{d.rank}.pid").write_text(str(os.getpid()))
     g = torch.Generator().manual_seed(0)
     x = torch.randn(256, 4, generator=g)
     data = pt.Batches((x, x.sum(-1).sin()), batch_size=8, seed=0)
