@@ -20,14 +20,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
-    from slurm_cluster import Cluster, installed
+    from slurm_cluster import Cluster, installed, namespaces_work
 
     if not installed():
         msg = "SLURM packages are not installed (run tests/run.sh, which installs them)"
         if IN_CI:
             pytest.fail(msg + " -- in CI the SLURM tier must run")
         pytest.skip(msg)
-    cluster = Cluster(tmp_path_factory.mktemp("slurm"), max_array_size=MAX_ARRAY_SIZE)
+    # with namespaces (root, iproute2), a partition 'multi' of two more nodes for multi-node points
+    cluster = Cluster(tmp_path_factory.mktemp("slurm"), max_array_size=MAX_ARRAY_SIZE, two_nodes=namespaces_work())
     old = os.environ.get("SLURM_CONF")
     os.environ.update(cluster.env)
     cluster.start()

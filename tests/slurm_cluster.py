@@ -48,14 +48,36 @@ def install() -> None:
         subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True)
 
 
+BRIDGE = "ptsbr0"
+SUBNET = "10.77.0"  # the bridge is .1, node i of the two-node partition .(10 + i)
+HOSTS_TAG = "# ptslurm test cluster"
+EXTRA_NODES = ("ptsn1", "ptsn2")
+
+
+def namespaces_work() -> bool:
+    """Whether this machine lets root make network and UTS namespaces with a veth pair (the
+    two-node partition's nodes live in them)."""
+    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["ip", "link", "add", "ptsprobe0", "type", "veth", "peer", "name", "ptsprobe1"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        return False
+    subprocess.run(["ip", "link", "del", "ptsprobe0"], capture_output=True)
+    return subprocess.run(["unshare", "--net", "--uts", "true"], capture_output=True).returncode == 0
+
+
 class Cluster:
-    def __init__(self, directory, max_array_size: int = 1001, cpus: int = 8, gpus: int = 2):
+    def __init__(self, directory, max_array_size: int = 1001, cpus: int = 8, gpus: int = 2, two_nodes: bool = False):
         self.dir = Path(directory).resolve()
         self.max_array_size = max_array_size
         self.cpus = cpus
         self.gpus = gpus
         self.host = socket.gethostname().split(".")[0]
         self.conf = self.dir / "slurm.conf"
+        # a partition 'multi' of two more nodes, each a slurmd in its own network and UTS
+        # namespace (own hostname and address on a bridge), for points that span nodes
+        self.extra = list(EXTRA_NODES) if two_nodes else []
 
     @property
     def env(self) -> dict:
@@ -79,7 +101,7 @@ class Cluster:
         (d / "gres.conf").write_text("\n".join(gres_lines) + "\n")
         self.conf.write_text(f"""\
 ClusterName={CLUSTER}
-SlurmctldHost={self.host}(127.0.0.1)
+SlurmctldHost={self.host}({f"{SUBNET}.1" if self.extra else "127.0.0.1"})
 SlurmctldPort={CTLD_PORT}
 SlurmdPort={SLURMD_PORT}
 SlurmUser=root
@@ -89,9 +111,9 @@ AuthInfo=cred_expire=5
 StateSaveLocation={d}/state
 SlurmdSpoolDir={d}/spool/%n
 SlurmctldPidFile={d}/run/slurmctld.pid
-SlurmdPidFile={d}/run/slurmd.pid
+SlurmdPidFile={d}/run/slurmd-%n.pid
 SlurmctldLogFile={d}/log/slurmctld.log
-SlurmdLogFile={d}/log/slurmd.log
+SlurmdLogFile={d}/log/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -118,10 +140,13 @@ AccountingStorageTRES=gres/gpu
 AccountingStorageEnforce=associations,limits,qos
 JobAcctGatherType=jobacct_gather/none
 NodeName={self.host} NodeAddr=127.0.0.1 Sockets=1 CoresPerSocket={self.cpus} ThreadsPerCore=1 RealMemory={mem_mb} Gres=gpu:{self.gpus} State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE GraceTime=10
-PartitionName=high Nodes=ALL Default=NO MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
-PartitionName=timed Nodes=ALL Default=NO DefaultTime=00:45:00 MaxTime=02:00:00 State=UP PriorityTier=1 PreemptMode=OFF
-""")
+PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE GraceTime=10
+PartitionName=high Nodes={self.host} Default=NO MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
+PartitionName=timed Nodes={self.host} Default=NO DefaultTime=00:45:00 MaxTime=02:00:00 State=UP PriorityTier=1 PreemptMode=OFF
+""" + "".join(f"NodeName={name} NodeAddr={SUBNET}.{10 + i} Sockets=1 CoresPerSocket=2 ThreadsPerCore=1 "
+              f"RealMemory={mem_mb // 4} State=UNKNOWN\n" for i, name in enumerate(self.extra, 1))
+              + (f"PartitionName=multi Nodes={','.join(self.extra)} Default=NO MaxTime=INFINITE State=UP "
+                 f"PriorityTier=1 PreemptMode=OFF\n" if self.extra else ""))
         dbd = d / "slurmdbd.conf"
         dbd.write_text(f"""\
 AuthType=auth/none
@@ -165,6 +190,8 @@ StorageLoc=slurm_acct_db
             raise RuntimeError(f"local SLURM cluster: ports {busy} are taken, probably by a test cluster "
                                f"left running; stop it with `python tests/slurm_cluster.py stop DIR`")
         self.write_config()
+        if self.extra:
+            self._network_up()
         db = self.dir / "db"
         if not (db / "mysql").exists():
             subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={db}", "--user=root",
@@ -187,18 +214,61 @@ StorageLoc=slurm_acct_db
         self._ok("sacctmgr", "-i", "modify", "qos", "normal", "set", "MaxSubmitJobsPerUser=-1")
         self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
         self._spawn("slurmd", ["slurmd", "-D", "-f", str(self.conf), "-N", self.host])
+        for name in self.extra:
+            (self.dir / "spool" / name).mkdir(parents=True, exist_ok=True)
+            # nsenter, not `ip netns exec`: that one mounts a fresh /sys, without the cgroup
+            # file system slurmd needs
+            self._spawn(f"slurmd-{name}", ["nsenter", f"--net=/run/netns/{name}", "unshare", "--uts", "sh", "-c",
+                                           f"hostname {name} && exec slurmd -D -f {self.conf} -N {name}"])
 
         def idle():
-            out = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True,
+            out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], capture_output=True, text=True,
                                  env=dict(os.environ, **self.env))
-            return out.returncode == 0 and out.stdout.strip().startswith("idle")
+            states = dict(line.split() for line in out.stdout.splitlines() if len(line.split()) == 2)
+            return out.returncode == 0 and len(states) == 1 + len(self.extra) and set(states.values()) == {"idle"}
 
-        self._wait("the node (sinfo idle)", idle)
+        self._wait("the nodes (sinfo idle)", idle)
         return self
+
+    def _network_up(self) -> None:
+        """A bridge with the controller's address, and a namespace per extra node wired to it
+        with a veth pair; the node names resolve through /etc/hosts (marked, removed by stop)."""
+        def ip(*args: str) -> None:
+            subprocess.run(["ip", *args], check=True, capture_output=True)
+
+        self._network_down()
+        ip("link", "add", BRIDGE, "type", "bridge")
+        ip("addr", "add", f"{SUBNET}.1/24", "dev", BRIDGE)
+        ip("link", "set", BRIDGE, "up")
+        lines = []
+        for i, name in enumerate(self.extra, 1):
+            ip("netns", "add", name)
+            ip("link", "add", f"ptsh{i}", "type", "veth", "peer", "name", f"ptsv{i}")
+            ip("link", "set", f"ptsv{i}", "netns", name)
+            ip("link", "set", f"ptsh{i}", "master", BRIDGE)
+            ip("link", "set", f"ptsh{i}", "up")
+            ip("netns", "exec", name, "ip", "addr", "add", f"{SUBNET}.{10 + i}/24", "dev", f"ptsv{i}")
+            ip("netns", "exec", name, "ip", "link", "set", f"ptsv{i}", "up")
+            ip("netns", "exec", name, "ip", "link", "set", "lo", "up")
+            lines.append(f"{SUBNET}.{10 + i} {name} {HOSTS_TAG}\n")
+        with open("/etc/hosts", "a") as fh:
+            fh.writelines(lines)
+
+    def _network_down(self) -> None:
+        for i, name in enumerate(EXTRA_NODES, 1):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            subprocess.run(["ip", "link", "del", f"ptsh{i}"], capture_output=True)
+        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+        try:
+            hosts = Path("/etc/hosts").read_text()
+        except OSError:
+            return
+        if HOSTS_TAG in hosts:
+            Path("/etc/hosts").write_text("".join(ln for ln in hosts.splitlines(True) if HOSTS_TAG not in ln))
 
     def stop(self) -> None:
         run = self.dir / "run"
-        for name in ("slurmd", "slurmctld", "slurmdbd", "mariadbd"):
+        for name in ("slurmd-ptsn1", "slurmd-ptsn2", "slurmd", "slurmctld", "slurmdbd", "mariadbd"):
             pidfile = run / f"{name}.ptslurm-pid"
             if not pidfile.exists():
                 continue
@@ -218,7 +288,10 @@ StorageLoc=slurm_acct_db
                     pass
             pidfile.unlink()
         # job steps left behind by a killed slurmd
-        subprocess.run(["pkill", "-f", f"slurmstepd.*{self.host}"], capture_output=True)
+        for host in [self.host, *EXTRA_NODES]:
+            subprocess.run(["pkill", "-f", f"slurmstepd.*{host}"], capture_output=True)
+        if self.extra:
+            self._network_down()
 
 
 @contextlib.contextmanager

@@ -55,26 +55,34 @@ def final_params(storage_dir: Path):
     return torch.load(storage_dir / "checkpoints" / "ckpt_60.pth", weights_only=False)["model"]
 
 
-def submit(root, *options, updates=()):
-    proc = run_cli("sweep", "--root", root, "--json", "--tasks-per-node", "2", "--cpus", "1", *options, EXP,
+def submit(root, *options, updates=(), layout=("--tasks-per-node", "2")):
+    proc = run_cli("sweep", "--root", root, "--json", *layout, "--cpus", "1", *options, EXP,
                    "with", "seed=5", *updates)
     assert proc.returncode == 0, proc.stderr
     point = json.loads(proc.stdout)["points"][0]
     return point["job_id"], Path(point["storage_dir"]), Path(json.loads(proc.stdout)["sweep_dir"])
 
 
+TWO_NODES = ("--nodes", "2", "--tasks-per-node", "1", "--partition", "multi")
+
+
 @pytest.mark.slurm
-def test_a_two_rank_point_requeued_at_random_moments_ends_bit_identical(slurm_cluster, tmp_path):
-    job, reference, _ = submit(tmp_path / "ref")
+@pytest.mark.parametrize("layout", [("--tasks-per-node", "2"), TWO_NODES], ids=["2 ranks on 1 node", "2 nodes"])
+def test_a_two_rank_point_requeued_at_random_moments_ends_bit_identical(slurm_cluster, tmp_path, layout):
+    if layout == TWO_NODES and not slurm_cluster.extra:
+        pytest.fail("the test cluster has no two-node partition: network namespaces are not available here "
+                    "(root and iproute2 are needed)")
+    job, reference, _ = submit(tmp_path / "ref", layout=layout)
     wait_for("the reference run", lambda: read_status(reference).get("state") in ("completed", "failed"),
              timeout=300, every=1)
     assert read_status(reference)["state"] == "completed", (reference / "ranks").exists()
     ranks = [json.loads((reference / "ranks" / f"{r}.json").read_text()) for r in (0, 1)]
-    assert [(r["rank"], r["world_size"], r["LOCAL_RANK"]) for r in ranks] == [(0, 2, "0"), (1, 2, "1")]
+    local = ["0", "0"] if layout == TWO_NODES else ["0", "1"]  # one rank per node, or two on one
+    assert [(r["rank"], r["world_size"], r["LOCAL_RANK"]) for r in ranks] == [(0, 2, local[0]), (1, 2, local[1])]
     assert len({tuple(r["master"]) for r in ranks}) == 1  # one rendezvous
 
     rng = random.Random(11)
-    job, storage_dir, sweep_dir = submit(tmp_path / "run", updates=("trainer.model.delay_s=0.05",))
+    job, storage_dir, sweep_dir = submit(tmp_path / "run", updates=("trainer.model.delay_s=0.05",), layout=layout)
     interruptions = 0
     for _ in range(2):
         wait_for("a running attempt", lambda: read_status(storage_dir).get("state") == "running", timeout=180)
@@ -94,8 +102,14 @@ def test_a_two_rank_point_requeued_at_random_moments_ends_bit_identical(slurm_cl
     assert len(runs) == interruptions + 1  # exactly one sacred run per attempt
     ours, theirs = final_params(storage_dir), final_params(reference)
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
-    logs = run_cli("logs", sweep_dir, "0", "--rank", "1", "--root", tmp_path / "run")
-    assert logs.returncode == 0, logs.stderr
+    logs = run_cli("logs", sweep_dir, "0", "--rank", "1")
+    assert logs.returncode == 0 and "resuming from" in logs.stdout, logs.stderr  # rank 1's own output
+    shown = run_cli("status", sweep_dir)
+    nodes = 2 if layout == TWO_NODES else 1
+    assert f"2 on {nodes} node" in shown.stdout, shown.stdout
+    if layout == TWO_NODES:
+        hosts = {json.loads((storage_dir / "ranks" / f"{r}.json").read_text())["master"][0] for r in (0, 1)}
+        assert hosts == {"ptsn1"}, hosts
 
 
 @pytest.mark.slurm
