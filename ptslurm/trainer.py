@@ -243,6 +243,7 @@ class Trainer(Configurable):
         self._writer: tp.Any = None
         self._ranks = runtime.Distributed()  # set by train()
         self._forward: tp.Any = None  # the DistributedDataParallel wrapper of a distributed point
+        self._agreement: tp.Any = None  # the stop flags' all-reduce under way (distributed)
         self._saved_iteration: tp.Optional[int] = None  # the iteration of the last checkpoint taken
         self._validation = None
 
@@ -363,6 +364,9 @@ class Trainer(Configurable):
                 self._boundary(epoch_end=True)
         if show:
             sys.stderr.write("\n")
+        if self._agreement is not None:
+            self._agreement[0].wait()  # the last flags' reduction: every rank ends it
+            self._agreement = None
         if self._scalars:
             self._write_summary()
         if self._saved_iteration != self.iteration:
@@ -430,17 +434,30 @@ class Trainer(Configurable):
         value = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
         self._scalars.setdefault(name, []).append(value)
 
-    def _stop_agreed(self) -> bool:
-        """Whether any rank was asked to stop: one small all-reduce per optimizer step in a
-        distributed point, so that every rank stops at the same iteration."""
-        stop = interrupt.should_stop()
-        if self._ranks.world_size > 1:
-            import torch.distributed as dist
+    def _collective_device(self) -> torch.device:
+        """Where tensors for collectives live: the GPU with NCCL, the CPU with gloo."""
+        import torch.distributed as dist
 
-            flag = torch.tensor([int(stop)])
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            stop = bool(flag.item())
-        return stop
+        return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+    def _stop_agreed(self) -> bool:
+        """Whether to stop here. In a distributed point every rank stops at the same step:
+        each optimizer step starts an all-reduce (MAX) of the ranks' stop flags in the
+        background, and the next step's boundary acts on its result, so the reduction
+        overlaps a step's compute instead of adding to it (a stop comes one step later)."""
+        stop = interrupt.should_stop()
+        if self._ranks.world_size == 1:
+            return stop
+        import torch.distributed as dist
+
+        agreed = False
+        if self._agreement is not None:
+            work, flags = self._agreement
+            work.wait()
+            agreed = bool(flags.item())
+        flags = torch.tensor([int(stop)], device=self._collective_device())
+        self._agreement = (dist.all_reduce(flags, op=dist.ReduceOp.MAX, async_op=True), flags)
+        return agreed
 
     def _write_summary(self, prefix: str = "training/") -> None:
         names = sorted(k for k, vs in self._scalars.items() if vs)
@@ -449,8 +466,9 @@ class Trainer(Configurable):
         if self._ranks.world_size > 1:  # the mean over all ranks (every rank writes summaries together)
             import torch.distributed as dist
 
+            means = means.to(self._collective_device())
             dist.all_reduce(means)
-            means = means / self._ranks.world_size
+            means = means.cpu() / self._ranks.world_size
         self._scalars = {}
         self._log({prefix + k: float(v) for k, v in zip(names, means.tolist())})
 

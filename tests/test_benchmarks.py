@@ -45,3 +45,8 @@ def test_bench_requeue(slurm_cluster):
 def test_bench_startup():
     out = run("bench_startup.py", "--repeats", "2")
     assert "python -c pass:" in out and "ptslurm --help:" in out and "target <= 3x" in out
+
+
+def test_bench_ddp():
+    out = run("bench_ddp.py", "--steps", "20", "--width", "32", "--repeats", "1")
+    assert "hand-written DDP loop:" in out and "ptslurm Trainer:" in out and "stop agreement" in out

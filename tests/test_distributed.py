@@ -83,19 +83,26 @@ def test_a_two_rank_point_requeued_at_random_moments_ends_bit_identical(slurm_cl
 
     rng = random.Random(11)
     job, storage_dir, sweep_dir = submit(tmp_path / "run", updates=("trainer.model.delay_s=0.05",), layout=layout)
-    interruptions = 0
-    for _ in range(2):
+    # a requeue, then (where the partition preempts) a job of the high-priority partition that
+    # needs the whole node, each at a random moment
+    done = []
+    for kind in ("requeued", "requeued" if layout == TWO_NODES else "preempted"):
         wait_for("a running attempt", lambda: read_status(storage_dir).get("state") == "running", timeout=180)
         start = read_status(storage_dir)["attempt"]
         time.sleep(rng.uniform(0.5, 2.5))
         if read_status(storage_dir).get("state") != "running":
             break
-        subprocess.run(["scontrol", "requeue", job], check=True)
-        interruptions += 1
+        if kind == "requeued":
+            subprocess.run(["scontrol", "requeue", job], check=True)
+        else:
+            subprocess.run(["sbatch", "-p", "high", "-c", "8", "-o", "/dev/null", "--wrap", "sleep 1"], check=True,
+                           capture_output=True)
+        done.append(kind)
         wait_for("the next attempt", lambda: read_status(storage_dir).get("attempt", 0) > start, timeout=180)
+    interruptions = len(done)
     wait_for("completion", lambda: read_status(storage_dir).get("state") == "completed", timeout=400, every=1)
     status = read_status(storage_dir)
-    assert interruptions >= 1 and [a["cause"] for a in status["attempts"][:-1]] == ["requeued"] * interruptions
+    assert interruptions >= 1 and [a["cause"] for a in status["attempts"][:-1]] == done
     assert len(status["attempts"]) == interruptions + 1  # one attempt per interruption, not one per rank
     assert all(a.get("ranks") == 2 for a in status["attempts"])
     runs = sorted(p.parent.name for p in (storage_dir / "sacred").glob("[0-9]*/run.json"))
