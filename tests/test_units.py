@@ -1,6 +1,6 @@
 """Pure functions that the end-to-end tests only cover in passing, on literal inputs: the
-scheduler parsers (output of SLURM 22.05, as captured from the test cluster, and of the
-formats newer versions document), time and point-list parsing, the command line's ``with``
+scheduler parsers (output captured from the test cluster's SLURM 22.05, and the forms newer
+versions document), time and point-list parsing, the command line's ``with``
 split, metric joining and ranking, and the table formatter."""
 import math
 
@@ -12,16 +12,37 @@ from ptslurm.records import Attempt, Manifest, PointEntry
 
 pytestmark = pytest.mark.fast
 
-# scontrol show job -o, SLURM 22.05 (test cluster): an array task after one requeue
-JOB_22_05 = ("JobId=7 ArrayJobId=5 ArrayTaskId=1 JobName=tiny-1f UserId=root(0) GroupId=root(0) MCS_label=N/A "
-             "Priority=4294901757 Nice=0 Account=lab QOS=normal JobState=RUNNING Reason=None Dependency=(null) "
-             "Requeue=1 Restarts=1 BatchFlag=1 Reboot=0 ExitCode=0:0 RunTime=00:00:04 TimeLimit=00:45:00 "
-             "TimeMin=N/A SubmitTime=2026-11-29T04:01:02 EligibleTime=2026-11-29T04:03:03 AccrueTime=Unknown "
-             "StartTime=2026-11-29T04:03:03 EndTime=2026-11-29T04:48:03 Deadline=N/A "
-             "PreemptEligibleTime=2026-11-29T04:03:03 PreemptTime=None SuspendTime=None SecsPreSuspend=0 "
-             "Partition=debug AllocNode:Sid=host:123 NodeList=localhost NumNodes=1 NumCPUs=1 "
-             "TRES=cpu=1,mem=1G,node=1,billing=1 Comment=ptslurm:0123456789abcdef:0-3 "
-             "Command=(null) WorkDir=/r/sweeps/tiny-1f/code/exp\n")
+# captured from the test cluster (SLURM 22.05.8): task 0 of an array after `scontrol requeue`,
+# pending again (note: no PreemptTime field at all in this state, a double space before StdErr)
+JOB_22_05 = ("JobId=2 ArrayJobId=1 ArrayTaskId=0 JobName=wrap UserId=root(0) GroupId=root(0) MCS_label=N/A "
+             "Priority=4294901759 Nice=0 Account=root QOS=normal JobState=PENDING Reason=Resources "
+             "Dependency=(null) Requeue=1 Restarts=1 BatchFlag=1 Reboot=0 ExitCode=0:0 RunTime=00:00:00 "
+             "TimeLimit=UNLIMITED TimeMin=N/A SubmitTime=2026-11-29T05:27:04 EligibleTime=2026-11-29T05:27:10 "
+             "AccrueTime=2026-11-29T05:27:10 StartTime=Unknown EndTime=Unknown Deadline=N/A SuspendTime=None "
+             "SecsPreSuspend=0 LastSchedEval=2026-11-29T05:27:10 Scheduler=Main Partition=debug "
+             "AllocNode:Sid=vm:17643 ReqNodeList=(null) ExcNodeList=(null) NodeList= NumNodes=1 NumCPUs=8 "
+             "NumTasks=1 CPUs/Task=8 ReqB:S:C:T=0:0:*:* TRES=cpu=8,mem=2G,node=1,billing=8 Socks/Node=* "
+             "NtasksPerN:B:S:C=0:0:*:* CoreSpec=* MinCPUsNode=8 MinMemoryCPU=256M MinTmpDiskNode=0 Features=(null) "
+             "DelayBoot=00:00:00 OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null) Command=(null) "
+             "WorkDir=/work/main/tests Comment=ptslurm:0123456789abcdef:0-1  StdErr=/dev/null StdIn=/dev/null "
+             "StdOut=/dev/null Power= \n")
+PARTITIONS_22_05 = (
+    "PartitionName=debug AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=YES QoS=N/A "
+    "DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=10 Hidden=NO MaxNodes=UNLIMITED "
+    "MaxTime=UNLIMITED MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED Nodes=vm PriorityJobFactor=1 PriorityTier=1 "
+    "RootOnly=NO ReqResv=NO OverSubscribe=NO OverTimeLimit=NONE PreemptMode=REQUEUE State=UP TotalCPUs=8 "
+    "TotalNodes=1 SelectTypeParameters=NONE JobDefaults=(null) DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED "
+    "TRES=cpu=8,mem=12052M,node=1,billing=8,gres/gpu=2\n"
+    "PartitionName=timed AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=NO QoS=N/A "
+    "DefaultTime=00:45:00 DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO MaxNodes=UNLIMITED "
+    "MaxTime=02:00:00 MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED Nodes=vm PriorityJobFactor=1 PriorityTier=1 "
+    "RootOnly=NO ReqResv=NO OverSubscribe=NO OverTimeLimit=NONE PreemptMode=OFF State=UP TotalCPUs=8 "
+    "TotalNodes=1 SelectTypeParameters=NONE JobDefaults=(null) DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED "
+    "TRES=cpu=8,mem=12052M,node=1,billing=8,gres/gpu=2\n")
+QUEUE_22_05 = "1_0 PENDING\n1_1 RUNNING\n"  # squeue -h -r -o '%i %T' (captured)
+MARKED_22_05 = "1_0|ptslurm:0123456789abcdef:0-1\n1_1|ptslurm:0123456789abcdef:0-1\n"  # squeue -h -r -o '%i|%k'
+# sacct -n -D -X -P -o JobID,State,Start (captured): the requeued run of 1_0 stays in the history
+HISTORY_22_05 = "1_0|REQUEUED|2026-11-29T05:27:01\n1_1|RUNNING|2026-11-29T05:27:04\n1_0|PENDING|Unknown\n"
 # scontrol show job -o as documented for 23.11/24.05: more fields, same Key=Value form;
 # a preempted job has PreemptTime set
 JOB_24_05 = ("JobId=1234 ArrayJobId=1230 ArrayTaskId=4 ArrayTaskThrottle=2 JobName=train UserId=alice(1000) "
@@ -52,13 +73,22 @@ HISTORY = ("5_0|PREEMPTED|2026-11-29T04:01:03\n5_0|REQUEUED|2026-11-29T04:02:00\
 
 def test_scontrol_records_of_22_05_and_of_newer_versions():
     job = commands.parse_scontrol(JOB_22_05)
-    assert (job["JobState"], job["Restarts"], job["PreemptTime"]) == ("RUNNING", "1", "None")
-    assert job["TRES"] == "cpu=1,mem=1G,node=1,billing=1"  # values may hold '='
+    assert (job["JobState"], job["Restarts"], job.get("PreemptTime")) == ("PENDING", "1", None)
+    assert job["TRES"] == "cpu=8,mem=2G,node=1,billing=8"  # values may hold '='
+    assert job["Comment"] == "ptslurm:0123456789abcdef:0-1" and job["NodeList"] == ""
     new = commands.parse_scontrol(JOB_24_05)
     assert (new["JobState"], new["PreemptTime"], new["ArrayTaskId"]) == ("COMPLETING", "2026-11-29T05:00:00", "4")
     assert commands.parse_scontrol("") == {}
     timed = [commands.parse_scontrol(line) for line in PARTITIONS_22_05.splitlines()][1]
     assert commands.slurm_minutes(timed["DefaultTime"]) == 45 and commands.slurm_minutes(timed["MaxTime"]) == 120
+
+
+def test_captured_queue_marks_and_history_of_22_05():
+    assert commands.parse_queue(QUEUE_22_05) == {"1_0": "PENDING", "1_1": "RUNNING"}
+    assert commands.parse_marked(MARKED_22_05, "ptslurm:0123456789abcdef") == {0: "1_0", 1: "1_1"}
+    history = commands.parse_history(HISTORY_22_05)
+    assert history["1_0"] == [("2026-11-29T05:27:01", "REQUEUED"), ("Unknown", "PENDING")]
+    assert history["1_1"] == [("2026-11-29T05:27:04", "RUNNING")]
 
 
 def test_queue_and_history():
