@@ -51,6 +51,16 @@ def test_sharded_batches_cover_every_example_and_give_every_rank_the_same_steps(
     assert not set(torch.cat(shards[0]).tolist()) & set(torch.cat(shards[1]).tolist()) or n % world
 
 
+def latest_checkpoint(storage_dir: Path) -> int:
+    """The iteration ckpt_latest.pth points at (0 before the first checkpoint)."""
+    import os
+
+    try:
+        return int(os.readlink(storage_dir / "checkpoints" / "ckpt_latest.pth")[len("ckpt_"):-len(".pth")])
+    except OSError:
+        return 0
+
+
 def final_params(storage_dir: Path):
     return torch.load(storage_dir / "checkpoints" / "ckpt_60.pth", weights_only=False)["model"]
 
@@ -85,11 +95,14 @@ def test_a_two_rank_point_requeued_at_random_moments_ends_bit_identical(slurm_cl
     job, storage_dir, sweep_dir = submit(tmp_path / "run", updates=("trainer.model.delay_s=0.05",), layout=layout)
     # a requeue, then (where the partition preempts) a job of the high-priority partition that
     # needs the whole node, each at a random moment
+    # moments after the attempt made progress (a new checkpoint), so that each one resumes
     done = []
     for kind in ("requeued", "requeued" if layout == TWO_NODES else "preempted"):
         wait_for("a running attempt", lambda: read_status(storage_dir).get("state") == "running", timeout=180)
-        start = read_status(storage_dir)["attempt"]
-        time.sleep(rng.uniform(0.5, 2.5))
+        start, before = read_status(storage_dir)["attempt"], latest_checkpoint(storage_dir)
+        wait_for("progress", lambda: latest_checkpoint(storage_dir) > before
+                 or read_status(storage_dir).get("state") != "running", timeout=180)
+        time.sleep(rng.uniform(0, 0.4))
         if read_status(storage_dir).get("state") != "running":
             break
         if kind == "requeued":
