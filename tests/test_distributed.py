@@ -74,22 +74,35 @@ def submit(root, *options, updates=(), layout=("--tasks-per-node", "2")):
 
 
 TWO_NODES = ("--nodes", "2", "--tasks-per-node", "1", "--partition", "multi")
+ONE_NODE = ("--tasks-per-node", "2")
+
+
+@pytest.fixture(scope="module")
+def references(slurm_cluster, tmp_path_factory):
+    """The uninterrupted run of each layout, made once for the module; ``references(layout)``
+    gives its storage dir once it completed."""
+    submitted = {}
+
+    def get(layout, wait=True):
+        if layout not in submitted:
+            submitted[layout] = submit(tmp_path_factory.mktemp("reference"), layout=layout)[1]
+        reference = submitted[layout]
+        if wait:
+            wait_for("the reference run", lambda: read_status(reference).get("state") in ("completed", "failed"),
+                     timeout=300, every=1)
+            assert read_status(reference)["state"] == "completed", read_status(reference)
+        return reference
+
+    return get
 
 
 @pytest.mark.slurm
-@pytest.mark.parametrize("layout", [("--tasks-per-node", "2"), TWO_NODES], ids=["2 ranks on 1 node", "2 nodes"])
-def test_a_two_rank_point_requeued_at_random_moments_ends_bit_identical(slurm_cluster, tmp_path, layout):
+@pytest.mark.parametrize("layout", [ONE_NODE, TWO_NODES], ids=["2 ranks on 1 node", "2 nodes"])
+def test_a_two_rank_point_requeued_at_random_moments_ends_bit_identical(slurm_cluster, references, tmp_path, layout):
     if layout == TWO_NODES and not slurm_cluster.extra:
         pytest.fail("the test cluster has no two-node partition: network namespaces are not available here "
                     "(root and iproute2 are needed)")
-    job, reference, _ = submit(tmp_path / "ref", layout=layout)
-    wait_for("the reference run", lambda: read_status(reference).get("state") in ("completed", "failed"),
-             timeout=300, every=1)
-    assert read_status(reference)["state"] == "completed", (reference / "ranks").exists()
-    ranks = [json.loads((reference / "ranks" / f"{r}.json").read_text()) for r in (0, 1)]
-    local = ["0", "0"] if layout == TWO_NODES else ["0", "1"]  # one rank per node, or two on one
-    assert [(r["rank"], r["world_size"], r["LOCAL_RANK"]) for r in ranks] == [(0, 2, local[0]), (1, 2, local[1])]
-    assert len({tuple(r["master"]) for r in ranks}) == 1  # one rendezvous
+    references(layout)  # first: on 2 cores, two points side by side only slow each other
 
     rng = random.Random(11)
     job, storage_dir, sweep_dir = submit(tmp_path / "run", updates=("trainer.model.delay_s=0.05",), layout=layout)
@@ -113,6 +126,11 @@ def test_a_two_rank_point_requeued_at_random_moments_ends_bit_identical(slurm_cl
         done.append(kind)
         wait_for("the next attempt", lambda: read_status(storage_dir).get("attempt", 0) > start, timeout=180)
     interruptions = len(done)
+    reference = references(layout)
+    ranks = [json.loads((reference / "ranks" / f"{r}.json").read_text()) for r in (0, 1)]
+    local = ["0", "0"] if layout == TWO_NODES else ["0", "1"]  # one rank per node, or two on one
+    assert [(r["rank"], r["world_size"], r["LOCAL_RANK"]) for r in ranks] == [(0, 2, local[0]), (1, 2, local[1])]
+    assert len({tuple(r["master"]) for r in ranks}) == 1  # one rendezvous
     wait_for("completion", lambda: read_status(storage_dir).get("state") == "completed", timeout=400, every=1)
     status = read_status(storage_dir)
     assert interruptions >= 1 and [a["cause"] for a in status["attempts"][:-1]] == done
@@ -133,11 +151,11 @@ def test_a_two_rank_point_requeued_at_random_moments_ends_bit_identical(slurm_cl
 
 
 @pytest.mark.slurm
-def test_sigkill_of_one_rank_brings_the_point_down_and_it_resumes_from_its_last_checkpoint(slurm_cluster, tmp_path):
+def test_sigkill_of_one_rank_brings_the_point_down_and_it_resumes_from_its_last_checkpoint(references, tmp_path):
     import os
     import signal
 
-    _, reference, _ = submit(tmp_path / "ref")
+    references(ONE_NODE)
     job, storage_dir, _ = submit(tmp_path / "run", updates=("trainer.model.delay_s=0.05",))
     wait_for("a checkpoint", lambda: (storage_dir / "checkpoints" / "ckpt_latest.pth").exists(), timeout=180)
     os.kill(int((storage_dir / "ranks" / "1.pid").read_text()), signal.SIGKILL)
@@ -148,8 +166,7 @@ def test_sigkill_of_one_rank_brings_the_point_down_and_it_resumes_from_its_last_
     first, last = status["attempts"][0], status["attempts"][-1]
     assert first["cause"] == "failed" and first["action"] == "requeue"  # rank 0 saw its peer die
     assert last["resumed_from"]["iteration"] >= 10  # from the periodic checkpoint, not from scratch
-    wait_for("the reference", lambda: read_status(reference).get("state") == "completed", timeout=300, every=1)
-    ours, theirs = final_params(storage_dir), final_params(reference)
+    ours, theirs = final_params(storage_dir), final_params(references(ONE_NODE))
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
