@@ -6,7 +6,6 @@ scheduler still refuses, already queued arrays are cancelled, the empty storage 
 removed and the manifest says ``not_submitted`` with sbatch's message.
 """
 import dataclasses
-import datetime
 import hashlib
 import json
 import os
@@ -24,6 +23,7 @@ from . import executor as executors
 from . import grid, records, results, snapshot, storage, sweepfile
 from .errors import PointsFailed, StorageError, SubmissionError, UsageError
 from .records import BUSY, TERMINAL, Attempt, ExperimentInfo, Manifest, PointEntry, State, read_intent
+from .runtime import now
 from .spec import Point, Resources
 
 FALLBACK_STORAGE_KEYS = ("trainer.storage_dir", "storage_dir")  # tried when no key is given
@@ -332,7 +332,7 @@ def create(p: Plan) -> storage.ManifestBook:
     sweep_file = Path(p.request.sweep_file) if p.request.sweep_file else None
     manifest = Manifest(
         name=p.name,
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        created=now(),
         state="submitting",
         executor=p.executor,
         spec_hash=p.spec_hash,
@@ -741,7 +741,7 @@ def write_intent(storage_dir: tp.Union[str, Path], **fields: tp.Any) -> None:
     if not Path(storage_dir).is_dir():
         return
     intent = read_intent(storage_dir).replace(
-        time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **fields)
+        time=now(), **fields)
     storage.atomic_write_json(Path(storage_dir) / storage.INTENT, intent.to_json())
 
 

@@ -3,31 +3,15 @@
 rank writes what it saw of its environment to ``ranks/<rank>.json`` in the storage dir."""
 import json
 import os
-import time
 
 import torch
 from sacred import Experiment
 
 import ptslurm as pt
+from resumable import Net  # noqa: F401 - the same model as the single-rank preemption tests
 
 torch.set_num_threads(1)
 ex = Experiment("ddp")
-
-
-class Net(pt.Model):
-    def __init__(self, hidden=16, dropout=0.2, delay_s=0.0):
-        super().__init__()
-        self.delay_s = delay_s
-        self.net = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.ReLU(), torch.nn.Dropout(dropout),
-                                       torch.nn.Linear(hidden, 1))
-
-    def forward(self, batch):
-        return self.net(batch[0]).squeeze(-1)
-
-    def review(self, batch, output):
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        return {"loss": torch.nn.functional.mse_loss(output, batch[1])}
 
 
 @ex.config
