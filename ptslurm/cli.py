@@ -198,25 +198,32 @@ def split_with(argv: tp.List[str]) -> tp.Tuple[tp.List[str], tp.List[str]]:
     return head + tail, updates
 
 
-def _resources(args, prof: dict):
+def _resources(args, prof: dict, prof_path=None):
     from .profile import parse_time
     from .spec import Resources
 
     res = dict(prof.get("resources") or {})
+    from_profile = f"profile {prof_path}"
+    origins = {key: from_profile for key, value in res.items() if value is not None and key != "sbatch_args"}
     for key in ("partition", "gpus", "cpus", "nodes", "tasks_per_node", "mem_gb", "account", "qos", "constraint",
                 "array_parallelism", "signal_delay_s", "max_requeues"):
         value = getattr(args, key)
         if value is not None:
             res[key] = value
+            origins[key] = "command line"
     if args.time is not None:
         res["time"] = args.time
+        origins["time"] = "command line"
     extra = dict(res.pop("sbatch_args", None) or {})
+    origins.update({key: from_profile for key in extra})
     for item in args.sbatch:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--sbatch {item!r}: expected KEY=VALUE, e.g. --sbatch mail-type=END")
         extra[key.strip().lstrip("-")] = value
+        origins[key.strip().lstrip("-")] = "command line"
     timeout = parse_time(res.pop("time", None))
+    res["origins"] = origins
     for key in ("gpus", "cpus", "array_parallelism", "max_requeues"):
         if res.get(key) is not None and (not isinstance(res[key], int) or res[key] < 0):
             raise UsageError(f"--{key.replace('_', '-')} must be a non-negative integer, got {res[key]!r}")
@@ -231,14 +238,17 @@ def cmd_sweep(args: argparse.Namespace, argv: tp.List[str], updates: tp.List[str
     from . import render
     from . import sweep as sweeps
 
-    prof = profiles.load(profiles.find(args.profile))
+    prof_path = profiles.find(args.profile)
+    prof = profiles.load(prof_path)
+    if prof_path is not None:
+        Printer().message(profiles.describe(prof_path, prof))
     key = args.storage_key if args.storage_key is not None else prof.get("storage_key")
     request = sweeps.SweepRequest(
         experiment=args.experiment, with_tokens=tuple(updates), sweep_file=args.sweep_file,
         name=args.name, root=args.root or prof.get("root"), storage_key=key or None,
         executor=args.executor or prof.get("executor") or "auto",
         jobs=args.jobs if args.jobs is not None else prof.get("jobs") or 1,
-        resources=_resources(args, prof), dry_run=args.dry_run, argv=tuple(argv),
+        resources=_resources(args, prof, prof_path), dry_run=args.dry_run, argv=tuple(argv),
         max_snapshot_mb=args.max_snapshot_mb if args.max_snapshot_mb is not None else sweeps.snapshot.DEFAULT_MAX_MB,
         max_points=args.max_points if args.max_points is not None else sweeps.grid.DEFAULT_MAX_POINTS,
     )

@@ -47,6 +47,84 @@ def slurm_available() -> bool:
     return out is not None and out.returncode == 0 and "UP" in out.stdout
 
 
+SLURM_CONF_PATHS = ("/etc/slurm/slurm.conf", "/etc/slurm-llnl/slurm.conf", "/run/slurm/conf/slurm.conf")
+
+
+def slurm_here() -> tp.Tuple[str, str]:
+    """``("none", "")`` on a machine without SLURM's commands (or whose ``$SLURM_CONF``
+    names a file that does not exist: no cluster configured), ``("up", "")`` when a
+    controller answers ``scontrol ping``, else ``("down", what ping or slurm.conf says of
+    the controller)``."""
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return "none", ""
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not os.path.isfile(conf):
+        return "none", ""
+    out = _answer(["scontrol", "ping"], PING_TIMEOUT_S)
+    if out is not None and out.returncode == 0 and "UP" in out.stdout:
+        return "up", ""
+    said = next((ln.strip() for ln in (out.stdout + "\n" + out.stderr).splitlines() if ln.strip()), "") \
+        if out is not None else ""
+    if not said:
+        said = f"did not answer `scontrol ping` within {PING_TIMEOUT_S} s"
+    hosts = _conf_controllers(conf)
+    if hosts:
+        said = f"{', '.join(hosts)}: {said}"
+    return "down", said[:300]
+
+
+def _conf_controllers(conf: tp.Optional[str]) -> tp.List[str]:
+    """The ``SlurmctldHost``/``ControlMachine`` entries of slurm.conf (none when unreadable)."""
+    for path in ([conf] if conf else list(SLURM_CONF_PATHS)):
+        try:
+            text = Path(path).read_text(errors="replace")
+        except OSError:
+            continue
+        hosts = []
+        for line in text.splitlines():
+            key, sep, value = line.split("#", 1)[0].partition("=")
+            if sep and key.strip().lower() in ("slurmctldhost", "controlmachine"):
+                hosts.append(value.strip())
+        return hosts
+    return []
+
+
+def nodes(partition: tp.Optional[str]) -> tp.List[tp.Tuple[int, int, str]]:
+    """``(CPUs, memory MB, gres)`` of each node of ``partition`` (default: the cluster's
+    default partition), from sinfo; [] when SLURM does not answer."""
+    args = ["sinfo", "-h", "-N", "-o", "%c|%m|%G"]
+    name = partition or partition_info(None).get("PartitionName")
+    out = _answer(args + (["-p", name] if name else []), 30)
+    if out is None or out.returncode != 0:
+        return []
+    found = []
+    for line in out.stdout.splitlines():
+        cpus, _, rest = line.strip().partition("|")
+        mem, _, gres = rest.partition("|")
+        try:
+            found.append((int(cpus.rstrip("+")), int(mem.rstrip("+")), gres.strip()))
+        except ValueError:
+            continue
+    return found
+
+
+def node_limits(partition: tp.Optional[str]) -> tp.Optional[str]:
+    """``the largest node of partition 'debug' has 2 CPUs and 3000 MB, gres gpu:2`` plus the
+    partition's own caps; None when SLURM does not answer."""
+    found = nodes(partition)
+    if not found:
+        return None
+    cpus, mem, gres = max(found)
+    info = partition_info(partition)
+    name = info.get("PartitionName", partition or "default")
+    text = f"the largest node of partition {name!r} has {cpus} CPUs and {mem} MB"
+    if gres and gres != "(null)":
+        text += f", gres {gres}"
+    caps = [f"{k} {info[k]}" for k in ("MaxTime", "MaxNodes", "MaxCPUsPerNode", "MaxMemPerNode")
+            if info.get(k) not in (None, "", "UNLIMITED")]
+    return text + (f"; partition limits: {', '.join(caps)}" if caps else "")
+
+
 def max_array_size() -> int:
     """The cluster's ``MaxArraySize`` (array indices must stay below it); 1001 if unknown."""
     out = _answer(["scontrol", "show", "config"], PING_TIMEOUT_S)
@@ -105,6 +183,8 @@ def slurm_minutes(text: tp.Optional[str]) -> tp.Optional[float]:
     if not sep:
         days, rest = "0", text
     parts = [int(p) for p in rest.split(":")]
+    if not days.isdigit() or any(p < 0 for p in parts) or len(parts) > 3 or (sep and not rest):
+        raise ValueError(f"not a SLURM time: {text!r}")
     if sep:  # D-HH[:MM[:SS]]
         parts += [0] * (3 - len(parts))
         h, m, sec = parts

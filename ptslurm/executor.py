@@ -84,8 +84,12 @@ class SlurmBackend:
         self.sbatch_calls += 1
         out = commands.sbatch_test_only(script)
         if out.returncode != 0 and not any(m in out.stderr for m in commands.SUBMIT_LIMIT_ERRORS):
+            asked = "; ".join(self.resources.requested()) or "the cluster's defaults"
+            limits = commands.node_limits(self.resources.partition)
             raise SubmissionRejected(f"sbatch rejected the job: {first_error_line(out.stderr + out.stdout)}; "
-                                     f"fix the resource options (--partition, --gpus, --time, ...)")
+                                     f"requested: {asked}" + (f"; {limits}" if limits else "")
+                                     + "; fix the resource options (--partition, --gpus, --cpus, --mem, --time, "
+                                       "or the profile)")
 
     def submit(self, indices: tp.Sequence[int], args_for: tp.Callable[[int], tuple],
                on_array: tp.Callable[[tp.Dict[int, str]], None], marker: tp.Optional[str] = None) -> tp.Dict[int, str]:

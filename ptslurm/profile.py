@@ -51,34 +51,41 @@ def load(path: tp.Optional[Path]) -> dict:
     return data
 
 
+def describe(path: Path, data: dict) -> str:
+    """The sweep's first line when a profile applies: which file, and what it sets."""
+    set_ = [f"{k}={v}" for k, v in data.items() if k != "resources" and v is not None]
+    set_ += [f"{k}={v}" for k, v in (data.get("resources") or {}).items() if v not in (None, {}, [])]
+    return (f"profile {path}: {', '.join(set_) or 'sets nothing'} (command-line options win; "
+            f"--profile FILE for another)")
+
+
+TIME_FORMS = "minutes (90), M:S, H:M:S (1:30:00), D-H, D-H:M or D-H:M:S (0-08:00 is 8 hours)"
+
+
 def parse_time(value: tp.Any) -> tp.Optional[int]:
-    """Minutes from ``90``, ``"90"``, ``"1:30:00"``, ``"2-00:00:00"`` or ``"45:00"`` (MM:SS)."""
+    """Minutes (seconds rounded up, as SLURM does) from an int or any form ``sbatch --time``
+    takes: ``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``, ``D-H:M:S``. One parser for the CLI,
+    profiles and sweep files: ``commands.slurm_minutes``."""
+    import math
+
+    from .commands import slurm_minutes
+
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        minutes = value
-    else:
-        text = str(value).strip()
-        if text.startswith("-"):
-            raise UsageError(f"bad time {value!r}: must be positive")
-        try:
-            day_text, _, rest = text.rpartition("-") if "-" in text else ("0", "", text)
-            parts = [int(p) for p in rest.split(":")]
-            days = int(day_text or 0)
-        except ValueError:
-            raise UsageError(f"bad time {value!r}: use minutes (90), H:MM:SS (1:30:00) or D-HH:MM:SS") from None
-        if len(parts) == 1:
-            minutes = parts[0]
-        elif len(parts) == 2:
-            minutes = parts[0] + (1 if parts[1] else 0)
-        elif len(parts) == 3:
-            minutes = parts[0] * 60 + parts[1] + (1 if parts[2] else 0)
-        else:
-            raise UsageError(f"bad time {value!r}: use minutes (90), H:MM:SS (1:30:00) or D-HH:MM:SS")
-        minutes += days * 24 * 60
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise UsageError(f"bad time {value!r}: use {TIME_FORMS}")
+    text = str(value).strip()
+    if text.startswith("-"):
+        raise UsageError(f"bad time {value!r}: must be positive")
+    try:
+        minutes = slurm_minutes(text)
+    except ValueError:
+        minutes = None
+    if minutes is None or not text or text.upper() in ("UNLIMITED", "INFINITE"):
+        raise UsageError(f"bad time {value!r}: use {TIME_FORMS}")
     if minutes <= 0:
         raise UsageError(f"bad time {value!r}: must be positive")
-    return minutes
+    return math.ceil(minutes)
 
 
 def template(name: str) -> bytes:
@@ -102,5 +109,32 @@ def init(directory: Path, force: bool = False) -> tp.List[Path]:
     if not directory.is_dir():
         raise UsageError(f"{str(directory)!r} is not a directory")
     for name, dst in pairs:
-        dst.write_bytes(template(name))
+        data = template(name)
+        if name == "profile.yaml":
+            data = fit_to_cluster(data.decode()).encode()
+        dst.write_bytes(data)
     return [d for _, d in pairs]
+
+
+def fit_to_cluster(text: str) -> str:
+    """The profile template with ``cpus`` and ``mem_gb`` lowered to what the smallest node of
+    the default partition has, when a SLURM controller answers here (a 2-CPU node would
+    reject every job of a 4-CPU default)."""
+    from . import commands
+
+    if commands.slurm_here()[0] != "up":
+        return text
+    found = commands.nodes(None)
+    if not found:
+        return text
+    cpus, mem_mb = min(c for c, _, _ in found), min(m for _, m, _ in found)
+    mem_gb = max(1, int(mem_mb * 0.9 / 1024))
+    lines = []
+    for line in text.splitlines(keepends=True):
+        key = line.strip().split(":", 1)[0]
+        if key == "cpus" and cpus < 4:
+            line = f"  cpus: {cpus}             # per task (--cpus-per-task); this cluster's smallest node has {cpus}\n"
+        elif key == "mem_gb" and mem_gb < 16:
+            line = f"  mem_gb: {mem_gb}           # the smallest node has {mem_mb} MB\n"
+        lines.append(line)
+    return "".join(lines)

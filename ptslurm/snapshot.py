@@ -23,7 +23,8 @@ IGNORE_FILE = ".ptslurmignore"
 HASHES = "code.sha256"  # in the sweep dir, sha256sum's format: `cd code && sha256sum -c ../code.sha256`
 DEFAULT_MAX_MB = 100.0
 MAX_FILES = 20000
-SKIP_DIRS = {"__pycache__", "node_modules", "checkpoints", "site-packages", "wandb", "mlruns", "lightning_logs"}
+PACKAGE_DIRS = {"site-packages", "dist-packages"}  # installed packages, wherever they are
+SKIP_DIRS = {"__pycache__", "node_modules", "checkpoints", "wandb", "mlruns", "lightning_logs"} | PACKAGE_DIRS
 SKIP_SUFFIXES = (".pyc", ".pyo", ".swp", ".tmp")
 # a folder holding one of these is somebody's environment or results, not code
 FOREIGN_MARKERS = ("pyvenv.cfg", "conda-meta", "ptslurm_status.json", "_sources")
@@ -54,6 +55,33 @@ def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+def _skipped_folder(path: str, name: str) -> bool:
+    """Whether ``files`` never enters the folder ``path`` (named ``name``) as code: hidden,
+    a cache or package folder, or somebody's environment or results (FOREIGN_MARKERS)."""
+    if name.startswith(".") or name in SKIP_DIRS or name.endswith(".egg-info"):
+        return True
+    return any(os.path.exists(os.path.join(path, m)) for m in FOREIGN_MARKERS)
+
+
+def environment(path: str, tree: str, system: tp.Optional[tp.Sequence[str]] = None) -> bool:
+    """Whether the real path ``path`` belongs to a Python environment rather than to the
+    user's code in ``tree``: the running installation (a ``.venv`` inside the project is
+    one), or any folder below ``tree`` that the snapshot never copies (another virtualenv or
+    conda env, hidden folders), and anything in a ``site-packages`` folder. Such paths stay importable in a job and
+    never go into the snapshot."""
+    system = _system_dirs() if system is None else system
+    if any(_under(path, s) for s in system) or PACKAGE_DIRS & set(path.split(os.sep)):
+        return True
+    if not _under(path, tree) or path == tree:
+        return False
+    current = tree
+    for name in os.path.relpath(path, tree).split(os.sep):
+        current = os.path.join(current, name)
+        if os.path.isdir(current) and _skipped_folder(current, name):
+            return True
+    return False
+
+
 def layout(experiment_file: Path, path_before: tp.Sequence[str], path_after: tp.Sequence[str],
            module_files: tp.Iterable[str], cwd: tp.Optional[str] = None) -> Layout:
     """The snapshot's root: the experiment's folder, widened to the common ancestor of the
@@ -67,7 +95,7 @@ def layout(experiment_file: Path, path_before: tp.Sequence[str], path_after: tp.
     added = []
     for entry in path_after:
         real = os.path.realpath(os.path.join(cwd, entry or "."))
-        if real in before or real == folder or not os.path.isdir(real) or any(_under(real, s) for s in system):
+        if real in before or real == folder or not os.path.isdir(real) or environment(real, folder, system):
             continue
         added.append(real)
     files = [os.path.realpath(f) for f in module_files if f and os.path.isabs(f)]
@@ -87,18 +115,52 @@ def layout(experiment_file: Path, path_before: tp.Sequence[str], path_after: tp.
 
 
 def isolate(source_root: Path, snapshot_dir: Path) -> None:
-    """Drop the user's live tree (``source_root``) from ``sys.path`` so that only the
-    snapshot can be imported; entries inside ``snapshot_dir`` stay even when the snapshot
-    lies below the live tree (a storage root inside the project)."""
+    """Make the snapshot, not the user's live tree (``source_root``), what the job imports:
+    every ``sys.path`` entry inside the live tree is pointed at the snapshot's copy of that
+    folder (dropped when the snapshot has none), and so are editable installs' import
+    hooks. Entries of the Python environment stay, even when the environment lives inside
+    the project (``proj/.venv``, a conda env folder), and so do entries inside
+    ``snapshot_dir`` itself (a storage root inside the project)."""
     live = os.path.realpath(source_root)
     mine = os.path.realpath(snapshot_dir)
-    keep = []
+    system = _system_dirs()
+    keep: tp.List[str] = []
     for entry in sys.path:
         real = os.path.realpath(entry or ".")
-        if _under(real, live) and not _under(real, mine):
+        if not _under(real, live) or _under(real, mine) or environment(real, live, system):
+            keep.append(entry)
             continue
-        keep.append(entry)
+        moved = _in_snapshot(real, live, mine)
+        if moved is not None and moved not in keep:
+            keep.append(moved)
     sys.path[:] = keep
+    _redirect_editable_finders(live, mine)
+
+
+def _in_snapshot(real: str, live: str, mine: str) -> tp.Optional[str]:
+    """The snapshot's copy of ``real`` (a path in the live tree), or None when it has none."""
+    copy = os.path.join(mine, os.path.relpath(real, live))
+    return copy if os.path.exists(copy) else None
+
+
+def _redirect_editable_finders(live: str, mine: str) -> None:
+    """setuptools' editable installs (``pip install -e``) import through a generated module
+    ``__editable___<dist>_finder`` whose ``MAPPING`` names each package's live folder; a
+    package inside the live tree is pointed at its snapshot copy (or unmapped when the
+    snapshot has none, so the import fails instead of running live code)."""
+    for name, module in list(sys.modules.items()):
+        mapping = getattr(module, "MAPPING", None)
+        if not (name.startswith("__editable__") and isinstance(mapping, dict)):
+            continue
+        for package, location in list(mapping.items()):
+            real = os.path.realpath(str(location))
+            if not _under(real, live) or _under(real, mine):
+                continue
+            moved = _in_snapshot(real, live, mine)
+            if moved is None:
+                del mapping[package]
+            else:
+                mapping[package] = moved
 
 
 def _ignore_spec(root: Path, directory: Path, inherited):
@@ -155,9 +217,7 @@ def files(lay: Layout, skip: tp.Iterable[Path] = (), must: tp.Iterable[str] = ()
             if name.startswith("."):
                 continue
             if entry.is_dir(follow_symlinks=False):
-                if name in SKIP_DIRS or name.endswith(".egg-info") or os.path.realpath(entry.path) in skip_real:
-                    continue
-                if any(os.path.exists(os.path.join(entry.path, m)) for m in FOREIGN_MARKERS):
+                if _skipped_folder(entry.path, name) or os.path.realpath(entry.path) in skip_real:
                     continue
                 if os.path.isdir(os.path.join(entry.path, "sweeps")) and _holds_sweeps(Path(entry.path)):
                     continue

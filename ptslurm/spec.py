@@ -89,6 +89,9 @@ class Resources:
     signal_delay_s: int = 120
     max_requeues: int = 3
     sbatch_args: tp.Dict[str, str] = dataclasses.field(default_factory=dict)
+    # where each value came from ("profile ./ptslurm.yaml", "command line"), for messages;
+    # never written to disk nor part of the sweep's identity
+    origins: tp.Dict[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
     def tasks(self) -> int:
@@ -101,7 +104,25 @@ class Resources:
         return self.nodes * self.tasks
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out.pop("origins")
+        return out
+
+    def requested(self) -> tp.List[str]:
+        """``cpus 4 (profile ./ptslurm.yaml)``...: what the request asks for, and where each
+        value came from (the cluster's default when nothing set it)."""
+        shown = {"partition": self.partition, "gpus": self.gpus or None, "nodes": self.nodes if self.nodes != 1 else None,
+                 "cpus": self.cpus, "mem_gb": self.mem_gb, "time": self.timeout_min, "account": self.account,
+                 "qos": self.qos, "constraint": self.constraint}
+        units = {"mem_gb": " GB", "time": " min"}
+        out = []
+        for key, value in shown.items():
+            if value is not None:
+                origin = self.origins.get(key)
+                out.append(f"{key} {value}{units.get(key, '')}" + (f" ({origin})" if origin else ""))
+        for key, value in self.sbatch_args.items():
+            out.append(f"--{key}={value}" + (f" ({self.origins[key]})" if key in self.origins else ""))
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> "Resources":

@@ -108,7 +108,12 @@ def choose_executor(requested: str, dry_run: bool = False) -> str:
     if requested not in ("auto", "slurm", "local"):
         raise UsageError(f"unknown executor {requested!r}; use slurm, local or auto")
     if requested == "auto":
-        return "slurm" if commands.slurm_available() else "local"
+        here, said = commands.slurm_here()
+        if here == "down":
+            raise UsageError(f"SLURM's commands are installed but its controller does not answer ({said}); "
+                             f"nothing was created: retry when slurmctld is back, or run on this machine with "
+                             f"--executor local")
+        return "slurm" if here == "up" else "local"
     if requested == "slurm" and not dry_run and not commands.slurm_available():
         raise UsageError("--executor slurm: no SLURM controller answers `scontrol ping`; "
                          "run on a login node or use --executor local")
@@ -178,8 +183,8 @@ def stage(path: Path, root: Path, points: tp.Sequence[Point], keys: tp.Sequence[
     if not exp_name or os.sep in exp_name or exp_name in (".", "..", storage.SWEEPS):
         raise UsageError(f"experiment name {exp_name!r} cannot be a folder name; "
                          f"use Experiment('my-experiment') with a plain name")
-    imported = [os.path.relpath(os.path.realpath(f), lay.root) for f in module_files
-                if snapshot._under(os.path.realpath(f), str(lay.root))]
+    imported = [os.path.relpath(real, lay.root) for real in map(os.path.realpath, module_files)
+                if snapshot._under(real, str(lay.root)) and not snapshot.environment(real, str(lay.root))]
     listing = snapshot.files(lay, skip=[root], must=imported)
     snapshot.check_size(lay, listing, max_mb)
     staging = Path(tempfile.mkdtemp(prefix="ptslurm-snapshot-"))

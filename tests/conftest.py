@@ -122,3 +122,31 @@ def pytest_runtest_makereport(item, call):
     if IN_CI and report.skipped and item.get_closest_marker("slurm") is not None:
         report.outcome = "failed"
         report.longrepr = f"SLURM test skipped in CI ({report.longrepr}): the SLURM tier must run"
+
+
+@pytest.fixture
+def venv_inside():
+    """``mount(folder)`` puts the running virtualenv at ``folder`` (a bind mount, so its
+    site-packages really lie inside the project: no symlink resolves them away, as with a
+    ``python3 -m venv .venv`` in the project) and returns that copy's python. Root only."""
+    if sys.prefix == sys.base_prefix:
+        pytest.fail("the suite must run in a virtualenv (tests/run.sh makes one)") if IN_CI else pytest.skip("not in a venv")
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a bind mount")
+    mounted = []
+
+    def mount(folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "--bind", sys.prefix, str(folder)], check=True)
+        mounted.append(folder)
+        return folder / "bin" / "python"
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def snapshot_files(sweep_dir) -> list:
+    """The files of a sweep's code snapshot, relative to ``code/``."""
+    code = Path(sweep_dir) / "code"
+    return sorted(str(p.relative_to(code)) for p in code.rglob("*") if p.is_file())

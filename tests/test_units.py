@@ -121,15 +121,19 @@ def test_pipe_tables_and_time_formats():
         assert commands.slurm_minutes(text) == minutes, text
 
 
+# sbatch --time's documented forms (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S); seconds round up
 @pytest.mark.parametrize("value,minutes", [(90, 90), ("90", 90), ("1:30:00", 90), ("1-00:00:00", 1440),
-                                           ("0:00:30", 1), (None, None)])
+                                           ("0:00:30", 1), (None, None), ("0-08:00", 480), ("1-12:30", 2190),
+                                           ("2-12", 3600), ("1:30", 2), ("45:00", 45), ("2-0:0:1", 2881),
+                                           ("0-1", 60), ("1-2:3:4", 1564), (" 10 ", 10)])
 def test_parse_time(value, minutes):
     from ptslurm.profile import parse_time
 
     assert parse_time(value) == minutes
 
 
-@pytest.mark.parametrize("value", ["-5", "0", "abc", "1:2:3:4", "1-x"])
+@pytest.mark.parametrize("value", ["-5", "0", "abc", "1:2:3:4", "1-x", "1-", "x-1", "1:-1", "0-0", 1.5, True, "",
+                                   "UNLIMITED", "1-2-3"])
 def test_parse_time_refuses(value):
     from ptslurm.profile import parse_time
 
