@@ -318,13 +318,17 @@ def _warn_damaged(index: int, paths: tp.Iterable[str]) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from . import render, results
+    from . import render, results, storage
     from . import sweep as sweeps
 
     sweep_dir, manifest = _sweep(args)
     warned = False
     while True:
-        rows = results.status_rows(manifest, sweeps.sweep_states(sweep_dir, manifest))
+        states = sweeps.sweep_states(sweep_dir, manifest)
+        if sweeps.top_up(sweep_dir, manifest, states):  # the only write `status` makes
+            manifest = storage.read_manifest(sweep_dir)
+            states = sweeps.sweep_states(sweep_dir, manifest)
+        rows = results.status_rows(manifest, states)
         if not warned:
             for r in rows:
                 _warn_damaged(r.index, r.damaged)

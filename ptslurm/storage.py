@@ -20,7 +20,7 @@ import typing as tp
 from pathlib import Path
 
 from . import records
-from .errors import ManifestError, StorageError
+from .errors import ManifestError, StorageError, UsageError
 from .records import INTENT, MANIFEST, STATUS, Manifest  # noqa: F401 - the names of the files
 
 DEFAULT_ROOT = "~/ptslurm-runs"
@@ -272,12 +272,52 @@ def find_sweep(name_or_path: str, root: tp.Optional[str] = None) -> Path:
                        f"{str(sweeps_dir(resolve_root(root)))!r}; `ptslurm list` shows the sweeps")
 
 
+def _user(uid: int) -> str:
+    import pwd
+
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def foreign_owner(sweep_dir: Path) -> tp.Optional[str]:
+    """The user other than the caller who owns the sweep dir or its manifest (the control
+    files every command that acts on a sweep trusts), else None."""
+    me = os.geteuid()
+    for path in (Path(sweep_dir), Path(sweep_dir) / MANIFEST):
+        try:
+            uid = os.lstat(path).st_uid
+        except OSError:
+            continue
+        if uid != me:
+            return _user(uid)
+    return None
+
+
+def require_own(sweep_dir: Path, doing: str) -> None:
+    """Refuse to act (submit, cancel, resubmit, run) on a sweep whose control files another
+    user owns: its pickles and manifest would run their code as you."""
+    owner = foreign_owner(sweep_dir)
+    if owner is not None:
+        raise UsageError(f"sweep {str(sweep_dir)!r} belongs to {owner}: ptslurm {doing} only your own sweeps "
+                         f"(reading them with status, collect, logs and show works); ask its owner, or start "
+                         f"your own copy with `ptslurm sweep` under your own --root")
+
+
 def read_manifest(sweep_dir: Path) -> Manifest:
     """The sweep's manifest; ManifestError (with the fix) when it is missing, damaged or of
     a newer schema."""
     path = Path(sweep_dir) / MANIFEST
     if not path.exists():
         raise ManifestError(f"{str(path)!r} is missing; is {str(sweep_dir)!r} a sweep directory?")
+    if not os.access(path, os.R_OK):
+        try:
+            owner = _user(os.stat(path).st_uid)
+        except OSError:
+            owner = "its owner"
+        raise ManifestError(f"{str(path)!r} is not readable by you (it belongs to {owner}); ask its owner to "
+                            f"let your group read it (chmod g+r), or read a sweep of your own")
     data = records.read_json(path)
     if data is None:
         raise ManifestError(f"{str(path)!r} is unreadable or corrupt; "

@@ -447,6 +447,12 @@ def next_wave(sweep_dir: tp.Union[str, Path], own_job: tp.Optional[str] = None) 
 
 
 def _wave(book: storage.ManifestBook, backend: executors.SlurmBackend, limit: int) -> int:
+    # a wave killed between its sbatch and recording the job ids left them queued: adopt them
+    found = commands.marked_jobs(submit_marker(book.sweep_dir))
+    unrecorded = {e.index: found[e.index] for e in book.manifest.points if not e.job_id and e.index in found}
+    if unrecorded:
+        backend.ensure_pickles(unrecorded, _args_for(book.sweep_dir))
+        book.set_jobs(unrecorded)
     waiting = [e.index for e in book.manifest.points if not e.job_id and not read_intent(e.storage_dir).cancelled]
     if not waiting:
         book.update(waves=None)
@@ -523,13 +529,23 @@ def sweep_states(sweep_dir: Path, manifest: Manifest) -> tp.List[results.PointRo
         history = commands.accounting_history(jobs)
         accounting = {job: runs[-1][1] for job, runs in history.items() if runs}
         rows = killed_causes(results.point_states(manifest, queue, accounting), history)
-        if manifest.waves and any(r.state == State.WAITING for r in rows):
-            try:  # a wave whose tasks were all killed has nobody left to submit the next
-                if next_wave(sweep_dir):
-                    return sweep_states(sweep_dir, storage.read_manifest(sweep_dir))
-            except Exception:  # noqa: BLE001 - the next caller tries again
-                pass
     return rows
+
+
+def top_up(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[results.PointRow]) -> bool:
+    """The one write step of ``status`` and ``--wait``, called explicitly (reading a sweep,
+    ``collect`` and ``list`` included, never submits): when points of a sweep in waves
+    wait and no wave job is queued to submit them (it was killed, or its tasks were), submit
+    the next wave now. Only for a sweep whose control files the caller owns. True when it
+    submitted something."""
+    if manifest.executor != "slurm" or not manifest.waves or not any(r.state == State.WAITING for r in rows):
+        return False
+    if storage.foreign_owner(sweep_dir) is not None:
+        return False
+    try:
+        return bool(next_wave(sweep_dir))
+    except Exception:  # noqa: BLE001 - the next status or --wait tries again
+        return False
 
 
 def killed_causes(rows: tp.Sequence[results.PointRow],
@@ -644,6 +660,8 @@ def _execute(p: Plan, outcome: Outcome, events: Events) -> None:
 
     outcome.sweep_dir = p.sweep_dir
     manifest = existing(p)
+    if manifest is not None:
+        storage.require_own(p.sweep_dir, "continues")
     if manifest is not None and manifest.state == "submitting" and manifest.executor == "slurm":
         # an interrupted submission (killed, ssh dropped): finish it, exactly once
         book = storage.ManifestBook(p.sweep_dir, manifest)
@@ -711,6 +729,8 @@ def wait_for(sweep_dir: Path, events: tp.Optional[Events] = None) -> tp.List[res
     while True:
         manifest = storage.read_manifest(sweep_dir)  # waves add job ids as they go
         rows = sweep_states(sweep_dir, manifest)
+        if top_up(sweep_dir, manifest, rows):
+            continue
         done = results.ended(rows)
         events.progress(rows, final=done)
         if done:
@@ -758,6 +778,7 @@ def cancel(sweep_dir: Path, indices: tp.Sequence[int]) -> tp.List[int]:
     (a job that starts or stops later reads it and never requeues), then one scancel for the
     SLURM jobs, or SIGTERM to a local point's process group (SIGKILL after a grace period).
     Returns the indices cancelled."""
+    storage.require_own(sweep_dir, "cancels")
     manifest = storage.read_manifest(sweep_dir)
     rows = sweep_states(sweep_dir, manifest)
     chosen = [i for i in indices if rows[i].state not in TERMINAL]
@@ -779,6 +800,7 @@ def cancel(sweep_dir: Path, indices: tp.Sequence[int]) -> tp.List[int]:
 def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = False) -> tp.Dict[int, str]:
     """Queue the chosen points again, each into its own storage dir (resuming from its
     checkpoints). Points still pending or running are refused."""
+    storage.require_own(sweep_dir, "resubmits")
     manifest = storage.read_manifest(sweep_dir)
     rows = sweep_states(sweep_dir, manifest)
     busy = [i for i in indices if rows[i].state in BUSY]
@@ -850,6 +872,7 @@ def run_here(sweep_dir: Path, manifest: Manifest, index: int, pdb: bool = False)
     post mortem where the run fails; the exception then propagates."""
     from .job import run_point
 
+    storage.require_own(sweep_dir, "runs")
     entry = manifest.point(index)
     row = sweep_states(sweep_dir, manifest)[index]
     busy = BUSY if manifest.executor == "slurm" else (State.RUNNING,)
