@@ -23,26 +23,42 @@ Order: the first axis varies slowest (sweep file axes, then command-line axes).
 Without SLURM on the machine the points run locally (-j N at a time)."""
 
 
+UNSET = object()  # `none` given for a resource option: unset the profile's value
+
+
+def _or_none(convert: tp.Callable[[str], tp.Any]) -> tp.Callable[[str], tp.Any]:
+    def parse(text: str) -> tp.Any:
+        return UNSET if text.strip().lower() == "none" else convert(text)
+
+    parse.__name__ = getattr(convert, "__name__", "value")  # argparse names it in errors
+    return parse
+
+
 def _add_resources(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("SLURM resources (per point; defaults from the profile)")
-    g.add_argument("--partition", "-p", help="SLURM partition (default: the cluster's default partition)")
+    g.add_argument("--partition", "-p", type=_or_none(str),
+                   help="SLURM partition (default: the cluster's default partition; none: unset the profile's)")
     g.add_argument("--gpus", type=int, help="GPUs per node of a point (requested as --gres=gpu:N)")
     g.add_argument("--nodes", "-N", type=int, help="nodes per point (default 1); every node runs --tasks-per-node ranks")
     g.add_argument("--tasks-per-node", type=int, metavar="N",
                    help="ranks per node (default: one per GPU, one on CPU-only points); more than one rank "
                         "in all makes the point distributed (torch.distributed, NCCL on GPUs, gloo on CPUs)")
-    g.add_argument("--cpus", type=int, help="CPUs per task (--cpus-per-task)")
-    g.add_argument("--mem", type=float, dest="mem_gb", metavar="GB", help="memory per point in GB")
-    g.add_argument("--time", "-t", help="time limit: minutes, H:MM:SS or D-HH:MM:SS (default: the partition's)")
-    g.add_argument("--account", "-A", help="account to charge (sbatch --account)")
-    g.add_argument("--qos", help="quality of service (sbatch --qos)")
-    g.add_argument("--constraint", "-C", help="node features, e.g. a100 (sbatch --constraint)")
+    g.add_argument("--cpus", type=_or_none(int), help="CPUs per task (--cpus-per-task; none: the cluster's default)")
+    g.add_argument("--mem", type=_or_none(float), dest="mem_gb", metavar="GB",
+                   help="memory per point in GB (none: the cluster's default, e.g. to drop the profile's)")
+    g.add_argument("--time", "-t", type=_or_none(str),
+                   help="time limit in any form sbatch takes: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S (0-08:00 is 8 "
+                        "hours; default: the partition's)")
+    g.add_argument("--account", "-A", type=_or_none(str), help="account to charge (sbatch --account)")
+    g.add_argument("--qos", type=_or_none(str), help="quality of service (sbatch --qos)")
+    g.add_argument("--constraint", "-C", type=_or_none(str), help="node features, e.g. a100 (sbatch --constraint)")
     g.add_argument("--array-parallelism", type=int, metavar="N", help="at most N points of an array run at once")
     g.add_argument("--signal-delay", type=int, dest="signal_delay_s", metavar="S",
                    help="ask SLURM for a signal S seconds before the time limit (default 120)")
     g.add_argument("--max-requeues", type=int, metavar="N", help="requeues allowed per point (default 3)")
     g.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other sbatch option, e.g. --sbatch mail-type=END (repeatable)")
+                   help="any other sbatch option, e.g. --sbatch mail-type=END or --sbatch exclusive (repeatable); "
+                        "options ptslurm sets itself are refused, naming the ptslurm option to use")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,8 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="Example: ptslurm collect tiny-c21eec89 --sort loss --format md")
     co.add_argument("sweeps", nargs="+", metavar="SWEEP", help="sweep directories or names")
     co.add_argument("--root", help="storage root for sweep names (default: $STORAGE_ROOT, else ~/ptslurm-runs)")
-    co.add_argument("--sort", metavar="METRIC", help="best first by METRIC (or 'result')")
-    co.add_argument("--best", metavar="METRIC", help="print only the winning point's storage dir")
+    co.add_argument("--sort", metavar="METRIC[:min|:max]",
+                    help="best first by METRIC (or result:min|max); the direction comes from the name "
+                         "(README: best means) unless given")
+    co.add_argument("--best", metavar="METRIC[:min|:max]", help="print only the winning point's storage dir")
     co.add_argument("--format", choices=["table", "csv", "json", "md"], default="table",
                     help="output format (default: an aligned table)")
     co.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
@@ -208,20 +226,24 @@ def _resources(args, prof: dict, prof_path=None):
     for key in ("partition", "gpus", "cpus", "nodes", "tasks_per_node", "mem_gb", "account", "qos", "constraint",
                 "array_parallelism", "signal_delay_s", "max_requeues"):
         value = getattr(args, key)
-        if value is not None:
+        if value is UNSET:  # `--mem none`: drop the profile's value, the cluster's default applies
+            res[key] = None
+            origins.pop(key, None)
+        elif value is not None:
             res[key] = value
             origins[key] = "command line"
     if args.time is not None:
-        res["time"] = args.time
+        res["time"] = None if args.time is UNSET else args.time
         origins["time"] = "command line"
     extra = dict(res.pop("sbatch_args", None) or {})
     origins.update({key: from_profile for key in extra})
     for item in args.sbatch:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--sbatch {item!r}: expected KEY=VALUE, e.g. --sbatch mail-type=END")
-        extra[key.strip().lstrip("-")] = value
-        origins[key.strip().lstrip("-")] = "command line"
+        if not key.strip().lstrip("-"):
+            raise UsageError(f"--sbatch {item!r}: expected KEY=VALUE or a FLAG, e.g. --sbatch mail-type=END")
+        name = key.strip().lstrip("-")
+        extra[name] = value if sep else True  # `--sbatch exclusive`: a flag
+        origins[name] = "command line"
     timeout = parse_time(res.pop("time", None))
     res["origins"] = origins
     for key in ("gpus", "cpus", "array_parallelism", "max_requeues"):
@@ -260,7 +282,7 @@ def cmd_sweep(args: argparse.Namespace, argv: tp.List[str], updates: tp.List[str
         elif p.executor == "slurm":
             from .executor import SlurmBackend
 
-            print(render.dry_run(p, SlurmBackend(p.sweep_dir, request.resources, p.name).batch_script(len(p.points)),
+            print(render.dry_run(p, SlurmBackend(p.sweep_dir, p.request.resources, p.name).batch_script(len(p.points)),
                                  None))
         else:
             from .executor import LocalBackend
@@ -353,15 +375,17 @@ def cmd_collect(args: argparse.Namespace) -> int:
     for r in records:
         _warn_damaged(r["index"], r.pop("_damaged", ()))
     if args.best:
-        ranked = results.sort_records(records, args.best)
-        key = f"{args.best}/best" if f"{args.best}/best" in ranked[0] else args.best
-        if not isinstance(ranked[0].get(key), (int, float)):
+        ranking = results.rank(records, args.best)
+        if not isinstance(ranking.records[0].get(ranking.key), (int, float)):
             raise UsageError(f"no point reported {args.best!r} yet")
-        print(ranked[0]["storage_dir"])
+        print(f"ptslurm: {ranking.note()}", file=sys.stderr)
+        print(ranking.records[0]["storage_dir"])
         save_cache()
         return 0
     if args.sort:
-        records = results.sort_records(records, args.sort)
+        ranking = results.rank(records, args.sort)
+        print(f"ptslurm: {ranking.note()}", file=sys.stderr)
+        records = ranking.records
     text = render.records(records, args.format, one_sweep=len(dirs) == 1)
     if args.output:
         from pathlib import Path

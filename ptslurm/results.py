@@ -22,7 +22,42 @@ from .records import (ORDER, TERMINAL, Attempt, Intent, Manifest, PointEntry,  #
 
 #: squeue states of a job that waits to (re)start
 QUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED")
-MAXIMIZE = re.compile(r"acc|accuracy|f1|precision|recall|score|auc|bleu|reward", re.I)
+# Which way a metric is better, by the words of its name (split at anything not a letter or
+# digit, lower-cased): the first rule that matches decides. README: "Best means".
+HIGHER_IS_BETTER = frozenset(
+    "acc accuracy top1 top5 f1 f2 fscore precision recall sensitivity specificity score auc roc rocauc prauc "
+    "ap map map50 ndcg mrr hit hits hitrate bleu rouge rouge1 rouge2 rougel meteor chrf bertscore r2 "
+    "explained variance iou miou jaccard dice psnr ssim msssim sdr sisdr sisnr sdri sisdri snr snri pesq stoi "
+    "estoi reward return kappa mcc likelihood elbo".split())
+LOWER_IS_BETTER = frozenset(
+    "loss error err errors wer cer ter per mse mae rmse mape msle nll perplexity ppl brier hinge logloss "
+    "deviance distance fid kid eer regret cost".split())
+
+
+def direction(metric: str) -> tp.Tuple[str, str, str]:
+    """``(name, "min" | "max", why)`` for ``--best``/``--sort`` and each point's best value:
+    ``name:min`` / ``name:max`` say it; else sklearn's negated scorers (a ``neg`` word, e.g.
+    ``cv_neg_log_loss``) are maximised; else a word of LOWER_IS_BETTER minimises and one of
+    HIGHER_IS_BETTER maximises; else it is unknown (``why`` is empty) and minimised. Raises
+    UsageError for sacred's ``result`` without a direction (experiments return losses and
+    accuracies alike)."""
+    name, sep, said = metric.rpartition(":")
+    if sep and said.lower() in ("min", "max"):
+        return name, said.lower(), f"{said.lower()} as asked"
+    name = metric
+    words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
+    if name == "result":
+        raise UsageError("the run's result can be a loss or an accuracy: say which is better with "
+                         "result:min or result:max")
+    if "neg" in words:
+        return name, "max", "a negated score (sklearn's neg_*): higher is better"
+    hit = next((w for w in words if w in LOWER_IS_BETTER), None)
+    if hit:
+        return name, "min", f"{hit!r}: lower is better"
+    hit = next((w for w in words if w in HIGHER_IS_BETTER), None)
+    if hit:
+        return name, "max", f"{hit!r}: higher is better"
+    return name, "min", ""
 
 
 def timestamp(text: tp.Optional[str]) -> tp.Optional[float]:
@@ -237,10 +272,10 @@ def join_metrics(storage_dir: tp.Union[str, Path], attempts: tp.Sequence[Attempt
     return joined
 
 
-def best_of(name: str, values: tp.Sequence[float]) -> tp.Optional[float]:
-    """Lowest value, or highest for names like accuracy/score/f1; NaN and non-numbers are
-    ignored."""
-    pick = max if MAXIMIZE.search(name) else min
+def best_of(name: str, values: tp.Sequence[float], way: tp.Optional[str] = None) -> tp.Optional[float]:
+    """The best value in the metric's ``direction`` (``way``: "min"/"max" to override); NaN
+    and non-numbers are ignored."""
+    pick = max if (way or _way(name)) == "max" else min
     try:
         if values and sum(values) == sum(values):  # no NaN (NaN != NaN): the fast path
             return pick(values)
@@ -248,6 +283,13 @@ def best_of(name: str, values: tp.Sequence[float]) -> tp.Optional[float]:
         pass
     finite = [v for v in values if isinstance(v, (int, float)) and v == v]
     return pick(finite) if finite else None
+
+
+def _way(name: str) -> str:
+    try:
+        return direction(name)[1]
+    except UsageError:
+        return "min"
 
 
 PARALLEL_FROM = 2000  # points; below this a process pool costs more than it saves
@@ -392,20 +434,64 @@ def metric_names(records: tp.Iterable[dict]) -> tp.List[str]:
     return list(names)
 
 
-def sort_records(records: tp.List[dict], metric: str) -> tp.List[dict]:
-    """Best first by ``metric`` (its best value; ``result`` sorts by the run's result)."""
+@dataclasses.dataclass(frozen=True)
+class Ranking:
+    """Records best first by a metric, and how: ``key`` (the column compared), ``way``
+    ("min"/"max"), ``why`` (empty when the name is not in the direction table), ``ties``
+    (indices of the points that share the winning value, when more than one)."""
+
+    records: tp.List[dict]
+    key: str
+    way: str
+    why: str
+    ties: tp.List[tp.Any]
+
+    def note(self) -> str:
+        order = "highest" if self.way == "max" else "lowest"
+        text = f"ranked by {self.key}, {order} first ({self.why})" if self.why else (
+            f"ranked by {self.key}, {order} first: its name says nothing of its direction; "
+            f"say {self.key.split('/')[0]}:max if higher is better")
+        if self.ties:
+            text += f"; tie: points {', '.join(map(str, self.ties))} share the best value, the first is shown"
+        return text
+
+
+def rank(records: tp.List[dict], metric: str) -> Ranking:
+    """Best first by ``metric`` (``name``, ``name:min``, ``name:max``; ``result:...`` sorts
+    by the run's result): each point's best value of the metric in that direction."""
+    name, way, why = direction(metric)
     columns = _columns(records)
-    key = f"{metric}/best" if f"{metric}/best" in columns else metric
+    key = f"{name}/best" if f"{name}/best" in columns else name
     if key not in columns or key in ("sweep", "index", "state", "storage_dir"):
         names = metric_names(records)
-        raise UsageError(f"unknown metric {metric!r}; reported metrics: {', '.join(names) or 'none'} (or 'result')")
-    reverse = bool(MAXIMIZE.search(metric))
-    def number(value) -> bool:  # NaN never wins, nor sorts between numbers
-        return isinstance(value, (int, float)) and value == value
+        raise UsageError(f"unknown metric {name!r}; reported metrics: {', '.join(names) or 'none'} (or 'result')")
 
-    present = [r for r in records if number(r.get(key))]
-    missing = [r for r in records if not number(r.get(key))]
-    return sorted(present, key=lambda r: r[key], reverse=reverse) + missing
+    def number(value) -> bool:  # NaN never wins, nor sorts between numbers
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+    values: tp.Dict[int, tp.Any] = {id(r): r.get(key) for r in records}
+    if key.endswith("/best") and way != _way(name):  # the stored best went the other way
+        values = {id(r): _series_best(r, name, way) for r in records}
+    present = [r for r in records if number(values[id(r)])]
+    missing = [r for r in records if not number(values[id(r)])]
+    ordered = sorted(present, key=lambda r: values[id(r)], reverse=way == "max") + missing
+    ties = [r.get("index") for r in present if values[id(r)] == values[id(ordered[0])]] if present else []
+    return Ranking(ordered, key, way, why, ties if len(ties) > 1 else [])
+
+
+def sort_records(records: tp.List[dict], metric: str) -> tp.List[dict]:
+    """Best first by ``metric`` (see ``rank``)."""
+    return rank(records, metric).records
+
+
+def _series_best(record: dict, metric: str, way: str) -> tp.Optional[float]:
+    """A point's best value of ``metric`` in direction ``way``, from its files."""
+    base = record.get("storage_dir")
+    if not base:
+        return None
+    status = read(f"{base}/{storage.STATUS}", PointStatus).record or PointStatus()
+    series = join_metrics(base, status.attempts, []).get(metric)
+    return best_of(metric, series["values"], way) if series else None
 
 
 def _columns(records: tp.Iterable[dict]) -> tp.List[str]:

@@ -131,3 +131,70 @@ class Resources:
 
     def replace(self, **changes) -> "Resources":
         return dataclasses.replace(self, **changes)
+
+
+# sbatch options ptslurm sets itself or relies on: --sbatch may not change them (a silent
+# override removed the stop signal, the array, the logs, ...); each names what to use instead
+SBATCH_OWNED = {
+    "signal": "--signal-delay S (ptslurm's stop signal is USR2, S seconds before the limit)",
+    "array": "--array-parallelism N (the array is ptslurm's: one task per point)",
+    "output": "ptslurm logs SWEEP POINT (ptslurm places the logs)", "error": "ptslurm logs SWEEP POINT",
+    "open-mode": "nothing (logs are appended across attempts)", "requeue": "--max-requeues N",
+    "no-requeue": "--max-requeues 0", "time": "--time", "chdir": "nothing (jobs run in the code snapshot)",
+    "comment": "nothing (ptslurm marks its jobs with the comment)", "job-name": "--name",
+    "wrap": "nothing (ptslurm writes the batch script)", "parsable": "nothing (ptslurm reads sbatch's answer)", "partition": "--partition",
+    "account": "--account", "qos": "--qos", "constraint": "--constraint", "nodes": "--nodes",
+    "ntasks-per-node": "--tasks-per-node", "ntasks": "--nodes and --tasks-per-node", "cpus-per-task": "--cpus",
+    "mem": "--mem GB", "export": "nothing (the job needs the submitting environment)",
+}
+SBATCH_SHORT = {"t": "time", "J": "job-name", "o": "output", "e": "error", "D": "chdir", "a": "array", "p": "partition",
+                "A": "account", "q": "qos", "C": "constraint", "N": "nodes", "n": "ntasks", "c": "cpus-per-task"}
+# sbatch documents these as mutually exclusive: the one the user gave replaces ptslurm's
+SBATCH_EXCLUSIVE = {"mem-per-cpu": "mem_gb", "mem-per-gpu": "mem_gb", "cpus-per-gpu": "cpus"}
+
+
+def sbatch_key(key: str) -> str:
+    """The long name sbatch knows an option by: ``--mem_per_cpu``, ``-t`` -> ``mem-per-cpu``, ``time``."""
+    bare = key.strip().lstrip("-")
+    return SBATCH_SHORT.get(bare, bare.replace("_", "-"))
+
+
+def check_sbatch_args(resources: "Resources") -> tp.Tuple["Resources", tp.List[str]]:
+    """Refuse --sbatch options that would change what ptslurm relies on (naming the ptslurm
+    option to use), values sbatch would misread; the one of a mutually exclusive pair that
+    the user gave replaces ptslurm's (a note says so). Returns the resources to submit with
+    and the notes."""
+    from .errors import UsageError
+
+    notes: tp.List[str] = []
+    changes: tp.Dict[str, tp.Any] = {}
+    clean: tp.Dict[str, tp.Any] = {}
+    for key, value in resources.sbatch_args.items():
+        name = sbatch_key(str(key))
+        if not name:
+            raise UsageError(f"--sbatch {key!r}: empty option name; give --sbatch KEY=VALUE or --sbatch FLAG")
+        if name in SBATCH_OWNED:
+            how = SBATCH_OWNED[name]
+            if how.startswith("nothing"):
+                how = "it cannot be changed" + how[len("nothing"):]
+            else:
+                how = "use " + how + " instead"
+            raise UsageError(f"--sbatch {name}: ptslurm sets --{name} itself; {how}")
+        if value is True:
+            clean[name] = True
+            continue
+        if value is None or value is False or str(value) == "":
+            raise UsageError(f"--sbatch {name}=: no value; give --sbatch {name} for a flag, or "
+                             f"--sbatch {name}=VALUE")
+        clean[name] = str(value)
+        field = SBATCH_EXCLUSIVE.get(name)
+        if field is not None and getattr(resources, field) is not None and field not in changes:
+            origin = resources.origins.get(field, "the request")
+            option = "--mem" if field == "mem_gb" else "--cpus"
+            if origin == "command line" and resources.origins.get(str(key)) == "command line":
+                raise UsageError(f"{option} and --sbatch {name} both given: sbatch takes only one of them; drop one")
+            notes.append(f"--sbatch {name}={value} replaces {option} {getattr(resources, field)} from {origin} "
+                         f"(sbatch takes only one of them)")
+            changes[field] = None
+    return dataclasses.replace(resources, sbatch_args=clean, **changes), notes
+

@@ -128,7 +128,8 @@ def plan(request: SweepRequest) -> Plan:
         raise UsageError(f"-j/--jobs must be at least 1, got {request.jobs}")
     if not request.max_snapshot_mb > 0:
         raise UsageError(f"--max-snapshot-mb must be a positive number, got {request.max_snapshot_mb!r}")
-    check_resources(request.resources)
+    resources, notes = check_resources(request.resources)
+    request = dataclasses.replace(request, resources=resources)
     points, flat_axes = expand_points(request)
     root = storage.resolve_root(request.root)
     storage.check_root_writable(root)
@@ -152,7 +153,7 @@ def plan(request: SweepRequest) -> Plan:
     except UsageError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    warnings = list(checked["warnings"])
+    warnings = notes + list(checked["warnings"])
     if chosen == "local" and request.resources.world_size > 1:
         warnings.append(f"--nodes/--tasks-per-node ask for {request.resources.world_size} ranks per point; "
                         f"locally each point runs as one rank")
@@ -240,11 +241,14 @@ def time_limit_note(resources: Resources) -> tp.Optional[str]:
     return f"no --time and partition {name!r} has no default or maximum time: jobs run without a time limit"
 
 
-def check_resources(resources: Resources) -> None:
+def check_resources(resources: Resources) -> tp.Tuple[Resources, tp.List[str]]:
     """What sbatch would misread: control characters in --sbatch options (a newline would
-    end the #SBATCH line and run the rest as a command), memory that is not a positive
-    finite number, a time limit the stop signal does not fit in."""
+    end the #SBATCH line and run the rest as a command), options ptslurm owns, memory that
+    is not a positive finite number, a time limit the stop signal does not fit in. Returns
+    the resources to submit with (an exclusive --sbatch option replaces ptslurm's) and notes."""
     import math
+
+    from .spec import check_sbatch_args
 
     for key, value in resources.sbatch_args.items():
         for text in (str(key), str(value)):
@@ -254,6 +258,7 @@ def check_resources(resources: Resources) -> None:
     if resources.mem_gb is not None and not (math.isfinite(resources.mem_gb) and resources.mem_gb > 0):
         raise UsageError(f"--mem must be a positive number of GB, got {resources.mem_gb}")
     check_time(resources)
+    return check_sbatch_args(resources)
 
 
 def check_name(name: str) -> None:

@@ -44,3 +44,59 @@ def test_the_script_runs_python_under_srun_appends_logs_and_asks_for_a_signal():
 
 def test_chunks_respect_max_array_size():
     assert chunks(list(range(25)), 10) == [list(range(10)), list(range(10, 20)), list(range(20, 25))]
+
+
+# --sbatch can never silently change what ptslurm relies on (issue 16)
+OWNED = {"signal": "--signal-delay", "array": "--array-parallelism", "time": "--time", "output": "ptslurm logs",
+         "error": "ptslurm logs", "open-mode": "appended", "requeue": "--max-requeues", "chdir": "snapshot",
+         "comment": "marks its jobs", "job-name": "--name", "partition": "--partition", "mem": "--mem",
+         "cpus-per-task": "--cpus", "ntasks-per-node": "--tasks-per-node", "nodes": "--nodes", "qos": "--qos",
+         "account": "--account", "constraint": "--constraint", "export": "environment", "wrap": "batch script"}
+
+
+@pytest.mark.parametrize("key", sorted(OWNED) + ["-t", "J", "--signal", "open_mode", "-a", "c"])
+def test_an_sbatch_option_ptslurm_sets_is_refused_naming_what_to_use(key):
+    from ptslurm.errors import UsageError
+    from ptslurm.spec import check_sbatch_args, sbatch_key
+
+    with pytest.raises(UsageError, match=f"ptslurm sets --{sbatch_key(key)} itself") as err:
+        check_sbatch_args(Resources(sbatch_args={key: "x"}))
+    assert OWNED[sbatch_key(key)] in str(err.value)
+
+
+def script_of(res: Resources) -> str:
+    from ptslurm.spec import check_sbatch_args
+
+    checked, _notes = check_sbatch_args(res)
+    return SlurmBackend(Path("/S"), checked, job_name="j").batch_script(2)
+
+
+@pytest.mark.parametrize("given,replaced", [("mem-per-cpu", "mem_gb"), ("mem-per-gpu", "mem_gb"),
+                                            ("mem_per_cpu", "mem_gb"), ("cpus-per-gpu", "cpus")])
+def test_an_exclusive_option_the_user_gave_replaces_ptslurms_with_a_note(given, replaced):
+    from ptslurm.errors import UsageError
+    from ptslurm.spec import check_sbatch_args
+
+    res = Resources(cpus=4, mem_gb=16, sbatch_args={given: "2G"}, origins={"mem_gb": "profile p.yaml",
+                                                                            "cpus": "profile p.yaml"})
+    checked, notes = check_sbatch_args(res)
+    assert getattr(checked, replaced) is None and len(notes) == 1 and "p.yaml" in notes[0], notes
+    text = script_of(res)
+    assert f"#SBATCH --{given.replace('_', '-')}=2G" in text
+    assert ("#SBATCH --mem=" not in text) if replaced == "mem_gb" else ("--cpus-per-task" not in text)
+    both = Resources(cpus=4, mem_gb=16, sbatch_args={given: "2G"},
+                     origins={replaced: "command line", given: "command line"})
+    with pytest.raises(UsageError, match="only one of them"):
+        check_sbatch_args(both)
+
+
+def test_flags_without_value_and_empty_values():
+    from ptslurm.errors import UsageError
+    from ptslurm.spec import check_sbatch_args
+
+    assert "#SBATCH --exclusive\n" in script_of(Resources(sbatch_args={"exclusive": True}))
+    for empty in ("", None):
+        with pytest.raises(UsageError, match="give --sbatch exclusive for a flag"):
+            check_sbatch_args(Resources(sbatch_args={"exclusive": empty}))
+    text = script_of(Resources(mem_gb=16, sbatch_args={"mail-type": "END"}))
+    assert "#SBATCH --mail-type=END" in text and "#SBATCH --mem=16G" in text, "other options pass through"

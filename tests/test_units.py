@@ -206,3 +206,42 @@ def test_age_and_duration():
     assert render.age("2026-11-29T04:00:00+00:00", now=results.timestamp("2026-11-29T07:00:00+00:00")) == "3h ago"
     assert render.age(None) == "-" and render.age("garbage") == "-" and results.timestamp("garbage") is None
     assert math.isclose(results.timestamp("2026-11-29T04:00:00+00:00") or 0, 1795924800.0)
+
+
+@pytest.mark.parametrize("metric,way", [
+    ("loss", "min"), ("val/loss", "min"), ("training/loss", "min"), ("wer", "min"), ("test_rmse", "min"),
+    ("val/accuracy", "max"), ("acc", "max"), ("f1_macro", "max"), ("cv_neg_log_loss", "max"),
+    ("neg_mean_squared_error", "max"), ("test_neg_root_mean_squared_error", "max"), ("r2", "max"),
+    ("test_r2", "max"), ("iou", "max"), ("val/mIoU", "max"), ("dice", "max"), ("psnr", "max"), ("mAP", "max"),
+    ("si_sdr", "max"), ("SI-SDR", "max"), ("pesq", "max"), ("stoi", "max"), ("bleu", "max"), ("rouge_l", "max"),
+    ("perplexity", "min"), ("accuracy:min", "min"), ("loss:max", "max"), ("result:max", "max"),
+    ("result:min", "min"), ("something", "min")])
+def test_metric_direction_table(metric, way):
+    assert results.direction(metric)[1] == way
+
+
+def test_result_without_a_direction_is_refused_and_unknown_names_say_so():
+    with pytest.raises(UsageError, match="result:min or result:max"):
+        results.direction("result")
+    assert results.direction("something")[2] == "", "an unknown name is not presented as known"
+    assert results.direction("cv_neg_log_loss")[2].startswith("a negated score")
+
+
+def recs(key, values):
+    return [{"index": i, "state": "completed", key: v, "storage_dir": None} for i, v in enumerate(values)]
+
+
+def test_best_of_a_neg_scorer_is_the_highest_and_a_maximised_result_wins():
+    ranking = results.rank(recs("cv_neg_log_loss/best", [-0.9, -0.1, -0.5]), "cv_neg_log_loss")
+    assert [r["index"] for r in ranking.records] == [1, 2, 0] and ranking.way == "max"
+    assert "negated" in ranking.note()
+    ranking = results.rank(recs("result", [0.7, 0.95, float("nan"), 0.2]), "result:max")
+    assert [r["index"] for r in ranking.records] == [1, 0, 3, 2], "NaN never wins"
+    assert "highest first" in ranking.note()
+    assert [r["index"] for r in results.rank(recs("result", [0.7, 0.95, 0.2]), "result:min").records] == [2, 0, 1]
+
+
+def test_a_tie_is_named():
+    ranking = results.rank(recs("loss/best", [0.5, 0.2, 0.2, 0.9]), "loss")
+    assert ranking.ties == [1, 2] and "tie: points 1, 2" in ranking.note()
+    assert results.rank(recs("loss/best", [0.5, 0.2, 0.9]), "loss").ties == []

@@ -1,0 +1,81 @@
+"""A sweep means what the user wrote (issue 16): SLURM's time formats, --sbatch rules and
+the direction of a metric, through the command line."""
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, run_cli, tree
+
+
+def dry_script(tmp_path, *args, cwd=None):
+    proc = run_cli("sweep", "--executor", "slurm", "--dry-run", "--root", tmp_path / "runs", *args,
+                   EXAMPLES / "tiny.py", cwd=cwd)
+    return proc
+
+
+@pytest.mark.parametrize("given,minutes", [("0-08:00", 480), ("1-12:30", 2190), ("2-12", 3600), ("90", 90),
+                                           ("1:30:00", 90)])
+def test_time_in_sbatchs_forms_is_submitted_as_sbatch_reads_it(tmp_path, no_slurm, given, minutes):
+    proc = dry_script(tmp_path, "--time", given)
+    assert proc.returncode == 0, proc.stderr
+    assert f"#SBATCH --time={minutes}\n" in proc.stdout
+
+
+def test_a_profile_time_and_mem_are_read_the_same_and_none_unsets_them(tmp_path, no_slurm):
+    (tmp_path / "ptslurm.yaml").write_text("resources:\n  time: '0-08:00'\n  mem_gb: 16\n  cpus: 2\n")
+    proc = dry_script(tmp_path, cwd=tmp_path)
+    assert "#SBATCH --time=480\n" in proc.stdout and "#SBATCH --mem=16G" in proc.stdout
+    proc = dry_script(tmp_path, "--mem", "none", "--time", "none", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "--mem=" not in proc.stdout and "--time=" not in proc.stdout and "--cpus-per-task=2" in proc.stdout
+
+
+def test_sbatch_flags_and_refusals_from_the_command_line(tmp_path, no_slurm):
+    proc = dry_script(tmp_path, "--sbatch", "exclusive", "--sbatch", "mail-type=END")
+    assert proc.returncode == 0, proc.stderr
+    assert "#SBATCH --exclusive\n" in proc.stdout and "#SBATCH --mail-type=END" in proc.stdout
+    assert "#SBATCH --signal=USR2@120" in proc.stdout
+    proc = run_cli("sweep", "--executor", "local", "--root", tmp_path / "runs", "--sbatch", "signal=USR1@90",
+                   EXAMPLES / "tiny.py")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--signal-delay" in lines[0], lines
+    assert tree(tmp_path / "runs") == set()
+
+
+SERIES = """
+from sacred import Experiment
+ex = Experiment("series")
+
+@ex.config
+def config():
+    which = 0
+
+@ex.automain
+def main(which, _run):
+    for step, value in enumerate([[5.0, 0.0], [3.0, 2.0], [1.0, 1.0]][which]):
+        _run.log_scalar("loss", value, step)
+    return [0.5, 0.9, 0.9][which]
+"""
+
+
+def test_best_and_sort_say_the_direction_and_take_an_explicit_one(tmp_path, no_slurm):
+    exp = tmp_path / "exp" / "series.py"
+    exp.parent.mkdir()
+    exp.write_text(SERIES)
+    proc = run_cli("sweep", "--json", "--name", "d", "--root", tmp_path, exp, "with", "which=[0,1,2]")
+    assert proc.returncode == 0, proc.stderr
+    dirs = [p["storage_dir"] for p in json.loads(proc.stdout)["points"]]
+    proc = run_cli("collect", "d", "--root", tmp_path, "--best", "loss")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == dirs[0], "lowest loss of any point: 0.0"
+    assert "lowest first" in proc.stderr and "'loss': lower is better" in proc.stderr
+    # the other way round: each point's best is then its highest value (5, 3, 1), read from its files
+    proc = run_cli("collect", "d", "--root", tmp_path, "--best", "loss:max")
+    assert proc.stdout.strip() == dirs[0], proc.stderr
+    assert "highest first (max as asked)" in proc.stderr
+    proc = run_cli("collect", "d", "--root", tmp_path, "--best", "result:max")
+    assert proc.stdout.strip() == dirs[1] and "tie: points 1, 2" in proc.stderr, proc.stderr
+    proc = run_cli("collect", "d", "--root", tmp_path, "--sort", "result")
+    assert proc.returncode == 2 and "result:min or result:max" in proc.stderr
