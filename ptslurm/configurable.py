@@ -90,12 +90,19 @@ def fill_config(config: dict) -> dict:
     return config
 
 
-def from_config(config: dict) -> tp.Any:
+def from_config(config: dict, check: tp.Optional[tp.Callable[[tp.Any, bool], None]] = None) -> tp.Any:
     """Build the object a config describes (sub-configs first). Unknown keys are an error
-    that lists the valid ones."""
+    that lists the valid ones. ``check(factory, top)`` sees every factory (``top``: the
+    outermost) before anything is called, and raises to refuse it."""
+    return _build(config, check, True)
+
+
+def _build(config: dict, check: tp.Optional[tp.Callable[[tp.Any, bool], None]], top: bool) -> tp.Any:
     if not _is_config(config):
         raise UsageError(f"config has no 'factory' key: {sorted(config)!r}")
     factory = import_factory(config[FACTORY])
+    if check is not None:
+        check(factory, top)
     params = _parameters(factory)
     names = {p.name for p in params}
     accepts_kwargs = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(
@@ -107,7 +114,7 @@ def from_config(config: dict) -> tp.Any:
         if key not in names and not accepts_kwargs:
             raise UsageError(f"{factory_name(factory)} has no argument {key!r} "
                              f"(valid: {', '.join(sorted(names))})")
-        kwargs[key] = from_config(value) if _is_config(value) else copy.deepcopy(value)
+        kwargs[key] = _build(value, check, False) if _is_config(value) else copy.deepcopy(value)
     return factory(**kwargs)
 
 
@@ -124,10 +131,37 @@ class Configurable:
         return fill_config(config)
 
     @classmethod
-    def from_config(cls, config: dict):
+    def from_config(cls, config: dict, trusted: bool = True):
+        """``trusted=False`` (a config from a file someone else may have written): the
+        factory must be ``cls`` or a subclass, and every sub-config's a class that is a
+        Configurable or a torch module, checked before anything is called."""
         config = dict(config)
         config.setdefault(FACTORY, factory_name(cls))
-        obj = from_config(config)
+
+        def check(factory: tp.Any, top: bool) -> None:
+            if top and inspect.isclass(cls) and cls is not Configurable:
+                if not (inspect.isclass(factory) and issubclass(factory, cls)):
+                    raise UsageError(f"factory {factory_name(factory)!r} is not a {factory_name(cls)} subclass: "
+                                     f"refused without trusted=True (the config would call it)")
+            elif not top and not _plain_part(factory):
+                raise UsageError(f"sub-config factory {factory_name(factory)!r} is neither a Configurable nor a "
+                                 f"torch module: refused without trusted=True (the config would call it)")
+
+        obj = from_config(config, None if trusted else check)
         if inspect.isclass(cls) and cls is not Configurable and not isinstance(obj, cls):
             raise UsageError(f"{factory_name(type(obj))} built from the config is not a {factory_name(cls)}")
         return obj
+
+
+def _plain_part(factory: tp.Any) -> bool:
+    """A class that building a model from an untrusted config may call: a Configurable or a
+    ``torch.nn.Module`` (torch only when it is already imported)."""
+    if not inspect.isclass(factory):
+        return False
+    if issubclass(factory, Configurable):
+        return True
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and issubclass(factory, torch.nn.Module)
+

@@ -14,7 +14,7 @@ import typing as tp
 from pathlib import Path
 
 from . import commands, interrupt, runtime, sacred_adapter, storage
-from .records import STATUS, Attempt, Manifest, PointEntry, PointStatus, State, read_intent
+from .records import STATUS, Attempt, Manifest, PointEntry, PointStatus, State, read_intent, read_status
 from .runtime import ENV_POINT, ENV_STORAGE_DIR, ENV_SWEEP_DIR, job_id, now, on_slurm
 
 
@@ -178,6 +178,14 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
     held = leases.acquire(storage_dir, job_id())
     try:
         intent = read_intent(storage_dir)
+        done = read_status(storage_dir).latest
+        if done is not None and done.state == State.COMPLETED and done.submission >= intent.submission:
+            # SLURM requeued a job whose point already completed (a node failure after the
+            # end, `scontrol requeue`): running it again would redo the work and add an attempt
+            print(f"ptslurm: point {index} already completed in this submission (attempt {done.attempt}); "
+                  f"nothing to run", file=sys.stderr, flush=True)
+            return done.result
+        _clear_leftovers(storage_dir / storage.CHECKPOINTS)
         record = AttemptRecord(storage_dir, submission=intent.submission,
                                code_dir=str(Path(manifest.experiment.snapshot).parent))
         record.reserve()
@@ -198,6 +206,30 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
             pass
         held.release()
         runtime.activate(None, None)
+
+
+def _clear_leftovers(ckpt_dir: Path) -> None:
+    """Before an attempt runs (it holds the lease: no other writer is alive): temp files of
+    killed checkpoint writers are removed, and a ``checkpoints/`` folder left with nothing
+    else (a kill or full disk during the first save) is removed too, so that code asking
+    ``(storage_dir / 'checkpoints').exists()`` starts fresh instead of failing to resume."""
+    try:
+        names = os.listdir(ckpt_dir)
+    except OSError:
+        return
+    stale = [n for n in names if n.startswith(".") and n.endswith(".tmp")]
+    for name in stale:
+        try:
+            os.unlink(ckpt_dir / name)
+        except OSError:
+            pass
+    if len(stale) == len(names):
+        try:
+            os.rmdir(ckpt_dir)
+        except OSError:
+            return
+        print(f"ptslurm: {ckpt_dir} held no checkpoint" + (f" (only {len(stale)} temp file(s) of a killed writer)"
+              if stale else "") + ": this attempt starts fresh", file=sys.stderr, flush=True)
 
 
 def _follow(manifest: Manifest, entry: PointEntry, sweep_dir: Path) -> tp.Any:

@@ -43,8 +43,10 @@ class Model(torch.nn.Module, Configurable):
 
         ``import_code=True`` puts the run's code snapshot on ``sys.path`` so that factories
         defined in the experiment (``classify.Net``) import: that runs the code of whoever
-        made the run. The weights are read with ``torch.load(weights_only=True)``;
-        ``trusted=True`` unpickles a checkpoint that needs more (it can run code)."""
+        made the run. The weights are read with ``torch.load(weights_only=True)``, and the
+        config's factories must be a ``cls`` subclass (sub-configs: Configurables or torch
+        modules), checked before anything is called; ``trusted=True`` unpickles a checkpoint
+        that needs more and calls any factory the config names (both can run code)."""
         storage_dir = Path(storage_dir)
         config = json.loads((storage_dir / config_name).read_text())
         for part in in_config_path.split(".") if in_config_path else []:
@@ -54,7 +56,7 @@ class Model(torch.nn.Module, Configurable):
         if import_code:
             _code_on_path(storage_dir)
         try:
-            model = cls.from_config(config)
+            model = cls.from_config(config, trusted=trusted)
         except ImportError as exc:
             raise UsageError(f"{storage_dir / config_name}: {exc}; if the model is defined in the run's own code, "
                              f"pass import_code=True (it puts that code on sys.path)") from None

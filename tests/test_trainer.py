@@ -207,3 +207,44 @@ def test_padertorch_reviews_train_on_the_weighted_sum_of_their_losses(tmp_path):
     assert not all(torch.equal(plain[k], weighted[k]) for k in plain)
     with pytest.raises(UsageError, match="must return"):
         pt.Trainer(Net(), storage_dir=tmp_path / "x")._loss({"scalars": {}})
+
+
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_from_storage_dir_calls_no_factory_that_is_not_a_model_part(tmp_path, where):
+    """config.json naming `subprocess.run` (or any callable) is refused before it is called."""
+    pwned = tmp_path / "pwned"
+    attack = {"factory": "subprocess.run", "args": ["touch", str(pwned)]}
+    model = attack if where == "top" else {"factory": "test_trainer.Net", "hidden": 2,
+                                           "stop_at": attack}
+    (tmp_path / "config.json").write_text(json.dumps({"trainer": {"model": model}}))
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(UsageError, match="refused without trusted=True"):
+        pt.Model.from_storage_dir(tmp_path)
+    assert not pwned.exists(), "the config's factory ran"
+
+
+def test_from_storage_dir_builds_nested_torch_modules_and_trusted_allows_more(tmp_path):
+    cfg = {"factory": "test_trainer.Net", "hidden": 4}
+    (tmp_path / "config.json").write_text(json.dumps({"trainer": {"model": cfg}}))
+    net = Net(hidden=4)
+    ckpt.save({"model": net.state_dict(), "iteration": 1}, tmp_path / "checkpoints", 1)
+    os.symlink("ckpt_1.pth", tmp_path / "checkpoints" / ckpt.BEST_LOSS)
+    model = pt.Model.from_storage_dir(tmp_path)
+    assert isinstance(model, Net) and torch.equal(model.net[0].weight, net.net[0].weight)
+    from ptslurm.configurable import from_config
+
+    class Plain:
+        def __init__(self, n=1):
+            self.n = n
+
+    pt_cfg = {"factory": "test_trainer.Holder", "part": {"factory": "collections.OrderedDict"}}
+    with pytest.raises(UsageError, match="neither a Configurable nor a torch module"):
+        Holder.from_config(pt_cfg, trusted=False)
+    assert isinstance(Holder.from_config(pt_cfg, trusted=True).part, dict)
+    assert from_config({"factory": Plain, "n": 2}).n == 2, "plain from_config keeps building anything"
+
+
+class Holder(pt.Model):
+    def __init__(self, part=None):
+        super().__init__()
+        self.part = part

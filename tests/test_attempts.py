@@ -1,0 +1,102 @@
+"""What an attempt does before running the experiment (issue 20): a point that already
+completed in this submission is not run again when its job is requeued; a checkpoints
+folder left with only temp files (a kill during the first save) is a fresh start."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, read_status, run_cli
+
+PADERTORCH_STYLE = """
+import os, signal
+from pathlib import Path
+from sacred import Experiment
+ex = Experiment("first-save")
+
+@ex.config
+def config():
+    storage_dir = None
+
+@ex.automain
+def main(storage_dir):
+    ckpts = Path(storage_dir) / "checkpoints"
+    resume = ckpts.exists()  # the padertorch pattern
+    if resume and not list(ckpts.glob("ckpt_*.pth")):
+        raise RuntimeError("resume=True but no checkpoint to resume from")
+    marker = Path(storage_dir) / "killed-once"
+    if not marker.exists():
+        marker.write_text("")
+        ckpts.mkdir()
+        (ckpts / ".ckpt_1.pth.x8k2.tmp").write_bytes(b"half a checkpoint")
+        os.kill(os.getpid(), signal.SIGKILL)  # killed during its first save
+    ckpts.mkdir(exist_ok=True)
+    (ckpts / "ckpt_1.pth").write_bytes(b"done")
+    return sorted(p.name for p in ckpts.iterdir())
+"""
+
+
+def test_a_kill_during_the_first_checkpoint_save_is_a_fresh_start(tmp_path, no_slurm):
+    exp = tmp_path / "proj" / "exp.py"
+    exp.parent.mkdir()
+    exp.write_text(PADERTORCH_STYLE)
+    args = ["sweep", "--json", "--root", tmp_path / "runs", exp]
+    first = run_cli(*args)
+    summary = json.loads(first.stdout)
+    assert summary["points"][0]["state"] != "completed", first.stderr
+    again = run_cli(*args)  # the same command runs what the killed run left
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    point = summary["points"][0]
+    assert point["state"] == "completed", again.stderr
+    run = json.loads((Path(point["storage_dir"]) / "sacred" / "2" / "run.json").read_text())
+    assert run["result"] == ["ckpt_1.pth"], "the killed writer's temp file was removed"
+
+
+def test_a_requeued_job_of_a_completed_point_exits_at_once(tmp_path, no_slurm):
+    proc = run_cli("sweep", "--json", "--root", tmp_path / "runs", EXAMPLES / "tiny.py", "with", "steps=5")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    storage_dir = summary["points"][0]["storage_dir"]
+    before = read_status(storage_dir)["attempts"]
+    # what SLURM does after a node failure or `scontrol requeue` of a completed job: start it again
+    again = subprocess.run([sys.executable, "-m", "ptslurm.jobmain", summary["sweep_dir"], "0"],
+                           capture_output=True, text=True, env=dict(os.environ))
+    assert again.returncode == 0, again.stderr
+    assert "already completed in this submission" in again.stderr
+    assert read_status(storage_dir)["attempts"] == before, "no new attempt, nothing ran"
+    assert sorted(p.name for p in (Path(storage_dir) / "sacred").iterdir() if p.name.isdigit()) == ["1"]
+    # a resubmission is a new submission: it runs
+    proc = run_cli("resubmit", summary["sweep_dir"], "--points", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_status(storage_dir)["attempts"]) == len(before) + 1
+
+
+def squeue_has(job: str) -> bool:
+    out = subprocess.run(["squeue", "-h", "-r", "-j", job.split("_")[0], "-o", "%i"], capture_output=True, text=True)
+    return job in out.stdout.split()
+
+
+@pytest.mark.slurm
+def test_scontrol_requeue_of_a_completed_job_runs_no_point_again(slurm_cluster, tmp_path):
+    from conftest import wait_for
+
+    proc = run_cli("sweep", "--wait", "--json", "--root", tmp_path / "runs", EXAMPLES / "tiny.py",
+                   "with", "lr=[0.05,0.1]", "steps=5", env={"PTSLURM_POLL_S": "0.5"})
+    assert proc.returncode == 0, proc.stderr
+    points = json.loads(proc.stdout)["points"]
+    before = {p["job_id"]: read_status(p["storage_dir"])["attempts"] for p in points}
+    for job in before:
+        subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True)
+    for job in before:  # each job starts again and ends
+        wait_for(f"requeued {job} to run and end", lambda: not squeue_has(job), timeout=120)
+    for p in points:
+        assert read_status(p["storage_dir"])["attempts"] == before[p["job_id"]], "a completed point ran again"
+        log = Path(json.loads(proc.stdout)["sweep_dir"]) / "slurm"
+        assert any("already completed in this submission" in f.read_text(errors="replace")
+                   for f in log.glob(f"{p['job_id']}*.out")), "the requeued job did start and stood down"
+    status = json.loads(run_cli("status", json.loads(proc.stdout)["sweep_dir"], "--json").stdout)
+    assert [r["state"] for r in status] == ["completed", "completed"]
