@@ -333,9 +333,20 @@ def marked_jobs(marker: str) -> tp.Dict[int, str]:
     return parse_marked(out.stdout, marker) if out is not None and out.returncode == 0 else {}
 
 def cancel(job_ids: tp.Iterable[str]) -> None:
+    """One ``scancel`` for these jobs. Raises SubmissionError when scancel fails or does not
+    answer (a controller outage): the caller must not report the jobs stopped."""
     ids = sorted(set(job_ids))
-    if ids:
-        run_command(["scancel", *ids], timeout=60)
+    if not ids:
+        return
+    try:
+        out = run_command(["scancel", *ids], timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SubmissionError(f"scancel did not answer ({exc})") from None
+    if out.returncode != 0:
+        said = first_error_line(out.stderr + out.stdout)
+        if not all("already completing or completed" in ln or "Invalid job id" in ln
+                   for ln in (out.stderr + out.stdout).strip().splitlines() if ln.strip()):
+            raise SubmissionError(f"scancel failed: {said}")
 
 def queue_states(job_ids: tp.Iterable[str]) -> tp.Dict[str, str]:
     """One ``squeue`` call: job id (``A_i`` for array tasks) -> SLURM state, for the

@@ -786,7 +786,17 @@ def cancel(sweep_dir: Path, indices: tp.Sequence[int]) -> tp.List[int]:
     storage.require_own(sweep_dir, "cancels")
     manifest = storage.read_manifest(sweep_dir)
     rows = sweep_states(sweep_dir, manifest)
-    chosen = [i for i in indices if rows[i].state not in TERMINAL]
+    on_slurm = manifest.executor == "slurm"
+    queued: tp.Dict[str, str] = {}
+    if on_slurm:
+        try:
+            queued = commands.queue_states([e.job_id for e in manifest.points if e.job_id])
+        except SubmissionError:
+            queued = {}
+    # a point cancelled before whose job still runs (scancel failed, or the command was
+    # killed between the intent and scancel) is cancelled again
+    chosen = [i for i in indices if rows[i].state not in TERMINAL
+              or (rows[i].state == State.CANCELLED and manifest.points[i].job_id in queued)]
     for i in chosen:
         entry = manifest.points[i]
         write_intent(entry.storage_dir, cancelled=True, submission=read_intent(entry.storage_dir).submission)
@@ -794,8 +804,13 @@ def cancel(sweep_dir: Path, indices: tp.Sequence[int]) -> tp.List[int]:
     wave_job = (manifest.waves or {}).get("job")
     if wave_job and len(chosen) == sum(r.state not in TERMINAL for r in rows):
         jobs.append(wave_job)  # every point still going is cancelled: so is the next wave
-    if manifest.executor == "slurm" and jobs:
-        commands.cancel(j for j in jobs if j)
+    if on_slurm and jobs:
+        try:
+            commands.cancel(j for j in jobs if j)
+        except SubmissionError as exc:
+            raise SubmissionError(f"{exc}: the points are marked cancelled (a job that starts or stops "
+                                  f"will not requeue), but running jobs may go on; run the same "
+                                  f"`ptslurm cancel` again when the controller answers") from None
     elif manifest.executor == "local":
         latest = [rows[i].latest for i in chosen]
         executors.stop_local([a for a in latest if a is not None and a.state == State.RUNNING], CANCEL_GRACE_S)

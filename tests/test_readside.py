@@ -18,7 +18,9 @@ def fake_slurm(folder: Path, log: Path) -> dict:
     scripts = {
         "sbatch": 'echo "Submitted batch job 900"',
         "scontrol": 'case "$1" in ping) echo "Slurmctld(primary) at ctl is UP";; esac',
-        "squeue": "", "sacct": "", "scancel": "", "sacctmgr": "", "sinfo": "",
+        "squeue": f"cat '{folder}/queue' 2>/dev/null || true", "sacct": "", "sacctmgr": "", "sinfo": "",
+        "scancel": f"if [ -f '{folder}/scancel_fails' ]; then "
+                   "echo 'scancel: error: Unable to contact slurm controller (connect failure)' >&2; exit 1; fi",
     }
     for name, body in scripts.items():
         path = folder / name
@@ -121,3 +123,23 @@ def test_reading_another_users_sweep_never_submits_and_changing_it_is_refused(st
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "belongs to ptslurm-other" in lines[0] and "only your own" in lines[0], lines
     assert sbatch_calls(log) == 0 and "scancel" not in log.read_text()
+
+
+def test_cancel_checks_scancel_and_cancels_again_what_still_runs(stalled_sweep, tmp_path):
+    sweep, log = stalled_sweep
+    fake = tmp_path / "bin"
+    (fake / "queue").write_text("5_1 RUNNING\n")
+    (fake / "scancel_fails").write_text("")
+    proc = run_cli("cancel", sweep, "--points", "1")
+    assert proc.returncode != 0, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "scancel failed" in lines[0] and "`ptslurm cancel` again" in lines[0], lines
+    (fake / "scancel_fails").unlink()
+    log.write_text("")
+    proc = run_cli("cancel", sweep, "--points", "1")  # status says cancelled; the job still runs
+    assert proc.returncode == 0, proc.stderr
+    assert "scancel 5_1" in log.read_text(), "the still-running job was cancelled again"
+    (fake / "queue").write_text("")
+    log.write_text("")
+    proc = run_cli("cancel", sweep, "--points", "1")
+    assert proc.returncode == 0 and "scancel" not in log.read_text(), "nothing left to stop"
