@@ -113,6 +113,50 @@ def _scheduler_running(job: str) -> tp.Optional[bool]:
     return states.get(job) in ("RUNNING", "COMPLETING", "SUSPENDED")
 
 
+TAKEOVER_STALE_S = 30.0  # a takeover lock older than this: its taker died in the critical section
+
+
+def _take_over(path: Path, judged: tp.Optional[dict]) -> None:
+    """Remove the stale lease ``judged`` (as read) so that a contender's ``O_EXCL`` create can
+    win. Takers exclude each other with a lock file of their own, and under it the lease is
+    removed only if it is still the one judged stale: a contender that read the stale lease
+    before another took it over never removes the new holder's lease."""
+    lock = path.with_name(f".{LEASE}.takeover")
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        try:
+            if time.time() - lock.stat().st_mtime > TAKEOVER_STALE_S:
+                lock.unlink()
+        except OSError:
+            pass
+        time.sleep(0.05)
+        return
+    os.close(fd)
+    try:
+        try:
+            current = json.loads(path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError):
+            current = None
+            try:  # empty or torn: a new holder may be writing it right now
+                if time.time() - path.stat().st_mtime < 5:
+                    return
+            except OSError:
+                return
+        if current == judged:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+    finally:
+        try:
+            lock.unlink()
+        except OSError:
+            pass
+
+
 def acquire(storage_dir: Path, job_id: str, wait_s: float = WAIT_S,
             scheduler_running: tp.Callable[[str], tp.Optional[bool]] = _scheduler_running) -> Lease:
     """Take the lease of ``storage_dir`` for ``job_id``; raise LeaseHeld when another live
@@ -145,15 +189,7 @@ def acquire(storage_dir: Path, job_id: str, wait_s: float = WAIT_S,
             except OSError:
                 continue
         if stale(holder, job_id, scheduler_running):
-            aside = path.with_name(f".{LEASE}.stale.{data['token']}")
-            try:
-                os.rename(path, aside)  # only one contender's rename finds the file
-            except FileNotFoundError:
-                continue
-            try:
-                os.unlink(aside)
-            except OSError:
-                pass
+            _take_over(path, holder)
             continue
         if time.time() >= deadline:
             who = holder.get("job_id") if isinstance(holder, dict) else "?"
