@@ -55,7 +55,11 @@ def _add_resources(p: argparse.ArgumentParser) -> None:
     g.add_argument("--array-parallelism", type=int, metavar="N", help="at most N points of an array run at once")
     g.add_argument("--signal-delay", type=int, dest="signal_delay_s", metavar="S",
                    help="ask SLURM for a signal S seconds before the time limit (default 120)")
-    g.add_argument("--max-requeues", type=int, metavar="N", help="requeues allowed per point (default 3)")
+    g.add_argument("--max-requeues", type=int, metavar="N",
+                   help="stops (time limit, preemption) in a row WITHOUT progress, and failures, that are "
+                        "requeued (default 3); a stop after progress is always requeued")
+    g.add_argument("--max-attempts", type=int, metavar="N",
+                   help="optional cap on a point's attempts per submission (default: none)")
     g.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
                    help="any other sbatch option, e.g. --sbatch mail-type=END or --sbatch exclusive (repeatable); "
                         "options ptslurm sets itself are refused, naming the ptslurm option to use")
@@ -121,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="best first by METRIC (or result:min|max); the direction comes from the name "
                          "(README: best means) unless given")
     co.add_argument("--best", metavar="METRIC[:min|:max]", help="print only the winning point's storage dir")
+    co.add_argument("--columns", "--metrics", dest="columns", metavar="PATTERNS",
+                    help="only these columns (comma-separated names or globs, e.g. 'lr,loss/*'; "
+                         "index, state and storage_dir stay)")
     co.add_argument("--format", choices=["table", "csv", "json", "md"], default="table",
                     help="output format (default: an aligned table)")
     co.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
@@ -224,7 +231,7 @@ def _resources(args, prof: dict, prof_path=None):
     from_profile = f"profile {prof_path}"
     origins = {key: from_profile for key, value in res.items() if value is not None and key != "sbatch_args"}
     for key in ("partition", "gpus", "cpus", "nodes", "tasks_per_node", "mem_gb", "account", "qos", "constraint",
-                "array_parallelism", "signal_delay_s", "max_requeues"):
+                "array_parallelism", "signal_delay_s", "max_requeues", "max_attempts"):
         value = getattr(args, key)
         if value is UNSET:  # `--mem none`: drop the profile's value, the cluster's default applies
             res[key] = None
@@ -246,6 +253,8 @@ def _resources(args, prof: dict, prof_path=None):
         origins[name] = "command line"
     timeout = parse_time(res.pop("time", None))
     res["origins"] = origins
+    if res.get("max_attempts") is not None and (not isinstance(res["max_attempts"], int) or res["max_attempts"] < 1):
+        raise UsageError(f"--max-attempts must be a positive integer, got {res['max_attempts']!r}")
     for key in ("gpus", "cpus", "array_parallelism", "max_requeues"):
         if res.get(key) is not None and (not isinstance(res[key], int) or res[key] < 0):
             raise UsageError(f"--{key.replace('_', '-')} must be a non-negative integer, got {res[key]!r}")
@@ -316,6 +325,10 @@ class Printer:
         from .render import counts_line
 
         text = counts_line(rows, len(rows), 24)
+        if self.tty:  # a line wider than the terminal wraps and \r no longer rewrites it
+            from .render import terminal_width
+
+            text = text[: terminal_width() - 1]
         if text == self.last:
             if final and self.tty:
                 sys.stderr.write("\n")
@@ -386,6 +399,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
         ranking = results.rank(records, args.sort)
         print(f"ptslurm: {ranking.note()}", file=sys.stderr)
         records = ranking.records
+    if args.columns:
+        records = results.select_columns(records, args.columns.split(","))
     text = render.records(records, args.format, one_sweep=len(dirs) == 1)
     if args.output:
         from pathlib import Path

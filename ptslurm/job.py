@@ -50,7 +50,8 @@ class AttemptRecord:
                             started=now(), heartbeat=now(),
                             restart_count=int(os.environ.get("SLURM_RESTART_COUNT", 0) or 0),
                             progress_at_start=self.status.progress,
-                            checkpoint_at_start=latest_checkpoint(self.storage_dir), **fields)
+                            checkpoint_at_start=latest_checkpoint(self.storage_dir),
+                            footprint_at_start=footprint(self.storage_dir), **fields)
             self._save(earlier + (entry,))
             return entry
 
@@ -79,11 +80,32 @@ class AttemptRecord:
         return sum(1 for a in self.status.attempts[:-1]
                    if a.cause == cause and a.submission == self.status.submission)
 
-    def made_progress(self) -> bool:
-        """Whether this attempt got anywhere: reported progress or wrote a checkpoint."""
+    def made_progress(self, any_file: bool = False) -> bool:
+        """Whether this attempt got anywhere: reported progress or wrote a checkpoint; with
+        ``any_file``, also any file its code created or changed under the storage dir
+        (Lightning's ``last.ckpt`` wherever it is, a plain loop's own state file)."""
         entry = self.latest
-        return (self.status.progress != entry.progress_at_start
-                or latest_checkpoint(self.storage_dir) != entry.checkpoint_at_start)
+        if (self.status.progress != entry.progress_at_start
+                or latest_checkpoint(self.storage_dir) != entry.checkpoint_at_start):
+            return True
+        # code that reports its progress (ptslurm's Trainer) is judged by what it reports:
+        # its event files change at every start; for code that never does, any file counts
+        return (any_file and self.status.progress is None and entry.footprint_at_start is not None
+                and footprint(self.storage_dir) != entry.footprint_at_start)
+
+    def stalls(self) -> int:
+        """Earlier attempts of this submission, counted back from this one, that were stopped
+        (time limit, preemption, node failure) without making progress, in a row."""
+        n = 0
+        for a in reversed(self.status.attempts[:-1]):
+            if a.submission != self.status.submission or a.cause not in STOPS or a.progressed is not False:
+                break
+            n += 1
+        return n
+
+    def attempts_in_submission(self) -> int:
+        """Attempts of this submission, this one included."""
+        return sum(1 for a in self.status.attempts if a.submission == self.status.submission)
 
     def previous_failure(self) -> tp.Optional[Attempt]:
         """The attempt before this one when it failed in the same submission."""
@@ -133,6 +155,31 @@ def latest_checkpoint(storage_dir: Path) -> tp.Optional[tp.List[tp.Any]]:
     except OSError:
         return None
     return best
+
+
+STOPS = ("timeout", "terminated", "preempted", "lost")  # the scheduler ended it, not the code
+OWN_FILES = {STATUS, "ptslurm_intent.json", "ptslurm_lease.json", storage.CONFIG, storage.CLAIM}
+
+
+def footprint(storage_dir: Path) -> tp.List[int]:
+    """``[count, newest mtime_ns]`` of the files under the storage dir that the point's code
+    wrote, leaving out ptslurm's own (status, intent, lease, config) and sacred's
+    (``sacred/``) and temp files: a change between an attempt's start and end is progress."""
+    count, newest = 0, 0
+    top = str(storage_dir)
+    for dirpath, dirnames, filenames in os.walk(top):
+        if dirpath == top:
+            dirnames[:] = [d for d in dirnames if d != storage.SACRED]
+        for name in filenames:
+            if (dirpath == top and (name in OWN_FILES or name.startswith(".ptslurm"))) or name.endswith(".tmp"):
+                continue
+            try:
+                stamp = os.stat(os.path.join(dirpath, name), follow_symlinks=False).st_mtime_ns
+            except OSError:
+                continue
+            count += 1
+            newest = max(newest, stamp)
+    return [count, newest]
 
 
 def fingerprint(exc: BaseException) -> str:
@@ -195,9 +242,9 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
             record.update(state=State.CANCELLED, cause="cancelled", ended=now(), final=True)
             return None
         runtime.activate(None, record)
-        max_requeues = manifest.resources.max_requeues
-        interrupt.on_unheeded(lambda: _unheeded(record, max_requeues, held))
-        return _attempt(manifest, entry, sweep_dir, record, max_requeues)
+        max_requeues, max_attempts = manifest.resources.max_requeues, manifest.resources.max_attempts
+        interrupt.on_unheeded(lambda: _unheeded(record, max_requeues, held, max_attempts))
+        return _attempt(manifest, entry, sweep_dir, record, max_requeues, max_attempts)
     finally:
         interrupt.on_unheeded(None)
         try:
@@ -251,7 +298,7 @@ def _follow(manifest: Manifest, entry: PointEntry, sweep_dir: Path) -> tp.Any:
 
 
 def _attempt(manifest: Manifest, entry: PointEntry, sweep_dir: Path, record: AttemptRecord,
-             max_requeues: int) -> tp.Any:
+             max_requeues: int, max_attempts: tp.Optional[int] = None) -> tp.Any:
     run = None
     try:
         enter_snapshot(manifest, sweep_dir, entry.index)
@@ -263,8 +310,9 @@ def _attempt(manifest: Manifest, entry: PointEntry, sweep_dir: Path, record: Att
                       result=storage.jsonable(result, fallback=repr), final=True)
         return result
     except BaseException as exc:
-        state, cause, action = decide(exc, record, max_requeues)
+        state, cause, action, progressed, gave_up = decide(exc, record, max_requeues, max_attempts)
         record.update(state=state, cause=cause, sacred_id=sacred_adapter.run_id(run), ended=now(),
+                      progressed=progressed, gave_up=gave_up,
                       error=f"{type(exc).__name__}: {exc}", action=action, fingerprint=fingerprint(exc),
                       traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
                       final=True)
@@ -273,13 +321,14 @@ def _attempt(manifest: Manifest, entry: PointEntry, sweep_dir: Path, record: Att
         raise
 
 
-def _unheeded(record: AttemptRecord, max_requeues: int, held: tp.Any) -> None:
+def _unheeded(record: AttemptRecord, max_requeues: int, held: tp.Any, max_attempts: tp.Optional[int] = None) -> None:
     """The watchdog's action for code that did not ask ``should_stop()``: record the
     attempt, requeue it within the caps and end the process; the next attempt resumes from
     the code's own latest checkpoint."""
     exc = interrupt.Interrupted("stop request not heeded")
-    state, cause, action = decide(exc, record, max_requeues)
+    state, cause, action, progressed, gave_up = decide(exc, record, max_requeues, max_attempts)
     record.update(state=state, cause=cause, ended=now(), action=action, unheeded=True, final=True,
+                  progressed=progressed, gave_up=gave_up,
                   error=f"stop request ({cause}) not heeded by the running code: the process was ended; "
                         f"the next attempt resumes from the code's own latest checkpoint")
     if action == "requeue":
@@ -371,39 +420,63 @@ def classify(exc: BaseException, storage_dir: tp.Optional[Path] = None) -> str:
     return "terminated"
 
 
-def decide(exc: BaseException, record: AttemptRecord,
-           max_requeues: int) -> tp.Tuple[State, str, tp.Optional[str]]:
-    """``(state, cause, action)`` for an attempt that ended with ``exc``; action is
-    ``requeue`` (we ask SLURM) or None.
+class Decision(tp.NamedTuple):
+    """How an attempt ended and what happens next: ``action`` is ``requeue`` (we ask SLURM)
+    or None; ``progressed`` whether it got anywhere; ``gave_up`` why it is not requeued."""
 
-    Retry policy: stops (time limit, preemption) are requeued up to ``max_requeues`` each.
-    A failure is requeued only when the attempt made progress (reported progress or a new
-    checkpoint) or failed differently from the attempt before it; the same failure without
-    progress (a bug, a missing module) ends the point as failed at once."""
+    state: State
+    cause: str
+    action: tp.Optional[str]
+    progressed: tp.Optional[bool] = None
+    gave_up: tp.Optional[str] = None
+
+
+def decide(exc: BaseException, record: AttemptRecord, max_requeues: int,
+           max_attempts: tp.Optional[int] = None) -> Decision:
+    """The retry policy (README, "Retry policy"). A stop by the scheduler (time limit,
+    preemption, node failure) after which the point made progress (reported progress, a new
+    checkpoint, any file its code wrote under the storage dir) is always requeued: a long
+    training lives through as many jobs as it needs. ``max_requeues`` bounds the stops in a
+    row without progress. A failure (an exception) is requeued only when the attempt made
+    progress or failed differently from the attempt before it, at most ``max_requeues``
+    times; the same failure without progress (a bug, a missing module) ends the point at
+    once. ``max_attempts`` (optional) caps the attempts of a submission."""
     from .errors import SnapshotError
 
     if isinstance(exc, SnapshotError):  # running it again cannot help
-        return State.FAILED, "failed", None
+        return Decision(State.FAILED, "failed", None)
     if _disk_full(exc):  # neither can running it again on a full disk: a person must make room
-        return State.FAILED, "no_space", None
+        return Decision(State.FAILED, "no_space", None)
     cause = classify(exc, getattr(record, "storage_dir", None))
     if cause == "cancelled":
-        return State.CANCELLED, cause, None
+        return Decision(State.CANCELLED, cause, None)
     if not on_slurm():  # nothing to requeue: "failed" or "interrupted" is final
-        return State(cause), cause, None
+        return Decision(State(cause), cause, None)
     if cause == "requeued":
-        return State.REQUEUED, cause, None  # SLURM puts it back itself
-    if cause == "failed":
-        previous = record.previous_failure()
-        differs = previous is not None and previous.fingerprint != fingerprint(exc)
-        if not (record.made_progress() or differs):
-            return State.FAILED, cause, None
-    over_cap = record.count(cause) >= max_requeues
+        return Decision(State.REQUEUED, cause, None, record.made_progress(any_file=True))  # SLURM puts it back
     # a job that ends by itself during a preemption's grace time is not requeued by SLURM
     # (it ends FAILED): requeue it like a timeout
     final = {"timeout": State.TIMEOUT, "terminated": State.TIMEOUT, "failed": State.FAILED,
              "preempted": State.PREEMPTED}[cause]
-    return (final, cause, None) if over_cap else (State.REQUEUED, cause, "requeue")
+    if cause == "failed":
+        progressed = record.made_progress()
+        previous = record.previous_failure()
+        differs = previous is not None and previous.fingerprint != fingerprint(exc)
+        if not (progressed or differs):
+            return Decision(final, cause, None, progressed, "it failed without progress"
+                            + (" the same way as the attempt before" if previous is not None else ""))
+        if record.count(cause) >= max_requeues:
+            return Decision(final, cause, None, progressed,
+                            f"{record.count(cause) + 1} failures in this submission (--max-requeues {max_requeues})")
+    else:
+        progressed = record.made_progress(any_file=True)
+        stalls = 0 if progressed else record.stalls() + 1
+        if stalls > max_requeues:
+            return Decision(final, cause, None, progressed, f"{stalls} stops in a row without progress "
+                                                            f"(--max-requeues {max_requeues})")
+    if max_attempts is not None and record.attempts_in_submission() >= max_attempts:
+        return Decision(final, cause, None, progressed, f"--max-attempts {max_attempts} reached")
+    return Decision(State.REQUEUED, cause, "requeue", progressed)
 
 
 def _create_run(manifest: Manifest, entry: PointEntry, record: tp.Optional[AttemptRecord] = None,

@@ -11,7 +11,7 @@ PROFILE_NAME = "ptslurm.yaml"
 USER_PROFILE = "~/.config/ptslurm/profile.yaml"
 TOP_KEYS = ("executor", "root", "storage_key", "jobs", "resources")
 RESOURCE_KEYS = ("partition", "gpus", "cpus", "nodes", "tasks_per_node", "mem_gb", "time", "account", "qos", "constraint",
-                 "array_parallelism", "signal_delay_s", "max_requeues", "sbatch_args")
+                 "array_parallelism", "signal_delay_s", "max_requeues", "max_attempts", "sbatch_args")
 
 
 def find(explicit: tp.Optional[str] = None) -> tp.Optional[Path]:

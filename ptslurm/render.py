@@ -23,6 +23,8 @@ def cell(value: tp.Any, key: str = "") -> str:
         return " ".join(value)
     if key == "named_configs":
         return str(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"  # rounded to significant digits, never cut
     return repr(value) if isinstance(value, str) else str(value)
 
 
@@ -35,28 +37,66 @@ def number(value: tp.Any) -> str:
     return str(value)
 
 
-def table(header: tp.Sequence[str], rows: tp.Sequence[tp.Sequence[str]], max_width: int = 40,
-          total_width: int = 100) -> str:
-    """Aligned columns, cells cut at ``max_width``; a table wider than ``total_width`` is
-    printed in blocks of columns, each repeating the first column (as pandas does)."""
-    def cut(s: str) -> str:
-        return s if len(s) <= max_width else s[: max_width - 1] + "…"
+def terminal_width(default: int = 100) -> int:
+    """The terminal's width (``$COLUMNS`` first, as ``shutil.get_terminal_size`` reads it)."""
+    import shutil
 
-    rows_ = [[cut(str(c)) for c in header]] + [[cut(str(c)) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in rows_) for i in range(len(header))]
-    blocks, current, used = [], [0], widths[0]
-    for i in range(1, len(header)):
-        if used + 2 + widths[i] > total_width and len(current) > 1:
+    return max(20, shutil.get_terminal_size((default, 24)).columns)
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` in ``width`` characters: a float rounded to fewer significant digits (never
+    cut), anything else cut with an ellipsis."""
+    if len(text) <= width:
+        return text
+    if any(c in text for c in ".eE") and text.lstrip("-")[:1].isdigit():
+        try:
+            value = float(text)
+        except ValueError:
+            pass
+        else:
+            for digits in range(6, 0, -1):
+                rounded = f"{value:.{digits}g}"
+                if len(rounded) <= width:
+                    return rounded
+    return text[: max(width - 1, 0)] + "…"
+
+
+def table(header: tp.Sequence[str], rows: tp.Sequence[tp.Sequence[str]], max_width: int = 40,
+          total_width: tp.Optional[int] = None) -> str:
+    """Aligned columns fitted to ``total_width`` (default: the terminal's): the widest
+    columns give up width first, down to their header's width (24 at most); a table that
+    still does not fit is printed in blocks of columns, each repeating the first column (as
+    pandas does). No line is wider than ``total_width``; floats are rounded, not cut."""
+    total = total_width or terminal_width()
+    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
+    n = len(header)
+    natural = [max(len(r[i]) for r in cells) for i in range(n)]
+    widths = [min(w, max(max_width, len(header[i]))) for i, w in enumerate(natural)]
+
+    def used(ws: tp.Sequence[int]) -> int:
+        return sum(ws) + 2 * (len(ws) - 1)
+
+    floor = [min(natural[i], max(6, min(len(h), 24))) for i, h in enumerate(header)]  # headers stay readable
+    while used(widths) > total:
+        candidates = [i for i in range(n) if widths[i] > floor[i]]
+        if not candidates:
+            break  # still too wide: blocks of columns
+        widest = max(candidates, key=lambda i: widths[i])
+        widths[widest] -= 1
+    blocks, current, width_now = [], [0], widths[0]
+    for i in range(1, n):
+        if width_now + 2 + widths[i] > total and len(current) > 1:
             blocks.append(current)
-            current, used = [0], widths[0]
+            current, width_now = [0], widths[0]
         current.append(i)
-        used += 2 + widths[i]
+        width_now += 2 + widths[i]
     blocks.append(current)
     out = []
     for cols in blocks:
-        lines = ["  ".join(r[i].ljust(widths[i]) for i in cols).rstrip() for r in rows_]
+        lines = ["  ".join(_fit(r[i], widths[i]).ljust(widths[i]) for i in cols).rstrip() for r in cells]
         lines.insert(1, "  ".join("-" * widths[i] for i in cols))
-        out.append("\n".join(lines))
+        out.append("\n".join(line[:total] for line in lines))
     return "\n\n".join(out)
 
 
@@ -91,7 +131,10 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
     varied = list(manifest.varied)
     spread = manifest.resources.world_size > 1  # distributed points: show ranks and nodes
     header = ["#"] + varied + ["state", "att", "progress", "heartbeat", "elapsed", "job"] + (["ranks"] if spread else [])
-    lines = []
+    notes = [_why(r) for r in rows]
+    if any(notes):  # why a point failed, or why it is not requeued any more
+        header.append("why")
+    lines: tp.List[tp.List[str]] = []
     for r in rows:
         progress = "-" if r.iteration is None else f"it {r.iteration}" + (
             f" ep {r.epoch}" if r.epoch is not None else "")
@@ -102,10 +145,21 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
             beat = age(r.heartbeat, now)
         lines.append([str(r.index)] + [cell(r.varied.get(k, ""), k) for k in varied] +
                      [str(r.state), str(r.attempts), progress, beat, duration(r.elapsed_s), r.job_id or "-"] +
-                     ([ranks(manifest, r)] if spread else []))
-    width = max(12, 60 // max(len(varied), 1))
+                     ([ranks(manifest, r)] if spread else []) + ([notes[len(lines)] or ""] if any(notes) else []))
+    width = 60  # the table fits itself to the terminal
     return (f"sweep {manifest.name} ({manifest.executor})\n" + table(header, lines, max_width=width) + "\n"
             + counts_line(rows, len(rows), 30, " ended"))
+
+
+def _why(row: "PointRow") -> str:
+    """A failed point's error (its first line), or why an ended point was not requeued."""
+    if row.state in (State.COMPLETED, State.CANCELLED) or row.state not in TERMINAL:
+        return ""
+    latest = row.latest
+    if latest is not None and latest.gave_up and row.state != State.FAILED:
+        return latest.gave_up
+    return (row.error or (latest.gave_up if latest is not None else None) or "").splitlines()[0] if (
+        row.error or (latest is not None and latest.gave_up)) else ""
 
 
 def ranks(manifest: Manifest, row: "PointRow") -> str:

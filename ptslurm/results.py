@@ -161,7 +161,9 @@ class PointRow:
                 "heartbeat": self.heartbeat, "ended": self.ended, "history": self.history(),
                 "elapsed_s": self.elapsed_s, "seed": self.seed,
                 "ranks": self.latest.ranks if self.latest is not None else None,
-                "nodes": self.latest.nodes if self.latest is not None else None}
+                "nodes": self.latest.nodes if self.latest is not None else None,
+                # why the point is not requeued any more (the retry policy's words)
+                "gave_up": self.latest.gave_up if self.latest is not None else None}
 
     def replace(self, **changes: tp.Any) -> "PointRow":
         return dataclasses.replace(self, **changes)
@@ -492,6 +494,26 @@ def _series_best(record: dict, metric: str, way: str) -> tp.Optional[float]:
     status = read(f"{base}/{storage.STATUS}", PointStatus).record or PointStatus()
     series = join_metrics(base, status.attempts, []).get(metric)
     return best_of(metric, series["values"], way) if series else None
+
+
+KEPT_COLUMNS = ("sweep", "index", "state", "storage_dir")
+
+
+def select_columns(records: tp.List[dict], patterns: tp.Sequence[str]) -> tp.List[dict]:
+    """The records with only the columns that match ``patterns`` (names or globs; a bare
+    metric name takes its ``/final`` and ``/best``), plus sweep, index, state, storage dir.
+    UsageError naming the columns when a pattern matches none."""
+    import fnmatch
+
+    columns = _columns(records)
+    chosen: tp.List[str] = []
+    for pattern in (p.strip() for p in patterns if p.strip()):
+        hits = [c for c in columns if fnmatch.fnmatchcase(c, pattern) or c.startswith(pattern + "/")]
+        if not hits:
+            raise UsageError(f"--columns {pattern!r} matches no column; columns: {', '.join(columns)}")
+        chosen += [h for h in hits if h not in chosen]
+    keep = [c for c in columns if c in KEPT_COLUMNS or c in chosen]
+    return [{k: r.get(k) for k in keep if k in r} for r in records]
 
 
 def _columns(records: tp.Iterable[dict]) -> tp.List[str]:

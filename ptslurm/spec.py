@@ -87,7 +87,8 @@ class Resources:
     constraint: tp.Optional[str] = None
     array_parallelism: tp.Optional[int] = None
     signal_delay_s: int = 120
-    max_requeues: int = 3
+    max_requeues: int = 3  # stops in a row without progress (and failures) that are requeued
+    max_attempts: tp.Optional[int] = None  # an optional cap on the attempts of a submission
     sbatch_args: tp.Dict[str, str] = dataclasses.field(default_factory=dict)
     # where each value came from ("profile ./ptslurm.yaml", "command line"), for messages;
     # never written to disk nor part of the sweep's identity

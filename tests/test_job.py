@@ -16,13 +16,16 @@ class Record:
 
     storage_dir = None
 
-    def __init__(self, causes, progress=True, previous=None):
-        self.status = PointStatus(attempts=tuple(Attempt(cause=c) for c in causes) + (Attempt(),))
+    def __init__(self, causes, progress=True, previous=None, progressed=None):
+        self.status = PointStatus(attempts=tuple(Attempt(cause=c, progressed=progressed) for c in causes)
+                                  + (Attempt(),))
         self.progress, self.previous = progress, previous
 
     count = job.AttemptRecord.count
+    stalls = job.AttemptRecord.stalls
+    attempts_in_submission = job.AttemptRecord.attempts_in_submission
 
-    def made_progress(self):
+    def made_progress(self, any_file=False):
         return self.progress
 
     def previous_failure(self):
@@ -49,10 +52,11 @@ def fake_info(monkeypatch, **fields):
 
 @pytest.mark.parametrize("sig, fields, causes, expected", [
     (signal.SIGUSR2, {"PreemptTime": "2026-11-28T14:08:46"}, [], ("requeued", "preempted", "requeue")),
-    (signal.SIGUSR2, {"PreemptTime": "2026-11-28T14:08:46"}, ["preempted"] * 3, ("preempted", "preempted", None)),
+    # a long training lives through any number of stops that make progress
+    (signal.SIGUSR2, {"PreemptTime": "2026-11-28T14:08:46"}, ["preempted"] * 30, ("requeued", "preempted", "requeue")),
     (signal.SIGTERM, {"Restarts": "2", "JobState": "COMPLETING"}, [], ("requeued", "requeued", None)),
     (signal.SIGUSR2, {}, [], ("requeued", "timeout", "requeue")),
-    (signal.SIGUSR2, {}, ["timeout", "preempted", "timeout", "timeout"], ("timeout", "timeout", None)),
+    (signal.SIGUSR2, {}, ["timeout", "preempted", "timeout", "timeout"] * 5, ("requeued", "timeout", "requeue")),
     (signal.SIGTERM, {"JobState": "CANCELLED"}, [], ("cancelled", "cancelled", None)),
     # scancel: SIGTERM first and the job is COMPLETING; never requeued
     (signal.SIGTERM, {"JobState": "COMPLETING"}, [], ("cancelled", "cancelled", None)),
@@ -68,15 +72,15 @@ def test_decisions_on_slurm(slurm_env, sig, fields, causes, expected):
         exc = interrupt.Interrupted("stopped")
     else:
         exc = RuntimeError("boom")
-    assert job.decide(exc, Record(causes), max_requeues=3) == expected
+    assert job.decide(exc, Record(causes), max_requeues=3)[:3] == expected
 
 
 def test_outside_slurm_nothing_is_requeued(monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     interrupt.reset()
-    assert job.decide(RuntimeError("x"), Record([]), 3) == ("failed", "failed", None)
+    assert job.decide(RuntimeError("x"), Record([]), 3)[:3] == ("failed", "failed", None)
     interrupt.request_stop()
-    assert job.decide(interrupt.Interrupted("x"), Record([]), 3) == ("interrupted", "interrupted", None)
+    assert job.decide(interrupt.Interrupted("x"), Record([]), 3)[:3] == ("interrupted", "interrupted", None)
     interrupt.reset()
 
 
@@ -104,7 +108,7 @@ def test_failures_are_retried_only_after_progress_or_a_different_failure(slurm_e
     fake_info(slurm_env)
     exc = boom()
     record = Record(["failed"] if previous else [], progress, job.fingerprint(exc) if previous == "SAME" else previous)
-    assert job.decide(exc, record, max_requeues=3) == expected
+    assert job.decide(exc, record, max_requeues=3)[:3] == expected
 
 
 def test_progress_is_a_reported_step_or_a_new_checkpoint_of_any_code(tmp_path, monkeypatch):
@@ -128,4 +132,50 @@ def test_a_cancel_intent_makes_any_stop_a_cancel(tmp_path, slurm_env):
     record = Record([])
     record.storage_dir = tmp_path
     interrupt.request_stop(signal.SIGUSR2)
-    assert job.decide(interrupt.Interrupted("x"), record, 3) == ("cancelled", "cancelled", None)
+    assert job.decide(interrupt.Interrupted("x"), record, 3)[:3] == ("cancelled", "cancelled", None)
+
+
+@pytest.mark.parametrize("earlier, expected, why", [
+    ([("timeout", False)] * 2, "requeue", None),  # the third stop in a row without progress: still within 3
+    ([("timeout", False)] * 3, None, "4 stops in a row without progress (--max-requeues 3)"),
+    ([("preempted", False), ("timeout", False), ("timeout", False)], None, "4 stops in a row"),
+    ([("timeout", False)] * 3 + [("timeout", True)], "requeue", None),  # the streak was broken
+    ([("timeout", False)] * 2 + [("failed", True), ("timeout", False)], "requeue", None),
+])
+def test_stops_without_progress_in_a_row_are_capped(slurm_env, earlier, expected, why):
+    fake_info(slurm_env)
+    record = Record([], progress=False)
+    record.status = PointStatus(attempts=tuple(Attempt(cause=c, progressed=p) for c, p in earlier) + (Attempt(),))
+    interrupt.request_stop(signal.SIGUSR2)
+    decision = job.decide(interrupt.Interrupted("x"), record, max_requeues=3)
+    assert decision.action == expected and decision.progressed is False
+    assert (why is None and decision.gave_up is None) or why in decision.gave_up
+
+
+def test_max_attempts_is_an_optional_total_budget(slurm_env):
+    fake_info(slurm_env)
+    record = Record(["timeout"] * 4, progress=True)
+    interrupt.request_stop(signal.SIGUSR2)
+    assert job.decide(interrupt.Interrupted("x"), record, 3).action == "requeue"
+    decision = job.decide(interrupt.Interrupted("x"), record, 3, max_attempts=5)
+    assert decision.action is None and decision.gave_up == "--max-attempts 5 reached"
+
+
+def test_any_file_the_code_writes_is_progress_for_code_that_never_reports(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    record = job.AttemptRecord(tmp_path)
+    record.start()
+    (tmp_path / "ptslurm_intent.json").write_text("{}")  # ptslurm's own files are not progress
+    (tmp_path / "sacred" / "2").mkdir(parents=True)
+    (tmp_path / "sacred" / "2" / "metrics.json").write_text("{}")
+    (tmp_path / ".ckpt.tmp").write_text("")
+    assert not record.made_progress(any_file=True)
+    (tmp_path / "lightning_logs" / "version_0").mkdir(parents=True)
+    (tmp_path / "lightning_logs" / "version_0" / "last.ckpt").write_bytes(b"x")
+    assert record.made_progress(any_file=True) and not record.made_progress()
+    again = job.AttemptRecord(tmp_path)
+    again.start()
+    again.report({"iteration": 5}, resumed=False)
+    again.status = again.status.replace(progress=again.latest.progress_at_start)  # reported nothing new
+    (tmp_path / "events.out").write_bytes(b"y")
+    assert again.made_progress(any_file=True), "never reported before this attempt: files count"

@@ -245,3 +245,32 @@ def test_a_tie_is_named():
     ranking = results.rank(recs("loss/best", [0.5, 0.2, 0.2, 0.9]), "loss")
     assert ranking.ties == [1, 2] and "tie: points 1, 2" in ranking.note()
     assert results.rank(recs("loss/best", [0.5, 0.2, 0.9]), "loss").ties == []
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_tables_fit_the_terminal_and_round_floats(monkeypatch, columns):
+    from ptslurm import render
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    header = ["#", "model.num_layers", "optimizer.lr"] + [f"metric_{i}/best" for i in range(16)]
+    rows = [[str(i), str(i + 2), render.cell(0.000123456789 * (i + 1))] + [render.number(1 / 7 * i)] * 16
+            for i in range(5)]
+    text = render.table(header, rows)
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= columns, "a line wider than the terminal wraps"
+    assert "0.000123457" in text or "0.00012" in text, "floats are rounded, not cut"
+    assert not any("…" in ln and ln.split("…")[0][-1:].isdigit() for ln in lines[2:]), "no number is cut"
+    if columns == 200:
+        narrow = render.table(header[:8], [r[:8] for r in rows])
+        assert "\n\n" not in narrow and "model.num_layers" in narrow, "fits: one block, headers whole"
+
+
+def test_select_columns_keeps_the_identity_and_refuses_unknown_patterns():
+    records = [{"index": 0, "lr": 0.1, "state": "completed", "loss/final": 1.0, "loss/best": 0.5, "acc/best": 0.9,
+                "storage_dir": "/x"}]
+    assert list(results.select_columns(records, ["loss"])[0]) == ["index", "state", "loss/final", "loss/best",
+                                                                   "storage_dir"]
+    assert list(results.select_columns(records, ["lr", "*/best"])[0]) == ["index", "lr", "state", "loss/best",
+                                                                          "acc/best", "storage_dir"]
+    with pytest.raises(UsageError, match="matches no column; columns: index, lr"):
+        results.select_columns(records, ["nope"])
