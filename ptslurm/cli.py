@@ -153,8 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--failed", action="store_true", help="points that failed, timed out, were preempted "
                                                             "too often or were lost")
     which.add_argument("--points", metavar="LIST", help="indices and ranges, e.g. 0,2,5-7")
-    re_.add_argument("--refresh-code", action="store_true", help="snapshot the experiment file again "
-                                                                 "(after fixing a bug) before resubmitting")
+    code = re_.add_mutually_exclusive_group()
+    code.add_argument("--refresh-code", action="store_true",
+                      help="the points run a new snapshot of the experiment's current code (the earlier "
+                           "snapshots stay for the points that ran them)")
+    code.add_argument("--keep-code", action="store_true",
+                      help="the points run the code they ran before, although the experiment changed")
 
     lo = sub.add_parser("logs", help="a point's captured output (and traceback when it failed)",
                         description="What a point's run printed (sacred's cout.txt of the attempt, logging "
@@ -193,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_arg(ru)
     ru.add_argument("point", type=int, help="point index (see `ptslurm status`)")
     ru.add_argument("--pdb", action="store_true", help="enter the debugger where the run fails")
+    ru_code = ru.add_mutually_exclusive_group()
+    ru_code.add_argument("--refresh-code", action="store_true", help="run a new snapshot of the current code")
+    ru_code.add_argument("--keep-code", action="store_true",
+                         help="run the point's snapshot although the experiment changed")
 
     sh = sub.add_parser("show", help="print one point's config",
                         description="One point's config as its job builds it: the resolved config.json of its "
@@ -435,13 +443,7 @@ def cmd_resubmit(args: argparse.Namespace) -> int:
     if not indices:
         print("nothing to resubmit: no point failed", file=sys.stderr)
         return 0
-    if not args.refresh_code:
-        changed = sweeps.changed_code(manifest, sweep_dir)
-        if changed:
-            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-            print(f"ptslurm: warning: {', '.join(changed[:3])}{more} changed since submission; the points rerun "
-                  f"the submitted code (add --refresh-code to take the new code)", file=sys.stderr)
-    jobs = sweeps.resubmit(sweep_dir, indices, refresh_code=args.refresh_code)
+    jobs = sweeps.resubmit(sweep_dir, indices, refresh_code=args.refresh_code, keep_code=args.keep_code)
     print(f"resubmitted {len(jobs)} point(s): " + ", ".join(f"{i} ({j})" for i, j in sorted(jobs.items())))
     return 0
 
@@ -529,7 +531,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     sweep_dir, manifest = _sweep(args)
     try:
-        sweeps.run_here(sweep_dir, manifest, args.point, pdb=args.pdb)
+        sweeps.run_here(sweep_dir, manifest, args.point, pdb=args.pdb, refresh_code=args.refresh_code,
+                        keep_code=args.keep_code)
     except PtslurmError:
         raise
     except Exception as exc:  # the run's own failure: its traceback was printed by sacred

@@ -234,7 +234,7 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
             return done.result
         _clear_leftovers(storage_dir / storage.CHECKPOINTS)
         record = AttemptRecord(storage_dir, submission=intent.submission,
-                               code_dir=str(Path(manifest.experiment.snapshot).parent))
+                               code_dir=str(Path(manifest.code_of(entry.code_version).snapshot).parent))
         record.reserve()
         record.start(**({"ranks": ranks.world_size, "nodes": ranks.nodes} if ranks.world_size > 1 else {}))
         held.callbacks.append(record.beat)
@@ -379,16 +379,15 @@ def enter_snapshot(manifest: Manifest, sweep_dir: Path, index: int) -> None:
     importable. Raises SnapshotError (never retried) when a file changed."""
     from . import snapshot
 
-    info = manifest.experiment
-    code = sweep_dir / storage.CODE
-    expected = manifest.code.get("sha256")
-    if expected:
-        snapshot.verify(code, expected, f"to run the new code: `ptslurm resubmit {sweep_dir} "
-                                        f"--points {index} --refresh-code`")
-    if info.workdir:
-        os.chdir(info.workdir)
-    if info.source_root:
-        snapshot.isolate(Path(info.source_root), code)
+    version = manifest.code_of(manifest.point(index).code_version)
+    code = sweep_dir / version.dir
+    if version.sha256:
+        snapshot.verify(code, version.sha256, f"to run the new code: `ptslurm resubmit {sweep_dir} "
+                                              f"--points {index} --refresh-code`")
+    if version.workdir:
+        os.chdir(version.workdir)
+    if version.source_root:
+        snapshot.isolate(Path(version.source_root), code)
 
 
 def classify(exc: BaseException, storage_dir: tp.Optional[Path] = None) -> str:
@@ -487,7 +486,7 @@ def _create_run(manifest: Manifest, entry: PointEntry, record: tp.Optional[Attem
     from . import experiment
 
     storage_dir = entry.path
-    _, ex = experiment.load(Path(manifest.experiment.snapshot), module_name=manifest.experiment.module)
+    _, ex = experiment.load(Path(manifest.code_of(entry.code_version).snapshot), module_name=manifest.experiment.module)
     # the snapshot is not the repository; the submission's git state is recorded below
     ex.save_git_info = False
     updates = dict(entry.updates)

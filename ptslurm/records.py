@@ -293,6 +293,7 @@ class PointEntry(Record):
     seed: tp.Optional[int] = field(None, load=_opt_int)
     seed_source: str = field("ptslurm", load=str)
     job_history: tp.Tuple[str, ...] = field(factory=tuple, load=_strings)
+    code_version: int = field(1, load=_int)  # which snapshot of the sweep the point runs
 
     @property
     def path(self) -> Path:
@@ -305,6 +306,24 @@ class PointEntry(Record):
     def varied_values(self, keys: tp.Iterable[str]) -> tp.Dict[str, tp.Any]:
         """The values of the sweep's varied ``keys`` for this point (``Point.varied_values``)."""
         return self.to_point().varied_values(keys)
+
+
+class CodeVersion(tp.NamedTuple):
+    """One code snapshot of a sweep: ``dir`` (in the sweep dir), its content hash, the
+    snapshot's copy of the experiment file, the job's working dir, the live folder it was
+    taken from, when."""
+
+    version: int
+    dir: str
+    sha256: tp.Optional[str]
+    snapshot: str
+    workdir: tp.Optional[str]
+    source_root: tp.Optional[str]
+    taken: tp.Optional[str]
+
+    @property
+    def label(self) -> str:
+        return f"v{self.version} ({(self.sha256 or '?')[:8]})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -353,6 +372,24 @@ class Manifest(Record):
     waves: tp.Optional[tp.Dict[str, tp.Any]] = field(None, load=_opt_mapping, omit_none=True)
     sbatch_calls: tp.Optional[int] = field(None, load=_opt_int, omit_none=True)
     error: tp.Optional[str] = field(None, load=_str, omit_none=True)
+    # snapshots taken after the first (``--refresh-code``): "2" -> {"dir", "sha256", "bytes",
+    # "snapshot", "workdir", "source_root", "taken"}; version 1 is ``code``/``experiment``
+    code_versions: tp.Dict[str, tp.Any] = field(factory=dict, load=_mapping, omit_none=True)
+
+    def code_of(self, version: int = 1) -> "CodeVersion":
+        """Where snapshot ``version`` lies and its hash (version 1: the sweep's first)."""
+        extra = self.code_versions.get(str(version)) if version != 1 else None
+        if isinstance(extra, dict):
+            return CodeVersion(version, str(extra.get("dir", f"code-{version}")), extra.get("sha256"),
+                               str(extra.get("snapshot", "")), extra.get("workdir"), extra.get("source_root"),
+                               extra.get("taken"))
+        info = self.experiment
+        return CodeVersion(1, "code", self.code.get("sha256"), info.snapshot, info.workdir, info.source_root,
+                           self.created)
+
+    @property
+    def latest_code(self) -> int:
+        return max([1] + [int(k) for k in self.code_versions if str(k).isdigit()])
 
     def point(self, index: int) -> PointEntry:
         """The entry of point ``index``; UsageError when the sweep has no such point."""

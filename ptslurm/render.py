@@ -131,6 +131,9 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
     varied = list(manifest.varied)
     spread = manifest.resources.world_size > 1  # distributed points: show ranks and nodes
     header = ["#"] + varied + ["state", "att", "progress", "heartbeat", "elapsed", "job"] + (["ranks"] if spread else [])
+    versions = bool(manifest.code_versions)  # several code snapshots: which one each point ran
+    if versions:
+        header.insert(header.index("state"), "code")
     notes = [_why(r) for r in rows]
     if any(notes):  # why a point failed, or why it is not requeued any more
         header.append("why")
@@ -144,7 +147,7 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
         else:
             beat = age(r.heartbeat, now)
         lines.append([str(r.index)] + [cell(r.varied.get(k, ""), k) for k in varied] +
-                     [str(r.state), str(r.attempts), progress, beat, duration(r.elapsed_s), r.job_id or "-"] +
+                     ([f"v{manifest.point(r.index).code_version}"] if versions else []) + [str(r.state), str(r.attempts), progress, beat, duration(r.elapsed_s), r.job_id or "-"] +
                      ([ranks(manifest, r)] if spread else []) + ([notes[len(lines)] or ""] if any(notes) else []))
     width = 60  # the table fits itself to the terminal
     return (f"sweep {manifest.name} ({manifest.executor})\n" + table(header, lines, max_width=width) + "\n"
@@ -267,4 +270,6 @@ def summary_json(outcome: "Outcome") -> tp.Dict[str, tp.Any]:
 
 
 def point_header(index: int, manifest: Manifest, source: str) -> str:
-    return f"# point {index} of {manifest.name}: {source}"
+    code = manifest.code_of(manifest.point(index).code_version)
+    return (f"# point {index} of {manifest.name}: {source}\n"
+            f"# code: snapshot {code.label} in {code.dir}/, taken {code.taken or '?'}")

@@ -140,6 +140,7 @@ class PointRow:
     ended: tp.Optional[str] = None
     elapsed_s: float = 0.0
     seed: tp.Optional[int] = None
+    code: tp.Optional[str] = None  # the code snapshot the point runs (``v2 (1a2b3c4d)``)
 
     @property
     def attempts(self) -> int:
@@ -159,7 +160,7 @@ class PointRow:
                 "storage_dir": self.storage_dir, "error": self.error, "damaged": list(self.damaged),
                 "varied": dict(self.varied), "iteration": self.iteration, "epoch": self.epoch,
                 "heartbeat": self.heartbeat, "ended": self.ended, "history": self.history(),
-                "elapsed_s": self.elapsed_s, "seed": self.seed,
+                "elapsed_s": self.elapsed_s, "seed": self.seed, "code": self.code,
                 "ranks": self.latest.ranks if self.latest is not None else None,
                 "nodes": self.latest.nodes if self.latest is not None else None,
                 # why the point is not requeued any more (the retry policy's words)
@@ -226,7 +227,7 @@ def status_rows(manifest: Manifest, rows: tp.Sequence[PointRow], now: tp.Optiona
         out.append(row.replace(varied=entry.varied_values(manifest.varied), iteration=progress.get("iteration"),
                                epoch=progress.get("epoch"), heartbeat=heartbeat or row.status.updated,
                                ended=attempts[-1].ended if attempts else None, elapsed_s=round(elapsed, 1),
-                               seed=entry.seed))
+                               seed=entry.seed, code=manifest.code_of(entry.code_version).label))
     return out
 
 
@@ -322,6 +323,8 @@ def _record(manifest: Manifest, entry: PointEntry) -> tp.Tuple[dict, dict]:
     record.update(entry.varied_values(manifest.varied))
     record["state"] = point_state(manifest, entry, status, intent).value
     record["seed"] = entry.seed
+    if manifest.code_versions:  # the points ran different code: say which
+        record["code"] = manifest.code_of(entry.code_version).label
     record["result"] = status.result()
     broken: tp.List[str] = []
     for metric, series in sorted(join_metrics(base, status.attempts, broken).items()):

@@ -286,7 +286,9 @@ def copy(lay: Layout, listing: tp.Sequence[tp.Tuple[str, int]], dest: Path) -> s
 
 
 def hash_file(code_dir: Path) -> Path:
-    return Path(code_dir).parent / HASHES
+    """``code.sha256`` beside ``code/`` (``code-2.sha256`` beside ``code-2/``)."""
+    code_dir = Path(code_dir)
+    return code_dir.parent / f"{code_dir.name}.sha256"
 
 
 def verify(code_dir: Path, expected: str, fix: str) -> None:

@@ -691,7 +691,11 @@ def _execute(p: Plan, outcome: Outcome, events: Events) -> None:
             outcome.rows = sweep_states(p.sweep_dir, outcome.manifest)
             return
     if manifest is not None:
-        events.message(f"sweep {p.name!r} already exists with this spec: nothing new to submit")
+        note = code_change_note(manifest, p.sweep_dir)
+        events.message(f"sweep {p.name!r} already exists with this spec: nothing new to submit"
+                       + (f"; {note}: its points ran the submitted code. To run the new code: `ptslurm resubmit "
+                          f"{p.name} --failed --refresh-code` (or --points ...), or a new sweep with --name"
+                          if note else ""))
         outcome.manifest, outcome.already = manifest, True
         return
     n = len(p.points)
@@ -817,9 +821,12 @@ def cancel(sweep_dir: Path, indices: tp.Sequence[int]) -> tp.List[int]:
     return chosen
 
 
-def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = False) -> tp.Dict[int, str]:
+def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = False,
+             keep_code: bool = False) -> tp.Dict[int, str]:
     """Queue the chosen points again, each into its own storage dir (resuming from its
-    checkpoints). Points still pending or running are refused."""
+    checkpoints). Points still pending or running are refused. When the experiment's code
+    changed since the newest snapshot, the caller must choose: ``refresh_code`` (the points
+    run a new snapshot) or ``keep_code`` (they run the code they ran before)."""
     storage.require_own(sweep_dir, "resubmits")
     manifest = storage.read_manifest(sweep_dir)
     rows = sweep_states(sweep_dir, manifest)
@@ -828,7 +835,12 @@ def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = Fa
         raise UsageError(f"points {', '.join(map(str, busy))} are still queued or running; "
                          f"cancel them first (`ptslurm cancel --points ...`)")
     if refresh_code:
-        manifest = refresh_snapshot(sweep_dir, manifest)
+        manifest = refresh_snapshot(sweep_dir, manifest, indices)
+    elif not keep_code:
+        note = code_change_note(manifest, sweep_dir, indices)
+        if note:
+            raise UsageError(f"{note}: choose --refresh-code (the points run the new code) or --keep-code "
+                             f"(they run the code they ran before)")
     for i in indices:
         entry = manifest.points[i]
         entry.path.mkdir(parents=True, exist_ok=True)
@@ -845,48 +857,70 @@ def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = Fa
                                                   marker=submit_marker(sweep_dir))
 
 
-def refresh_snapshot(sweep_dir: Path, manifest: Manifest, max_mb: float = snapshot.DEFAULT_MAX_MB) -> Manifest:
-    """Take the experiment's current code: a new snapshot, checked by the pre-flight with the
-    points' configs, replaces the old one (which stays if anything fails). Returns the
-    manifest that records it."""
+def refresh_snapshot(sweep_dir: Path, manifest: Manifest, indices: tp.Sequence[int],
+                     max_mb: float = snapshot.DEFAULT_MAX_MB) -> Manifest:
+    """Take the experiment's current code for the points ``indices``: a new snapshot
+    (``code-<n>/``, checked by the pre-flight with those points' configs) beside the earlier
+    ones, which stay for the points that ran them. Returns the manifest that records it
+    (and which version each point runs)."""
     info = manifest.experiment
-    points = [e.to_point() for e in manifest.points]
+    chosen = [manifest.points[i] for i in indices]
+    points = [e.to_point() for e in chosen]
     keys = (manifest.storage_key,) if manifest.storage_key else ()
-    dirs = [e.path for e in manifest.points]
+    dirs = [e.path for e in chosen]
     lay, staging, code_hash, code_bytes, _checked, ex = stage(
         Path(info.file), Path(manifest.root), points, keys, lambda _name: dirs, [], max_mb)
     try:
         if ex.path != info.name:
             raise UsageError(f"the experiment is now named {ex.path!r}, not {info.name!r}: its points' storage "
                              f"dirs would not match; start a new sweep")
-        code = sweep_dir / storage.CODE
-        old = sweep_dir / f".{storage.CODE}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(code, old)
-        os.replace(snapshot.hash_file(code), old.parent / f".{snapshot.HASHES}.old")
-        shutil.move(str(staging / storage.CODE), str(code))
-        shutil.move(str(snapshot.hash_file(staging / storage.CODE)), str(snapshot.hash_file(code)))
-        manifest = manifest.replace(
-            experiment=info.replace(snapshot=str(code / lay.experiment), source_root=str(lay.root),
-                                    workdir=str(code / lay.workdir)),
-            code={"sha256": code_hash, "bytes": code_bytes})
+        same = next((v for v in range(manifest.latest_code, 0, -1) if manifest.code_of(v).sha256 == code_hash), None)
+        if same is not None:  # the code is the same as a snapshot the sweep already has
+            version = same
+        else:
+            version = manifest.latest_code + 1
+            name = f"{storage.CODE}-{version}"
+            code = sweep_dir / name
+            shutil.rmtree(code, ignore_errors=True)  # a refresh killed before its manifest
+            shutil.move(str(staging / storage.CODE), str(code))
+            shutil.move(str(snapshot.hash_file(staging / storage.CODE)), str(snapshot.hash_file(code)))
+            versions = dict(manifest.code_versions)
+            versions[str(version)] = {"dir": name, "sha256": code_hash, "bytes": code_bytes,
+                                      "snapshot": str(code / lay.experiment), "workdir": str(code / lay.workdir),
+                                      "source_root": str(lay.root), "taken": now()}
+            manifest = manifest.replace(code_versions=versions)
+        manifest = manifest.with_points(lambda e: e.replace(code_version=version), indices)
         storage.write_manifest(sweep_dir, manifest)
-        shutil.rmtree(old, ignore_errors=True)
-        (old.parent / f".{snapshot.HASHES}.old").unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
 
-def changed_code(manifest: Manifest, sweep_dir: Path) -> tp.List[str]:
-    """Files of the sweep's snapshot that differ from the live tree it was taken from."""
-    root = manifest.experiment.source_root
-    if not root:
+def changed_code(manifest: Manifest, sweep_dir: Path, version: tp.Optional[int] = None) -> tp.List[str]:
+    """Files of the sweep's snapshot ``version`` (default: the newest) that differ from the
+    live tree it was taken from."""
+    code = manifest.code_of(manifest.latest_code if version is None else version)
+    if not code.source_root:
         return []
-    return snapshot.differs(sweep_dir / storage.CODE, Path(root))
+    return snapshot.differs(sweep_dir / code.dir, Path(code.source_root))
 
 
-def run_here(sweep_dir: Path, manifest: Manifest, index: int, pdb: bool = False) -> None:
+def code_change_note(manifest: Manifest, sweep_dir: Path,
+                     indices: tp.Optional[tp.Sequence[int]] = None) -> tp.Optional[str]:
+    """``a.py and 2 more changed since the sweep's code snapshot v1 (…)``: the live code
+    differs from the snapshot the points ``indices`` run (default: the newest), or None."""
+    versions = sorted({manifest.points[i].code_version for i in indices}) if indices else [manifest.latest_code]
+    for version in versions:
+        changed = changed_code(manifest, sweep_dir, version)
+        if changed:
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            return (f"{', '.join(changed[:3])}{more} changed since the sweep's code snapshot "
+                    f"{manifest.code_of(version).label}")
+    return None
+
+
+def run_here(sweep_dir: Path, manifest: Manifest, index: int, pdb: bool = False, refresh_code: bool = False,
+             keep_code: bool = False) -> None:
     """Run one attempt of a point in this process, in the foreground (``ptslurm run``).
     Refused while the point is queued or running elsewhere. ``pdb`` enters the debugger
     post mortem where the run fails; the exception then propagates."""
@@ -899,6 +933,17 @@ def run_here(sweep_dir: Path, manifest: Manifest, index: int, pdb: bool = False)
     if row.state in busy:
         raise UsageError(f"point {index} is {row.state} (job {entry.job_id}); two runs must not share "
                          f"its storage dir: `ptslurm cancel {shlex.quote(str(sweep_dir))} --points {index}` first")
+    if refresh_code:
+        refresh_snapshot(sweep_dir, manifest, [index])
+    elif not keep_code:
+        note = code_change_note(manifest, sweep_dir, [index])
+        if note:
+            raise UsageError(f"{note}: choose --refresh-code (run the new code) or --keep-code (run the point's "
+                             f"snapshot {manifest.code_of(entry.code_version).label})")
+    # a run in the foreground is asked for: a submission of its own (a completed point runs again)
+    entry.path.mkdir(parents=True, exist_ok=True)
+    previous = max(read_intent(entry.path).submission, records.read_status(entry.path).submission)
+    write_intent(entry.storage_dir, cancelled=False, submission=previous + 1)
     try:
         run_point(sweep_dir, index)
     except BaseException as exc:

@@ -184,9 +184,9 @@ StorageLoc=slurm_acct_db
         return subprocess.run(list(cmd), capture_output=True, env=dict(os.environ, **self.env)).returncode == 0
 
     def start(self) -> "Cluster":
-        self.stop()
+        self._stop_daemons()  # a previous run of this directory
         busy = [port for port in (DB_PORT, DBD_PORT, CTLD_PORT, SLURMD_PORT) if _listening(port)]
-        if busy:
+        if busy:  # another cluster runs (another checkout's suite): leave its network alone
             raise RuntimeError(f"local SLURM cluster: ports {busy} are taken, probably by a test cluster "
                                f"left running; stop it with `python tests/slurm_cluster.py stop DIR`")
         self.write_config()
@@ -267,6 +267,11 @@ StorageLoc=slurm_acct_db
             Path("/etc/hosts").write_text("".join(ln for ln in hosts.splitlines(True) if HOSTS_TAG not in ln))
 
     def stop(self) -> None:
+        self._stop_daemons()
+        if self.extra:
+            self._network_down()
+
+    def _stop_daemons(self) -> None:
         run = self.dir / "run"
         for name in ("slurmd-ptsn1", "slurmd-ptsn2", "slurmd", "slurmctld", "slurmdbd", "mariadbd"):
             pidfile = run / f"{name}.ptslurm-pid"
@@ -290,8 +295,6 @@ StorageLoc=slurm_acct_db
         # job steps left behind by a killed slurmd
         for host in [self.host, *EXTRA_NODES]:
             subprocess.run(["pkill", "-f", f"slurmstepd.*{host}"], capture_output=True)
-        if self.extra:
-            self._network_down()
 
 
 @contextlib.contextmanager

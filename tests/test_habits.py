@@ -308,20 +308,56 @@ FIXABLE = """
 """
 
 
-def test_resubmit_warns_about_changed_code_and_refresh_code_takes_it(tmp_path, no_slurm):
-    exp = write(tmp_path / "proj" / "exp.py", FIXABLE.format(body="raise RuntimeError('bug')"))
-    proc = run_cli("sweep", "--root", tmp_path / "runs", "--json", exp, "with", "x=[1,2]")
+DATA_BUG = """
+    from sacred import Experiment
+
+    ex = Experiment("fixable")
+
+    @ex.config
+    def config():
+        activation = "relu"
+
+    @ex.automain
+    def main(activation):
+        {body}
+"""
+
+
+def test_points_that_ran_two_code_versions_say_so_everywhere(tmp_path, no_slurm):
+    """Fix a bug and resubmit the failed point: each point names the code it ran."""
+    exp = write(tmp_path / "proj" / "exp.py", DATA_BUG.format(
+        body="if activation == 'swish':\n            raise RuntimeError('data bug')\n        return 1.0"))
+    sweep = ["sweep", "--root", tmp_path / "runs", "--json", exp, "with", "activation=['relu','swish']"]
+    proc = run_cli(*sweep)
     assert proc.returncode == 1
-    sweep_dir = json.loads(proc.stdout)["sweep_dir"]
-    assert f"ptslurm resubmit {sweep_dir} --failed" in proc.stderr
-    write(exp, FIXABLE.format(body="return x * 3"))
+    sweep_dir = Path(json.loads(proc.stdout)["sweep_dir"])
+    write(exp, DATA_BUG.format(body="return 3.0 if activation == 'swish' else 2.0"))
+    # the same command says the code changed and what to do
+    again = run_cli(*sweep)
+    assert "exp.py changed since the sweep's code snapshot v1" in again.stderr
+    assert "--refresh-code" in again.stderr
+    # resubmit makes the user choose
     stale = run_cli("resubmit", sweep_dir, "--failed")
-    assert "exp.py changed since submission" in stale.stderr and "--refresh-code" in stale.stderr
-    assert [r["state"] for r in json.loads(run_cli("status", sweep_dir, "--json").stdout)] == ["failed", "failed"]
+    assert stale.returncode == 2 and "choose --refresh-code" in stale.stderr and "--keep-code" in stale.stderr
+    assert [r["state"] for r in json.loads(run_cli("status", sweep_dir, "--json").stdout)] == ["completed", "failed"]
     fixed = run_cli("resubmit", sweep_dir, "--failed", "--refresh-code")
     assert fixed.returncode == 0, fixed.stderr
+    status = json.loads(run_cli("status", sweep_dir, "--json").stdout)
+    assert [r["code"].split()[0] for r in status] == ["v1", "v2"]
+    text = run_cli("status", sweep_dir).stdout
+    assert " code " in text.splitlines()[1] and "v1" in text and "v2" in text
     rows = json.loads(run_cli("collect", sweep_dir, "--format", "json").stdout)
-    assert [(r["state"], r["result"]) for r in rows] == [("completed", 3), ("completed", 6)]
+    assert [(r["code"].split()[0], r["result"]) for r in rows] == [("v1", 1.0), ("v2", 3.0)], "relu ran the old code"
+    assert "snapshot v2" in run_cli("show", sweep_dir, "1").stderr
+    assert "snapshot v1" in run_cli("show", sweep_dir, "0").stderr
+    assert (sweep_dir / "code" / "exp.py").read_text() != (sweep_dir / "code-2" / "exp.py").read_text(), \
+        "both snapshots kept"
+    # keeping the old code is a choice too, and the point then runs v1
+    kept = run_cli("resubmit", sweep_dir, "--points", "0", "--keep-code")
+    assert kept.returncode == 0, kept.stderr
+    assert json.loads(run_cli("status", sweep_dir, "--json").stdout)[0]["code"].startswith("v1")
+    run_again = run_cli("run", sweep_dir, "0")
+    assert run_again.returncode == 2 and "--keep-code" in run_again.stderr
 
 
 def test_a_snapshot_edited_after_submission_stops_the_job_without_retries(tmp_path, no_slurm):
@@ -434,7 +470,7 @@ def test_a_nan_metric_or_result_never_hides_a_point_nor_wins(tmp_path, no_slurm)
     assert "nan" in table.lower()
     best = run_cli("collect", sweep_dir, "--best", "loss")
     assert best.stdout.strip() == summary["points"][1]["storage_dir"]
-    ranked = json.loads(run_cli("collect", sweep_dir, "--sort", "result", "--format", "json").stdout)
+    ranked = json.loads(run_cli("collect", sweep_dir, "--sort", "result:min", "--format", "json").stdout)
     assert [r["index"] for r in ranked] == [1, 0]
     watch = run_cli("status", sweep_dir, "--watch", "--interval", "0.1", timeout=30)
     assert watch.returncode == 0
