@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--executor", choices=["auto", "slurm", "local"],
                     help="where to run (default: slurm when a controller answers, else local)")
     sw.add_argument("-j", "--jobs", type=int, help="local executor: points run in parallel (default 1)")
+    sw.add_argument("--keep-duplicates", action="store_true",
+                    help="run points that repeat an earlier point exactly (default: dropped, with a note)")
     sw.add_argument("--profile", help="cluster profile YAML (default: ./ptslurm.yaml, "
                                       "~/.config/ptslurm/profile.yaml)")
     sw.add_argument("--dry-run", action="store_true", help="print points, storage dirs and the batch script; "
@@ -172,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "output sacred captures)")
     lo.add_argument("--follow", "-f", action="store_true", help="print the live log (all attempts) and keep "
                                                                  "printing until the point ends")
+    lo.add_argument("--tail", "-n", type=int, metavar="N",
+                    help=f"only the last N lines (default: all, or the last {TAIL_DEFAULT} of a log over "
+                         f"{TAIL_FROM_MB} MB; 0: all)")
+
+    fa = sub.add_parser("failures", help="every failed point of a sweep, grouped by error",
+                        description="The points that failed, timed out or were given up on, grouped by "
+                                    "their error, with the user's part of one traceback per group (as seml's "
+                                    "print-fail-trace).",
+                        epilog="Example: ptslurm failures tiny-c21eec89")
+    sweep_arg(fa)
 
     pl = sub.add_parser("plot", help="learning curves of all points in one figure (needs matplotlib)",
                         description="One curve per point of a sacred metric over its steps, all attempts "
@@ -290,6 +302,7 @@ def cmd_sweep(args: argparse.Namespace, argv: tp.List[str], updates: tp.List[str
         resources=_resources(args, prof, prof_path), dry_run=args.dry_run, argv=tuple(argv),
         max_snapshot_mb=args.max_snapshot_mb if args.max_snapshot_mb is not None else sweeps.snapshot.DEFAULT_MAX_MB,
         max_points=args.max_points if args.max_points is not None else sweeps.grid.DEFAULT_MAX_POINTS,
+        keep_duplicates=args.keep_duplicates,
     )
     outcome = sweeps.run(request, wait=args.wait, events=Printer())
     if args.dry_run:
@@ -448,6 +461,10 @@ def cmd_resubmit(args: argparse.Namespace) -> int:
     return 0
 
 
+TAIL_DEFAULT = 1000  # lines of a big log that `logs` shows unless told otherwise
+TAIL_FROM_MB = 10
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     from . import records
     from . import sweep as sweeps
@@ -459,28 +476,62 @@ def cmd_logs(args: argparse.Namespace) -> int:
                                           rank=args.rank)
     if note:
         print(note, file=sys.stderr)
-    offset = 0
+    from . import logs
+
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = 0
+    tail = args.tail
+    if tail is None and size > TAIL_FROM_MB * 1e6 and not args.follow:
+        tail = TAIL_DEFAULT
+        print(f"ptslurm: {path} is {size / 1e6:.0f} MB: showing its last {tail} lines (--tail 0 for all)",
+              file=sys.stderr)
+    offset = logs.tail_offset(path, tail) if tail else 0
+    start = offset
+    seen, frames = logs.Recent(), logs.Frames()
     while True:
-        try:
-            with open(path) as fh:
-                fh.seek(offset)
-                chunk = fh.read()
-                offset = fh.tell()
-        except OSError:
-            chunk = ""
-        sys.stdout.write(chunk)
-        sys.stdout.flush()
+        offset = logs.stream(path, offset, sys.stdout, seen, frames)
         if not args.follow or records.read_status(entry.path).state in TERMINAL:
             break
         time.sleep(1)
     if chosen is not None and chosen.traceback and chosen.state in (State.FAILED, State.REQUEUED) \
             and chosen.cause == "failed":
-        if not offset:
+        if offset == start:
             print(f"(no captured output at {path})")
-        print(f"--- attempt {chosen.attempt} failed ---")
-        sys.stdout.write(chosen.traceback)
-    elif not offset:
+        if seen.has_traceback_of(chosen.error):  # sacred printed it already: once is enough
+            print(f"--- attempt {chosen.attempt} failed: {chosen.error} (traceback above) ---")
+        else:
+            print(f"--- attempt {chosen.attempt} failed ---")
+            sys.stdout.write(logs.user_traceback(chosen.traceback))
+    elif offset == start:
         print(f"(no output yet for point {args.point}: {path})")
+    return 0
+
+
+def cmd_failures(args: argparse.Namespace) -> int:
+    from . import logs, render
+    from . import sweep as sweeps
+
+    sweep_dir, manifest = _sweep(args)
+    groups: tp.Dict[str, tp.List[tp.Any]] = {}
+    for row in sweeps.sweep_states(sweep_dir, manifest):
+        why = render.why(row)
+        if why:
+            groups.setdefault(why, []).append(row)
+    if not groups:
+        print(f"no point of {manifest.name} failed")
+        return 0
+    for why, rows in sorted(groups.items(), key=lambda item: -len(item[1])):
+        states = sorted({str(r.state) for r in rows})
+        print(f"{len(rows)} point(s) {'/'.join(states)}: {why}")
+        print(f"  points {', '.join(str(r.index) for r in rows)}")
+        first = rows[0].latest
+        if first is not None and first.traceback:
+            for line in logs.user_traceback(first.traceback).rstrip().splitlines():
+                print(f"    {line}")
+        print(f"  see: ptslurm logs {sweep_dir} {rows[0].index}; then: ptslurm resubmit {sweep_dir} --points "
+              f"{','.join(str(r.index) for r in rows)}")
     return 0
 
 
@@ -574,7 +625,7 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
         if args.command == "sweep":
             return cmd_sweep(args, argv, updates)
         commands = {"init": cmd_init, "status": cmd_status, "collect": cmd_collect, "cancel": cmd_cancel,
-                    "resubmit": cmd_resubmit, "logs": cmd_logs, "plot": cmd_plot, "list": cmd_list,
+                    "resubmit": cmd_resubmit, "logs": cmd_logs, "failures": cmd_failures, "plot": cmd_plot, "list": cmd_list,
                     "run": cmd_run, "show": cmd_show}
         if args.command in commands:
             return commands[args.command](args)

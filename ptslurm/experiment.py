@@ -232,14 +232,16 @@ def _scope_error(exc: BaseException) -> str:
     return f"{name}: {text}{where}"
 
 
-def list_defaults(default: dict, points: tp.Sequence[Point], flat_axes: tp.Iterable[str]) -> tp.List[str]:
-    """Warnings for keys swept with a flat list whose default value is itself a list."""
+def list_defaults(default: dict, points: tp.Sequence[Point], flat_axes: tp.Iterable[tp.Any]) -> tp.List[str]:
+    """Warnings for keys swept with a flat list whose default value is itself a list;
+    ``flat_axes``: ``[key, values as written]`` (or bare keys: the points' values)."""
     out = []
-    for key in flat_axes:
+    for item in flat_axes:
+        key, written = (item[0], list(item[1])) if isinstance(item, (list, tuple)) else (item, None)
         value = get_dotted(default, key)
         if isinstance(value, list):
-            values = [p.updates[key] for p in points if key in p.updates]
-            literal = "[" + ",".join(dict.fromkeys(map(repr, values))) + "]"
+            values = written if written is not None else [p.updates[key] for p in points if key in p.updates]
+            literal = "[" + ",".join(map(repr, values)) + "]"
             out.append(f"{key}: the experiment's default is a list ({value!r}) but {key}=[...] "
                        f"sweeps over its elements; to pass the list itself write {key}=[{literal}]")
     return out

@@ -169,6 +169,19 @@ def check_named(name: str, where: str) -> str:
     return name
 
 
+def comma_notes(tokens: tp.Iterable[str]) -> tp.List[str]:
+    """A note for each hydra-style ``a=1,2``: sacred reads it as the tuple ``(1, 2)``, one
+    fixed value; an axis is ``a=[1,2]``."""
+    out = []
+    for token in tokens:
+        key, sep, raw = token.partition("=")
+        text = raw.strip()
+        if sep and "," in text and not text.startswith(("[", "(", "{", "'", '"')):
+            out.append(f"{token!r} is the tuple ({text}) for every point (sacred's reading, a fixed value); "
+                       f"for an axis write '{key}=[{text}]'")
+    return out
+
+
 # ----------------------------------------------------------------------------- expansion
 
 
@@ -204,11 +217,13 @@ DEFAULT_MAX_POINTS = 10000
 
 
 def expand(block: Block, command_line: tp.Optional[Block] = None,
-           max_points: int = DEFAULT_MAX_POINTS) -> tp.List[Point]:
+           max_points: int = DEFAULT_MAX_POINTS, keep_duplicates: bool = False,
+           notes: tp.Optional[tp.List[str]] = None) -> tp.List[Point]:
     """All points of ``block`` (sub-grids each crossed with the rest, then concatenated in
     file order), with ``command_line`` laid over every sub-grid. Exact duplicates are dropped
-    (first kept). Raises SpecError when the sweep has no point, or more than ``max_points``
-    (counted before anything is expanded)."""
+    (first kept) unless ``keep_duplicates``; ``notes`` receives one line saying so. Raises
+    SpecError when the sweep has no point, or more than ``max_points`` (counted before
+    anything is expanded)."""
     leaves = _leaves(block)
     if command_line is not None:
         leaves = [overlay(leaf, command_line) for leaf in leaves]
@@ -237,11 +252,18 @@ def expand(block: Block, command_line: tp.Optional[Block] = None,
             raw.append((updates, tuple(named)))
     seen: tp.Set[str] = set()
     unique: tp.List[tp.Tuple[tp.Dict[str, tp.Any], tp.Tuple[str, ...]]] = []
+    repeated: tp.List[str] = []
     for updates, named_ in raw:
         ident = Point(0, updates, named_).identity()
-        if ident not in seen:
+        if ident not in seen or keep_duplicates:
             seen.add(ident)
             unique.append((updates, named_))
+        else:
+            repeated.append(Point(0, updates, named_, tuple(updates) + ((NAMED,) if named_ else ())).label)
+    if repeated and notes is not None:
+        shown = "; ".join(repeated[:3]) + (f" and {len(repeated) - 3} more" if len(repeated) > 3 else "")
+        notes.append(f"{len(repeated)} point(s) repeat an earlier one exactly and are dropped ({shown}); to run "
+                     f"repeats, sweep the seed ('seed=[1,2,3]') or pass --keep-duplicates")
     varied = varied_keys(unique)
     return [Point(i, u, n, varied) for i, (u, n) in enumerate(unique)]
 

@@ -19,7 +19,7 @@ TIMEOUT_S = 600
 
 
 def run(code_dir: Path, experiment_file: Path, workdir: Path, module: str, points: tp.Sequence[dict],
-        storage_keys: tp.Sequence[str], placeholders: tp.Sequence[str], flat_axes: tp.Sequence[str],
+        storage_keys: tp.Sequence[str], placeholders: tp.Sequence[str], flat_axes: tp.Sequence[tp.Any],
         source_root: Path) -> dict:
     """Run the pre-flight of ``points`` (``Point.to_json()``) against the snapshot's
     ``experiment_file``. Returns ``{"injected", "seeds", "warnings"}``; raises
@@ -58,10 +58,46 @@ def _main(request: dict) -> dict:
     isolate(Path(request["source_root"]), Path(request["code_dir"]))
     _, ex = experiment.load(Path(request["experiment"]), module_name=request["module"], light=True)
     points = [Point.from_json(p) for p in request["points"]]
-    default, _configs, injected, seeds = experiment.preflight(ex, points, request["storage_keys"],
-                                                              request["placeholders"])
+    default, configs, injected, seeds = experiment.preflight(ex, points, request["storage_keys"],
+                                                             request["placeholders"])
     warnings = experiment.list_defaults(default, points, request["flat_axes"])
+    warnings += same_configs(points, configs, injected)
     return {"injected": injected, "seeds": seeds, "warnings": warnings}
+
+
+def same_configs(points: tp.Sequence[tp.Any], configs: tp.Sequence[dict], injected: tp.Optional[str]) -> tp.List[str]:
+    """Points whose updates differ but whose resolved configs (storage dir and seed aside)
+    are the same (``lr=0.1`` and ``lr=1e-1``): a warning line per group."""
+    groups: tp.Dict[str, tp.List[tp.Any]] = {}
+    for point, config in zip(points, configs):
+        config = dict(config)
+        config.pop("seed", None)
+        if injected:
+            node = config
+            *parents, last = injected.split(".")
+            for part in parents:
+                node = dict(node.get(part) or {}) if isinstance(node.get(part), dict) else {}
+            node.pop(last, None)
+            if parents:
+                config[parents[0]] = _without(config.get(parents[0]), parents[1:] + [last])
+            else:
+                config.pop(last, None)
+        groups.setdefault(json.dumps(config, sort_keys=True, default=repr), []).append(point)
+    return [f"points {', '.join(str(p.index) for p in same)} ({'; '.join(p.label for p in same)}) resolve to the "
+            f"same config: they would train the same thing; drop all but one"
+            for same in groups.values() if len(same) > 1]
+
+
+def _without(node: tp.Any, path: tp.List[str]) -> tp.Any:
+    """``node`` (a dict) without the key at ``path``."""
+    if not isinstance(node, dict) or not path:
+        return node
+    out = dict(node)
+    if len(path) == 1:
+        out.pop(path[0], None)
+    else:
+        out[path[0]] = _without(out.get(path[0]), path[1:])
+    return out
 
 
 def main(argv: tp.Optional[tp.List[str]] = None) -> int:

@@ -134,7 +134,7 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
     versions = bool(manifest.code_versions)  # several code snapshots: which one each point ran
     if versions:
         header.insert(header.index("state"), "code")
-    notes = [_why(r) for r in rows]
+    notes = [why(r) for r in rows]
     if any(notes):  # why a point failed, or why it is not requeued any more
         header.append("why")
     lines: tp.List[tp.List[str]] = []
@@ -154,7 +154,7 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
             + counts_line(rows, len(rows), 30, " ended"))
 
 
-def _why(row: "PointRow") -> str:
+def why(row: "PointRow") -> str:
     """A failed point's error (its first line), or why an ended point was not requeued."""
     if row.state in (State.COMPLETED, State.CANCELLED) or row.state not in TERMINAL:
         return ""

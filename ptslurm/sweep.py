@@ -44,6 +44,7 @@ class SweepRequest:
     argv: tp.Tuple[str, ...] = ()
     max_snapshot_mb: float = snapshot.DEFAULT_MAX_MB
     max_points: int = grid.DEFAULT_MAX_POINTS
+    keep_duplicates: bool = False  # run points that repeat an earlier one (else dropped with a note)
 
 
 @dataclasses.dataclass
@@ -85,12 +86,18 @@ class Plan:
             shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def expand_points(request: SweepRequest) -> tp.Tuple[tp.List[Point], tp.List[str]]:
-    """The sweep's points and the keys given as flat lists on the command line."""
+def expand_points(request: SweepRequest, notes: tp.Optional[tp.List[str]] = None
+                  ) -> tp.Tuple[tp.List[Point], tp.List[tp.Any]]:
+    """The sweep's points and the keys given as flat lists on the command line; ``notes``
+    receives what the expansion dropped."""
     cli = grid.parse_with(request.with_tokens)
+    if notes is not None:
+        notes.extend(grid.comma_notes(request.with_tokens))
     base = sweepfile.load(request.sweep_file) if request.sweep_file else grid.Block()
-    points = grid.expand(base, cli, max_points=request.max_points)
-    flat = [a.keys[0] for a in cli.axes if a.flat_list]
+    points = grid.expand(base, cli, max_points=request.max_points, keep_duplicates=request.keep_duplicates,
+                         notes=notes)
+    # each flat list as written (repeats included): the hint shows the list literally
+    flat = [[a.keys[0], [v[0] for v in a.values]] for a in cli.axes if a.flat_list]
     return points, flat
 
 
@@ -130,7 +137,7 @@ def plan(request: SweepRequest) -> Plan:
         raise UsageError(f"--max-snapshot-mb must be a positive number, got {request.max_snapshot_mb!r}")
     resources, notes = check_resources(request.resources)
     request = dataclasses.replace(request, resources=resources)
-    points, flat_axes = expand_points(request)
+    points, flat_axes = expand_points(request, notes)
     root = storage.resolve_root(request.root)
     storage.check_root_writable(root)
     path = Path(request.experiment)
@@ -170,7 +177,7 @@ def plan(request: SweepRequest) -> Plan:
 
 
 def stage(path: Path, root: Path, points: tp.Sequence[Point], keys: tp.Sequence[str],
-          placeholders: tp.Callable[[str], tp.List[Path]], flat_axes: tp.Sequence[str], max_mb: float):
+          placeholders: tp.Callable[[str], tp.List[Path]], flat_axes: tp.Sequence[tp.Any], max_mb: float):
     """Load the experiment (to learn what it imports), copy its snapshot into a temporary
     folder and run the pre-flight from there. Returns ``(layout, staging, code_hash,
     code_bytes, preflight_result, ex)``; the caller owns ``staging``."""

@@ -274,3 +274,64 @@ def test_select_columns_keeps_the_identity_and_refuses_unknown_patterns():
                                                                           "acc/best", "storage_dir"]
     with pytest.raises(UsageError, match="matches no column; columns: index, lr"):
         results.select_columns(records, ["nope"])
+
+
+def test_log_tail_offsets_and_streaming_across_blocks(tmp_path, monkeypatch):
+    import io
+
+    from ptslurm import logs
+
+    monkeypatch.setattr(logs, "BLOCK", 7)  # lines straddle block boundaries
+    path = tmp_path / "log"
+    path.write_text("".join(f"line {i}\n" for i in range(50)))
+    assert path.read_text()[logs.tail_offset(path, 3):] == "line 47\nline 48\nline 49\n"
+    assert logs.tail_offset(path, 500) == 0 and logs.tail_offset(tmp_path / "missing", 3) == 0
+    out = io.StringIO()
+    end = logs.stream(path, 0, out)
+    assert out.getvalue() == path.read_text() and end == path.stat().st_size
+    with open(path, "a") as fh:
+        fh.write("partial")  # a line still being written waits for its newline
+    out = io.StringIO()
+    assert logs.stream(path, end, out) == end and out.getvalue() == ""
+
+
+def test_user_traceback_drops_the_machinery():
+    from ptslurm import logs
+
+    text = ('Traceback (most recent call last):\n'
+            '  File "/x/ptslurm/job.py", line 5, in main\n    run()\n    ^^^^^\n'
+            '  File "/v/site-packages/sacred/run.py", line 238, in __call__\n    self.result = f()\n'
+            '  File "/s/code/exp.py", line 9, in main\n    raise ValueError("bad")\n'
+            'ValueError: bad\n')
+    assert logs.user_traceback(text) == ('Traceback (most recent call last):\n'
+                                         '  File "/s/code/exp.py", line 9, in main\n    raise ValueError("bad")\n'
+                                         'ValueError: bad\n')
+    frames = logs.Frames()
+    assert "".join(ln for ln in text.splitlines(True) if frames.keep(ln)) == logs.user_traceback(text)
+
+
+def test_duplicates_are_dropped_with_a_note_or_kept_when_asked():
+    from ptslurm import grid
+
+    notes = []
+    points = grid.expand(grid.Block(), grid.parse_with(["fail=[True,False,True]"]), notes=notes)
+    assert [p.updates for p in points] == [{"fail": True}, {"fail": False}]
+    assert len(notes) == 1 and "1 point(s) repeat an earlier one" in notes[0] and "--keep-duplicates" in notes[0]
+    kept = grid.expand(grid.Block(), grid.parse_with(["fail=[True,False,True]"]), keep_duplicates=True)
+    assert [p.updates["fail"] for p in kept] == [True, False, True]
+    assert grid.comma_notes(["a=1,2", "b=[1,2]", "c='x,y'", "d=3"]) == [
+        "'a=1,2' is the tuple (1,2) for every point (sacred's reading, a fixed value); for an axis write 'a=[1,2]'"]
+
+
+def test_points_resolving_to_the_same_config_are_named():
+    from ptslurm.preflight import same_configs
+    from ptslurm.spec import Point
+
+    points = [Point(0, {"lr": 0.1}, (), ("lr",)), Point(1, {"lr": 0.2}, (), ("lr",)),
+              Point(2, {}, ("fast",), ("lr", "named_configs"))]
+    configs = [{"lr": 0.1, "seed": 1, "trainer": {"storage_dir": "/a"}},
+               {"lr": 0.2, "seed": 2, "trainer": {"storage_dir": "/b"}},
+               {"lr": 0.1, "seed": 3, "trainer": {"storage_dir": "/c"}}]
+    notes = same_configs(points, configs, "trainer.storage_dir")
+    assert len(notes) == 1 and notes[0].startswith("points 0, 2 ")
+    assert same_configs(points, configs[:2], "trainer.storage_dir") == []
