@@ -39,10 +39,12 @@ class MyModel(pt.Model):
         return {"loss": torch.nn.functional.mse_loss(output, y)}
 
 
-def make_data(n, in_features, seed):
+def make_data(n, in_features, seed, task_seed=1234):
+    """``n`` samples (drawn with ``seed``) of one regression task (its weights drawn with
+    ``task_seed``): training and validation sets differ in samples, never in the target."""
+    w = torch.randn(in_features, generator=torch.Generator().manual_seed(task_seed))
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, in_features, generator=g)
-    w = torch.randn(in_features, generator=g)
     return x, torch.tanh(x @ w / 2) + 0.05 * torch.randn(n, generator=g)
 
 

@@ -139,8 +139,7 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
         header.append("why")
     lines: tp.List[tp.List[str]] = []
     for r in rows:
-        progress = "-" if r.iteration is None else f"it {r.iteration}" + (
-            f" ep {r.epoch}" if r.epoch is not None else "")
+        progress = progress_cell(r, now)
         # an ended point has no heartbeat to watch: show when it ended
         if r.state in TERMINAL:
             beat = f"ended {age(r.ended, now)}" if r.ended else "-"
@@ -152,6 +151,39 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
     width = 60  # the table fits itself to the terminal
     return (f"sweep {manifest.name} ({manifest.executor})\n" + table(header, lines, max_width=width) + "\n"
             + counts_line(rows, len(rows), 30, " ended"))
+
+
+def progress_cell(row: "PointRow", now: tp.Optional[float] = None) -> str:
+    """``it 150/1000 ep 2 12.5 it/s ETA 1:08:00``: where the training is, of how much (when
+    the code reports a total), how fast this attempt goes and when it ends at that rate."""
+    from .results import timestamp
+
+    if row.iteration is None:
+        return "-"
+    progress = row.status.progress or {}
+    given = progress.get("total")
+    total: tp.Dict[str, tp.Any] = given if isinstance(given, dict) else {}
+    text = f"it {row.iteration}" + (f"/{total['iteration']}" if total.get("iteration") else "")
+    if row.epoch is not None:
+        text += f" ep {row.epoch}" + (f"/{total['epoch']}" if total.get("epoch") else "")
+    latest = row.latest
+    if latest is None or row.state not in (State.RUNNING,):
+        return text
+    start: tp.Dict[str, tp.Any] = dict(latest.resumed_from or latest.progress_at_start
+                                      or {"iteration": 0, "time": latest.started})
+    t0, t1 = timestamp(start.get("time") or latest.started), timestamp(progress.get("time"))
+    done = row.iteration - int(start.get("iteration") or 0)
+    if t0 is None or t1 is None or t1 <= t0 or done <= 0:
+        return text
+    rate = done / (t1 - t0)
+    text += f" {rate:.3g} it/s"
+    if total.get("iteration"):
+        left = (total["iteration"] - row.iteration) / rate - max(0.0, (now or time.time()) - t1)
+        text += f" ETA {duration(max(left, 0))}"
+    elif total.get("epoch") and row.epoch is not None and row.epoch > int(start.get("epoch") or 0):
+        per_epoch = (t1 - t0) / (row.epoch - int(start.get("epoch") or 0))
+        text += f" ETA {duration(max((total['epoch'] - row.epoch) * per_epoch, 0))}"
+    return text
 
 
 def why(row: "PointRow") -> str:

@@ -531,7 +531,7 @@ def to_frame(records: tp.List[dict]):
     try:
         import pandas
     except ImportError:
-        raise UsageError("pandas is not installed: pip install pandas (or use the plain records)") from None
+        raise UsageError("pandas is not installed: pip install 'ptslurm[pandas]' (or use the plain records)") from None
     return pandas.DataFrame.from_records(records)
 
 

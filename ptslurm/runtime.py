@@ -61,12 +61,17 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def report_progress(iteration: int, epoch: tp.Optional[int] = None, resumed: bool = False) -> None:
-    """Record training progress for ``ptslurm status`` (cheap; call at checkpoints);
-    ``resumed`` marks the point where this attempt continued from a checkpoint. Does nothing
-    outside a ptslurm job."""
+def report_progress(iteration: int, epoch: tp.Optional[int] = None, resumed: bool = False,
+                    total: tp.Optional[tp.Mapping[str, int]] = None) -> None:
+    """Record training progress for ``ptslurm status`` (cheap; call at checkpoints or
+    summaries); ``resumed`` marks the point where this attempt continued from a checkpoint;
+    ``total`` (``{"iteration": 10000}`` or ``{"epoch": 50}``) lets status show how far along
+    it is and when it will end. Does nothing outside a ptslurm job."""
     if _reporter is not None:
-        _reporter.report({"iteration": iteration, "epoch": epoch, "time": now()}, resumed)
+        progress: tp.Dict[str, tp.Any] = {"iteration": iteration, "epoch": epoch, "time": now()}
+        if total:
+            progress["total"] = dict(total)
+        _reporter.report(progress, resumed)
 
 
 def should_stop() -> bool:

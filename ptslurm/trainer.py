@@ -248,6 +248,8 @@ class Trainer(Configurable):
         self._agreement: tp.Any = None  # the stop flags' all-reduce under way (distributed)
         self._saved_iteration: tp.Optional[int] = None  # the iteration of the last checkpoint taken
         self._validation = None
+        self.validation_scalars: tp.Dict[str, float] = {}  # the review's scalars at the last validation
+        self._last_loss: tp.Optional[float] = None  # the last summary's training loss (the live line)
 
     @classmethod
     def finalize_config(cls, config: dict) -> None:
@@ -302,8 +304,12 @@ class Trainer(Configurable):
         if not self._ranks.is_main:
             return None
         path = ckpt.save(state, self.checkpoint_dir, self.iteration, keep=self.keep_checkpoints, best=best)
-        report_progress(self.iteration, self.epoch)
+        report_progress(self.iteration, self.epoch, total=self._total())
         return path
+
+    def _total(self) -> tp.Dict[str, int]:
+        n, unit = self.stop_trigger
+        return {unit: int(n)}
 
     # ------------------------------------------------------------------ loop
     def _done(self) -> bool:
@@ -335,7 +341,7 @@ class Trainer(Configurable):
                   flush=True)
             from .runtime import report_progress
 
-            report_progress(self.iteration, self.epoch, resumed=True)
+            report_progress(self.iteration, self.epoch, resumed=True, total=self._total())
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         if self._ranks.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -351,7 +357,8 @@ class Trainer(Configurable):
             for batch in itertools.islice(train_dataset, self.epoch_iteration, None):
                 self._step(batch)
                 if show:
-                    sys.stderr.write(f"\rtrain: epoch {self.epoch} iteration {self.iteration}")
+                    last = f"  loss {self._last_loss:.4g}" if self._last_loss is not None else ""
+                    sys.stderr.write(f"\rtrain: epoch {self.epoch} iteration {self.iteration}{last}\033[K")
                 if self._done():
                     self._finish_accumulation()
                 elif self.epoch_iteration % self.virtual_minibatch_size:
@@ -475,10 +482,18 @@ class Trainer(Configurable):
         self._log({prefix + k: float(v) for k, v in zip(names, means.tolist())})
 
     def _log(self, scalars: tp.Dict[str, float]) -> None:
-        from .runtime import active_run
+        from .runtime import active_run, report_progress
 
         if not self._ranks.is_main:
             return
+        if "training/loss" in scalars:
+            self._last_loss = scalars["training/loss"]
+        if not sys.stderr.isatty():  # a log file: one line per summary (a terminal has the live line)
+            n, unit = self.stop_trigger
+            where = f"iteration {self.iteration}" + (f"/{n}" if unit == "iteration" else "") + \
+                f" epoch {self.epoch}" + (f"/{n}" if unit == "epoch" else "")
+            print(f"ptslurm: {where}: " + "  ".join(f"{k} {v:.6g}" for k, v in scalars.items()), flush=True)
+        report_progress(self.iteration, self.epoch, total=self._total())
         run = active_run()
         writer = self._tensorboard()
         for name, value in scalars.items():
@@ -506,16 +521,23 @@ class Trainer(Configurable):
             best = loss < self.best_loss
             if best:
                 self.best_loss = loss
-            self._log({"validation/loss": loss})
+            self._log({"validation/loss": loss, **{f"validation/{k}": v for k, v in self.validation_scalars.items()}})
         self.save_checkpoint(best=best)
 
     @torch.no_grad()
     def validate(self, dataset) -> float:
+        """The mean loss over ``dataset``; the means of the review's ``scalars`` (accuracy,
+        ...) are kept in ``validation_scalars`` and logged as ``validation/<name>``."""
         self.model.eval()
         total, count = 0.0, 0
+        sums: tp.Dict[str, float] = {}
         for batch in dataset:
             batch = self._to_device(batch)
-            total += float(self._loss(self.model.review(batch, self.model(batch))))
+            review = self.model.review(batch, self.model(batch))
+            total += float(self._loss(review))
+            for name, value in review.get("scalars", {}).items():
+                sums[name] = sums.get(name, 0.0) + float(value)
             count += 1
         self.model.train()
+        self.validation_scalars = {k: v / max(count, 1) for k, v in sums.items()}
         return total / max(count, 1)

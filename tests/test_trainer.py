@@ -248,3 +248,23 @@ class Holder(pt.Model):
     def __init__(self, part=None):
         super().__init__()
         self.part = part
+
+
+class Accurate(Net):
+    def review(self, batch, output):
+        err = (output - batch[1]).abs()
+        return {"loss": torch.nn.functional.mse_loss(output, batch[1]), "scalars": {"accuracy": (err < 0.5).float().mean()}}
+
+
+def test_a_running_training_prints_summaries_and_records_validation_scalars(tmp_path, capsys):
+    cfg = config(tmp_path, stop_trigger=(2, "epoch"), model={"factory": Accurate})
+    trainer = pt.Trainer.from_config(cfg)
+    trainer.register_validation_hook(data())
+    trainer.train(data())
+    out = capsys.readouterr().out.splitlines()
+    summaries = [ln for ln in out if ln.startswith("ptslurm: iteration ")]
+    assert len(summaries) >= 2 and any("training/loss" in ln for ln in summaries), out
+    assert summaries[-1].startswith("ptslurm: iteration 14 epoch 2/2: "), summaries[-1]
+    validations = [ln for ln in summaries if "validation/loss" in ln]
+    assert validations and "validation/accuracy" in validations[-1]
+    assert 0.0 <= trainer.validation_scalars["accuracy"] <= 1.0

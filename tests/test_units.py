@@ -335,3 +335,23 @@ def test_points_resolving_to_the_same_config_are_named():
     notes = same_configs(points, configs, "trainer.storage_dir")
     assert len(notes) == 1 and notes[0].startswith("points 0, 2 ")
     assert same_configs(points, configs[:2], "trainer.storage_dir") == []
+
+
+def test_progress_shows_total_rate_and_eta():
+    from ptslurm import render
+    from ptslurm.records import Attempt, PointStatus, State
+    from ptslurm.results import PointRow
+
+    t0 = "2026-12-01T10:00:00+00:00"
+    status = PointStatus(attempts=(Attempt(state=State.RUNNING, started=t0, progress_at_start=None),),
+                         progress={"iteration": 150, "epoch": 2, "time": "2026-12-01T10:00:30+00:00",
+                                   "total": {"iteration": 1000}})
+    row = PointRow(index=0, state=State.RUNNING, job_id="1_0", storage_dir="/x", status=status, iteration=150,
+                   epoch=2)
+    from ptslurm.results import timestamp
+
+    text = render.progress_cell(row, now=timestamp("2026-12-01T10:00:30+00:00"))
+    assert text == "it 150/1000 ep 2 5 it/s ETA 0:02:50", text
+    ended = row.replace(state=State.COMPLETED)
+    assert render.progress_cell(ended) == "it 150/1000 ep 2"
+    assert render.progress_cell(row.replace(iteration=None)) == "-"
