@@ -65,7 +65,9 @@ class SlurmBackend:
             params["ntasks_per_node"] = r.tasks
         extra = dict(r.sbatch_args)
         if self.workdir is not None:
-            extra.setdefault("chdir", str(self.workdir))
+            # the job starts in its log folder, not in the snapshot: nothing of the snapshot is
+            # importable before the job has checked it (it then works in the snapshot's folder)
+            extra.setdefault("chdir", str(self.folder))
         if extra:
             params["additional_parameters"] = extra
         return params
@@ -183,7 +185,8 @@ class LocalBackend:
                 while pending and len(running) < self.jobs:
                     index = pending.pop(0)
                     with open(logs / f"{index}.log", "a") as log:
-                        running[index] = commands.start_point(self.command(index), log, self.workdir)
+                        # started outside the snapshot: the job enters it once it checked it
+                        running[index] = commands.start_point(self.command(index), log, logs)
                 finished = [i for i, p in running.items() if p.poll() is not None]
                 for i in finished:
                     done[i] = running.pop(i).returncode

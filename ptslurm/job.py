@@ -157,6 +157,7 @@ def latest_checkpoint(storage_dir: Path) -> tp.Optional[tp.List[tp.Any]]:
     return best
 
 
+PYCACHE = ".pycache"  # in the sweep dir: the jobs' compiled modules (sys.pycache_prefix)
 STOPS = ("timeout", "terminated", "preempted", "lost")  # the scheduler ended it, not the code
 OWN_FILES = {STATUS, "ptslurm_intent.json", "ptslurm_lease.json", storage.CONFIG, storage.CLAIM}
 
@@ -381,6 +382,9 @@ def enter_snapshot(manifest: Manifest, sweep_dir: Path, index: int) -> None:
 
     version = manifest.code_of(manifest.point(index).code_version)
     code = sweep_dir / version.dir
+    # compiled modules live in the sweep's own cache, never in __pycache__ folders of the
+    # snapshot (a planted .pyc there would run instead of the verified source)
+    sys.pycache_prefix = str(sweep_dir / PYCACHE)
     if version.sha256:
         snapshot.verify(code, version.sha256, f"to run the new code: `ptslurm resubmit {sweep_dir} "
                                               f"--points {index} --refresh-code`")

@@ -302,8 +302,10 @@ def verify(code_dir: Path, expected: str, fix: str) -> None:
     if hashlib.sha256(text.encode()).hexdigest() != expected:
         raise SnapshotError(f"the code snapshot's hash list {str(hash_file(code_dir))!r} changed since "
                             f"submission; {fix}")
+    listed = set()
     for line in text.splitlines():
         digest, _, rel = line.partition("  ")
+        listed.add(rel)
         path = code_dir / rel
         try:
             same = _sha256(path) == digest
@@ -312,6 +314,13 @@ def verify(code_dir: Path, expected: str, fix: str) -> None:
         if not same:
             raise SnapshotError(f"the code snapshot changed since submission: {str(path)!r} was edited or "
                                 f"removed; {fix}")
+    for dirpath, dirnames, filenames in os.walk(code_dir):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]  # never read: the job has its own pycache
+        for name in filenames:
+            rel = os.path.relpath(os.path.join(dirpath, name), code_dir).replace(os.sep, "/")
+            if rel not in listed:
+                raise SnapshotError(f"the code snapshot changed since submission: {os.path.join(dirpath, name)!r} "
+                                    f"was added; {fix}")
 
 
 def differs(code_dir: Path, layout_root: Path) -> tp.List[str]:

@@ -100,3 +100,19 @@ def test_scontrol_requeue_of_a_completed_job_runs_no_point_again(slurm_cluster, 
                    for f in log.glob(f"{p['job_id']}*.out")), "the requeued job did start and stood down"
     status = json.loads(run_cli("status", json.loads(proc.stdout)["sweep_dir"], "--json").stdout)
     assert [r["state"] for r in status] == ["completed", "completed"]
+
+
+@pytest.mark.parametrize("planted", ["cloudpickle.py", "submitit/__init__.py", "tiny_helpers.py"])
+def test_a_file_added_to_the_snapshot_never_runs(tmp_path, no_slurm, planted):
+    """The job starts outside the snapshot and refuses files its hash list does not name."""
+    proc = run_cli("sweep", "--json", "--root", tmp_path / "runs", EXAMPLES / "tiny.py", "with", "steps=5")
+    summary = json.loads(proc.stdout)
+    marker = tmp_path / "pwned"
+    evil = Path(summary["sweep_dir"]) / "code" / planted
+    evil.parent.mkdir(parents=True, exist_ok=True)
+    evil.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    proc = run_cli("resubmit", summary["sweep_dir"], "--points", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists(), "a planted module ran"
+    last = read_status(summary["points"][0]["storage_dir"])["attempts"][-1]
+    assert last["state"] == "failed" and "was added" in last["error"] and planted in last["error"]

@@ -3,7 +3,7 @@
 # Parameters
 #SBATCH --account=lab
 #SBATCH --array=0-24%4
-#SBATCH --chdir='/SWEEP DIR/code/exps'
+#SBATCH --chdir='/SWEEP DIR/slurm'
 #SBATCH --constraint=a100
 #SBATCH --cpus-per-task=8
 #SBATCH --gres=gpu:2
