@@ -9,7 +9,7 @@ import typing as tp
 import warnings
 from pathlib import Path
 
-from .storage import atomic_write, fsync_dir
+from .storage import atomic_write, fsync_dir, result_mode
 
 LATEST = "ckpt_latest.pth"
 BEST_LOSS = "ckpt_best_loss.pth"
@@ -54,7 +54,7 @@ def save(state: dict, ckpt_dir: tp.Union[str, Path], iteration: int, keep: tp.Op
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     target = checkpoint_path(ckpt_dir, iteration)
-    atomic_write(target, lambda fh: torch.save(state, fh), binary=True)
+    atomic_write(target, lambda fh: torch.save(state, fh), binary=True, mode=result_mode())
     if best:
         link(ckpt_dir, BEST_LOSS, target)
     link(ckpt_dir, LATEST, target)

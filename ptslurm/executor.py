@@ -101,6 +101,7 @@ class SlurmBackend:
         again). Returns index -> job id."""
         from .job import run_point
 
+        storage.make_dirs(self.folder)
         submitter = submitit_adapter.ArraySubmitter(self.folder, self.parameters())
         job_ids: tp.Dict[int, str] = {}
         for chunk in chunks(list(indices), commands.max_array_size()):
@@ -111,6 +112,7 @@ class SlurmBackend:
                 raise SubmissionError(f"sbatch rejected the job: {first_error_line(str(exc))}") from None
             finally:
                 self.sbatch_calls += 1
+                storage.no_group_write(self.folder)  # the pickles jobs load: nobody else may change them
             ids = dict(zip(chunk, jobs))
             job_ids.update(ids)
             on_array(ids)

@@ -213,7 +213,8 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
     manifest = storage.read_manifest(sweep_dir)
     entry = manifest.point(index)
     storage_dir = entry.path
-    storage_dir.mkdir(parents=True, exist_ok=True)
+    storage.make_dirs(storage_dir)
+    storage.require_own_dir(storage_dir)
     os.environ[ENV_STORAGE_DIR] = str(storage_dir)
     os.environ[ENV_SWEEP_DIR] = str(sweep_dir)
     os.environ[ENV_POINT] = str(index)

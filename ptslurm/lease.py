@@ -135,6 +135,9 @@ def _take_over(path: Path, judged: tp.Optional[dict]) -> None:
     os.close(fd)
     try:
         try:
+            if os.stat(path).st_uid != os.geteuid():  # planted by another user: never a holder
+                path.unlink()
+                return
             current = json.loads(path.read_text())
         except FileNotFoundError:
             return
@@ -178,6 +181,8 @@ def acquire(storage_dir: Path, job_id: str, wait_s: float = WAIT_S,
             return Lease(path, data)
         try:
             holder = json.loads(path.read_text())
+            if os.stat(path).st_uid != os.geteuid():
+                holder = None  # a lease of somebody else's is no lease: only our own attempts hold one
         except FileNotFoundError:
             continue
         except (OSError, ValueError):

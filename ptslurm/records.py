@@ -442,5 +442,12 @@ def read_status(storage_dir: tp.Union[str, Path]) -> PointStatus:
 
 
 def read_intent(storage_dir: tp.Union[str, Path]) -> Intent:
-    """A point's intent record; the default (submission 0, not cancelled) when missing."""
-    return read(Path(storage_dir) / INTENT, Intent).record or Intent()
+    """A point's intent record; the default (submission 0, not cancelled) when missing, or
+    when another user wrote it (only the sweep's owner may cancel or resubmit its points)."""
+    path = Path(storage_dir) / INTENT
+    try:
+        if os.stat(path).st_uid != os.geteuid():
+            return Intent()
+    except OSError:
+        return Intent()
+    return read(path, Intent).record or Intent()

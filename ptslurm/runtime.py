@@ -86,7 +86,7 @@ def dump_config(config: tp.Mapping[str, tp.Any], path: tp.Union[str, Path]) -> N
     hands captured functions a read-only config, which padertorch's dump would modify."""
     from . import storage
 
-    storage.atomic_write_json(Path(path), storage.jsonable(config))
+    storage.atomic_write_json(Path(path), storage.jsonable(config), mode=storage.result_mode())
 
 
 # ----------------------------------------------------------------------------- ranks

@@ -36,6 +36,113 @@ NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "fuse.g
 LOCK_TIMEOUT_S = 60.0
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()  # read once, at import (os.umask cannot be read without setting it)
+
+
+def control_mode() -> int:
+    """Files that ptslurm trusts (manifest, status, intent, lease, claims): readable as the
+    umask allows (a group can collect a colleague's sweep), never writable by anyone else."""
+    return 0o666 & ~UMASK & ~0o022
+
+
+def result_mode() -> int:
+    """Results (config, checkpoints): as the umask says."""
+    return 0o666 & ~UMASK
+
+
+def dir_mode() -> int:
+    """Folders ptslurm creates: as the umask allows, never writable by others (nobody can
+    rename or replace what is in them)."""
+    return 0o777 & ~UMASK & ~0o022
+
+
+def make_dirs(path: Path) -> None:
+    """``mkdir -p`` whose new folders get ``dir_mode`` whatever the umask."""
+    path = Path(path)
+    missing = []
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        os.chmod(folder, dir_mode())
+
+
+def no_group_write(folder: Path) -> None:
+    """Remove group and other write from the files in ``folder`` (what submitit wrote with
+    the umask: job pickles a group member must not swap)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            mode = entry.stat(follow_symlinks=False).st_mode
+            if entry.is_file(follow_symlinks=False) and mode & 0o022:
+                os.chmod(entry.path, mode & 0o7755)
+        except OSError:
+            continue
+
+
+def require_own_dir(storage_dir: Path) -> None:
+    """A storage dir must be a folder of this user's, not a symlink someone planted (a job
+    would write into their folder, or anywhere the user can write). Raises SnapshotError
+    (never retried)."""
+    import stat
+
+    from .errors import SnapshotError
+
+    try:
+        st = os.lstat(storage_dir)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise SnapshotError(f"storage dir {str(storage_dir)!r} is not a folder of yours (a symlink, or another "
+                            f"user's): refusing to write there; start the sweep again under a --root you own")
+
+
+def unsafe_dir(path: Path) -> tp.Optional[str]:
+    """Why ``path`` (or the nearest folder of it that exists) or a folder above it is no
+    place for files ptslurm trusts, or None: a folder that another user owns (root aside)
+    or that others may write without the sticky bit can have its entries renamed or
+    replaced by someone else."""
+    import stat
+
+    me = os.geteuid()
+    probe = Path(os.path.abspath(path))
+    while not os.path.lexists(probe) and probe.parent != probe:
+        probe = probe.parent
+    for folder in [probe, *probe.parents]:
+        try:
+            st = os.stat(folder)
+        except OSError:
+            continue
+        if st.st_uid not in (me, 0):
+            return f"{str(folder)!r} belongs to {_user(st.st_uid)}"
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            return f"{str(folder)!r} is writable by {'others' if st.st_mode & 0o002 else 'its group'}"
+    return None
+
+
+def require_safe_dir(path: Path, what: str) -> None:
+    """UsageError naming the folder and the fix when ``unsafe_dir(path)``."""
+    why = unsafe_dir(path)
+    if why:
+        raise UsageError(f"{what} would go under {why}, so another user could replace them; use a folder of "
+                         f"your own: --root DIR (or $STORAGE_ROOT) owned by you, e.g. a per-user folder "
+                         f"$STORAGE_ROOT/$USER, or remove group/other write from it (chmod go-w)")
+
+
 def resolve_root(root: tp.Optional[str] = None) -> Path:
     """``root``, else ``$STORAGE_ROOT``, else ``~/ptslurm-runs``, made absolute."""
     chosen = root or os.environ.get("STORAGE_ROOT") or DEFAULT_ROOT
@@ -103,7 +210,7 @@ def allocate_dirs(parent: Path, count: int, owner: tp.Optional[str] = None) -> t
     before it recorded them can give them back (``release_claims``)."""
     import filelock
 
-    parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(parent)
     try:
         with _lock(parent):
             return _claim(parent, count, owner)
@@ -137,8 +244,9 @@ def release_claims(parent: Path, owner: str) -> int:
 
 def _next_number(parent: Path) -> int:
     """One more than the highest numbered directory in ``parent`` (1 when there is none)."""
-    try:
-        return max((int(p.name) for p in os.scandir(parent) if p.name.isdigit()), default=0) + 1
+    try:  # a name of more digits than any count of runs is somebody's noise, not a number
+        return max((int(p.name) for p in os.scandir(parent) if p.name.isdigit() and len(p.name) <= 12),
+                   default=0) + 1
     except FileNotFoundError:
         return 1
 
@@ -153,6 +261,7 @@ def _claim(parent: Path, count: int, owner: tp.Optional[str] = None) -> tp.List[
         except FileExistsError:
             pass  # someone else won this number: try the next, don't re-list
         else:
+            os.chmod(path, dir_mode())
             if owner is not None:
                 with open(path / CLAIM, "w") as fh:
                     fh.write(owner)
@@ -175,13 +284,15 @@ def get_new_storage_dir(experiment_name: str, root: tp.Optional[str] = None) -> 
 # ----------------------------------------------------------------------------- atomic files
 
 
-def atomic_write(path: Path, write: tp.Callable[[tp.IO], None], binary: bool = False) -> None:
+def atomic_write(path: Path, write: tp.Callable[[tp.IO], None], binary: bool = False,
+                 mode: tp.Optional[int] = None) -> None:
     """Call ``write(fh)`` on a temp file beside ``path``, fsync, rename it over ``path``,
     fsync the directory: a reader sees the old file or the new one, never a torn one,
-    whatever kills the writer."""
+    whatever kills the writer. ``mode``: the file's permissions (default ``control_mode``)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, control_mode() if mode is None else mode)
         with os.fdopen(fd, "wb" if binary else "w") as fh:
             write(fh)
             fh.flush()
@@ -196,8 +307,8 @@ def atomic_write(path: Path, write: tp.Callable[[tp.IO], None], binary: bool = F
     fsync_dir(path.parent)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda fh: None if fh.write(text) is None else None)
+def atomic_write_text(path: Path, text: str, mode: tp.Optional[int] = None) -> None:
+    atomic_write(path, lambda fh: None if fh.write(text) is None else None, mode=mode)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -213,8 +324,8 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_json(path: Path, data: tp.Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+def atomic_write_json(path: Path, data: tp.Any, mode: tp.Optional[int] = None) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n", mode)
 
 
 def jsonable(value: tp.Any, fallback: tp.Optional[tp.Callable[[tp.Any], tp.Any]] = None) -> tp.Any:

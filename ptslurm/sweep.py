@@ -140,6 +140,7 @@ def plan(request: SweepRequest) -> Plan:
     points, flat_axes = expand_points(request, notes)
     root = storage.resolve_root(request.root)
     storage.check_root_writable(root)
+    storage.require_safe_dir(storage.sweeps_dir(root), "the sweep's control files (manifest, job pickles)")
     path = Path(request.experiment)
     chosen = choose_executor(request.executor, request.dry_run)
     if request.name is not None:
@@ -157,6 +158,7 @@ def plan(request: SweepRequest) -> Plan:
     name = request.name or f"{exp_name}-{digest}"
     try:
         check_name(name)
+        storage.require_safe_dir(root / exp_name, "the points' storage dirs")
     except UsageError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -325,9 +327,10 @@ def create(p: Plan) -> storage.ManifestBook:
     from . import experiment
 
     sweep_dir = p.sweep_dir
-    sweep_dir.parent.mkdir(parents=True, exist_ok=True)
+    storage.make_dirs(sweep_dir.parent)
     try:
         sweep_dir.mkdir()
+        os.chmod(sweep_dir, storage.dir_mode())
     except FileExistsError:
         raise UsageError(f"sweep {p.name!r} is being created by another process; choose another --name") from None
     assert p.staging is not None and p.layout is not None, "plan() stages the snapshot"
@@ -781,6 +784,7 @@ def write_intent(storage_dir: tp.Union[str, Path], **fields: tp.Any) -> None:
     is never rewritten here (the job is its only writer)."""
     if not Path(storage_dir).is_dir():
         return
+    storage.require_own_dir(Path(storage_dir))
     intent = read_intent(storage_dir).replace(
         time=now(), **fields)
     storage.atomic_write_json(Path(storage_dir) / storage.INTENT, intent.to_json())

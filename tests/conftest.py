@@ -150,3 +150,19 @@ def snapshot_files(sweep_dir) -> list:
     """The files of a sweep's code snapshot, relative to ``code/``."""
     code = Path(sweep_dir) / "code"
     return sorted(str(p.relative_to(code)) for p in code.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def other_user():
+    """A second Unix user (useradd), for sweeps that belong to somebody else."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        if IN_CI:
+            pytest.fail("the two-user tests need root and useradd in CI")
+        pytest.skip("needs root and useradd")
+    name = "ptslurm-other"
+    subprocess.run(["useradd", "-M", "-N", name], capture_output=True)
+    import pwd
+
+    yield pwd.getpwnam(name).pw_uid

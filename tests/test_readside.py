@@ -90,18 +90,6 @@ def test_status_tops_up_a_stalled_wave_of_your_own_sweep(stalled_sweep, lost):
     assert all(e["job_id"] for e in manifest["points"][2:]), manifest["points"]
 
 
-@pytest.fixture
-def other_user():
-    """A second Unix user (useradd), for sweeps that belong to somebody else."""
-    if os.geteuid() != 0 or shutil.which("useradd") is None:
-        pytest.skip("needs root and useradd")
-    name = "ptslurm-other"
-    subprocess.run(["useradd", "-M", "-N", name], capture_output=True)
-    import pwd
-
-    yield pwd.getpwnam(name).pw_uid
-
-
 def chown_tree(path: Path, uid: int) -> None:
     for dirpath, dirnames, filenames in os.walk(path):
         os.chown(dirpath, uid, -1)
