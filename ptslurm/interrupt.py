@@ -35,11 +35,15 @@ class Interrupted(KeyboardInterrupt):
 def _flag(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
     _received.append(signum)
     if _on_unheeded and _state["watchdog"] is None:
-        delay = UNHEEDED_AFTER_S if _state["asked"] else NEVER_ASKED_S
-        timer = threading.Timer(delay, _check_heeded)
-        timer.daemon = True
-        _state["watchdog"] = timer
-        timer.start()
+        _arm()
+
+
+def _arm() -> None:
+    delay = UNHEEDED_AFTER_S if _state["asked"] else NEVER_ASKED_S
+    timer = threading.Timer(delay, _check_heeded)
+    timer.daemon = True
+    _state["watchdog"] = timer
+    timer.start()
 
 
 def _check_heeded() -> None:
@@ -50,16 +54,22 @@ def _check_heeded() -> None:
 
 
 def on_unheeded(callback: tp.Optional[tp.Callable[[], None]]) -> None:
-    """Register what to do when a stop request goes unheeded (None: nothing)."""
+    """Register what to do when a stop request goes unheeded (None: nothing). A stop that
+    arrived before (while the attempt was starting) arms the watchdog now."""
     _on_unheeded.clear()
     if callback is not None:
         _on_unheeded.append(callback)
+        if _received and _state["watchdog"] is None:
+            _arm()
 
 
 def install() -> None:
-    """Replace the handlers of USR2 and TERM (also submitit's) by one that sets a flag."""
+    """Replace the handlers of USR2 and TERM (also submitit's) by one that sets a flag, and
+    give SIGCONT (sent with every stop) back its default: submitit logs "Bypassing signal
+    SIGCONT" for it, three times a stop."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, _flag)
+    signal.signal(signal.SIGCONT, signal.SIG_DFL)
 
 
 def should_stop() -> bool:

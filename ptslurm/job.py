@@ -333,6 +333,16 @@ def _unheeded(record: AttemptRecord, max_requeues: int, held: tp.Any, max_attemp
                   progressed=progressed, gave_up=gave_up,
                   error=f"stop request ({cause}) not heeded by the running code: the process was ended; "
                         f"the next attempt resumes from the code's own latest checkpoint")
+    why = {"timeout": "the time limit", "terminated": "SIGTERM", "preempted": "a preemption",
+           "requeued": "scontrol requeue", "cancelled": "a cancel"}.get(cause, cause)
+    then = ("the next attempt resumes from the code's own latest checkpoint" if action == "requeue"
+            else f"it is not requeued: {gave_up}" if gave_up else "it is not requeued")
+    run = runtime.active_run()
+    line = f"ptslurm: ended this attempt for {why} (the code did not ask ptslurm.should_stop()); {then}"
+    if run is not None:
+        sacred_adapter.close_interrupted(run, line)
+    else:
+        print(line, flush=True)
     if action == "requeue":
         try:
             commands.requeue(job_id())

@@ -14,6 +14,9 @@ against the installed sacred; ``setup.cfg`` pins the range it was tested with):
   hooks, seeds), called in ``build_config`` exactly as ``create_run`` calls them, to learn
   which keys an update added and whether the config sets its own seed (``create_run``
   keeps both to itself);
+- ``Run._stop_heartbeat``, ``Run._emit_heartbeat``, ``Run._emit_interrupted`` (status): how
+  sacred closes a run on Ctrl-C, done by ``close_interrupted`` for a process that ptslurm's
+  watchdog ends from a thread (sacred's own exit path never runs then);
 - ``sacred.dependencies.get_commit_if_possible``/``get_main_file`` and
   ``sacred.ingredient.gather_sources_and_dependencies`` (patched while an experiment file is
   imported: see ``tolerant_git`` and ``light_sources``).
@@ -85,6 +88,9 @@ def check() -> str:
 
     need(ingredient, "gather_sources_and_dependencies", ("globs", "save_git_info"))
     need(s.run.Run, "__call__")
+    need(s.run.Run, "_stop_heartbeat")
+    need(s.run.Run, "_emit_heartbeat")
+    need(s.run.Run, "_emit_interrupted", ("status",))
     for attr in ("_id", "observers", "capture_mode", "info", "experiment_info"):
         if attr not in inspect.getsource(s.run.Run.__init__):
             problems.append(f"sacred.run.Run no longer sets {attr}")
@@ -261,3 +267,33 @@ def set_run_info(run: tp.Any, capture_mode: str, repository: tp.Optional[tp.Mapp
             {"url": repository.get("url"), "commit": repository["commit"], "dirty": repository.get("dirty")}]
     run.capture_mode = capture_mode
     run.info["ptslurm"] = dict(info)
+
+
+def close_interrupted(run: tp.Any, line: str) -> None:
+    """Close ``run`` as sacred closes an interrupted one (status INTERRUPTED, a stop time),
+    after ``line`` and all output printed since the last heartbeat went into its captured
+    output (``cout.txt``): for a process that ptslurm ends from its watchdog thread, where
+    sacred's own exit path never runs. Best effort: the attempt is already recorded."""
+    import sys
+    import time
+
+    try:
+        sys.stderr.flush()
+        print(line, flush=True)  # the capture tees it to the scheduler's log as well
+    except Exception:  # noqa: BLE001 - a closed stream must not stop the rest
+        pass
+    # the running code goes on printing until the process ends: nothing after ptslurm's line
+    devnull = open(os.devnull, "w")
+    sys.stdout = sys.stderr = devnull
+    try:
+        os.dup2(devnull.fileno(), 1)
+        os.dup2(devnull.fileno(), 2)
+    except OSError:
+        pass
+    time.sleep(0.2)  # sacred's "fd" capture copies through a tee process: let it catch up
+    for step in (run._stop_heartbeat, run._emit_heartbeat, lambda: run._emit_interrupted("INTERRUPTED")):
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - best effort, see above
+            pass
+

@@ -416,6 +416,18 @@ def require_own(sweep_dir: Path, doing: str) -> None:
                          f"your own copy with `ptslurm sweep` under your own --root")
 
 
+MANIFEST_LOCK = ".manifest.lock"
+
+
+def manifest_lock(sweep_dir: Path, timeout: float = 120.0):
+    """The lock around every read-modify-write of a sweep's manifest (resubmit, cancel,
+    waves): two commands at once queue and record each job exactly once."""
+    import filelock
+
+    cls = filelock.SoftFileLock if fs_type(Path(sweep_dir)) in NETWORK_FS else filelock.FileLock
+    return cls(str(Path(sweep_dir) / MANIFEST_LOCK), timeout=timeout)
+
+
 def read_manifest(sweep_dir: Path) -> Manifest:
     """The sweep's manifest; ManifestError (with the fix) when it is missing, damaged or of
     a newer schema."""

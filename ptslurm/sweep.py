@@ -439,7 +439,6 @@ def submit(book: storage.ManifestBook, backend: executors.SlurmBackend) -> int:
     return adopted
 
 
-WAVE_LOCK = ".waves.lock"
 
 
 def next_wave(sweep_dir: tp.Union[str, Path], own_job: tp.Optional[str] = None) -> int:
@@ -448,10 +447,8 @@ def next_wave(sweep_dir: tp.Union[str, Path], own_job: tp.Optional[str] = None) 
     all ended (``--dependency=afterany``; it holds one queue slot). No daemon: the wave job,
     ``status`` and ``--wait`` call it (``own_job``: the wave job calling). Returns how many
     points were submitted."""
-    import filelock
-
     sweep_dir = Path(sweep_dir)
-    with filelock.FileLock(str(sweep_dir / WAVE_LOCK), timeout=60):
+    with storage.manifest_lock(sweep_dir):
         manifest = storage.read_manifest(sweep_dir)
         waves = manifest.waves
         if not waves or manifest.state != "submitted":
@@ -799,6 +796,11 @@ def cancel(sweep_dir: Path, indices: tp.Sequence[int]) -> tp.List[int]:
     SLURM jobs, or SIGTERM to a local point's process group (SIGKILL after a grace period).
     Returns the indices cancelled."""
     storage.require_own(sweep_dir, "cancels")
+    with storage.manifest_lock(sweep_dir):
+        return _cancel(sweep_dir, indices)
+
+
+def _cancel(sweep_dir: Path, indices: tp.Sequence[int]) -> tp.List[int]:
     manifest = storage.read_manifest(sweep_dir)
     rows = sweep_states(sweep_dir, manifest)
     on_slurm = manifest.executor == "slurm"
@@ -839,12 +841,40 @@ def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = Fa
     changed since the newest snapshot, the caller must choose: ``refresh_code`` (the points
     run a new snapshot) or ``keep_code`` (they run the code they ran before)."""
     storage.require_own(sweep_dir, "resubmits")
+    with storage.manifest_lock(sweep_dir):
+        book, local = _resubmit(sweep_dir, indices, refresh_code, keep_code)
+        if not local:
+            return backend_of(sweep_dir, book.manifest).submit(list(indices), _args_for(sweep_dir), book.set_jobs,
+                                                               marker=submit_marker(sweep_dir))
+    run_local(book, 1, list(indices))
+    return {i: "local" for i in indices}
+
+
+def _running_elsewhere(entry: PointEntry) -> tp.Optional[str]:
+    """The job whose live attempt holds the point's lease (whatever the manifest records), or None."""
+    from . import lease as leases
+
+    try:
+        holder = json.loads((entry.path / leases.LEASE).read_text())
+    except (OSError, ValueError):
+        return None
+    if leases.stale(holder, "", leases._scheduler_running):
+        return None
+    return str(holder.get("job_id") or "?")
+
+
+def _resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool,
+              keep_code: bool) -> tp.Tuple[storage.ManifestBook, bool]:
     manifest = storage.read_manifest(sweep_dir)
     rows = sweep_states(sweep_dir, manifest)
     busy = [i for i in indices if rows[i].state in BUSY]
     if busy:
         raise UsageError(f"points {', '.join(map(str, busy))} are still queued or running; "
                          f"cancel them first (`ptslurm cancel --points ...`)")
+    running = {i: job for i in indices if (job := _running_elsewhere(manifest.points[i]))}
+    if running:
+        raise UsageError(f"point(s) {', '.join(f'{i} (job {j})' for i, j in running.items())} still run an "
+                         f"attempt; cancel first (`ptslurm cancel --points ...`) or wait for it to end")
     if refresh_code:
         manifest = refresh_snapshot(sweep_dir, manifest, indices)
     elif not keep_code:
@@ -861,11 +891,9 @@ def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = Fa
         lambda e: e.replace(job_history=e.job_history + ((e.job_id,) if e.job_id else ())), indices)
     book = storage.ManifestBook(sweep_dir, manifest)
     if manifest.executor != "slurm":
-        run_local(book, 1, list(indices))
-        return {i: "local" for i in indices}
+        return book, True
     book.save(manifest)
-    return backend_of(sweep_dir, manifest).submit(list(indices), _args_for(sweep_dir), book.set_jobs,
-                                                  marker=submit_marker(sweep_dir))
+    return book, False
 
 
 def refresh_snapshot(sweep_dir: Path, manifest: Manifest, indices: tp.Sequence[int],

@@ -116,3 +116,43 @@ def test_a_file_added_to_the_snapshot_never_runs(tmp_path, no_slurm, planted):
     assert not marker.exists(), "a planted module ran"
     last = read_status(summary["points"][0]["storage_dir"])["attempts"][-1]
     assert last["state"] == "failed" and "was added" in last["error"] and planted in last["error"]
+
+
+NEVER_ASKS = """
+import time
+from sacred import Experiment
+ex = Experiment("never-asks")
+
+@ex.automain
+def main(_run):
+    for step in range(600):
+        print(f"step {step}", flush=True)
+        time.sleep(0.1)
+"""
+
+
+def test_a_watchdog_stop_leaves_honest_sacred_records(tmp_path, no_slurm):
+    """Code that never asks should_stop(): ptslurm ends it, and sacred's records say so."""
+    import signal
+
+    from conftest import wait_for
+
+    exp = tmp_path / "proj" / "exp.py"
+    exp.parent.mkdir()
+    exp.write_text(NEVER_ASKS)
+    runner = subprocess.Popen([sys.executable, "-m", "ptslurm", "sweep", "--json", "--root", str(tmp_path / "runs"),
+                               str(exp)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    storage_dir = wait_for("the point to start", lambda: next((tmp_path / "runs" / "never-asks").glob("1"), None))
+    pid = wait_for("its attempt", lambda: (read_status(storage_dir).get("attempts") or [{}])[-1].get("pid"))
+    log = next((tmp_path / "runs" / "sweeps").glob("*/logs/0.log"))
+    wait_for("the loop to run", lambda: "step 10\n" in log.read_text(), timeout=60)
+    os.kill(pid, signal.SIGUSR2)  # a stop request the code never looks at
+    runner.communicate(timeout=60)
+    run = json.loads((storage_dir / "sacred" / "1" / "run.json").read_text())
+    assert run["status"] == "INTERRUPTED" and run.get("stop_time"), run["status"]
+    cout = (storage_dir / "sacred" / "1" / "cout.txt").read_text().strip().splitlines()
+    assert cout[-1].startswith("ptslurm: ended this attempt for"), cout[-3:]
+    steps = [ln for ln in cout if ln.startswith("step ")]
+    assert len(steps) >= 20, "the output up to the end is in cout.txt (2 s of it after the signal)"
+    attempt = read_status(storage_dir)["attempts"][-1]
+    assert attempt.get("unheeded") and attempt["state"] == "interrupted"
