@@ -81,6 +81,16 @@ def should_stop() -> bool:
     return False
 
 
+def never_asked() -> bool:
+    """Whether the running code never called ``should_stop()``."""
+    return not _state["asked"]
+
+
+def signals_received() -> int:
+    """How many stop signals arrived so far."""
+    return len(_received)
+
+
 def received() -> tp.Optional[int]:
     """The first stop signal received, or None."""
     return _received[0] if _received else None

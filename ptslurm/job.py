@@ -323,10 +323,55 @@ def _attempt(manifest: Manifest, entry: PointEntry, sweep_dir: Path, record: Att
         raise
 
 
+END_MARGIN_S = float(os.environ.get("PTSLURM_END_MARGIN_S", "10"))  # before the job's end: see _use_allocation
+
+
+def _use_allocation() -> None:
+    """Code that never asks ``should_stop()`` cannot checkpoint on demand: ending it at the
+    time-limit signal would throw away the rest of the allocation and save nothing it would
+    not have saved itself. So on a time limit it runs on until ``END_MARGIN_S`` before the
+    job's end as SLURM reports it (``EndTime``; SLURM then sends SIGTERM, waits KillWait and
+    kills), then is recorded and requeued. Any other signal meanwhile (a preemption, a
+    cancel, a requeue) ends the wait at once."""
+    import time
+
+    if not on_slurm() or not interrupt.never_asked() or interrupt.received() != signal.SIGUSR2:
+        return
+    if classify(interrupt.Interrupted("probe")) != "timeout":
+        return
+    from .results import timestamp
+
+    info = commands.job_info(os.environ["SLURM_JOB_ID"])
+    end = timestamp(_local_iso(info.get("EndTime")))
+    if end is None:
+        return
+    until = end - END_MARGIN_S
+    if until - time.time() > 1:
+        print(f"ptslurm: time limit ahead (job ends {info.get('EndTime')}); the code does not ask "
+              f"ptslurm.should_stop(), so it keeps running until {END_MARGIN_S:g} s before the end", flush=True)
+    seen = interrupt.signals_received()
+    while time.time() < until and interrupt.signals_received() == seen:
+        time.sleep(min(1.0, max(0.05, until - time.time())))
+
+
+def _local_iso(text: tp.Optional[str]) -> tp.Optional[str]:
+    """scontrol's times (``2026-12-01T10:00:00``, the local time zone) as ISO with offset."""
+    import datetime
+
+    if not text or text in ("Unknown", "None"):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text).astimezone().isoformat()
+    except ValueError:
+        return None
+
+
 def _unheeded(record: AttemptRecord, max_requeues: int, held: tp.Any, max_attempts: tp.Optional[int] = None) -> None:
-    """The watchdog's action for code that did not ask ``should_stop()``: record the
-    attempt, requeue it within the caps and end the process; the next attempt resumes from
-    the code's own latest checkpoint."""
+    """The watchdog's action for code that did not ask ``should_stop()``: on a time limit,
+    use the allocation to its end (``_use_allocation``); then record the attempt, requeue it
+    within the caps and end the process; the next attempt resumes from the code's own
+    latest checkpoint."""
+    _use_allocation()
     exc = interrupt.Interrupted("stop request not heeded")
     state, cause, action, progressed, gave_up = decide(exc, record, max_requeues, max_attempts)
     record.update(state=state, cause=cause, ended=now(), action=action, unheeded=True, final=True,

@@ -179,3 +179,23 @@ def test_any_file_the_code_writes_is_progress_for_code_that_never_reports(tmp_pa
     again.status = again.status.replace(progress=again.latest.progress_at_start)  # reported nothing new
     (tmp_path / "events.out").write_bytes(b"y")
     assert again.made_progress(any_file=True), "never reported before this attempt: files count"
+
+
+def test_never_asking_code_runs_on_to_the_margin_before_the_jobs_end(slurm_env, monkeypatch):
+    import datetime
+    import time
+
+    end = (datetime.datetime.now() + datetime.timedelta(seconds=1.6)).replace(microsecond=0)
+    fake_info(slurm_env, EndTime=end.isoformat())
+    monkeypatch.setattr(job, "END_MARGIN_S", 0.5)
+    interrupt.request_stop(signal.SIGUSR2)  # the time-limit signal; the code never asked
+    started = time.time()
+    job._use_allocation()
+    waited = time.time() - started
+    assert abs((time.time() + 0.5) - end.timestamp()) < 0.3 and waited > 0.2, waited
+    # a preemption (PreemptTime) ends it within the grace time: no waiting
+    fake_info(slurm_env, EndTime=(datetime.datetime.now() + datetime.timedelta(seconds=30)).isoformat(),
+              PreemptTime="2026-12-01T10:00:00")
+    started = time.time()
+    job._use_allocation()
+    assert time.time() - started < 0.5

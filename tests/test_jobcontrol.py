@@ -159,7 +159,7 @@ def test_code_that_never_asks_survives_time_limits_and_preemption(slurm_cluster,
     summary, _ = sweep(tmp_path, *options, "--max-requeues", "8", PLAIN, "with", f"steps={steps}", delay)
     storage_dir = Path(summary["points"][0]["storage_dir"])
     if how == "time limit":  # meanwhile (SLURM's 30 s clock is the slow part) a polling Trainer, capped
-        trainer, _ = sweep(tmp_path / "trainer", *options, "--max-requeues", "1", RESUMABLE, "with", "seed=7",
+        trainer, _ = sweep(tmp_path / "trainer", *options, "--max-attempts", "2", RESUMABLE, "with", "seed=7",
                            "trainer.model.delay_s=0.2", "trainer.stop_trigger=(100000,'iteration')")
         trainer_dir = Path(trainer["points"][0]["storage_dir"])
     job = summary["points"][0]["job_id"]
@@ -186,11 +186,12 @@ def test_code_that_never_asks_survives_time_limits_and_preemption(slurm_cluster,
     assert rows[0]["state"] == "completed" and rows[0]["total/final"] == steps * (steps + 1) // 2
     if how == "time limit":
         # the Trainer asks should_stop(): each time limit is told from SLURM's record, resumed
-        # from its stop checkpoint, and after one requeue the point ends as timed out
+        # from its stop checkpoint; it makes progress, so only --max-attempts 2 ends it (timed out)
         wait_for("the trainer point to end", lambda: read_status(trainer_dir).get("state") == "timeout",
                  timeout=240, every=1)
         attempts = read_status(trainer_dir)["attempts"]
         assert [(a["cause"], a["state"]) for a in attempts] == [("timeout", "requeued"), ("timeout", "timeout")]
+        assert attempts[-1]["gave_up"] == "--max-attempts 2 reached" and attempts[0]["progressed"] is True
         assert not any(a.get("unheeded") for a in attempts)
         runs = sorted((trainer_dir / "sacred").glob("[0-9]*/run.json"), key=lambda p: int(p.parent.name))
         assert [json.loads(r.read_text())["status"] for r in runs] == ["INTERRUPTED", "INTERRUPTED"]
@@ -363,3 +364,25 @@ def test_a_sweep_over_the_submit_limit_runs_in_waves_and_cancel_stops_them(submi
     manifest = json.loads((Path(sweep_dir) / "manifest.json").read_text())
     assert sum(1 for e in manifest["points"] if e["job_id"]) == 3, "a cancelled sweep submitted another wave"
     assert states("status", sweep_dir) == ["cancelled"] * 12
+
+
+@pytest.mark.slurm
+def test_never_asking_code_uses_the_allocation_and_needs_no_option_for_many_limits(slurm_cluster, tmp_path):
+    """A plain loop with its own checkpoints at --time 2 and default options: each attempt runs
+    to the margin before the job's end (not 2 s after the signal), and the point completes."""
+    from ptslurm.results import timestamp
+
+    summary, _ = sweep(tmp_path, "--time", "2", PLAIN, "with", "steps=300", "delay_s=0.5")
+    storage_dir = Path(summary["points"][0]["storage_dir"])
+    wait_for("completion", lambda: read_status(storage_dir).get("state") == "completed", timeout=480, every=1)
+    attempts = read_status(storage_dir)["attempts"]
+    stops = attempts[:-1]
+    assert stops and all(a["cause"] == "timeout" and a["action"] == "requeue" for a in stops), attempts
+    for a in stops:
+        ran = timestamp(a["ended"]) - timestamp(a["started"])
+        assert ran >= 0.85 * 120, f"an attempt ran {ran:.0f} s of a 120-s limit"
+    assert attempts[-1]["result"] == 300 * 301 // 2
+    cout = (storage_dir / "sacred" / "1" / "cout.txt").read_text()
+    assert "keeps running until 10 s before the end" in cout and "ptslurm: ended this attempt for the time limit" in cout
+    run = json.loads((storage_dir / "sacred" / "1" / "run.json").read_text())
+    assert run["status"] == "INTERRUPTED" and run["stop_time"]
