@@ -368,11 +368,12 @@ def test_a_sweep_over_the_submit_limit_runs_in_waves_and_cancel_stops_them(submi
 
 @pytest.mark.slurm
 def test_never_asking_code_uses_the_allocation_and_needs_no_option_for_many_limits(slurm_cluster, tmp_path):
-    """A plain loop with its own checkpoints at --time 2 and default options: each attempt runs
-    to the margin before the job's end (not 2 s after the signal), and the point completes."""
+    """A plain loop with its own checkpoints at --time 3 and default options (the stop signal
+    120 s before the limit): each attempt runs to the margin before the job's end, not 2 s
+    after the signal, and the point completes."""
     from ptslurm.results import timestamp
 
-    summary, _ = sweep(tmp_path, "--time", "2", PLAIN, "with", "steps=300", "delay_s=0.5")
+    summary, _ = sweep(tmp_path, "--time", "3", PLAIN, "with", "steps=360", "delay_s=0.5")
     storage_dir = Path(summary["points"][0]["storage_dir"])
     wait_for("completion", lambda: read_status(storage_dir).get("state") == "completed", timeout=480, every=1)
     attempts = read_status(storage_dir)["attempts"]
@@ -380,8 +381,8 @@ def test_never_asking_code_uses_the_allocation_and_needs_no_option_for_many_limi
     assert stops and all(a["cause"] == "timeout" and a["action"] == "requeue" for a in stops), attempts
     for a in stops:
         ran = timestamp(a["ended"]) - timestamp(a["started"])
-        assert ran >= 0.85 * 120, f"an attempt ran {ran:.0f} s of a 120-s limit"
-    assert attempts[-1]["result"] == 300 * 301 // 2
+        assert ran >= 0.85 * 180, f"an attempt ran {ran:.0f} s of a 180-s limit"
+    assert attempts[-1]["result"] == 360 * 361 // 2
     cout = (storage_dir / "sacred" / "1" / "cout.txt").read_text()
     assert "keeps running until 10 s before the end" in cout and "ptslurm: ended this attempt for the time limit" in cout
     run = json.loads((storage_dir / "sacred" / "1" / "run.json").read_text())
