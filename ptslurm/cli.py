@@ -349,7 +349,7 @@ class Printer:
         if self.tty:  # a line wider than the terminal wraps and \r no longer rewrites it
             from .render import terminal_width
 
-            text = text[: terminal_width() - 1]
+            text = text[: (terminal_width(100) or 100) - 1]
         if text == self.last:
             if final and self.tty:
                 sys.stderr.write("\n")

@@ -5,6 +5,7 @@ rows; the CLI decides where the text goes.
 import csv
 import io
 import json
+import os
 import shlex
 import time
 import typing as tp
@@ -37,11 +38,15 @@ def number(value: tp.Any) -> str:
     return str(value)
 
 
-def terminal_width(default: int = 100) -> int:
-    """The terminal's width (``$COLUMNS`` first, as ``shutil.get_terminal_size`` reads it)."""
+def terminal_width(default: tp.Optional[int] = None) -> tp.Optional[int]:
+    """The terminal's width (``$COLUMNS`` first, as ``shutil.get_terminal_size`` reads it);
+    ``default`` (no limit: None) when the output goes to a file or a pipe, as ``ls`` does."""
     import shutil
+    import sys
 
-    return max(20, shutil.get_terminal_size((default, 24)).columns)
+    if not os.environ.get("COLUMNS") and not sys.stdout.isatty():
+        return default
+    return max(20, shutil.get_terminal_size((default or 100, 24)).columns)
 
 
 def _fit(text: str, width: int) -> str:
@@ -68,7 +73,7 @@ def table(header: tp.Sequence[str], rows: tp.Sequence[tp.Sequence[str]], max_wid
     columns give up width first, down to their header's width (24 at most); a table that
     still does not fit is printed in blocks of columns, each repeating the first column (as
     pandas does). No line is wider than ``total_width``; floats are rounded, not cut."""
-    total = total_width or terminal_width()
+    total = total_width or terminal_width() or 10**6
     cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
     n = len(header)
     natural = [max(len(r[i]) for r in cells) for i in range(n)]
