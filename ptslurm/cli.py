@@ -378,6 +378,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     from . import sweep as sweeps
 
     sweep_dir, manifest = _sweep(args)
+    from . import commands
+
+    if manifest.executor == "slurm" and not commands.slurm_available():
+        print("ptslurm: warning: the SLURM controller did not answer: states come from the files alone "
+              "(a job that ended without a word still shows as running or queued)", file=sys.stderr)
     warned = False
     while True:
         states = sweeps.sweep_states(sweep_dir, manifest)
@@ -426,7 +431,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
     if args.output:
         from pathlib import Path
 
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text)
+        except OSError as exc:
+            raise UsageError(f"cannot write -o {args.output!r} ({exc.strerror or exc}); give a file in a "
+                             f"folder you can write") from None
         print(f"wrote {len(records)} rows to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -633,8 +642,9 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
             raise UsageError("`with` belongs after `ptslurm sweep EXPERIMENT`")
         parser.print_help()
         return 2
-    except PtslurmError as exc:
-        print(f"ptslurm: error: {exc.message}", file=sys.stderr)
+    except PtslurmError as exc:  # one line, whatever the message quotes (a value with a newline)
+        message = exc.message.replace("\r", "\\r").replace("\n", "\\n")
+        print(f"ptslurm: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("ptslurm: interrupted", file=sys.stderr)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import commands, storage, submitit_adapter
 from .commands import first_error_line
-from .errors import SubmissionError, SubmissionRejected, UsageError
+from .errors import StorageError, SubmissionError, SubmissionRejected, UsageError
 from .spec import Resources
 
 
@@ -108,6 +108,13 @@ class SlurmBackend:
             comment = f"{marker}:{commands.ranges(chunk)}" if marker else None
             try:
                 jobs = submitter.submit(run_point, [args_for(i) for i in chunk], comment=comment)
+            except OSError as exc:
+                import errno
+
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise StorageError(f"the disk holding {str(self.folder)!r} is full (writing the job files, "
+                                       f"before sbatch); free space or choose another --root") from None
+                raise SubmissionError(f"sbatch rejected the job: {first_error_line(str(exc))}") from None
             except Exception as exc:  # submitit raises its own errors with sbatch's output
                 raise SubmissionError(f"sbatch rejected the job: {first_error_line(str(exc))}") from None
             finally:

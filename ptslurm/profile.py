@@ -47,8 +47,21 @@ def load(path: tp.Optional[Path]) -> dict:
     for key in res:
         if key not in RESOURCE_KEYS:
             raise UsageError(f"profile {str(path)!r}: unknown resource {key!r} (valid: {', '.join(RESOURCE_KEYS)})")
+    for key, kinds in TYPES.items():
+        where, value = (res, res.get(key)) if key in RESOURCE_KEYS else (data, data.get(key))
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise UsageError(f"profile {str(path)!r}: {key} must be {names}, got {value!r}")
     data["resources"] = res
     return data
+
+
+# what each profile value must be (anything else is one line naming it, not a traceback later)
+TYPES: tp.Dict[str, tp.Tuple[type, ...]] = {
+    "executor": (str,), "root": (str,), "storage_key": (str,), "jobs": (int,), "partition": (str,),
+    "gpus": (int,), "cpus": (int,), "nodes": (int,), "tasks_per_node": (int,), "mem_gb": (int, float),
+    "time": (int, str), "account": (str,), "qos": (str,), "constraint": (str,), "array_parallelism": (int,),
+    "signal_delay_s": (int,), "max_requeues": (int,), "max_attempts": (int,), "sbatch_args": (dict,)}
 
 
 def describe(path: Path, data: dict) -> str:

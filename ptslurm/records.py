@@ -94,11 +94,11 @@ def read_json(path: tp.Union[str, Path]) -> tp.Any:
         return None
     try:
         return _fast_loads(data)
-    except ValueError:  # orjson's JSONDecodeError is a ValueError too
+    except (ValueError, RecursionError):  # orjson's JSONDecodeError is a ValueError too
         pass
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # a file nested thousands deep is damage too
         return None
 
 

@@ -161,6 +161,9 @@ def check_root_writable(root: Path) -> None:
     except PermissionError:
         raise StorageError(f"storage root {str(root)!r} is not writable (permission denied on "
                            f"{str(probe)!r}); pass --root DIR or set $STORAGE_ROOT to a writable directory") from None
+    except OSError as exc:  # ENAMETOOLONG and the like
+        raise StorageError(f"storage root {str(root)[:80]!r}... is no usable path ({exc.strerror or exc}); "
+                           f"pass --root DIR or set $STORAGE_ROOT") from None
     if probe.exists() and not probe.is_dir():
         raise StorageError(f"storage root {str(root)!r}: {str(probe)!r} is not a directory; "
                            f"pass --root DIR or set $STORAGE_ROOT")
@@ -369,6 +372,14 @@ def sweeps_dir(root: Path) -> Path:
 
 def find_sweep(name_or_path: str, root: tp.Optional[str] = None) -> Path:
     """A sweep directory given as a path or as a name under the root."""
+    try:
+        return _find_sweep(name_or_path, root)
+    except OSError as exc:  # a name too long for a path, a path through a file
+        raise StorageError(f"no sweep {name_or_path[:80]!r}{'...' if len(name_or_path) > 80 else ''}: "
+                           f"{exc.strerror or exc}; `ptslurm list` shows the sweeps") from None
+
+
+def _find_sweep(name_or_path: str, root: tp.Optional[str] = None) -> Path:
     candidate = Path(name_or_path).expanduser()
     if (candidate / MANIFEST).is_file():
         return candidate.resolve()

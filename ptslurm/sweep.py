@@ -186,7 +186,7 @@ def stage(path: Path, root: Path, points: tp.Sequence[Point], keys: tp.Sequence[
     from . import experiment, preflight
 
     path_before = list(sys.path)
-    _, ex = experiment.load(path, light=True)
+    _, ex = _with_time_limit(lambda: experiment.load(path, light=True), path)
     module_files = experiment.module_files()
     lay = snapshot.layout(path, path_before, list(sys.path), module_files)
     exp_name = ex.path
@@ -208,6 +208,34 @@ def stage(path: Path, root: Path, points: tp.Sequence[Point], keys: tp.Sequence[
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return lay, staging, code_hash, sum(size for _, size in listing), checked, ex
+
+
+IMPORT_TIMEOUT_S = float(os.environ.get("PTSLURM_IMPORT_TIMEOUT_S", "300"))
+
+
+def _with_time_limit(load: tp.Callable[[], tp.Any], path: Path) -> tp.Any:
+    """``load()`` (importing the experiment in this process), stopped after
+    ``IMPORT_TIMEOUT_S`` with one line: an experiment that loops at import must not hang the
+    command (the pre-flight's process has its own limit)."""
+    import signal
+    import threading
+
+    from .errors import ExperimentError
+
+    if threading.current_thread() is not threading.main_thread():
+        return load()
+
+    def expired(signum: int, frame: tp.Any) -> None:  # noqa: ARG001
+        raise ExperimentError(f"importing {str(path)!r} took over {IMPORT_TIMEOUT_S:g} s; does it do heavy work "
+                              f"(or loop) at import time? Move it into main()")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, IMPORT_TIMEOUT_S)
+    try:
+        return load()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 SIGNAL_MARGIN_S = 30  # run time before the stop signal, at least: SLURM checks limits every 30 s

@@ -3,6 +3,7 @@ profile that applies, and what an sbatch rejection says."""
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,16 @@ def test_init_writes_a_profile_that_fits_the_clusters_nodes(slurm_cluster, tmp_p
                                        text=True).stdout.split()
     cpus, mem_mb = int(out[0]), int(out[1])
     assert res["cpus"] <= cpus and res["mem_gb"] * 1024 <= mem_mb
+
+
+def test_status_during_an_outage_says_the_scheduler_did_not_answer(tmp_path, no_slurm, monkeypatch):
+    proc = run_cli("sweep", "--json", "--root", tmp_path / "runs", EXAMPLES / "tiny.py", "with", "steps=5")
+    sweep_dir = json.loads(proc.stdout)["sweep_dir"]
+    manifest = json.loads((Path(sweep_dir) / "manifest.json").read_text())
+    manifest["executor"] = "slurm"  # a SLURM sweep, read while the controller is down
+    (Path(sweep_dir) / "manifest.json").write_text(json.dumps(manifest))
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("ClusterName=down\nSlurmctldHost=gone-ctld(127.0.0.1)\nSlurmctldPort=6999\n")
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    proc = run_cli("status", sweep_dir)
+    assert proc.returncode == 0 and "controller did not answer" in proc.stderr, proc.stderr
