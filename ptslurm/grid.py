@@ -160,7 +160,12 @@ def _parse_named(token: str) -> tp.Union[str, Axis]:
     return check_named(token, "with")
 
 
+CONFIG_FILE_SUFFIXES = (".json", ".yaml", ".yml", ".pickle")  # sacred loads `with FILE` as a named config
+
+
 def check_named(name: str, where: str) -> str:
+    if name.lower().endswith(CONFIG_FILE_SUFFIXES) and "=" not in name:
+        return name  # a config file, as sacred takes it
     if not _KEY_RE.match(name):
         raise SpecError(
             f"{where}: {name!r} is neither KEY=VALUE nor a named config; "

@@ -181,7 +181,7 @@ def build_config(ex: tp.Any, updates: tp.Mapping[str, tp.Any],
     init.distribute_config_updates(prefixes, scaffolding, config_updates)
     for ncfg in named_configs:
         scaff, cfg_name = init.get_scaffolding_and_config_name(ncfg, scaffolding)
-        if cfg_name not in scaff.named_configs:
+        if cfg_name not in scaff.named_configs and not os.path.isfile(cfg_name):  # sacred reads files too
             available = ", ".join(sorted(scaff.named_configs)) or "none"
             raise KeyError(f"unknown named config {ncfg!r} (available: {available})")
         scaff.gather_fallbacks()

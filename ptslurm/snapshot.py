@@ -267,15 +267,21 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def copy(lay: Layout, listing: tp.Sequence[tp.Tuple[str, int]], dest: Path) -> str:
+WITH_FILES = "ptslurm-with"  # in the snapshot's experiment folder: config files named after `with`
+
+
+def copy(lay: Layout, listing: tp.Sequence[tp.Tuple[str, int]], dest: Path,
+         extra: tp.Sequence[tp.Tuple[str, str]] = ()) -> str:
     """Copy the files into ``dest`` and write their hashes beside it (``HASHES``); returns
-    the snapshot's content hash (the sha256 of that list)."""
+    the snapshot's content hash (the sha256 of that list). ``extra``: ``(source, relative
+    path in the snapshot)`` of files from elsewhere (config files named after ``with``)."""
     lines = []
-    for rel, _ in listing:
+    sources = [(lay.root / rel, rel) for rel, _ in listing] + [(Path(src), rel) for src, rel in extra]
+    for source, rel in sources:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            shutil.copy2(lay.root / rel, target)
+            shutil.copy2(source, target)
         except FileNotFoundError:  # deleted while we copied: it is not part of the snapshot
             continue
         lines.append(f"{_sha256(target)}  {rel}\n")

@@ -150,7 +150,8 @@ def plan(request: SweepRequest) -> Plan:
     def placeholders(exp_name: str) -> tp.List[Path]:
         return storage.predict_dirs(root / exp_name, len(points))
 
-    staged = stage(path, root, points, keys, placeholders, flat_axes, request.max_snapshot_mb)
+    points, extra = with_files(points)
+    staged = stage(path, root, points, keys, placeholders, flat_axes, request.max_snapshot_mb, extra)
     lay, staging, code_hash, code_bytes, checked, ex = staged
     exp_name, predicted = ex.path, placeholders(ex.path)
     injected = checked["injected"]
@@ -178,8 +179,37 @@ def plan(request: SweepRequest) -> Plan:
                 code_bytes=code_bytes, seeds=checked["seeds"])
 
 
+def with_files(points: tp.List[Point], cwd: tp.Optional[str] = None) -> tp.Tuple[tp.List[Point], tp.Dict[str, str]]:
+    """sacred reads ``with config.json`` (or ``.yaml``/``.yml``/``.pickle``) from a file
+    relative to the working directory. Such files, found relative to ``cwd``, go into the
+    snapshot (``ptslurm-with/`` in the experiment's folder, where the job runs), and the
+    points name that copy. Returns the points and ``{file in the snapshot folder: source}``."""
+    cwd = cwd or os.getcwd()
+    copies: tp.Dict[str, str] = {}  # source -> relative path in the snapshot's experiment folder
+    taken: tp.Set[str] = set()
+    out = []
+    for point in points:
+        names = []
+        for name in point.named_configs:
+            source = os.path.realpath(os.path.join(cwd, name))
+            if name.lower().endswith((".json", ".yaml", ".yml", ".pickle")) and os.path.isfile(source):
+                if source not in copies:
+                    base, n = os.path.basename(source), 1
+                    rel = f"{snapshot.WITH_FILES}/{base}"
+                    while rel in taken:
+                        n += 1
+                        rel = f"{snapshot.WITH_FILES}/{n}-{base}"
+                    copies[source] = rel
+                    taken.add(rel)
+                name = copies[source]
+            names.append(name)
+        out.append(dataclasses.replace(point, named_configs=tuple(names)))
+    return out, {rel: src for src, rel in copies.items()}
+
+
 def stage(path: Path, root: Path, points: tp.Sequence[Point], keys: tp.Sequence[str],
-          placeholders: tp.Callable[[str], tp.List[Path]], flat_axes: tp.Sequence[tp.Any], max_mb: float):
+          placeholders: tp.Callable[[str], tp.List[Path]], flat_axes: tp.Sequence[tp.Any], max_mb: float,
+          extra: tp.Optional[tp.Mapping[str, str]] = None):
     """Load the experiment (to learn what it imports), copy its snapshot into a temporary
     folder and run the pre-flight from there. Returns ``(layout, staging, code_hash,
     code_bytes, preflight_result, ex)``; the caller owns ``staging``."""
@@ -200,7 +230,9 @@ def stage(path: Path, root: Path, points: tp.Sequence[Point], keys: tp.Sequence[
     staging = Path(tempfile.mkdtemp(prefix="ptslurm-snapshot-"))
     try:
         code = staging / storage.CODE
-        code_hash = snapshot.copy(lay, listing, code)
+        workdir = lay.workdir.as_posix()
+        code_hash = snapshot.copy(lay, listing, code, [(src, f"{workdir}/{rel}" if workdir != "." else rel)
+                                                       for rel, src in (extra or {}).items()])
         checked = preflight.run(code, code / lay.experiment, code / lay.workdir, path.stem,
                                 [p.to_json() for p in points], keys, [str(d) for d in placeholders(exp_name)],
                                 flat_axes, lay.root)
@@ -935,8 +967,14 @@ def refresh_snapshot(sweep_dir: Path, manifest: Manifest, indices: tp.Sequence[i
     points = [e.to_point() for e in chosen]
     keys = (manifest.storage_key,) if manifest.storage_key else ()
     dirs = [e.path for e in chosen]
+    extra = {}
+    for entry in chosen:  # the config files named after `with`, as submitted
+        old_workdir = manifest.code_of(entry.code_version).workdir
+        for name in entry.named_configs:
+            if name.startswith(snapshot.WITH_FILES + "/") and old_workdir:
+                extra[name] = str(Path(old_workdir) / name)
     lay, staging, code_hash, code_bytes, _checked, ex = stage(
-        Path(info.file), Path(manifest.root), points, keys, lambda _name: dirs, [], max_mb)
+        Path(info.file), Path(manifest.root), points, keys, lambda _name: dirs, [], max_mb, extra)
     try:
         if ex.path != info.name:
             raise UsageError(f"the experiment is now named {ex.path!r}, not {info.name!r}: its points' storage "

@@ -79,3 +79,42 @@ def test_best_and_sort_say_the_direction_and_take_an_explicit_one(tmp_path, no_s
     assert proc.stdout.strip() == dirs[1] and "tie: points 1, 2" in proc.stderr, proc.stderr
     proc = run_cli("collect", "d", "--root", tmp_path, "--sort", "result")
     assert proc.returncode == 2 and "result:min or result:max" in proc.stderr
+
+
+def sacred_config(exp, cwd, *with_args):
+    """The config sacred itself builds for `python exp.py with ...` (its own observer's config.json)."""
+    import subprocess
+    import sys
+
+    out = cwd / "sacred-own"
+    subprocess.run([sys.executable, str(exp), "-F", str(out), "with", *with_args], cwd=cwd, check=True,
+                   capture_output=True)
+    return json.loads(next(out.glob("*/config.json")).read_text())
+
+
+@pytest.mark.parametrize("executor", ["local", pytest.param("slurm", marks=pytest.mark.slurm)])
+def test_with_config_files_as_sacred_reads_them(tmp_path, request, executor):
+    """`with config.json` (and an axis over config files) as in sacred: relative to the cwd,
+    copied into the snapshot so the job finds them."""
+    if executor == "slurm":
+        request.getfixturevalue("slurm_cluster")
+    else:
+        request.getfixturevalue("no_slurm")
+    work = tmp_path / "work"
+    (work / "cfgs").mkdir(parents=True)
+    (work / "cfgs" / "fast.json").write_text(json.dumps({"lr": 0.7, "batch_size": 2}))
+    (work / "slow.yaml").write_text("lr: 0.01\nsteps: 7\n")
+    exp = EXAMPLES / "tiny.py"
+    proc = run_cli("sweep", "--json", "--wait", "--executor", executor, "--root", tmp_path / "runs", exp,
+                   "with", "[cfgs/fast.json,slow.yaml]", "steps=5", cwd=work, env={"PTSLURM_POLL_S": "0.5"})
+    assert proc.returncode == 0, proc.stderr
+    points = json.loads(proc.stdout)["points"]
+    assert [p["state"] for p in points] == ["completed", "completed"]
+    for point, with_args in zip(points, (["cfgs/fast.json", "steps=5"], ["slow.yaml", "steps=5"])):
+        ours = json.loads((Path(point["storage_dir"]) / "config.json").read_text())
+        theirs = sacred_config(exp, work, *with_args)
+        for key in ("lr", "batch_size", "steps"):
+            assert ours[key] == theirs[key], (key, ours[key], theirs[key])
+    (work / "cfgs" / "fast.json").write_text(json.dumps({"lr": 0.9}))  # the submitted copy is what runs
+    sweep_dir = Path(json.loads(proc.stdout)["sweep_dir"])
+    assert json.loads((sweep_dir / "code" / "ptslurm-with" / "fast.json").read_text())["lr"] == 0.7
