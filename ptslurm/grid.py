@@ -77,10 +77,15 @@ def parse_value(text: str, token: str) -> tp.Any:
     except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
         if _LITERAL_CHARS & set(text):
             problem = "unbalanced brackets or quotes" if _unbalanced(text) else f"not a Python literal ({type(exc).__name__})"
-            raise SpecError(
-                f"bad value in update {token!r}: {problem}; write a Python literal, "
-                f"e.g. lr=[1e-3,1e-4] or name='\"text\"'"
-            ) from None
+            words = [w.strip() for w in text.strip()[1:-1].split(",")] if text.strip()[:1] == "[" else []
+            key = token.partition("=")[0]
+            if words and text.strip().endswith("]") and all(w and w.replace("_", "a").replace("-", "a").isalnum()
+                                                             for w in words):
+                quoted = ",".join(repr(w) for w in words)
+                fix = f"for an axis of strings quote each one: \"{key}=[{quoted}]\" (the double quotes for the shell)"
+            else:
+                fix = "write a Python literal, e.g. lr=[1e-3,1e-4] or name='\"text\"'"
+            raise SpecError(f"bad value in update {token!r}: {problem}; {fix}") from None
         return text  # sacred's fallback: a bare word is a string
     from .sacred_adapter import convert_value  # sacred's own parser, for exact parity
 

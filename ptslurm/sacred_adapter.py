@@ -297,3 +297,15 @@ def close_interrupted(run: tp.Any, line: str) -> None:
         except Exception:  # noqa: BLE001 - best effort, see above
             pass
 
+
+def captured_arguments(ex: tp.Any) -> tp.Set[str]:
+    """Names the experiment's captured functions (main included) take from the config: sacred
+    fills them from a `with` update even when no config scope defines them."""
+    names: tp.Set[str] = set()
+    for function in getattr(ex, "captured_functions", ()):
+        signature = getattr(function, "signature", None)
+        for name in getattr(signature, "arguments", ()) or ():
+            if not str(name).startswith("_"):
+                names.add(str(name))
+    return names
+

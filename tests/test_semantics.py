@@ -118,3 +118,36 @@ def test_with_config_files_as_sacred_reads_them(tmp_path, request, executor):
     (work / "cfgs" / "fast.json").write_text(json.dumps({"lr": 0.9}))  # the submitted copy is what runs
     sweep_dir = Path(json.loads(proc.stdout)["sweep_dir"])
     assert json.loads((sweep_dir / "code" / "ptslurm-with" / "fast.json").read_text())["lr"] == 0.7
+
+
+LAX = """
+from sacred import Experiment
+ex = Experiment("lax")
+
+@ex.config
+def config():
+    optimizer = {"name": "adam", "lr": 0.1}
+    steps = 3
+
+@ex.automain
+def main(optimizer, steps, extra):
+    return [dict(optimizer), steps, extra]
+"""
+
+
+def test_preflight_is_as_lax_as_sacred_and_strict_on_typos(tmp_path, no_slurm):
+    exp = tmp_path / "proj" / "lax.py"
+    exp.parent.mkdir()
+    exp.write_text(LAX)
+    ok = run_cli("sweep", "--json", "--root", tmp_path / "runs", exp, "with",
+                 "optimizer=[{'name':'sgd','momentum':0.9},{'name':'adam'}]", "extra=5")
+    assert ok.returncode == 0, ok.stderr
+    results = []
+    for p in json.loads(ok.stdout)["points"]:
+        run = json.loads((Path(p["storage_dir"]) / "sacred" / "1" / "run.json").read_text())
+        results.append(run["result"])
+    assert results[0][0] == {"name": "sgd", "lr": 0.1, "momentum": 0.9} and results[0][2] == 5
+    typo = run_cli("sweep", "--root", tmp_path / "runs2", exp, "with", "step=4", "extra=1")
+    assert typo.returncode == 2 and "unknown config key 'step'; did you mean 'steps'?" in typo.stderr
+    bare = run_cli("sweep", "--root", tmp_path / "runs2", exp, "with", "recipient=[Bob,Alice]")
+    assert bare.returncode == 2 and "\"recipient=['Bob','Alice']\"" in bare.stderr
