@@ -43,15 +43,22 @@ class Axis:
 class RandomSpec:
     """``samples`` draws of the ``samplers`` (key -> callable(rng)) with a fixed ``seed``."""
 
-    samples: int
-    seed: int
+    samples: tp.Optional[int]  # None: a sub-grid's block that takes its parent's
+    seed: tp.Optional[int]
     samplers: tp.Tuple[tp.Tuple[str, tp.Callable[[random.Random], tp.Any]], ...]
     source: str = "random"
 
     def axis(self) -> Axis:
-        rng = random.Random(self.seed)
+        """The samples as one coupled axis. A parameter with a ``seed`` of its own draws from
+        its own stream (so adding a parameter does not change its values), the others from
+        the block's."""
+        if self.samples is None:
+            raise SpecError(f"{self.source}: 'samples' is missing (give it here or in the parent's random block)")
+        shared = random.Random(self.seed or 0)
+        streams = [random.Random(getattr(fn, "seed")) if getattr(fn, "seed", None) is not None else shared
+                   for _, fn in self.samplers]
         keys = tuple(k for k, _ in self.samplers)
-        rows = tuple(tuple(fn(rng) for _, fn in self.samplers) for _ in range(self.samples))
+        rows = tuple(tuple(fn(rng) for (_, fn), rng in zip(self.samplers, streams)) for _ in range(self.samples))
         return Axis(keys, rows, source=self.source)
 
 
@@ -214,7 +221,13 @@ def overlay(base: Block, top: Block) -> Block:
     fixed_keys = set(top.fixed)
     axes = [a for a in axes if not (set(a.keys) & fixed_keys)]
     rnd = base.random
-    if top.random is not None:
+    if top.random is not None and rnd is not None:  # merged key by key, as seml's sub-configs do
+        kept = tuple((k, f) for k, f in rnd.samplers if k not in {t for t, _ in top.random.samplers}
+                     and k not in top_keys - {t for t, _ in top.random.samplers})
+        rnd = RandomSpec(top.random.samples if top.random.samples is not None else rnd.samples,
+                         top.random.seed if top.random.seed is not None else rnd.seed,
+                         kept + top.random.samplers, source=top.random.source)
+    elif top.random is not None:
         rnd = top.random
     elif rnd is not None and {k for k, _ in rnd.samplers} & top_keys:
         kept = tuple((k, f) for k, f in rnd.samplers if k not in top_keys)
@@ -243,7 +256,7 @@ def expand(block: Block, command_line: tp.Optional[Block] = None,
         for axis in leaf.axes:
             size *= len(axis.values)
         if leaf.random and leaf.random.samplers:
-            size *= leaf.random.samples
+            size *= leaf.random.samples or 1
         total += size
     if total > max_points:
         raise SpecError(f"the sweep has {total:,} points, more than --max-points {max_points:,}; "

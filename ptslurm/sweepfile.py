@@ -40,6 +40,8 @@ def load(path: tp.Union[str, Path]) -> Block:
         raise SpecError(f"cannot read sweep file {str(path)!r}: {exc.strerror or exc}") from None
     try:
         data = yaml.load(text, Loader=_loader())
+    except SpecError as exc:
+        raise SpecError(f"{path.name}: {exc.message}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -75,6 +77,21 @@ def _loader():
     class Loader(yaml.SafeLoader):
         pass
 
+    def construct_mapping(loader: tp.Any, node: tp.Any, deep: bool = False) -> dict:
+        seen: tp.Dict[tp.Any, int] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise SpecError(f"duplicate key {key!r} (lines {seen[key]} and {line}): YAML keeps only the "
+                                f"last; give it once")
+            try:
+                seen[key] = line
+            except TypeError:
+                pass
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    Loader.construct_mapping = construct_mapping  # type: ignore
     float_re = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$")
     Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
     for ch in "-+0123456789.":
@@ -91,25 +108,41 @@ def parse(data: tp.Any, name: str = "sweep file") -> Block:
     return _block(data, name)
 
 
-def _block(data: tp.Any, where: str) -> Block:
+SEML_ONLY = {"seml": "ptslurm takes the experiment file and its options on the command line",
+             "slurm": "in ptslurm these are a profile's resources (ptslurm init) or command-line options"}
+
+
+def _is_subgrid(value: tp.Any) -> bool:
+    """seml's top-level sub-configs: a mapping made of sweep-file sections."""
+    return isinstance(value, dict) and bool(value) and all(k in SECTIONS for k in value)
+
+
+def _block(data: tp.Any, where: str, top: bool = True) -> Block:
     if not isinstance(data, dict):
         raise SpecError(f"{where}: expected a mapping with sections {', '.join(SECTIONS)}, "
                         f"got {type(data).__name__}")
-    unknown = [k for k in data if k not in SECTIONS]
+    for key in data:
+        if key in SEML_ONLY:
+            raise SpecError(f"{where}: the {key!r} section is seml's; {SEML_ONLY[key]}")
+    unknown = [k for k in data if k not in SECTIONS and not _is_subgrid(data[k])]
     if unknown:
         raise SpecError(f"{where}: unknown section {unknown[0]!r} (valid: {', '.join(SECTIONS)}; "
                         f"put sub-grids under 'subgrids:')")
+    subgrids = dict(data.get("subgrids") or {}) if isinstance(data.get("subgrids") or {}, dict) else data["subgrids"]
+    if isinstance(subgrids, dict):  # seml writes sub-configs at the top level: the same meaning
+        subgrids.update({k: v for k, v in data.items() if k not in SECTIONS})
     fixed = dict(_flatten(data.get("fixed") or {}, f"{where}: fixed", leaf=lambda v: True))
-    axes: tp.List[Axis] = []
+    axes: tp.List[tp.Any] = []
     zip_groups: tp.Dict[str, tp.List[tp.Tuple[str, list]]] = {}
     for key, spec in _flatten(data.get("grid") or {}, f"{where}: grid", leaf=_is_axis_spec):
         values, zip_id = _grid_values(spec, f"{where}: grid.{key}")
         if zip_id is None:
             axes.append(Axis((key,), tuple((v,) for v in values), source=f"{where}: grid.{key}"))
         else:
+            if str(zip_id) not in zip_groups:
+                axes.append(str(zip_id))  # the group keeps the place of its first key
             zip_groups.setdefault(str(zip_id), []).append((key, values))
-    for zip_id, members in zip_groups.items():
-        axes.append(_zipped(members, f"{where}: zip_id {zip_id!r}"))
+    axes = [_zipped(zip_groups[a], f"{where}: zip_id {a!r}") if isinstance(a, str) else a for a in axes]
     zips = data.get("zip") or []
     if not isinstance(zips, list):
         raise SpecError(f"{where}: zip: expected a list of mappings like "
@@ -122,16 +155,31 @@ def _block(data: tp.Any, where: str) -> Block:
             raise SpecError(f"{gwhere}: empty group; give two or more keys with lists of equal length")
         axes.append(_zipped(members, gwhere))
     named, named_axes = _named(data.get("named_configs") or [], f"{where}: named_configs")
-    subgrids = data.get("subgrids") or {}
     if not isinstance(subgrids, dict):
         raise SpecError(f"{where}: subgrids: expected a mapping of name -> sub-grid")
+    rnd = _random(data["random"], f"{where}: random", top=top) if data.get("random") is not None else None
+    _no_key_twice(fixed, axes, rnd, where)
     return Block(
         fixed=fixed,
         named=named,
         axes=tuple(axes) + named_axes,
-        random=_random(data["random"], f"{where}: random") if data.get("random") is not None else None,
-        subgrids={str(k): _block(v, f"{where}: subgrids.{k}") for k, v in subgrids.items()},
+        random=rnd,
+        subgrids={str(k): _block(v, f"{where}: subgrids.{k}", top=False) for k, v in subgrids.items()},
     )
+
+
+def _no_key_twice(fixed: tp.Mapping[str, tp.Any], axes: tp.Sequence[Axis], rnd: tp.Optional[RandomSpec],
+                  where: str) -> None:
+    """A key set in two places of one block (fixed and grid, grid twice as a dotted key and as
+    a nested mapping, grid and random) is an error naming both, as seml's is."""
+    places: tp.Dict[str, str] = {}
+    entries = [(k, "fixed") for k in fixed] + [(k, a.source.split(": ", 1)[-1]) for a in axes for k in a.keys]
+    entries += [(k, "random") for k, _ in (rnd.samplers if rnd else ())]
+    for key, place in entries:
+        section = place.split(".")[0].split("[")[0]
+        if key in places:
+            raise SpecError(f"{where}: {key!r} is given twice, in {places[key]} and in {section}; give it once")
+        places[key] = section
 
 
 def _is_axis_spec(value: tp.Any) -> bool:
@@ -142,7 +190,17 @@ def _flatten(data: tp.Any, where: str, leaf: tp.Callable[[tp.Any], bool], prefix
     if not isinstance(data, dict):
         raise SpecError(f"{where}: expected a mapping of config keys, got {type(data).__name__}")
     for key, value in data.items():
+        if str(key).startswith("+"):
+            raise SpecError(f"{where}: {key!r} is seml's way to select a named config; ptslurm writes it "
+                            f"as named_configs: [NAME] (an axis: named_configs: [[NAME1, NAME2]])")
         dotted = check_key(f"{prefix}{key}", where)
+        if isinstance(value, dict) and value.get("type") == "parameter_collection":
+            # seml's legacy nesting: the same as a nested mapping
+            params = value.get("params")
+            if not isinstance(params, dict) or set(value) - {"type", "params"}:
+                raise SpecError(f"{where}: {dotted}: a parameter_collection needs only 'params' (a mapping)")
+            yield from _flatten(params, where, leaf, dotted + ".")
+            continue
         if isinstance(value, dict) and value and not leaf(value):
             yield from _flatten(value, where, leaf, dotted + ".")
         elif isinstance(value, dict) and value and where.endswith("fixed"):
@@ -171,6 +229,8 @@ def _grid_values(spec: tp.Any, where: str) -> tp.Tuple[list, tp.Any]:
         values, zip_id = spec, None
     elif isinstance(spec, dict):
         kind = spec.get("type")
+        if kind in ("uniform", "loguniform") and "num" in spec:  # seml's grid: evenly spaced values
+            kind = "linspace" if kind == "uniform" else "logspace"
         allowed = {"type", "zip_id", "options", "min", "max", "step", "num"}
         extra = sorted(set(spec) - allowed)
         if extra:
@@ -224,16 +284,19 @@ def _named(items: tp.Any, where: str) -> tp.Tuple[tp.Tuple[str, ...], tp.Tuple[A
     return tuple(fixed), tuple(axes)
 
 
-def _random(data: tp.Any, where: str) -> RandomSpec:
+def _random(data: tp.Any, where: str, top: bool = True) -> RandomSpec:
+    """A random block; in a sub-grid ``samples`` and ``seed`` may come from the parent's."""
     if not isinstance(data, dict):
         raise SpecError(f"{where}: expected a mapping with 'samples', 'seed' and parameters")
     samples = data.get("samples")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+    if samples is None and not top:
+        pass
+    elif isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise SpecError(f"{where}: 'samples' must be a positive integer, got {samples!r}")
-    if samples > MAX_AXIS:
+    elif samples > MAX_AXIS:
         raise SpecError(f"{where}: {samples:,} samples are more than {MAX_AXIS:,}")
-    seed = data.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    seed = data.get("seed", None if not top else 0)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise SpecError(f"{where}: 'seed' must be an integer, got {seed!r}")
     params = {k: v for k, v in data.items() if k not in ("samples", "seed")}
     samplers = []
@@ -248,6 +311,21 @@ def _random(data: tp.Any, where: str) -> RandomSpec:
 
 
 def _sampler(spec: dict, where: str):
+    """A draw function for one random parameter; a ``seed`` of its own (as seml allows) gives
+    it its own random stream (``fn.seed``)."""
+    allowed = {"type", "min", "max", "options", "seed"}
+    extra = sorted(set(spec) - allowed)
+    if extra:
+        raise SpecError(f"{where}: unknown field {extra[0]!r} (valid: {', '.join(sorted(allowed))})")
+    own = spec.get("seed")
+    if own is not None and (isinstance(own, bool) or not isinstance(own, int)):
+        raise SpecError(f"{where}: 'seed' must be an integer, got {own!r}")
+    fn = _draw(spec, where)
+    setattr(fn, "seed", own)
+    return fn
+
+
+def _draw(spec: dict, where: str):
     kind = spec.get("type")
     if kind == "uniform":
         lo, hi = _need(spec, ["min", "max"], where, kind)
