@@ -269,16 +269,16 @@ class Trainer(Configurable):
         """Everything an exact resume needs. In a distributed point every rank must call it
         (the RNG states of all ranks are gathered: ``rng`` is then a list, one per rank)."""
         rng: tp.Any = rng_state()
-        if self._ranks.world_size > 1:
+        pending: tp.Any = {k: [float(v) for v in vs] for k, vs in self._scalars.items()}
+        if self._ranks.world_size > 1:  # every rank's own RNG and pending summary values
             import torch.distributed as dist
 
             gathered: tp.List[tp.Any] = [None] * self._ranks.world_size
-            dist.all_gather_object(gathered, rng)
-            rng = gathered
+            dist.all_gather_object(gathered, (rng, pending))
+            rng, pending = [g[0] for g in gathered], [g[1] for g in gathered]
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "iteration": self.iteration, "epoch": self.epoch, "epoch_iteration": self.epoch_iteration,
-                "best_loss": self.best_loss, "rng": rng,
-                "pending_scalars": {k: [float(v) for v in vs] for k, vs in self._scalars.items()}}
+                "best_loss": self.best_loss, "rng": rng, "pending_scalars": pending}
 
     def load_state_dict(self, state: dict) -> None:
         rng = state["rng"]
@@ -291,7 +291,10 @@ class Trainer(Configurable):
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration, self.epoch = state["iteration"], state["epoch"]
         self.epoch_iteration, self.best_loss = state["epoch_iteration"], state["best_loss"]
-        self._scalars = {k: [torch.tensor(v) for v in vs] for k, vs in state.get("pending_scalars", {}).items()}
+        pending = state.get("pending_scalars", {})
+        if isinstance(pending, list):  # one per rank (a distributed point): this rank's own
+            pending = pending[self._ranks.rank] if len(pending) == self._ranks.world_size else {}
+        self._scalars = {k: [torch.tensor(v) for v in vs] for k, vs in pending.items()}
         set_rng_state(rng[self._ranks.rank] if isinstance(rng, list) else rng)
         self._saved_iteration = self.iteration
 

@@ -140,6 +140,15 @@ def test_a_two_rank_point_requeued_at_random_moments_ends_bit_identical(slurm_cl
     assert len(runs) == interruptions + 1  # exactly one sacred run per attempt
     ours, theirs = final_params(storage_dir), final_params(reference)
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    # every summary, across the resumes, as the uninterrupted run wrote it (each rank's pending
+    # summary values travel in the checkpoint)
+    from conftest import joined_metrics
+
+    mine, ref = joined_metrics(storage_dir, status["attempts"]), joined_metrics(reference, read_status(reference)["attempts"])
+    assert mine.keys() == ref.keys() and "training/loss" in ref
+    for name in ref:
+        assert mine[name]["steps"] == ref[name]["steps"], name
+        assert mine[name]["values"] == pytest.approx(ref[name]["values"], rel=1e-6, abs=1e-9), name
     logs = run_cli("logs", sweep_dir, "0", "--rank", "1")
     assert logs.returncode == 0 and "resuming from" in logs.stdout, logs.stderr  # rank 1's own output
     shown = run_cli("status", sweep_dir)
