@@ -321,7 +321,9 @@ def verify(code_dir: Path, expected: str, fix: str) -> None:
             raise SnapshotError(f"the code snapshot changed since submission: {str(path)!r} was edited or "
                                 f"removed; {fix}")
     for dirpath, dirnames, filenames in os.walk(code_dir):
-        dirnames[:] = [d for d in dirnames if d != "__pycache__"]  # never read: the job has its own pycache
+        # what a snapshot never takes is not code either: __pycache__ (never read: the job has
+        # its own pycache), the runs of an observer with a relative folder, checkpoints, ...
+        dirnames[:] = [d for d in dirnames if not _skipped_folder(os.path.join(dirpath, d), d)]
         for name in filenames:
             rel = os.path.relpath(os.path.join(dirpath, name), code_dir).replace(os.sep, "/")
             if rel not in listed:

@@ -16,14 +16,12 @@ PROBE = TEST_EXPERIMENTS / "probe.py"
 
 
 def sweep_jobs(sweep_dir):
-    """Job ids sacct knows for the sweep's arrays (every run, -D), by the comment ptslurm puts on them."""
-    from ptslurm.sweep import submit_marker
-
-    marker = submit_marker(Path(sweep_dir))
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,Comment", "-S", "now-1hours"],
+    """Array tasks sacct knows for the sweep (its jobs carry the sweep's name)."""
+    name = Path(sweep_dir).name
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,JobName", "-S", "now-1hours"],
                          capture_output=True, text=True).stdout
     return {line.split("|")[0] for line in out.splitlines()
-            if "|" in line and line.split("|", 1)[1].startswith(marker) and "_" in line.split("|")[0]}
+            if "|" in line and line.split("|", 1)[1] == name and "_" in line.split("|")[0]}
 
 
 def queued(sweep_dir):
