@@ -372,8 +372,12 @@ def sweeps_dir(root: Path) -> Path:
 
 def find_sweep(name_or_path: str, root: tp.Optional[str] = None) -> Path:
     """A sweep directory given as a path or as a name under the root."""
+    from .errors import PtslurmError
+
     try:
         return _find_sweep(name_or_path, root)
+    except PtslurmError:
+        raise
     except OSError as exc:  # a name too long for a path, a path through a file
         raise StorageError(f"no sweep {name_or_path[:80]!r}{'...' if len(name_or_path) > 80 else ''}: "
                            f"{exc.strerror or exc}; `ptslurm list` shows the sweeps") from None

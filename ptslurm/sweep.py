@@ -915,7 +915,10 @@ def _running_elsewhere(entry: PointEntry) -> tp.Optional[str]:
     from . import lease as leases
 
     try:
-        holder = json.loads((entry.path / leases.LEASE).read_text())
+        path = entry.path / leases.LEASE
+        if os.stat(path).st_uid != os.geteuid():
+            return None  # another user's file is no lease (the job takes it over)
+        holder = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     if leases.stale(holder, "", leases._scheduler_running):

@@ -48,9 +48,9 @@ def test_fail_cancel_resubmit_and_idempotent_rerun(slurm_cluster, tmp_path):
     assert cancel.returncode == 0 and "cancelled 1 point(s): 3" in cancel.stdout
     wait_for("the cancel", lambda: states("life", root) == ["failed", "completed", "completed", "cancelled"])
 
-    table = run_cli("status", "life", "--root", root).stdout
+    table = run_cli("status", "life", "--root", root, env={"COLUMNS": "100"}).stdout
     assert "failed" in table and "cancelled" in table and "completed 2" in table
-    assert max(len(line) for line in table.splitlines()) <= 100
+    assert max(len(line) for line in table.splitlines()) <= 100, "a 100-column terminal wraps no row"
     collect = json.loads(run_cli("collect", "life", "--format", "json", "--root", root).stdout)
     assert [r["state"] for r in collect] == ["failed", "completed", "completed", "cancelled"]
     assert [r["x"] for r in collect] == [0, 1, 2, 3]
