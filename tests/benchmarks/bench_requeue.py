@@ -116,7 +116,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
-    with tempfile.TemporaryDirectory(prefix="ptslurm-bench-") as tmp:
+    # a cancelled point may still be writing its stop checkpoint while the folder goes
+    with tempfile.TemporaryDirectory(prefix="ptslurm-bench-", ignore_cleanup_errors=True) as tmp:
         tmp = Path(tmp)
         with running_cluster(tmp / "cluster"):
             try:
