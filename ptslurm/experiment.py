@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import commands, sacred_adapter
 from .errors import ExperimentError
+from .snapshot import SourceOnlyLoader
 from .spec import Point
 
 _MISSING = object()
@@ -45,7 +46,9 @@ def load(path: tp.Union[str, Path], module_name: tp.Optional[str] = None, light:
     folder = str(path.resolve().parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
-    spec = importlib.util.spec_from_file_location(name, str(path.resolve()))
+    # from source, never from a __pycache__ (in a job's snapshot it is not covered by the hash list)
+    spec = importlib.util.spec_from_file_location(name, str(path.resolve()),
+                                                  loader=SourceOnlyLoader(name, str(path.resolve())))
     if spec is None or spec.loader is None:
         raise ExperimentError(f"experiment file {str(path)!r} cannot be imported as a module")
     module = importlib.util.module_from_spec(spec)

@@ -157,7 +157,6 @@ def latest_checkpoint(storage_dir: Path) -> tp.Optional[tp.List[tp.Any]]:
     return best
 
 
-PYCACHE = ".pycache"  # in the sweep dir: the jobs' compiled modules (sys.pycache_prefix)
 STOPS = ("timeout", "terminated", "preempted", "lost")  # the scheduler ended it, not the code
 OWN_FILES = {STATUS, "ptslurm_intent.json", "ptslurm_lease.json", storage.CONFIG, storage.CLAIM}
 
@@ -438,9 +437,10 @@ def enter_snapshot(manifest: Manifest, sweep_dir: Path, index: int) -> None:
 
     version = manifest.code_of(manifest.point(index).code_version)
     code = sweep_dir / version.dir
-    # compiled modules live in the sweep's own cache, never in __pycache__ folders of the
-    # snapshot (a planted .pyc there would run instead of the verified source)
-    sys.pycache_prefix = str(sweep_dir / PYCACHE)
+    # the snapshot's modules are compiled from their verified source: a planted .pyc in its
+    # __pycache__ never runs, and nothing is written there (the environment's own compiled
+    # modules are used as usual: a global pycache prefix would recompile all of torch)
+    snapshot.source_only(code)
     if version.sha256:
         snapshot.verify(code, version.sha256, f"to run the new code: `ptslurm resubmit {sweep_dir} "
                                               f"--points {index} --refresh-code`")

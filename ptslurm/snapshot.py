@@ -11,6 +11,7 @@ The job runs in the snapshot's copy of the experiment's folder.
 """
 import dataclasses
 import hashlib
+import importlib.machinery
 import os
 import shutil
 import sys
@@ -141,6 +142,37 @@ def _in_snapshot(real: str, live: str, mine: str) -> tp.Optional[str]:
     """The snapshot's copy of ``real`` (a path in the live tree), or None when it has none."""
     copy = os.path.join(mine, os.path.relpath(real, live))
     return copy if os.path.exists(copy) else None
+
+
+class SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Compiles a module from its source every time: never reads a ``.pyc`` (the snapshot's
+    ``__pycache__`` is not covered by its hash list) and never writes one."""
+
+    def get_code(self, fullname: str) -> tp.Any:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
+def source_only(snapshot_dir: Path) -> None:
+    """Import the modules under ``snapshot_dir`` from their source only (``SourceOnlyLoader``;
+    extension modules as usual, bare ``.pyc`` files never), and write no bytecode in this
+    process or the Python processes it starts. Modules elsewhere (the environment's) keep
+    their compiled files."""
+    import importlib.machinery as machinery
+
+    mine = os.path.realpath(snapshot_dir)
+    finder_hook = machinery.FileFinder.path_hook((machinery.ExtensionFileLoader, machinery.EXTENSION_SUFFIXES),
+                                                 (SourceOnlyLoader, machinery.SOURCE_SUFFIXES))
+
+    def hook(entry: str) -> tp.Any:
+        if not _under(os.path.realpath(entry or "."), mine):
+            raise ImportError("not in the code snapshot")
+        return finder_hook(entry)
+
+    sys.dont_write_bytecode = True
+    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+    sys.path_hooks.insert(0, hook)
+    sys.path_importer_cache.clear()
 
 
 def _redirect_editable_finders(live: str, mine: str) -> None:
@@ -321,8 +353,8 @@ def verify(code_dir: Path, expected: str, fix: str) -> None:
             raise SnapshotError(f"the code snapshot changed since submission: {str(path)!r} was edited or "
                                 f"removed; {fix}")
     for dirpath, dirnames, filenames in os.walk(code_dir):
-        # what a snapshot never takes is not code either: __pycache__ (never read: the job has
-        # its own pycache), the runs of an observer with a relative folder, checkpoints, ...
+        # what a snapshot never takes is not code either: __pycache__ (never read: the job
+        # imports the snapshot's modules from source), the runs of an observer with a relative folder, checkpoints, ...
         dirnames[:] = [d for d in dirnames if not _skipped_folder(os.path.join(dirpath, d), d)]
         for name in filenames:
             rel = os.path.relpath(os.path.join(dirpath, name), code_dir).replace(os.sep, "/")

@@ -156,3 +156,41 @@ def test_a_watchdog_stop_leaves_honest_sacred_records(tmp_path, no_slurm):
     assert len(steps) >= 20, "the output up to the end is in cout.txt (2 s of it after the signal)"
     attempt = read_status(storage_dir)["attempts"][-1]
     assert attempt.get("unheeded") and attempt["state"] == "interrupted"
+
+
+def _forged_pyc(source: Path, evil: str) -> bytes:
+    """A .pyc of ``evil`` whose header claims ``source`` (its mtime and size): what Python's
+    default loader would take instead of the source."""
+    import importlib._bootstrap_external as external
+
+    st = source.stat()
+    return bytes(external._code_to_timestamp_pyc(compile(evil, str(source), "exec"), int(st.st_mtime), st.st_size))
+
+
+def test_a_compiled_module_planted_in_the_snapshot_never_runs(tmp_path, no_slurm):
+    """The snapshot's hash list covers sources, not __pycache__: the job imports the
+    experiment and its modules from their verified source, never from a planted .pyc."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "helper.py").write_text("VALUE = 7\n")
+    (proj / "exp.py").write_text(
+        "from sacred import Experiment\nimport helper\nex = Experiment('planted')\n\n"
+        "@ex.automain\ndef main():\n    return helper.VALUE\n")
+    proc = run_cli("sweep", "--json", "--root", tmp_path / "runs", proj / "exp.py", cwd=proj)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    code = Path(summary["sweep_dir"]) / "code"
+    marker = tmp_path / "pwned"
+    evil = f"open({str(marker)!r}, 'w').close()\nVALUE = 666\n"
+    tag = sys.implementation.cache_tag
+    for name in ("exp", "helper"):
+        pyc = code / "__pycache__" / f"{name}.{tag}.pyc"
+        pyc.parent.mkdir(exist_ok=True)
+        pyc.write_bytes(_forged_pyc(code / f"{name}.py", evil))
+    proc = run_cli("resubmit", summary["sweep_dir"], "--points", "0", "--keep-code")
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists(), "a planted .pyc ran"
+    last = read_status(summary["points"][0]["storage_dir"])["attempts"][-1]
+    assert last["state"] == "completed" and last["result"] == 7, last
+    assert sorted(p.name for p in (code / "__pycache__").iterdir()) == sorted(
+        f"{n}.{tag}.pyc" for n in ("exp", "helper")), "the job wrote compiled modules into the snapshot"

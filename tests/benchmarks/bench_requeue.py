@@ -37,14 +37,15 @@ EXP = HERE.parent / "experiments" / "resumable.py"
 PLAIN = HERE.parent / "experiments" / "plainloop.py"
 
 
-def poll(check, timeout=120, every=0.005):
+def poll(what, check, timeout=120, every=0.005, folder=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = check()
         if value:
             return value
         time.sleep(every)
-    raise SystemExit("timed out")
+    status = json.dumps(read_status(folder))[-1500:] if folder else ""
+    raise SystemExit(f"timed out after {timeout} s waiting for {what} {status}")
 
 
 def latest(d: Path) -> str:
@@ -60,14 +61,17 @@ def bench_point(root: Path):
                            "trainer.checkpoint_trigger=(100000,'iteration')"], capture_output=True, text=True)
     point = json.loads(proc.stdout)["points"][0]
     d, job = Path(point["storage_dir"]), point["job_id"]
-    poll(lambda: read_status(d).get("state") == "running" and (d / "sacred" / "1" / "cout.txt").exists())
-    time.sleep(3)  # training under way
+    # training under way: the Trainer reported progress (and so asks should_stop() at each step)
+    poll("training to start", lambda: read_status(d).get("state") == "running" and read_status(d).get("progress"),
+         folder=d)
+    time.sleep(1)
     before = latest(d)
     t0 = time.time()
     subprocess.run(["scontrol", "requeue", job], check=True)
-    poll(lambda: latest(d) != before)
+    poll("the stop checkpoint", lambda: latest(d) != before, folder=d)
     t_ckpt = time.time()
-    poll(lambda: len(read_status(d).get("attempts", [])) >= 2 and "resumed_from" in read_status(d)["attempts"][1])
+    poll("the resumed attempt",
+         lambda: len(read_status(d).get("attempts", [])) >= 2 and "resumed_from" in read_status(d)["attempts"][1], folder=d)
     t_resume = time.time()
     subprocess.run(["scancel", job])
     attempts = read_status(d)["attempts"]
@@ -85,11 +89,12 @@ def bench_plain(root: Path) -> float:
                            "steps=100000", "delay_s=0.02"], capture_output=True, text=True)
     point = json.loads(proc.stdout)["points"][0]
     d, job = Path(point["storage_dir"]), point["job_id"]
-    poll(lambda: (d / "checkpoints" / "state.json").exists())
+    poll("the plain loop's checkpoint", lambda: (d / "checkpoints" / "state.json").exists(), folder=d)
     time.sleep(2)
     t0 = time.time()
     subprocess.run(["scontrol", "requeue", job], check=True)
-    poll(lambda: len(read_status(d).get("attempts", [])) >= 2 and read_status(d)["attempts"][1].get("sacred_id"))
+    poll("the plain loop's next attempt",
+         lambda: len(read_status(d).get("attempts", [])) >= 2 and read_status(d)["attempts"][1].get("sacred_id"), folder=d)
     t = time.time() - t0
     subprocess.run(["scancel", job])
     return t
@@ -102,11 +107,11 @@ def bench_sleep(folder: Path):
     def state():
         return subprocess.run(["squeue", "-h", "-j", out, "-o", "%T %r"], capture_output=True, text=True).stdout
 
-    poll(lambda: state().startswith("RUNNING"))
+    poll("the sleep job to run", lambda: state().startswith("RUNNING"))
     t0 = time.time()
     subprocess.run(["scontrol", "requeue", out], check=True)
-    poll(lambda: not state().startswith("RUNNING"), every=0.01)
-    poll(lambda: state().startswith("RUNNING"), every=0.01)
+    poll("the sleep job to stop", lambda: not state().startswith("RUNNING"), every=0.01)
+    poll("the sleep job to run again", lambda: state().startswith("RUNNING"), every=0.01)
     t = time.time() - t0
     subprocess.run(["scancel", out])
     return t
