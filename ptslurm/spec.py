@@ -71,6 +71,17 @@ class Point:
         )
 
 
+DEFAULT_SIGNAL_DELAY_S = 120
+
+
+def default_signal_delay(timeout_min: tp.Optional[float]) -> int:
+    """The stop signal's lead when ``--signal-delay`` is not given: 120 s before the limit,
+    or half of a limit shorter than 4 minutes (a 1-minute job is signalled 30 s in)."""
+    if timeout_min is None or timeout_min * 60 >= 2 * DEFAULT_SIGNAL_DELAY_S:
+        return DEFAULT_SIGNAL_DELAY_S
+    return int(timeout_min * 60 // 2)
+
+
 @dataclasses.dataclass(frozen=True)
 class Resources:
     """What one point asks the scheduler for. ``None`` means: the cluster's default."""
@@ -86,7 +97,7 @@ class Resources:
     qos: tp.Optional[str] = None
     constraint: tp.Optional[str] = None
     array_parallelism: tp.Optional[int] = None
-    signal_delay_s: int = 120
+    signal_delay_s: tp.Optional[int] = None  # None: DEFAULT_SIGNAL_DELAY_S, or half a shorter --time
     max_requeues: int = 3  # stops in a row without progress (and failures) that are requeued
     max_attempts: tp.Optional[int] = None  # an optional cap on the attempts of a submission
     sbatch_args: tp.Dict[str, str] = dataclasses.field(default_factory=dict)

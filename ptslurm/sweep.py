@@ -24,7 +24,7 @@ from . import grid, records, results, snapshot, storage, sweepfile
 from .errors import PointsFailed, StorageError, SubmissionError, UsageError
 from .records import BUSY, TERMINAL, Attempt, ExperimentInfo, Manifest, PointEntry, State, read_intent
 from .runtime import now
-from .spec import Point, Resources
+from .spec import DEFAULT_SIGNAL_DELAY_S, Point, Resources, default_signal_delay
 
 FALLBACK_STORAGE_KEYS = ("trainer.storage_dir", "storage_dir")  # tried when no key is given
 
@@ -326,8 +326,16 @@ def check_resources(resources: Resources) -> tp.Tuple[Resources, tp.List[str]]:
                                  f"in sbatch options; give one KEY=VALUE per --sbatch")
     if resources.mem_gb is not None and not (math.isfinite(resources.mem_gb) and resources.mem_gb > 0):
         raise UsageError(f"--mem must be a positive number of GB, got {resources.mem_gb}")
+    notes = []
+    if resources.signal_delay_s is None:
+        delay = default_signal_delay(resources.timeout_min)
+        resources = dataclasses.replace(resources, signal_delay_s=delay)
+        if delay != DEFAULT_SIGNAL_DELAY_S:
+            notes.append(f"the stop signal comes {delay} s before the {resources.timeout_min:g}-min limit (half of "
+                         f"it: the default {DEFAULT_SIGNAL_DELAY_S} s does not fit); --signal-delay sets it")
     check_time(resources)
-    return check_sbatch_args(resources)
+    resources, more = check_sbatch_args(resources)
+    return resources, notes + more
 
 
 def check_name(name: str) -> None:

@@ -39,7 +39,7 @@ def root(tmp_path):
      "point 1 (x=-1): config scope failed: ZeroDivisionError: division by zero (probe.py:18)"),
     (["--sbatch", "requeue\ntouch /tmp/pwned #=1", str(TINY)], "control characters"),
     (["--time", "-5", str(TINY)], "must be positive"),
-    (["--time", "2", str(TINY)], "--time 2 min leaves no time to run"),
+    (["--time", "2", "--signal-delay", "120", str(TINY)], "--time 2 min leaves no time to run"),
     (["--time", "1", "--signal-delay", "45", str(TINY)], "give --time 2 or more"),
     (["--mem", "nan", str(TINY)], "--mem must be a positive number of GB"),
     (["--mem", "inf", str(TINY)], "--mem must be a positive number of GB"),

@@ -399,7 +399,7 @@ def test_small_things_users_see_first(tmp_path, no_slurm):
     dry = run_cli("sweep", "--root", root, "--dry-run", "--executor", "slurm", exp, "with", "x=[1,2]")
     assert dry.returncode == 0, dry.stderr
     assert "#SBATCH --array=0-1" in dry.stdout and "--time" not in dry.stdout
-    short = run_cli("sweep", "--root", root, "--time", "2", exp)
+    short = run_cli("sweep", "--root", root, "--time", "2", "--signal-delay", "120", exp)
     assert short.returncode == 2 and "give --time 3 or more, or a smaller --signal-delay" in short.stderr
     sweep_dir = json.loads(one.stdout)["sweep_dir"]
     status = run_cli("status", sweep_dir)

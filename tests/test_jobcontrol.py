@@ -387,3 +387,53 @@ def test_never_asking_code_uses_the_allocation_and_needs_no_option_for_many_limi
     assert "keeps running until 10 s before the end" in cout and "ptslurm: ended this attempt for the time limit" in cout
     run = json.loads((storage_dir / "sacred" / "1" / "run.json").read_text())
     assert run["status"] == "INTERRUPTED" and run["stop_time"]
+
+
+@pytest.mark.slurm
+def test_a_wave_job_killed_right_after_its_sbatch_is_finished_by_status(submit_limit_4, tmp_path):
+    """The wave job is SIGKILLed the moment its sbatch returned (an sbatch on PATH that kills
+    its caller once): the next wave is queued but recorded nowhere and no wave job is left.
+    `ptslurm status` adopts the queued wave and tops up the rest: every point runs exactly
+    once (sacct), and every queued job is recorded."""
+    from ptslurm.commands import expand_ids
+
+    real = subprocess.run(["which", "sbatch"], capture_output=True, text=True, check=True).stdout.strip()
+    bin_dir, once = tmp_path / "bin", tmp_path / "kill-the-wave-once"
+    bin_dir.mkdir()
+    once.write_text("")
+    wrapper = bin_dir / "sbatch"
+    wrapper.write_text(f"""#!/bin/bash
+{real} "$@"
+rc=$?
+if [ $rc = 0 ] && tr '\\0' ' ' < /proc/$PPID/cmdline | grep -q ptslurm.waves && rm '{once}' 2>/dev/null; then
+    kill -9 $PPID
+fi
+exit $rc
+""")
+    wrapper.chmod(0o755)
+    name = f"waves-{random.randrange(10**6)}"
+    n = 8
+    summary, proc = sweep(tmp_path / "runs", "--name", name, TEST_EXPERIMENTS / "probe.py", "with",
+                          f"x=[{','.join(map(str, range(n)))}]",
+                          env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert proc.returncode == 0, proc.stderr
+    sweep_dir = Path(summary["sweep_dir"])
+    wait_for("the wave job to be killed after its sbatch", lambda: not once.exists(), timeout=180)
+
+    def finished():
+        rows = json.loads(run_cli("status", sweep_dir, "--json").stdout)
+        return all(r["state"] == "completed" for r in rows)
+
+    wait_for("status to finish the sweep", finished, timeout=300, every=2)
+    manifest = json.loads((sweep_dir / "manifest.json").read_text())
+    recorded = [e["job_id"] for e in manifest["points"]]
+    assert all(recorded) and len(set(recorded)) == n
+
+    def tasks():
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,JobName", "-S", "now-1hours"],
+                             capture_output=True, text=True).stdout
+        return [t for line in out.splitlines() if line.endswith(f"|{name}") for t in expand_ids(line.split("|")[0])]
+
+    ran = wait_for("accounting of every point", lambda: (lambda t: t if len(t) >= n else None)(tasks()), timeout=60)
+    assert sorted(ran) == sorted(recorded), "a point ran twice, or a queued job is not recorded"
+    assert all(len(read_status(e["storage_dir"])["attempts"]) == 1 for e in manifest["points"])
