@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="refuse sweeps of more than N points (default 10000), counted before expanding")
     sw.add_argument("--max-snapshot-mb", type=float, default=None, metavar="MB",
                     help="cap on the code snapshot (default 100); exclude data with .ptslurmignore")
+    sw.add_argument("--note", metavar="TEXT", help="a one-line description of the sweep, shown by `ptslurm list`")
+    sw.add_argument("--notify", metavar="COMMAND",
+                    help="a shell command run once when every point has ended (by the job that ends last, no "
+                         "daemon), with PTSLURM_SWEEP, PTSLURM_SWEEP_NAME and PTSLURM_COUNTS set, e.g. "
+                         "--notify 'mail -s \"$PTSLURM_SWEEP_NAME: $PTSLURM_COUNTS\" me@lab.org < /dev/null'")
     _add_resources(sw)
 
     def sweep_arg(p):
@@ -115,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="machine-readable rows")
     st.add_argument("--watch", action="store_true", help="refresh in place until every point has ended")
     st.add_argument("--interval", type=float, default=5.0, metavar="S", help="--watch refresh interval")
+    st.add_argument("--state", metavar="STATES", help="only points in these states, comma-separated "
+                                                      "(e.g. failed,timeout)")
 
     co = sub.add_parser("collect", help="results of one or more sweeps: varied keys, state, metrics",
                         description="One row per point: varied config values, state, result, final and best "
@@ -130,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--columns", "--metrics", dest="columns", metavar="PATTERNS",
                     help="only these columns (comma-separated names or globs, e.g. 'lr,loss/*'; "
                          "index, state and storage_dir stay)")
+    co.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                    help="only points whose column KEY (a config key, state, result...) equals VALUE "
+                         "(repeatable: all must hold), e.g. --where state=completed --where lr=0.001")
     co.add_argument("--format", choices=["table", "csv", "json", "md"], default="table",
                     help="output format (default: an aligned table)")
     co.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
@@ -199,6 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
                                     "creation time and its points counted by state.",
                         epilog="Example: ptslurm list ~/ptslurm-runs")
     li.add_argument("root", nargs="?", help="default: $STORAGE_ROOT, else ~/ptslurm-runs")
+    li.add_argument("--experiment", "-e", metavar="NAME", help="only the sweeps of this experiment")
+
+    de = sub.add_parser("delete", help="remove a sweep and its points' storage dirs",
+                        description="Remove a sweep's folder and the storage dirs of its points (checkpoints "
+                                    "and results included). Refused while any point is queued, running or "
+                                    "waiting, and for a sweep of another user. Without --yes it only lists "
+                                    "what would go.",
+                        epilog="Example: ptslurm delete tiny-c21eec89 --yes")
+    sweep_arg(de)
+    de.add_argument("--yes", action="store_true", help="really delete (default: list what would be deleted)")
 
     ru = sub.add_parser("run", help="run one point in the foreground, for debugging",
                         description="Run one point of a sweep here, in the foreground, in its storage dir and "
@@ -220,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="Example: ptslurm show tiny-c21eec89 3")
     sweep_arg(sh)
     sh.add_argument("point", type=int, help="point index (see `ptslurm status`)")
+
+    cp = sub.add_parser("completion", help="print a shell completion script",
+                        description="Print the completion script of bash or zsh: commands, options, sweep "
+                                    "names and point indices.",
+                        epilog='Example: eval "$(ptslurm completion bash)"   # in ~/.bashrc')
+    cp.add_argument("shell", choices=["bash", "zsh"])
 
     ini = sub.add_parser("init", help="write a cluster profile and an experiment skeleton",
                          description="Write ptslurm.yaml (cluster profile) and experiment.py (a sacred "
@@ -284,6 +310,14 @@ def _resources(args, prof: dict, prof_path=None):
     return Resources(timeout_min=timeout, sbatch_args=extra, **res)
 
 
+def _one_line(text: tp.Optional[str], option: str) -> tp.Optional[str]:
+    if text is None:
+        return None
+    if not text.strip() or len(text) > 1000 or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise UsageError(f"{option} takes one line of text (at most 1000 characters, no newlines or tabs)")
+    return text
+
+
 def cmd_sweep(args: argparse.Namespace, argv: tp.List[str], updates: tp.List[str]) -> int:
     from . import profile as profiles
     from . import render
@@ -302,7 +336,8 @@ def cmd_sweep(args: argparse.Namespace, argv: tp.List[str], updates: tp.List[str
         resources=_resources(args, prof, prof_path), dry_run=args.dry_run, argv=tuple(argv),
         max_snapshot_mb=args.max_snapshot_mb if args.max_snapshot_mb is not None else sweeps.snapshot.DEFAULT_MAX_MB,
         max_points=args.max_points if args.max_points is not None else sweeps.grid.DEFAULT_MAX_POINTS,
-        keep_duplicates=args.keep_duplicates,
+        keep_duplicates=args.keep_duplicates, note=_one_line(args.note, "--note"),
+        notify=_one_line(args.notify, "--notify"),
     )
     outcome = sweeps.run(request, wait=args.wait, events=Printer())
     if args.dry_run:
@@ -390,6 +425,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             manifest = storage.read_manifest(sweep_dir)
             states = sweeps.sweep_states(sweep_dir, manifest)
         rows = results.status_rows(manifest, states)
+        if args.state:
+            rows = [r for r in rows if r.state in _states(args.state)]
         if not warned:
             for r in rows:
                 _warn_damaged(r.index, r.damaged)
@@ -406,6 +443,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         time.sleep(args.interval)
 
 
+def _states(text: str) -> tp.Set[str]:
+    from .records import State
+
+    wanted = {s.strip().lower() for s in text.split(",") if s.strip()}
+    known = {s.value for s in State}
+    unknown = sorted(wanted - known)
+    if unknown or not wanted:
+        raise UsageError(f"--state {text!r}: unknown state {', '.join(unknown) or '(none given)'}; "
+                         f"use {', '.join(sorted(known))}")
+    return wanted
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     from . import render, results, storage
 
@@ -413,6 +462,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     records, save_cache = results.read_records(dirs, args.root, use_cache=not args.no_cache)
     for r in records:
         _warn_damaged(r["index"], r.pop("_damaged", ()))
+    if args.where:
+        records = results.where(records, args.where)
     if args.best:
         ranking = results.rank(records, args.best)
         if not isinstance(ranking.records[0].get(ranking.key), (int, float)):
@@ -568,11 +619,34 @@ def cmd_list(args: argparse.Namespace) -> int:
         except PtslurmError as exc:
             rows.append([sweep_dir.name, "?", "?", "?", f"unreadable: {exc}"])
             continue
+        if args.experiment and manifest.experiment.name != args.experiment:
+            continue
         rows.append(render.sweep_row(manifest, sweeps.sweep_states(sweep_dir, manifest)))
     if not rows:
-        print(f"no sweeps under {root}")
+        print(f"no sweeps under {root}" + (f" of experiment {args.experiment!r}" if args.experiment else ""))
         return 0
     print(render.sweeps(rows))
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from .completion import script
+
+    sys.stdout.write(script(args.shell))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from . import storage
+    from .housekeeping import delete
+
+    sweep_dir = storage.find_sweep(args.sweep, args.root)
+    paths = delete(sweep_dir, yes=args.yes)
+    for path in paths:
+        print(("deleted " if args.yes else "would delete ") + str(path))
+    if not args.yes:
+        print(f"ptslurm: nothing was deleted; to delete these {len(paths)} folders: "
+              f"ptslurm delete {sweep_dir} --yes", file=sys.stderr)
     return 0
 
 
@@ -628,6 +702,14 @@ def _parse(parser: argparse.ArgumentParser, rest: tp.List[str], updates: tp.List
 def main(argv: tp.Optional[tp.List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    if argv[:1] == ["__complete"]:  # the shell asks (see `ptslurm completion`): candidates, one a line
+        from .completion import candidates
+
+        try:
+            print("\n".join(candidates(parser, int(argv[1]), argv[2:])))
+        except (IndexError, ValueError):
+            pass
+        return 0
     rest, updates = split_with(argv)
     try:
         args = _parse(parser, rest, updates)
@@ -635,7 +717,7 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
             return cmd_sweep(args, argv, updates)
         commands = {"init": cmd_init, "status": cmd_status, "collect": cmd_collect, "cancel": cmd_cancel,
                     "resubmit": cmd_resubmit, "logs": cmd_logs, "failures": cmd_failures, "plot": cmd_plot, "list": cmd_list,
-                    "run": cmd_run, "show": cmd_show}
+                    "run": cmd_run, "show": cmd_show, "delete": cmd_delete, "completion": cmd_completion}
         if args.command in commands:
             return commands[args.command](args)
         if updates:

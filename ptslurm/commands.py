@@ -439,3 +439,10 @@ def start_point(command: tp.Sequence[str], log: tp.IO[str], cwd: tp.Optional[Pat
     process group (cancel stops the point and whatever it started)."""
     return subprocess.Popen(list(command), stdout=log, cwd=cwd, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
+
+
+def run_notify(command: str, env: tp.Mapping[str, str], timeout: float = 120) -> "subprocess.CompletedProcess[str]":
+    """A sweep's ``--notify`` command, through the shell (the user wrote it for one), stdin
+    closed. Raises OSError or subprocess.TimeoutExpired."""
+    return subprocess.run(command, shell=True, env=dict(env), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout)

@@ -244,7 +244,8 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
             return None
         runtime.activate(None, record)
         max_requeues, max_attempts = manifest.resources.max_requeues, manifest.resources.max_attempts
-        interrupt.on_unheeded(lambda: _unheeded(record, max_requeues, held, max_attempts))
+        interrupt.on_unheeded(lambda: _unheeded(record, max_requeues, held, max_attempts,
+                                                 lambda: _notify(manifest, sweep_dir)))
         return _attempt(manifest, entry, sweep_dir, record, max_requeues, max_attempts)
     finally:
         interrupt.on_unheeded(None)
@@ -254,6 +255,19 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
             pass
         held.release()
         runtime.activate(None, None)
+        _notify(manifest, sweep_dir)
+
+
+def _notify(manifest: Manifest, sweep_dir: Path) -> None:
+    """``sweep --notify``: this job may be the one that ended the sweep's last point."""
+    if not manifest.notify:
+        return
+    try:
+        from .housekeeping import notify_if_ended
+
+        notify_if_ended(manifest, sweep_dir)
+    except Exception as exc:  # noqa: BLE001 - a notification never fails the point
+        print(f"ptslurm: warning: --notify: {exc}", file=sys.stderr, flush=True)
 
 
 def _clear_leftovers(ckpt_dir: Path) -> None:
@@ -365,7 +379,8 @@ def _local_iso(text: tp.Optional[str]) -> tp.Optional[str]:
         return None
 
 
-def _unheeded(record: AttemptRecord, max_requeues: int, held: tp.Any, max_attempts: tp.Optional[int] = None) -> None:
+def _unheeded(record: AttemptRecord, max_requeues: int, held: tp.Any, max_attempts: tp.Optional[int] = None,
+              ended: tp.Callable[[], None] = lambda: None) -> None:
     """The watchdog's action for code that did not ask ``should_stop()``: on a time limit,
     use the allocation to its end (``_use_allocation``); then record the attempt, requeue it
     within the caps and end the process; the next attempt resumes from the code's own
@@ -393,6 +408,8 @@ def _unheeded(record: AttemptRecord, max_requeues: int, held: tp.Any, max_attemp
         except Exception:  # noqa: BLE001 - recorded; the scheduler ends the job anyway
             pass
     held.release()
+    if action != "requeue":
+        ended()
     sys.stdout.flush()
     sys.stderr.flush()
     interrupt.end_process()

@@ -372,6 +372,8 @@ class Manifest(Record):
     waves: tp.Optional[tp.Dict[str, tp.Any]] = field(None, load=_opt_mapping, omit_none=True)
     sbatch_calls: tp.Optional[int] = field(None, load=_opt_int, omit_none=True)
     error: tp.Optional[str] = field(None, load=_str, omit_none=True)
+    note: tp.Optional[str] = field(None, load=_str, omit_none=True)  # `sweep --note`, shown by `list`
+    notify: tp.Optional[str] = field(None, load=_str, omit_none=True)  # `sweep --notify`: run once at the end
     # snapshots taken after the first (``--refresh-code``): "2" -> {"dir", "sha256", "bytes",
     # "snapshot", "workdir", "source_root", "taken"}; version 1 is ``code``/``experiment``
     code_versions: tp.Dict[str, tp.Any] = field(factory=dict, load=_mapping, omit_none=True)

@@ -154,8 +154,43 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
                      ([f"v{manifest.point(r.index).code_version}"] if versions else []) + [str(r.state), str(r.attempts), progress, beat, duration(r.elapsed_s), r.job_id or "-"] +
                      ([ranks(manifest, r)] if spread else []) + ([notes[len(lines)] or ""] if any(notes) else []))
     width = 60  # the table fits itself to the terminal
-    return (f"sweep {manifest.name} ({manifest.executor})\n" + table(header, lines, max_width=width) + "\n"
+    shown = table(header, lines, max_width=width)
+    if colour():
+        shown = paint_column(shown, "state")
+    return (f"sweep {manifest.name} ({manifest.executor})\n" + shown + "\n"
             + counts_line(rows, len(rows), 30, " ended"))
+
+
+# ANSI colours of the states: red for what needs a look, green done, yellow under way
+COLOURS = {"failed": "31", "timeout": "31", "lost": "31", "unknown": "31", "preempted": "33", "cancelled": "35",
+           "completed": "32", "running": "33", "requeued": "33", "pending": "36", "waiting": "36"}
+
+
+def colour(stream: tp.Any = None) -> bool:
+    """Colour only on a terminal, never with ``NO_COLOR`` set (no-color.org) or TERM=dumb."""
+    import sys
+
+    stream = stream or sys.stdout
+    return bool(stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb")
+
+
+def paint_column(text: str, name: str) -> str:
+    """``text`` (a ``table``) with the states in column ``name`` coloured; alignment kept
+    (the codes go around the word, after padding)."""
+    import re
+
+    out, start = [], None
+    for line in text.split("\n"):
+        if line.startswith("#"):  # a header line (each block of columns repeats it)
+            found = re.search(rf"(?:^|  ){re.escape(name)}(?:  |$)", line)
+            start = (found.start() + (2 if found.group().startswith("  ") else 0)) if found else None
+        elif start is not None and not line.startswith("-"):
+            word = re.match(r"[a-z_]+", line[start:])
+            if word and word.group() in COLOURS:
+                end = start + word.end()
+                line = f"{line[:start]}\033[{COLOURS[word.group()]}m{line[start:end]}\033[0m{line[end:]}"
+        out.append(line)
+    return "\n".join(out)
 
 
 def progress_cell(row: "PointRow", now: tp.Optional[float] = None) -> str:
@@ -245,15 +280,18 @@ def records(records: tp.Sequence[tp.Mapping[str, tp.Any]], fmt: str, one_sweep: 
 
 
 def sweeps(rows: tp.Sequence[tp.Sequence[str]]) -> str:
-    """``ptslurm list``."""
-    return table(["sweep", "experiment", "executor", "created", "points"], rows, max_width=40)
+    """``ptslurm list``; a note column when a sweep has a note."""
+    header = ["sweep", "experiment", "executor", "created", "points", "note"]
+    if not any(len(r) > 5 and r[5] for r in rows):
+        header, rows = header[:5], [r[:5] for r in rows]
+    return table(header, rows, max_width=40)
 
 
 def sweep_row(manifest: Manifest, rows: tp.Sequence["PointRow"]) -> tp.List[str]:
     from .results import counts
 
     return [manifest.name, manifest.experiment.name, manifest.executor, manifest.created[:16],
-            "  ".join(f"{k} {v}" for k, v in counts(rows).items())]
+            "  ".join(f"{k} {v}" for k, v in counts(rows).items()), manifest.note or ""]
 
 
 def dry_run(p: "Plan", batch_script: tp.Optional[str], local_command: tp.Optional[tp.Sequence[str]]) -> str:

@@ -519,6 +519,33 @@ def select_columns(records: tp.List[dict], patterns: tp.Sequence[str]) -> tp.Lis
     return [{k: r.get(k) for k in keep if k in r} for r in records]
 
 
+def where(records: tp.List[dict], conditions: tp.Sequence[str]) -> tp.List[dict]:
+    """The records whose column KEY equals VALUE for every ``KEY=VALUE`` condition: numbers
+    compare as numbers (``lr=1e-3`` matches 0.001), anything else as the text ``collect``
+    prints. UsageError naming the columns when a KEY is none."""
+    columns = _columns(records)
+    parsed = []
+    for condition in conditions:
+        key, sep, value = condition.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--where {condition!r}: expected KEY=VALUE, e.g. --where state=completed")
+        if key not in columns:
+            raise UsageError(f"--where {key!r} is no column; columns: {', '.join(columns)}")
+        parsed.append((key, value.strip()))
+
+    def equal(have: tp.Any, want: str) -> bool:
+        if isinstance(have, (int, float)) and not isinstance(have, bool):
+            try:
+                return float(have) == float(want)
+            except ValueError:
+                return False
+        text = json.dumps(have) if isinstance(have, (list, dict, bool)) or have is None else str(have)
+        return text == want or str(have) == want
+
+    return [r for r in records if all(equal(r.get(k), v) for k, v in parsed)]
+
+
 def _columns(records: tp.Iterable[dict]) -> tp.List[str]:
     cols: tp.Dict[str, None] = {}
     for r in records:

@@ -45,6 +45,8 @@ class SweepRequest:
     max_snapshot_mb: float = snapshot.DEFAULT_MAX_MB
     max_points: int = grid.DEFAULT_MAX_POINTS
     keep_duplicates: bool = False  # run points that repeat an earlier one (else dropped with a note)
+    note: tp.Optional[str] = None  # a description, shown by `ptslurm list`
+    notify: tp.Optional[str] = None  # a shell command run once when every point has ended
 
 
 @dataclasses.dataclass
@@ -433,6 +435,8 @@ def create(p: Plan) -> storage.ManifestBook:
               "file_text": sweep_file.read_text() if sweep_file else None},
         root=str(p.root),
         storage_key=p.storage_key,
+        note=p.request.note,
+        notify=p.request.notify,
         resources=p.request.resources,
         varied=tuple(p.points[0].varied) if p.points else (),
         versions=versions(),

@@ -10,6 +10,9 @@ For a point whose code never asks ptslurm (tests/experiments/plainloop.py, its o
 checkpoints): `scontrol requeue` at t0 until the next attempt has started its run (the
 watchdog ended the first one ``interrupt.NEVER_ASKED_S`` after the signal).
 For a bare `sleep` job: `scontrol requeue` at t0 until the job runs again.
+Start-up (P3): from the moment squeue shows the job RUNNING until the log shows the first
+training step, for a ptslurm point and for the same `python exp.py` started by `srun` in a
+plain sbatch job on the same node.
 """
 import argparse
 import json
@@ -100,6 +103,47 @@ def bench_plain(root: Path) -> float:
     return t
 
 
+FIRST_STEP = ["trainer.summary_trigger=(1,'iteration')", "trainer.stop_trigger=(30,'iteration')"]
+
+
+def _running(job: str) -> bool:
+    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout
+    return "RUNNING" in out
+
+
+def _first_step(log: Path) -> bool:
+    try:
+        return "ptslurm: iteration 1/" in log.read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def bench_start(root: Path):
+    """Job running -> first training step: a ptslurm point, then the bare script under srun."""
+    proc = subprocess.run([sys.executable, "-m", "ptslurm", "sweep", "--json", "--root", str(root / "pt"), str(EXP),
+                           "with", *FIRST_STEP], capture_output=True, text=True)
+    summary = json.loads(proc.stdout)
+    job = summary["points"][0]["job_id"]
+    from ptslurm.submitit_adapter import log_path
+
+    log = log_path(Path(summary["sweep_dir"]) / "slurm", job)
+    poll("the point to run", lambda: _running(job), every=0.01)
+    t0 = time.time()
+    poll("the point's first step", lambda: _first_step(log), every=0.01)
+    ptslurm_s = time.time() - t0
+    bare_dir = root / "bare"
+    bare_dir.mkdir(parents=True)
+    bare_log = bare_dir / "log.out"
+    command = " ".join([sys.executable, str(EXP), "with", f"trainer.storage_dir={bare_dir}",
+                        *(f'"{u}"' for u in FIRST_STEP)])
+    out = subprocess.run(["sbatch", "--parsable", "-o", str(bare_log), "--wrap", f"srun {command}"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    poll("the bare job to run", lambda: _running(out), every=0.01)
+    t0 = time.time()
+    poll("the bare script's first step", lambda: _first_step(bare_log), every=0.01)
+    return ptslurm_s, time.time() - t0
+
+
 def bench_sleep(folder: Path):
     out = subprocess.run(["sbatch", "--parsable", "-o", "/dev/null", "--wrap", "sleep 600"], capture_output=True,
                          text=True, check=True).stdout.strip()
@@ -126,19 +170,24 @@ def main():
         tmp = Path(tmp)
         with running_cluster(tmp / "cluster"):
             try:
+                starts = [bench_start(tmp / f"s{i}") for i in range(args.repeats)]
                 points = [bench_point(tmp / f"r{i}") for i in range(args.repeats)]
                 plains = [bench_plain(tmp / f"p{i}") for i in range(args.repeats)]
                 sleeps = [bench_sleep(tmp) for _ in range(args.repeats)]
             finally:
                 subprocess.run(["scancel", "--user", str(os.getuid())])
     med = statistics.median
+    pt_start, bare_start = med(s[0] for s in starts), med(s[1] for s in starts)
+    print(f"job start -> first training step:     {pt_start:8.2f} s  (ptslurm point; bare `srun python exp.py`: "
+          f"{bare_start:.2f} s, {pt_start / bare_start:.2f}x)")
     print(f"signal -> durable checkpoint:          {med(p[0] for p in points) * 1000:8.0f} ms "
           f"(runs: {', '.join(f'{p[0] * 1000:.0f}' for p in points)})")
     print(f"requeue turnaround, training point:    {med(p[1] for p in points):8.2f} s  "
           f"(signal -> resumed from the checkpoint)")
     print(f"requeue turnaround, non-polling point: {med(plains):8.2f} s  "
           f"(signal -> next attempt running its own resume)")
-    print(f"requeue turnaround, bare sleep job:    {med(sleeps):8.2f} s  (SLURM's own requeue)")
+    print(f"requeue turnaround, bare sleep job:    {med(sleeps):8.2f} s  (SLURM's own requeue; the training "
+          f"point's turnaround less it: {med(p[1] for p in points) - med(sleeps):.2f} s)")
     print("the turnaround is dominated by SLURM's requeue delay (AuthInfo=cred_expire=5 on the test cluster)")
 
 
