@@ -256,6 +256,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def shape(parser: argparse.ArgumentParser) -> tp.Dict[str, tp.Tuple[tp.List[str], tp.Set[str]]]:
+    """Each command's --options and those that take a value (for shell completion)."""
+    out: tp.Dict[str, tp.Tuple[tp.List[str], tp.Set[str]]] = {}
+    for action in parser._actions:  # argparse keeps its subcommands here
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                names = sorted(o for a in sub._actions for o in a.option_strings if o.startswith("--"))
+                valued = {o for a in sub._actions if a.option_strings and a.nargs != 0 for o in a.option_strings}
+                out[name] = (names, valued)
+    return out
+
+
 def split_with(argv: tp.List[str]) -> tp.Tuple[tp.List[str], tp.List[str]]:
     """Separate the sacred updates after ``with`` from ptslurm's own options, which may
     follow them (``... with 'lr=[1,2]' --gpus 1``)."""
@@ -706,7 +718,7 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
         from .completion import candidates
 
         try:
-            print("\n".join(candidates(parser, int(argv[1]), argv[2:])))
+            print("\n".join(candidates(shape(parser), int(argv[1]), argv[2:])))
         except (IndexError, ValueError):
             pass
         return 0

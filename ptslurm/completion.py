@@ -1,7 +1,6 @@
 """Shell completion: ``ptslurm completion bash|zsh`` prints a script that asks
 ``ptslurm __complete CWORD WORDS...`` for candidates: commands, options, sweep names under
 the root, point indices of a sweep. Imported only when completing, so ``--help`` stays light."""
-import argparse
 import json
 import os
 import typing as tp
@@ -27,21 +26,7 @@ def script(shell: str) -> str:
     return {"bash": BASH, "zsh": ZSH}[shell]
 
 
-def _subparsers(parser: argparse.ArgumentParser) -> tp.Dict[str, argparse.ArgumentParser]:
-    for action in parser._actions:  # argparse keeps its subcommands here
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
-
-
-def _options(parser: argparse.ArgumentParser) -> tp.Tuple[tp.List[str], tp.Set[str]]:
-    """All option strings, and those that take a value."""
-    names, valued = [], set()
-    for action in parser._actions:
-        names += [o for o in action.option_strings if o.startswith("--")]
-        if action.option_strings and action.nargs != 0:
-            valued.update(action.option_strings)
-    return sorted(names), valued
+Shape = tp.Dict[str, tp.Tuple[tp.List[str], tp.Set[str]]]  # command -> (its --options, those taking a value)
 
 
 def _root(words: tp.Sequence[str]) -> Path:
@@ -71,18 +56,17 @@ def _points(root: Path, sweep: str) -> tp.List[str]:
     return [str(i) for i in range(len(points))]
 
 
-def candidates(parser: argparse.ArgumentParser, cword: int, words: tp.Sequence[str]) -> tp.List[str]:
-    """What may stand at ``words[cword]`` (``words[0]`` is the program)."""
+def candidates(shape: Shape, cword: int, words: tp.Sequence[str]) -> tp.List[str]:
+    """What may stand at ``words[cword]`` (``words[0]`` is the program); ``shape``: the
+    command line's commands and options (``cli.shape``)."""
     words = list(words) + [""] * max(0, cword + 1 - len(words))
-    subs = _subparsers(parser)
     if cword <= 1:
-        return sorted(subs) + ["--help", "--version"]
+        return sorted(shape) + ["--help", "--version"]
     command = words[1]
-    sub = subs.get(command)
-    if sub is None:
+    if command not in shape:
         return []
     current, before = words[cword], words[2:cword]
-    names, valued = _options(sub)
+    names, valued = shape[command]
     if current.startswith("-"):
         return names
     if before and before[-1] in valued:

@@ -280,6 +280,8 @@ def check_time(resources: Resources, limit_min: tp.Optional[float] = None, what:
     run; ``limit_min`` defaults to ``--time``."""
     limit = resources.timeout_min if limit_min is None else limit_min
     delay = resources.signal_delay_s
+    if delay is None:  # not resolved yet (check_resources does): the default for this limit
+        delay = default_signal_delay(limit)
     if delay < 0:
         raise UsageError(f"--signal-delay must be a non-negative number of seconds, got {delay}")
     if limit is not None and limit * 60 < delay + SIGNAL_MARGIN_S:

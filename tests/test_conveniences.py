@@ -123,14 +123,14 @@ def test_delete_refuses_another_users_sweep(tmp_path, no_slurm, other_user):
 
 @pytest.mark.fast
 def test_completion_offers_commands_options_sweeps_and_points(tmp_path):
-    from ptslurm.cli import build_parser
+    from ptslurm.cli import build_parser, shape
     from ptslurm.completion import candidates
 
     root = tmp_path / "runs"
     sweep = root / "sweeps" / "tiny-1234"
     sweep.mkdir(parents=True)
     (sweep / "manifest.json").write_text(json.dumps({"points": [{}, {}, {}]}))
-    parser = build_parser()
+    parser = shape(build_parser())
     assert "status" in candidates(parser, 1, ["ptslurm", "st"])
     assert "--sort" in candidates(parser, 2, ["ptslurm", "collect", "--s"])
     assert candidates(parser, 2, ["ptslurm", "status", "", "--root", str(root)]) == ["tiny-1234"]
