@@ -266,6 +266,20 @@ StorageLoc=slurm_acct_db
         if HOSTS_TAG in hosts:
             Path("/etc/hosts").write_text("".join(ln for ln in hosts.splitlines(True) if HOSTS_TAG not in ln))
 
+    def kill_node(self) -> None:
+        """A crash of the main node: slurmd and every job step on it SIGKILLed."""
+        pid = int((self.dir / "run" / "slurmd.ptslurm-pid").read_text())
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        subprocess.run(["pkill", "-9", "slurmstepd"], capture_output=True)
+        subprocess.run(["pkill", "-9", "-f", "submitit.core._submit"], capture_output=True)
+
+    def start_node(self) -> None:
+        """slurmd of the main node again, after ``kill_node``."""
+        self._spawn("slurmd", ["slurmd", "-D", "-f", str(self.conf), "-N", self.host])
+
     def stop(self) -> None:
         self._stop_daemons()
         if self.extra:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, read_status, run_cli
+from conftest import EXAMPLES, TEST_EXPERIMENTS, read_status, run_cli
 
 PADERTORCH_STYLE = """
 import os, signal
@@ -194,3 +194,38 @@ def test_a_compiled_module_planted_in_the_snapshot_never_runs(tmp_path, no_slurm
     assert last["state"] == "completed" and last["result"] == 7, last
     assert sorted(p.name for p in (code / "__pycache__").iterdir()) == sorted(
         f"{n}.{tag}.pyc" for n in ("exp", "helper")), "the job wrote compiled modules into the snapshot"
+
+
+@pytest.mark.slurm
+def test_a_node_crash_while_points_finish_runs_no_completed_point_again(slurm_cluster, tmp_path):
+    """slurmd and the job steps SIGKILLed after the points recorded their end but before
+    their processes exited (a lingering shutdown): SLURM requeues the jobs it lost on the
+    node; each starts again, sees its point completed in this submission and stands down."""
+    from conftest import wait_for
+
+    proc = run_cli("sweep", "--json", "--root", tmp_path / "runs", TEST_EXPERIMENTS / "probe.py",
+                   "with", "x=[1,2]", "exit_delay_s=60")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    points = summary["points"]
+    wait_for("both points to record their end", lambda: all(read_status(p["storage_dir"]).get("state") == "completed"
+                                                             for p in points), timeout=120)
+    before = {p["job_id"]: read_status(p["storage_dir"])["attempts"] for p in points}
+    assert all(squeue_has(job) for job in before), "the jobs still run (their processes linger)"
+    slurm_cluster.kill_node()
+    slurm_cluster.start_node()
+
+    def restarted(job):
+        out = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True).stdout
+        return "Restarts=0" not in out
+
+    wait_for("SLURM to requeue the jobs it lost", lambda: all(restarted(job) for job in before), timeout=240, every=1)
+    for job in before:
+        wait_for(f"requeued {job} to run and end", lambda: not squeue_has(job), timeout=240, every=1)
+    log = Path(summary["sweep_dir"]) / "slurm"
+    for p in points:
+        assert read_status(p["storage_dir"])["attempts"] == before[p["job_id"]], "a completed point ran again"
+        assert any("already completed in this submission" in f.read_text(errors="replace")
+                   for f in log.glob(f"{p['job_id']}*.out")), "the requeued job started and stood down"
+    status = json.loads(run_cli("status", summary["sweep_dir"], "--json").stdout)
+    assert [r["state"] for r in status] == ["completed", "completed"]

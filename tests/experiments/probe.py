@@ -17,11 +17,16 @@ def config():
     fail = False
     fail_if_exists = ""  # fails while this file exists (a failure that can be fixed)
     hold_while_exists = ""  # keeps running while this file exists
+    exit_delay_s = 0  # the process lingers this long after the run ended (as a wandb or DataLoader shutdown)
     storage_dir = None
 
 
 @ex.automain
-def main(x, fail, fail_if_exists, hold_while_exists, storage_dir, _run):
+def main(x, fail, fail_if_exists, hold_while_exists, exit_delay_s, storage_dir, _run):
+    if exit_delay_s:
+        import atexit
+
+        atexit.register(time.sleep, exit_delay_s)
     seen = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "SLURM_ARRAY_TASK_ID",
                                            "SLURM_ARRAY_JOB_ID", "SLURM_STEP_ID")}
     seen["storage_dir"] = storage_dir
