@@ -438,6 +438,9 @@ def route_logging() -> None:
                id(sys.stderr): "stderr", id(sys.stdout): "stdout"}
     loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
                                        if isinstance(lg, logging.Logger)]
+    submitit = logging.getLogger("submitit")
+    if submitit.handlers:  # its own handler prints each line; the root's (sacred's) printed it twice
+        submitit.propagate = False
     for logger in loggers:
         for handler in logger.handlers:
             if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):

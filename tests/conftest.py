@@ -114,6 +114,19 @@ def tree(path: Path):
     return {str(p.relative_to(path)) for p in path.rglob("*")}
 
 
+def uses_the_cluster(item) -> bool:
+    return item.get_closest_marker("slurm") is not None or "slurm_cluster" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (tests/run.sh runs two workers), every test of the SLURM tier goes to
+    one worker, in order: they share one cluster (fixed ports), and some need its queue empty.
+    The other worker runs the rest meanwhile."""
+    for item in items:
+        if uses_the_cluster(item):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """In CI a skipped SLURM test is a failure: the integration tier must run there."""

@@ -23,4 +23,6 @@ $sudo_ .venv/bin/python tests/slurm_cluster.py install
 if [ -n "${CI:-}" ] && [ "$*" = "" ]; then
     bash tests/quickstart.sh
 fi
-exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@"
+# two workers: the SLURM tier in one (tests/conftest.py groups it: one cluster, in order), the
+# rest in the other
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 -n 2 --dist loadgroup "$@"

@@ -1,7 +1,13 @@
-"""Trainings longer than any one job (issue 15): code that never asks ptslurm anything (a
-plain loop with its own checkpoint, a padertorch-style torch script saving ckpt_<n>.pth), at
-a 1-minute limit with no option but --time, needs 8 and more attempts, and completes with
-the result of an uninterrupted run, while both cores are kept busy."""
+"""Trainings longer than any one job (issue 15), all at once on the cluster while both cores
+are kept busy (time limits cost minutes of wall time; run together they cost the longest):
+
+- code that never asks ptslurm anything (a plain loop with its own checkpoint, a
+  padertorch-style torch script saving ckpt_<n>.pth) at a 1-minute limit with no option but
+  --time needs 8 and more attempts, and completes with the result of an uninterrupted run;
+- at a 3-minute limit such code runs each attempt to the margin before the job's end, not
+  to the stop signal (at least 85 % of the limit), and its records say how it ended;
+- ptslurm's Trainer, which asks should_stop(), checkpoints at each time limit and resumes
+  from there; only --max-attempts ends it."""
 import ast
 import json
 import subprocess
@@ -14,6 +20,7 @@ from conftest import TEST_EXPERIMENTS, read_status, run_cli, wait_for
 
 PLAIN = TEST_EXPERIMENTS / "plainloop.py"
 PTSTYLE = TEST_EXPERIMENTS / "ptstyle.py"
+RESUMABLE = TEST_EXPERIMENTS / "resumable.py"
 STEPS = 700  # 350 s of work at 0.5 s a step: about 40 s of it fit in each 1-minute job
 
 
@@ -27,25 +34,43 @@ def uninterrupted(tmp_path: Path) -> list:
     return ast.literal_eval(line.split("Result: ", 1)[1])
 
 
+def submit(root: Path, *args) -> dict:
+    proc = run_cli("sweep", "--root", root, "--json", *args)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    return {"sweep": summary["sweep_dir"], "dir": Path(summary["points"][0]["storage_dir"])}
+
+
+def sacred_runs(storage_dir: Path) -> list:
+    runs = sorted((storage_dir / "sacred").glob("[0-9]*/run.json"), key=lambda p: int(p.parent.name))
+    return [json.loads(r.read_text()) for r in runs]
+
+
 @pytest.mark.slurm
-def test_never_asking_trainings_need_many_one_minute_jobs_and_complete_exactly_under_load(slurm_cluster, tmp_path):
+def test_long_trainings_live_through_many_time_limits_under_load(slurm_cluster, tmp_path):
+    from ptslurm.results import timestamp
+
     expected = uninterrupted(tmp_path)
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
-        dirs, sweeps = {}, {}
-        for name, experiment, extra in (("plain", PLAIN, []), ("ptstyle", PTSTYLE, ["checkpoint_every=20"])):
-            proc = run_cli("sweep", "--root", tmp_path / name, "--json", "--time", "1", experiment, "with",
-                           f"steps={STEPS}", "delay_s=0.5", *extra)
-            assert proc.returncode == 0, proc.stderr
-            dirs[name] = Path(json.loads(proc.stdout)["points"][0]["storage_dir"])
-            sweeps[name] = json.loads(proc.stdout)["sweep_dir"]
-        for name, storage_dir in dirs.items():
-            wait_for(f"the {name} point to end", lambda: read_status(storage_dir).get("state") not in
+        points = {
+            "plain": submit(tmp_path / "plain", "--time", "1", PLAIN, "with", f"steps={STEPS}", "delay_s=0.5"),
+            "ptstyle": submit(tmp_path / "ptstyle", "--time", "1", PTSTYLE, "with", f"steps={STEPS}", "delay_s=0.5",
+                              "checkpoint_every=20"),
+            "allocation": submit(tmp_path / "allocation", "--time", "3", PLAIN, "with", "steps=360", "delay_s=0.5"),
+            "trainer": submit(tmp_path / "trainer", "--time", "1", "--max-attempts", "2", RESUMABLE, "with",
+                              "seed=7", "trainer.model.delay_s=0.2", "trainer.stop_trigger=(100000,'iteration')"),
+        }
+        for name, point in points.items():
+            wait_for(f"the {name} point to end", lambda: read_status(point["dir"]).get("state") not in
                      (None, "pending", "running", "requeued"), timeout=1500, every=2)
     finally:
         for burner in burners:
             burner.kill()
-    for name, storage_dir in dirs.items():
+
+    # never-asking code at a 1-minute limit: 8+ attempts with default options, exact
+    for name in ("plain", "ptstyle"):
+        storage_dir = points[name]["dir"]
         status = read_status(storage_dir)
         attempts = status["attempts"]
         brief = [(a["state"], a.get("cause"), a.get("progressed"), a.get("gave_up")) for a in attempts]
@@ -56,11 +81,36 @@ def test_never_asking_trainings_need_many_one_minute_jobs_and_complete_exactly_u
                    for a in stops), brief
         result = attempts[-1]["result"]
         assert result == (STEPS * (STEPS + 1) // 2 if name == "plain" else expected), f"{name}: {result}"
-        # each stop is on record as sacred's own observers would write an interrupt
-        runs = sorted((storage_dir / "sacred").glob("[0-9]*/run.json"), key=lambda p: int(p.parent.name))
-        assert [json.loads(r.read_text())["status"] for r in runs] == ["INTERRUPTED"] * len(stops) + ["COMPLETED"]
-        assert all(json.loads(r.read_text()).get("stop_time") for r in runs)
-        cout = (runs[0].parent / "cout.txt").read_text()
-        assert cout.rstrip().splitlines()[-1].startswith("ptslurm: ended this attempt for the time limit")
-        rows = json.loads(run_cli("collect", sweeps[name], "--format", "json").stdout)
+        runs = sacred_runs(storage_dir)
+        assert [r["status"] for r in runs] == ["INTERRUPTED"] * len(stops) + ["COMPLETED"]
+        assert all(r.get("stop_time") for r in runs), "an attempt's run has no stop time"
+        cout = (storage_dir / "sacred" / "1" / "cout.txt").read_text()
+        assert cout.rstrip().splitlines()[-1].startswith("ptslurm: ended this attempt for the time limit"), cout[-500:]
+        rows = json.loads(run_cli("collect", points[name]["sweep"], "--format", "json").stdout)
         assert rows[0]["state"] == "completed", rows
+
+    # at a 3-minute limit (the stop signal 120 s before it): each attempt runs to the margin
+    storage_dir = points["allocation"]["dir"]
+    attempts = read_status(storage_dir)["attempts"]
+    stops = attempts[:-1]
+    assert stops and all(a["cause"] == "timeout" and a["action"] == "requeue" for a in stops), attempts
+    for a in stops:
+        ran = timestamp(a["ended"]) - timestamp(a["started"])
+        assert ran >= 0.85 * 180, f"an attempt ran {ran:.0f} s of a 180-s limit"
+    assert attempts[-1]["result"] == 360 * 361 // 2
+    cout = (storage_dir / "sacred" / "1" / "cout.txt").read_text()
+    assert "keeps running until 10 s before the end" in cout and "ptslurm: ended this attempt for the time limit" in cout
+    run = sacred_runs(storage_dir)[0]
+    assert run["status"] == "INTERRUPTED" and run["stop_time"]
+
+    # the Trainer asks should_stop(): each time limit is told from SLURM's record and resumed
+    # from its stop checkpoint; it makes progress, so only --max-attempts 2 ends it (timed out)
+    trainer = points["trainer"]
+    attempts = read_status(trainer["dir"])["attempts"]
+    assert [(a["cause"], a["state"]) for a in attempts] == [("timeout", "requeued"), ("timeout", "timeout")]
+    assert attempts[-1]["gave_up"] == "--max-attempts 2 reached" and attempts[0]["progressed"] is True
+    assert not any(a.get("unheeded") for a in attempts)
+    assert [r["status"] for r in sacred_runs(trainer["dir"])] == ["INTERRUPTED", "INTERRUPTED"]
+    assert "resuming from" in run_cli("logs", trainer["sweep"], "0", "--attempt", "2").stdout
+    status = json.loads(run_cli("status", trainer["sweep"], "--json").stdout)
+    assert status[0]["gave_up"] == "--max-attempts 2 reached", status
