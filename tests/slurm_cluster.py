@@ -267,7 +267,9 @@ StorageLoc=slurm_acct_db
             Path("/etc/hosts").write_text("".join(ln for ln in hosts.splitlines(True) if HOSTS_TAG not in ln))
 
     def kill_node(self) -> None:
-        """A crash of the main node: slurmd and every job step on it SIGKILLed."""
+        """A crash of the main node: slurmd and every job step on it SIGKILLed, and the node
+        marked DOWN, as slurmctld does once it stops answering (after SlurmdTimeout, 300 s by
+        default: done at once here). SLURM requeues the jobs it ran (JobRequeue=1)."""
         pid = int((self.dir / "run" / "slurmd.ptslurm-pid").read_text())
         try:
             os.killpg(pid, signal.SIGKILL)
@@ -275,9 +277,12 @@ StorageLoc=slurm_acct_db
             pass
         subprocess.run(["pkill", "-9", "slurmstepd"], capture_output=True)
         subprocess.run(["pkill", "-9", "-f", "submitit.core._submit"], capture_output=True)
+        subprocess.run(["scontrol", "update", f"nodename={self.host}", "state=down", "reason=crashed"],
+                       check=True, capture_output=True, env=dict(os.environ, **self.env))
 
     def start_node(self) -> None:
-        """slurmd of the main node again, after ``kill_node``."""
+        """slurmd of the main node again, after ``kill_node``: it registers and the node
+        returns to service (ReturnToService=2)."""
         self._spawn("slurmd", ["slurmd", "-D", "-f", str(self.conf), "-N", self.host])
 
     def stop(self) -> None:

@@ -199,8 +199,9 @@ def test_a_compiled_module_planted_in_the_snapshot_never_runs(tmp_path, no_slurm
 @pytest.mark.slurm
 def test_a_node_crash_while_points_finish_runs_no_completed_point_again(slurm_cluster, tmp_path):
     """slurmd and the job steps SIGKILLed after the points recorded their end but before
-    their processes exited (a lingering shutdown): SLURM requeues the jobs it lost on the
-    node; each starts again, sees its point completed in this submission and stands down."""
+    their processes exited (a lingering shutdown), the node DOWN: SLURM requeues the jobs it
+    lost on the node; each starts again, sees its point completed in this submission and
+    stands down."""
     from conftest import wait_for
 
     proc = run_cli("sweep", "--json", "--root", tmp_path / "runs", TEST_EXPERIMENTS / "probe.py",
