@@ -21,12 +21,13 @@ def notify_if_ended(manifest: Manifest, sweep_dir: Path) -> bool:
     (a resubmission notifies again when its points have ended). True when it ran."""
     if not manifest.notify:
         return False
-    states, submission = [], 0
-    for entry in manifest.points:
-        states.append(read_status(entry.path).state)
-        submission = max(submission, read_intent(entry.path).submission)
-    if not all(s in TERMINAL for s in states):
-        return False
+    states = []
+    for entry in manifest.points:  # stops at the first point still going: most ends read a few files
+        state = read_status(entry.path).state
+        if state not in TERMINAL:
+            return False
+        states.append(state)
+    submission = max((read_intent(entry.path).submission for entry in manifest.points), default=0)
     marker = Path(sweep_dir) / f"{NOTIFIED}-s{submission}"
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
