@@ -311,15 +311,7 @@ def _resources(args, prof: dict, prof_path=None):
         origins[name] = "command line"
     timeout = parse_time(res.pop("time", None))
     res["origins"] = origins
-    if res.get("max_attempts") is not None and (not isinstance(res["max_attempts"], int) or res["max_attempts"] < 1):
-        raise UsageError(f"--max-attempts must be a positive integer, got {res['max_attempts']!r}")
-    for key in ("gpus", "cpus", "array_parallelism", "max_requeues"):
-        if res.get(key) is not None and (not isinstance(res[key], int) or res[key] < 0):
-            raise UsageError(f"--{key.replace('_', '-')} must be a non-negative integer, got {res[key]!r}")
-    for key in ("nodes", "tasks_per_node"):
-        if res.get(key) is not None and (not isinstance(res[key], int) or isinstance(res[key], bool) or res[key] < 1):
-            raise UsageError(f"--{key.replace('_', '-')} must be a positive integer, got {res[key]!r}")
-    return Resources(timeout_min=timeout, sbatch_args=extra, **res)
+    return Resources(timeout_min=timeout, sbatch_args=extra, **res)  # sweep.check_resources checks the values
 
 
 def _one_line(text: tp.Optional[str], option: str) -> tp.Optional[str]:

@@ -323,6 +323,22 @@ def check_resources(resources: Resources) -> tp.Tuple[Resources, tp.List[str]]:
 
     from .spec import check_sbatch_args
 
+    # the same checks for the command line and the library path (sweep.run with Resources)
+    def integer(value: tp.Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    r = resources
+    if r.max_attempts is not None and (not integer(r.max_attempts) or r.max_attempts < 1):
+        raise UsageError(f"--max-attempts must be a positive integer, got {r.max_attempts!r}")
+    for key in ("gpus", "cpus", "array_parallelism", "max_requeues"):
+        value = getattr(r, key)
+        if value is not None and (not integer(value) or value < 0):
+            raise UsageError(f"--{key.replace('_', '-')} must be a non-negative integer, got {value!r}")
+    for key in ("nodes", "tasks_per_node"):
+        value = getattr(r, key)
+        if value is not None and (not integer(value) or value < 1):
+            raise UsageError(f"--{key.replace('_', '-')} must be a positive integer, got {value!r}")
+
     for key, value in resources.sbatch_args.items():
         for text in (str(key), str(value)):
             if any(ord(c) < 32 or ord(c) == 127 for c in text):

@@ -355,3 +355,18 @@ def test_progress_shows_total_rate_and_eta():
     ended = row.replace(state=State.COMPLETED)
     assert render.progress_cell(ended) == "it 150/1000 ep 2"
     assert render.progress_cell(row.replace(iteration=None)) == "-"
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("changes, message", [
+    ({"nodes": 0}, "--nodes must be a positive integer"), ({"gpus": -2}, "--gpus must be a non-negative"),
+    ({"tasks_per_node": -1}, "--tasks-per-node must be a positive"), ({"max_attempts": 0}, "--max-attempts"),
+    ({"cpus": 1.5}, "--cpus must be a non-negative integer"), ({"nodes": True}, "--nodes must be a positive")])
+def test_the_library_path_refuses_the_resources_the_command_line_refuses(changes, message):
+    from ptslurm.errors import UsageError
+    from ptslurm.spec import Resources
+    from ptslurm.sweep import check_resources
+
+    with pytest.raises(UsageError, match=message):
+        check_resources(Resources(**changes))
+    assert check_resources(Resources(nodes=2, gpus=1))[0].world_size == 2
