@@ -8,6 +8,7 @@ import typing as tp
 from pathlib import Path
 
 from . import commands, storage
+from .results import sweep_states
 from .errors import UsageError
 from .records import TERMINAL, Manifest, State, read_intent, read_status
 
@@ -50,8 +51,6 @@ def delete(sweep_dir: Path, yes: bool) -> tp.List[Path]:
     """Remove a sweep's storage dirs and then its folder (``yes``), or only say which
     (``yes`` False). Refused for another user's sweep and while any point is queued,
     running or waiting. A delete killed half-way is finished by running it again."""
-    from .sweep import sweep_states
-
     storage.require_own(sweep_dir, "deletes")
     with storage.manifest_lock(sweep_dir):
         manifest = storage.read_manifest(sweep_dir)

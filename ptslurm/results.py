@@ -15,8 +15,8 @@ import socket
 import typing as tp
 from pathlib import Path
 
-from . import storage
-from .errors import UsageError
+from . import commands, storage
+from .errors import SubmissionError, UsageError
 from .records import (ORDER, TERMINAL, Attempt, Intent, Manifest, PointEntry,  # noqa: F401
                       PointStatus, State, read, read_intent, read_json, read_status)
 
@@ -188,6 +188,47 @@ def point_states(manifest: Manifest, queue: tp.Optional[tp.Mapping[str, str]] = 
                              status=status, error=latest.error if failed and latest else None,
                              damaged=(found.damaged,) if found.damaged else ()))
     return rows
+
+
+def sweep_states(sweep_dir: Path, manifest: Manifest) -> tp.List[PointRow]:
+    """Point states from the files, reconciled with one squeue call (and one sacct call
+    when some point is neither queued nor finished on disk)."""
+    queue = None
+    jobs = [e.job_id for e in manifest.points if e.job_id]
+    if manifest.executor == "slurm" and commands.slurm_available():
+        try:
+            queue = commands.queue_states(jobs)
+        except (SubmissionError, OSError):
+            queue = None
+    rows = point_states(manifest, queue)
+    lost_attempts = any(a.state == State.LOST and a.job_id for r in rows for a in r.status.attempts)
+    if queue is not None and (lost_attempts or any(r.state == State.LOST for r in rows)):
+        # one sacct call answers both: how a vanished job ended, and why killed attempts died
+        history = commands.accounting_history(jobs)
+        accounting = {job: runs[-1][1] for job, runs in history.items() if runs}
+        rows = killed_causes(point_states(manifest, queue, accounting), history)
+    return rows
+
+
+def killed_causes(rows: tp.Sequence[PointRow],
+                  history: tp.Mapping[str, tp.Sequence[tp.Tuple[str, str]]]) -> tp.List[PointRow]:
+    """Give attempts that were killed without a word (``lost`` in their status file) their
+    cause from SLURM's accounting ``history`` (every run of each job): the run that started
+    when the attempt did. In memory only: the job owns its status file."""
+    def cause(attempt: Attempt) -> Attempt:
+        started = timestamp(attempt.started)
+        if attempt.state != State.LOST or not attempt.job_id or started is None:
+            return attempt
+        runs = [(abs(t - started), state) for t, state in
+                ((timestamp(start), state) for start, state in history.get(attempt.job_id, ()))
+                if t is not None]
+        if runs:
+            gap, state = min(runs)
+            if gap <= 300 and state:
+                return attempt.replace(cause=state.lower())
+        return attempt
+
+    return [r.replace(status=r.status.replace(attempts=tuple(cause(a) for a in r.status.attempts))) for r in rows]
 
 
 def counts(rows: tp.Iterable[PointRow]) -> tp.Dict[State, int]:
@@ -380,9 +421,7 @@ def _sweep_records(sweep_dir: Path, use_cache: bool,
     records = [dict(entries[str(e.index)]["record"]) for e in manifest.points]  # the cache keeps the files' state
     if any(State.parse(r["state"]) not in TERMINAL for r in records):
         # something is still going: the scheduler has a say (the same rows as `status`)
-        from . import sweep as sweeps
-
-        for record, row in zip(records, sweeps.sweep_states(Path(sweep_dir), manifest)):
+        for record, row in zip(records, sweep_states(Path(sweep_dir), manifest)):
             record["state"] = row.state.value
 
     def save() -> None:

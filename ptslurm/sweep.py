@@ -24,6 +24,7 @@ from . import grid, records, results, snapshot, storage, sweepfile
 from .errors import PointsFailed, StorageError, SubmissionError, UsageError
 from .records import BUSY, TERMINAL, Attempt, ExperimentInfo, Manifest, PointEntry, State, read_intent
 from .runtime import now
+from .results import killed_causes, sweep_states  # noqa: F401 - the read side, re-exported
 from .spec import DEFAULT_SIGNAL_DELAY_S, Point, Resources, default_signal_delay
 
 FALLBACK_STORAGE_KEYS = ("trainer.storage_dir", "storage_dir")  # tried when no key is given
@@ -614,26 +615,6 @@ def run_local(book: storage.ManifestBook, jobs: int, indices: tp.Sequence[int],
     return results.point_states(book.manifest)
 
 
-def sweep_states(sweep_dir: Path, manifest: Manifest) -> tp.List[results.PointRow]:
-    """Point states from the files, reconciled with one squeue call (and one sacct call
-    when some point is neither queued nor finished on disk)."""
-    queue = None
-    jobs = [e.job_id for e in manifest.points if e.job_id]
-    if manifest.executor == "slurm" and commands.slurm_available():
-        try:
-            queue = commands.queue_states(jobs)
-        except (SubmissionError, OSError):
-            queue = None
-    rows = results.point_states(manifest, queue)
-    lost_attempts = any(a.state == State.LOST and a.job_id for r in rows for a in r.status.attempts)
-    if queue is not None and (lost_attempts or any(r.state == State.LOST for r in rows)):
-        # one sacct call answers both: how a vanished job ended, and why killed attempts died
-        history = commands.accounting_history(jobs)
-        accounting = {job: runs[-1][1] for job, runs in history.items() if runs}
-        rows = killed_causes(results.point_states(manifest, queue, accounting), history)
-    return rows
-
-
 def top_up(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[results.PointRow]) -> bool:
     """The one write step of ``status`` and ``--wait``, called explicitly (reading a sweep,
     ``collect`` and ``list`` included, never submits): when points of a sweep in waves
@@ -648,27 +629,6 @@ def top_up(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[results.PointR
         return bool(next_wave(sweep_dir))
     except Exception:  # noqa: BLE001 - the next status or --wait tries again
         return False
-
-
-def killed_causes(rows: tp.Sequence[results.PointRow],
-                  history: tp.Mapping[str, tp.Sequence[tp.Tuple[str, str]]]) -> tp.List[results.PointRow]:
-    """Give attempts that were killed without a word (``lost`` in their status file) their
-    cause from SLURM's accounting ``history`` (every run of each job): the run that started
-    when the attempt did. In memory only: the job owns its status file."""
-    def cause(attempt: Attempt) -> Attempt:
-        started = results.timestamp(attempt.started)
-        if attempt.state != State.LOST or not attempt.job_id or started is None:
-            return attempt
-        runs = [(abs(t - started), state) for t, state in
-                ((results.timestamp(start), state) for start, state in history.get(attempt.job_id, ()))
-                if t is not None]
-        if runs:
-            gap, state = min(runs)
-            if gap <= 300 and state:
-                return attempt.replace(cause=state.lower())
-        return attempt
-
-    return [r.replace(status=r.status.replace(attempts=tuple(cause(a) for a in r.status.attempts))) for r in rows]
 
 
 def check_finished(rows: tp.Sequence[results.PointRow], sweep_dir: Path) -> None:

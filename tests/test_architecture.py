@@ -60,3 +60,46 @@ def test_the_package_type_checks():
     proc = subprocess.run([sys.executable, "-m", "mypy", str(PACKAGE)], capture_output=True, text=True,
                           cwd=PACKAGE.parent)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def internal_graph() -> dict:
+    """module -> the ptslurm modules it imports anywhere (function-local imports included)."""
+    graph = {}
+    for m in MODULES:
+        found = set()
+        for name in imports(m):
+            if name.startswith("ptslurm."):
+                part = name.split(".")[1]
+                if part in MODULES and part != m:
+                    found.add(part)
+        graph[m] = found
+    return graph
+
+
+def reachable(graph: dict, start: str) -> set:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = internal_graph()
+    cycles = sorted(m for m in MODULES if m in reachable(graph, m))
+    assert not cycles, f"modules on an import cycle: {cycles}"
+
+
+def test_the_read_side_cannot_reach_a_submission():
+    """status, collect, list and ptslurm.collect() read through results: it reaches neither
+    the backends, the submission code nor the job, and of the scheduler's commands it uses
+    only the ones that ask (squeue, sacct, scontrol ping)."""
+    graph = internal_graph()
+    reach = reachable(graph, "results") | {"results"}
+    assert not reach & {"executor", "sweep", "job", "submitit_adapter", "waves", "housekeeping"}, reach
+    import re
+
+    used = set(re.findall(r"commands\.([a-z_]+)", (PACKAGE / "results.py").read_text()))
+    assert used <= {"queue_states", "accounting_history", "slurm_available"}, used
