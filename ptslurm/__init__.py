@@ -17,6 +17,18 @@ _LAZY = {"Interrupted": "interrupt", "get_storage_dir": "runtime", "should_stop"
          "Adam": "trainer", "SGD": "trainer", "Batches": "trainer", "collect": "results", "to_frame": "results"}
 
 
+import typing as _tp  # noqa: E402
+
+if _tp.TYPE_CHECKING:  # what type checkers see of the lazy names below (nothing is imported at run time)
+    from .configurable import Configurable
+    from .interrupt import Interrupted
+    from .results import collect, to_frame
+    from .runtime import (active_run, distributed, dump_config, get_storage_dir, init_process_group,
+                          report_progress, should_stop)
+    from .storage import get_new_storage_dir
+    from .trainer import SGD, Adam, Batches, Model, Trainer
+
+
 def __getattr__(name):
     """Names are imported on first use, so ``import ptslurm`` (and ``ptslurm --help``) stays
     light: no torch, no sacred, not even the job runtime."""

@@ -3,6 +3,7 @@ and ``import ptslurm`` is cheap."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +21,21 @@ def test_start_up_imports_no_heavy_module(code):
     modules = json.loads(out.split("MODULES=")[1])
     loaded = [m for m in HEAVY if m in modules]
     assert loaded == [], f"start-up imported {loaded}"
+
+
+@pytest.mark.fast
+def test_the_public_names_are_pinned_resolvable_and_typed():
+    """``__all__`` is the public API: each name resolves, and type checkers see its real
+    type (the TYPE_CHECKING imports beside the lazy ``__getattr__``), not Any."""
+    import ptslurm
+
+    assert ptslurm.__all__ == ["__version__", "PtslurmError", "Interrupted", "get_storage_dir", "get_new_storage_dir",
+                               "should_stop", "report_progress", "active_run", "distributed", "init_process_group",
+                               "Configurable", "Model", "Trainer", "Adam", "SGD", "Batches", "dump_config", "collect",
+                               "to_frame"]
+    for name in ptslurm.__all__:
+        assert getattr(ptslurm, name) is not None
+    source = (Path(ptslurm.__file__)).read_text()
+    typed = source.split("if _tp.TYPE_CHECKING:", 1)[1].split("def __getattr__", 1)[0]
+    lazy = set(ptslurm._LAZY)
+    assert all(name in typed for name in lazy), sorted(n for n in lazy if n not in typed)
