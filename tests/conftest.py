@@ -118,13 +118,13 @@ def uses_the_cluster(item) -> bool:
     return item.get_closest_marker("slurm") is not None or "slurm_cluster" in getattr(item, "fixturenames", ())
 
 
-def pytest_collection_modifyitems(config, items):
+def pytest_itemcollected(item):
     """With pytest-xdist (tests/run.sh runs two workers), every test of the SLURM tier goes to
     one worker, in order: they share one cluster (fixed ports), and some need its queue empty.
-    The other worker runs the rest meanwhile."""
-    for item in items:
-        if uses_the_cluster(item):
-            item.add_marker(pytest.mark.xdist_group("slurm"))
+    The other worker runs the rest meanwhile. (Marked as each test is collected: xdist reads
+    the groups in its own collection hook.)"""
+    if uses_the_cluster(item):
+        item.add_marker(pytest.mark.xdist_group("slurm"))
 
 
 @pytest.hookimpl(hookwrapper=True)
