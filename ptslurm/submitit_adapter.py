@@ -49,8 +49,12 @@ def check() -> str:
                      "additional_parameters", "gres", "array_parallelism"):
             if name not in params:
                 problems.append(f"_make_sbatch_string no longer takes {name}")
-    if "max_num_timeout" not in inspect.signature(submitit.SlurmExecutor).parameters:
-        problems.append("SlurmExecutor no longer takes max_num_timeout")
+    for name in ("max_num_timeout", "python"):
+        if name not in inspect.signature(submitit.SlurmExecutor).parameters:
+            problems.append(f"SlurmExecutor no longer takes {name}")
+    command = getattr(submitit.SlurmExecutor, "_submitit_command_str", None)
+    if command is None or "submitit.core._submit" not in inspect.getsource(command.fget):
+        problems.append("SlurmExecutor's runner command is no longer PYTHON -u -m submitit.core._submit FOLDER")
     for name in ("submitted_pickle", "stdout"):
         if not hasattr(utils.JobPaths, name):
             problems.append(f"JobPaths.{name} is gone")
@@ -64,11 +68,27 @@ def check() -> str:
     return str(submitit.__version__)
 
 
+# submitit's runner command is ``PYTHON -u -m submitit.core._submit FOLDER`` with PYTHON its
+# ``python`` parameter: ptslurm puts its own first module before it (ptslurm/jobstart.py)
+PYTHON = f"{shlex.quote(sys.executable)} -u -m ptslurm.jobstart"
+
+
+def run_submitted(argv: tp.Sequence[str]) -> None:
+    """Run submitit's job runner for ``argv`` (``-u -m submitit.core._submit FOLDER``)."""
+    import runpy
+
+    args = list(argv)
+    at = args.index("-m") + 1 if "-m" in args[:-1] else None
+    module = args[at] if at is not None else "submitit.core._submit"
+    sys.argv = [module, *(args[at + 1:] if at is not None else args[-1:])]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
 def batch_script(folder: Path, count: int, parameters: tp.Mapping[str, tp.Any]) -> str:
     """The sbatch script submitit writes for an array of ``count`` tasks."""
     from submitit.slurm.slurm import _make_sbatch_string
 
-    command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
+    command = " ".join([PYTHON, "-u -m submitit.core._submit", shlex.quote(str(folder))])
     return str(_make_sbatch_string(command=command, folder=folder, map_count=count, **parameters))
 
 
@@ -79,7 +99,7 @@ class ArraySubmitter:
         import submitit
 
         self.parameters = dict(parameters)
-        self.executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=SUBMITIT_REQUEUES)
+        self.executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=SUBMITIT_REQUEUES, python=PYTHON)
         self.executor.update_parameters(**self.parameters)
 
     def submit(self, call: tp.Callable[..., tp.Any], args: tp.Sequence[tp.Tuple[tp.Any, ...]],

@@ -159,3 +159,27 @@ def test_a_heartbeat_renews_only_a_lease_still_held(tmp_path, monkeypatch):
     finally:
         held.release()
     assert (tmp_path / lease.LEASE).exists(), "release removed the new holder's lease"
+
+
+def test_a_stop_signal_while_the_job_starts_is_recorded_not_fatal(tmp_path):
+    """SLURM may send a short job's --signal (USR2) while Python and submitit still load:
+    USR2's default action ends the process, so the job's first module installs ptslurm's
+    handler before anything else (the batch script runs `python -m ptslurm.jobstart` in
+    front of submitit's runner)."""
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "slow_runner.py").write_text("import sys, time\ntime.sleep(2)\nprint('ran', sys.argv[1:])\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+
+    def started_with(*command):
+        proc = subprocess.Popen([sys.executable, *command], stdout=subprocess.PIPE, text=True, env=env)
+        time.sleep(0.7)
+        proc.send_signal(signal.SIGUSR2)
+        return proc.returncode if proc.wait() is None else proc.returncode, proc.stdout.read()
+
+    rc, out = started_with("-u", "-m", "ptslurm.jobstart", "-u", "-m", "slow_runner", "/the/folder")
+    assert rc == 0 and out.strip() == "ran ['/the/folder']", (rc, out)
+    rc, _ = started_with("-u", "-m", "slow_runner", "/the/folder")
+    assert rc == -signal.SIGUSR2, "without it the signal ends the process (the test means something)"

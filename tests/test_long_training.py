@@ -61,9 +61,9 @@ def test_long_trainings_live_through_many_time_limits_under_load(slurm_cluster, 
             "trainer": submit(tmp_path / "trainer", "--time", "1", "--max-attempts", "2", RESUMABLE, "with",
                               "seed=7", "trainer.model.delay_s=0.2", "trainer.stop_trigger=(100000,'iteration')"),
         }
-        for name, point in points.items():
-            wait_for(f"the {name} point to end", lambda: read_status(point["dir"]).get("state") not in
-                     (None, "pending", "running", "requeued"), timeout=1500, every=2)
+        for name, point in points.items():  # status: the files and the scheduler (a job that died unrecorded ends too)
+            wait_for(f"the {name} point to end", lambda: json.loads(run_cli("status", point["sweep"], "--json").stdout)[0]
+                     ["state"] not in ("pending", "running", "requeued", "waiting"), timeout=1200, every=5)
     finally:
         for burner in burners:
             burner.kill()
