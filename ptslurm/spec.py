@@ -75,11 +75,13 @@ DEFAULT_SIGNAL_DELAY_S = 120
 
 
 def default_signal_delay(timeout_min: tp.Optional[float]) -> int:
-    """The stop signal's lead when ``--signal-delay`` is not given: 120 s before the limit,
-    or half of a limit shorter than 4 minutes (a 1-minute job is signalled 30 s in)."""
-    if timeout_min is None or timeout_min * 60 >= 2 * DEFAULT_SIGNAL_DELAY_S:
+    """The stop signal's lead when ``--signal-delay`` is not given: 120 s before the limit, or
+    a quarter of a limit shorter than 8 minutes (15 s for a 1-minute job). slurmctld checks
+    limits every 30 s and sends the signal at the first check within lead + 30 s of the end,
+    so a lead of half a short limit would often signal a job as it starts."""
+    if timeout_min is None or timeout_min * 60 >= 4 * DEFAULT_SIGNAL_DELAY_S:
         return DEFAULT_SIGNAL_DELAY_S
-    return int(timeout_min * 60 // 2)
+    return max(10, int(timeout_min * 60 // 4))
 
 
 @dataclasses.dataclass(frozen=True)

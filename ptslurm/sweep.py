@@ -352,8 +352,8 @@ def check_resources(resources: Resources) -> tp.Tuple[Resources, tp.List[str]]:
         delay = default_signal_delay(resources.timeout_min)
         resources = dataclasses.replace(resources, signal_delay_s=delay)
         if delay != DEFAULT_SIGNAL_DELAY_S:
-            notes.append(f"the stop signal comes {delay} s before the {resources.timeout_min:g}-min limit (half of "
-                         f"it: the default {DEFAULT_SIGNAL_DELAY_S} s does not fit); --signal-delay sets it")
+            notes.append(f"the stop signal comes {delay} s before the {resources.timeout_min:g}-min limit (a quarter "
+                         f"of it: the default {DEFAULT_SIGNAL_DELAY_S} s does not fit); --signal-delay sets it")
     check_time(resources)
     resources, more = check_sbatch_args(resources)
     return resources, notes + more

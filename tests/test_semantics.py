@@ -22,13 +22,13 @@ def test_time_in_sbatchs_forms_is_submitted_as_sbatch_reads_it(tmp_path, no_slur
     assert f"#SBATCH --time={minutes}\n" in proc.stdout
 
 
-@pytest.mark.parametrize("options,lead,note", [(["--time", "1"], 30, True), (["--time", "3"], 90, True),
-                                               (["--time", "4"], 120, False), ([], 120, False),
+@pytest.mark.parametrize("options,lead,note", [(["--time", "1"], 15, True), (["--time", "3"], 45, True),
+                                               (["--time", "8"], 120, False), ([], 120, False),
                                                (["--time", "2", "--signal-delay", "45"], 45, False)])
 def test_a_short_time_limit_gets_a_stop_signal_that_fits_without_options(tmp_path, no_slurm, options, lead, note):
     """--time 1 with no other option is a normal request (issue 15's long trainings at short
-    limits): the stop signal comes half-way instead of refusing; an explicit --signal-delay
-    is taken as written."""
+    limits): the stop signal comes a quarter of the limit before its end instead of refusing;
+    an explicit --signal-delay is taken as written."""
     proc = dry_script(tmp_path, *options)
     assert proc.returncode == 0, proc.stderr
     assert f"#SBATCH --signal=USR2@{lead}\n" in proc.stdout
