@@ -1,5 +1,5 @@
-"""Trainings longer than any one job (issue 15), all at once on the cluster while both cores
-are kept busy (time limits cost minutes of wall time; run together they cost the longest):
+"""Trainings longer than any one job (issue 15), all at once on the cluster under load (time
+limits cost minutes of wall time; run together they cost the longest):
 
 - code that never asks ptslurm anything (a plain loop with its own checkpoint, a
   padertorch-style torch script saving ckpt_<n>.pth) at a 1-minute limit with no option but
@@ -51,7 +51,8 @@ def test_long_trainings_live_through_many_time_limits_under_load(slurm_cluster, 
     from ptslurm.results import timestamp
 
     expected = uninterrupted(tmp_path)
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    # one core kept busy here; in the suite the other pytest worker's tests keep the other busy
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])]
     try:
         points = {
             "plain": submit(tmp_path / "plain", "--time", "1", PLAIN, "with", f"steps={STEPS}", "delay_s=0.5"),
