@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Print the completion script of bash or zsh: commands, options, sweep "
                                     "names and point indices.",
                         epilog='Example: eval "$(ptslurm completion bash)"   # in ~/.bashrc')
-    cp.add_argument("shell", choices=["bash", "zsh"])
+    cp.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete in")
 
     ini = sub.add_parser("init", help="write a cluster profile and an experiment skeleton",
                          description="Write ptslurm.yaml (cluster profile) and experiment.py (a sacred "

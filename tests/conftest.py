@@ -16,6 +16,9 @@ IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
 MAX_ARRAY_SIZE = 10
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+if os.environ.get("PYTEST_XDIST_WORKER"):  # xdist's workers get COLUMNS=80: the tests see a pipe, as without it
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
 
 
 @pytest.fixture(scope="session")
