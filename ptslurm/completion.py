@@ -75,12 +75,10 @@ def candidates(shape: Shape, cword: int, words: tp.Sequence[str]) -> tp.List[str
 
             return [s.value for s in State]
         return []  # a value: the shell completes file names
+    if command in ("sweep", "init", "list"):
+        return []  # files and folders: the shell's own completion
     positionals = [w for i, w in enumerate(before) if not w.startswith("-") and not (i and before[i - 1] in valued)]
     root = _root(words)
-    if command in ("sweep", "init"):
-        return []  # files: the shell's own completion
-    if command == "list":
-        return []
     if command == "collect" or not positionals:
         return _sweep_names(root)
     if command in POINT_COMMANDS and len(positionals) == 1:
