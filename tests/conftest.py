@@ -46,6 +46,26 @@ def slurm_cluster(tmp_path_factory):
 
 
 @pytest.fixture
+def own_slurm_cluster(tmp_path_factory, monkeypatch):
+    """A second cluster of its own (other ports, name and job ids) for the longest test, which
+    runs on it in the other pytest worker while the SLURM tier uses the first one."""
+    from slurm_cluster import Cluster, installed
+
+    if not installed():
+        msg = "SLURM packages are not installed (run tests/run.sh, which installs them)"
+        if IN_CI:
+            pytest.fail(msg + " -- in CI the SLURM tier must run")
+        pytest.skip(msg)
+    cluster = Cluster(tmp_path_factory.mktemp("slurm-own"), max_array_size=MAX_ARRAY_SIZE, second=True)
+    monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
 def no_slurm(monkeypatch, tmp_path):
     """A machine where no SLURM controller answers (what a laptop looks like)."""
     monkeypatch.setenv("SLURM_CONF", str(tmp_path / "no-slurm.conf"))
@@ -117,17 +137,31 @@ def tree(path: Path):
     return {str(p.relative_to(path)) for p in path.rglob("*")}
 
 
-def uses_the_cluster(item) -> bool:
-    return item.get_closest_marker("slurm") is not None or "slurm_cluster" in getattr(item, "fixturenames", ())
+def cluster_group(item) -> str:
+    """"own" for a test on a cluster of its own, "slurm" for the rest of the SLURM tier, ""."""
+    fixtures = getattr(item, "fixturenames", ())
+    if "own_slurm_cluster" in fixtures:
+        return "own"
+    if item.get_closest_marker("slurm") is not None or "slurm_cluster" in fixtures:
+        return "slurm"
+    return ""
 
 
 def pytest_itemcollected(item):
     """With pytest-xdist (tests/run.sh runs two workers), every test of the SLURM tier goes to
     one worker, in order: they share one cluster (fixed ports), and some need its queue empty.
-    The other worker runs the rest meanwhile. (Marked as each test is collected: xdist reads
-    the groups in its own collection hook.)"""
-    if uses_the_cluster(item):
-        item.add_marker(pytest.mark.xdist_group("slurm"))
+    The test on a cluster of its own is a group too. (Marked as each test is collected: xdist
+    reads the groups in its own collection hook.)"""
+    group = cluster_group(item)
+    if group:
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_collection_modifyitems(items):
+    """The test on its own cluster first, then the SLURM tier, then the rest: xdist hands the
+    first two groups to different workers, and the rest goes to whichever is free."""
+    rank = {"own": 0, "slurm": 1, "": 2}
+    items.sort(key=lambda item: rank[cluster_group(item)])
 
 
 @pytest.hookimpl(hookwrapper=True)

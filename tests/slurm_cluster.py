@@ -68,8 +68,16 @@ def namespaces_work() -> bool:
 
 
 class Cluster:
-    def __init__(self, directory, max_array_size: int = 1001, cpus: int = 8, gpus: int = 2, two_nodes: bool = False):
+    def __init__(self, directory, max_array_size: int = 1001, cpus: int = 8, gpus: int = 2, two_nodes: bool = False,
+                 second: bool = False):
         self.dir = Path(directory).resolve()
+        # a second cluster beside the first (its own ports, name, database and job ids): the
+        # suite runs its longest test on one while the rest of the SLURM tier uses the other
+        self.second = second
+        offset = 100 if second else 0
+        self.db_port, self.dbd_port = DB_PORT + offset, DBD_PORT + offset
+        self.ctld_port, self.slurmd_port = CTLD_PORT + offset, SLURMD_PORT + offset
+        self.name = CLUSTER + ("two" if second else "")
         self.max_array_size = max_array_size
         self.cpus = cpus
         self.gpus = gpus
@@ -100,10 +108,11 @@ class Cluster:
             gres_lines.append(f"Name=gpu File={dev}")
         (d / "gres.conf").write_text("\n".join(gres_lines) + "\n")
         self.conf.write_text(f"""\
-ClusterName={CLUSTER}
+ClusterName={self.name}
+FirstJobId={500000 if self.second else 1}
 SlurmctldHost={self.host}({f"{SUBNET}.1" if self.extra else "127.0.0.1"})
-SlurmctldPort={CTLD_PORT}
-SlurmdPort={SLURMD_PORT}
+SlurmctldPort={self.ctld_port}
+SlurmdPort={self.slurmd_port}
 SlurmUser=root
 AuthType=auth/none
 CredType=cred/none
@@ -135,7 +144,7 @@ PreemptMode=REQUEUE
 GresTypes=gpu
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
-AccountingStoragePort={DBD_PORT}
+AccountingStoragePort={self.dbd_port}
 AccountingStorageTRES=gres/gpu
 AccountingStorageEnforce=associations,limits,qos
 JobAcctGatherType=jobacct_gather/none
@@ -152,13 +161,13 @@ PartitionName=timed Nodes={self.host} Default=NO DefaultTime=00:45:00 MaxTime=02
 AuthType=auth/none
 DbdHost=localhost
 DbdAddr=127.0.0.1
-DbdPort={DBD_PORT}
+DbdPort={self.dbd_port}
 SlurmUser=root
 PidFile={d}/run/slurmdbd.pid
 LogFile={d}/log/slurmdbd.log
 StorageType=accounting_storage/mysql
 StorageHost=127.0.0.1
-StoragePort={DB_PORT}
+StoragePort={self.db_port}
 StorageUser=root
 StorageLoc=slurm_acct_db
 """)
@@ -185,7 +194,7 @@ StorageLoc=slurm_acct_db
 
     def start(self) -> "Cluster":
         self._stop_daemons()  # a previous run of this directory
-        busy = [port for port in (DB_PORT, DBD_PORT, CTLD_PORT, SLURMD_PORT) if _listening(port)]
+        busy = [port for port in (self.db_port, self.dbd_port, self.ctld_port, self.slurmd_port) if _listening(port)]
         if busy:  # another cluster runs (another checkout's suite): leave its network alone
             raise RuntimeError(f"local SLURM cluster: ports {busy} are taken, probably by a test cluster "
                                f"left running; stop it with `python tests/slurm_cluster.py stop DIR`")
@@ -198,19 +207,19 @@ StorageLoc=slurm_acct_db
                             "--auth-root-authentication-method=normal", "--skip-test-db"],
                            check=True, capture_output=True)
         self._spawn("mariadbd", ["mariadbd", "--no-defaults", f"--datadir={db}", "--user=root",
-                                 "--bind-address=127.0.0.1", f"--port={DB_PORT}",
+                                 "--bind-address=127.0.0.1", f"--port={self.db_port}",
                                  f"--socket={self.dir / 'run' / 'mysql.sock'}", "--skip-grant-tables",
                                  f"--pid-file={self.dir / 'run' / 'mariadbd.pid'}",
                                  "--innodb-buffer-pool-size=32M", "--skip-log-bin"])
-        self._wait("mariadbd", lambda: self._ok("mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(DB_PORT),
+        self._wait("mariadbd", lambda: self._ok("mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(self.db_port),
                                                  "-u", "root", "-e", "select 1"))
         self._spawn("slurmdbd", ["slurmdbd", "-D"])
         self._wait("slurmdbd", lambda: self._ok("sacctmgr", "-n", "show", "cluster"))
-        self._ok("sacctmgr", "-i", "add", "cluster", CLUSTER)
+        self._ok("sacctmgr", "-i", "add", "cluster", self.name)
         # limits are enforced (as on real clusters), so the user needs an association; tests
         # set QOS limits (MaxSubmitJobsPerUser) on 'normal' and reset them
-        self._ok("sacctmgr", "-i", "add", "account", ACCOUNT, f"cluster={CLUSTER}")
-        self._ok("sacctmgr", "-i", "add", "user", getpass.getuser(), f"account={ACCOUNT}", f"cluster={CLUSTER}")
+        self._ok("sacctmgr", "-i", "add", "account", ACCOUNT, f"cluster={self.name}")
+        self._ok("sacctmgr", "-i", "add", "user", getpass.getuser(), f"account={ACCOUNT}", f"cluster={self.name}")
         self._ok("sacctmgr", "-i", "modify", "qos", "normal", "set", "MaxSubmitJobsPerUser=-1")
         self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
         self._spawn("slurmd", ["slurmd", "-D", "-f", str(self.conf), "-N", self.host])
@@ -275,8 +284,7 @@ StorageLoc=slurm_acct_db
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        subprocess.run(["pkill", "-9", "slurmstepd"], capture_output=True)
-        subprocess.run(["pkill", "-9", "-f", "submitit.core._submit"], capture_output=True)
+        self._kill_processes(("slurmstepd", "submitit.core._submit"), signal.SIGKILL)
         subprocess.run(["scontrol", "update", f"nodename={self.host}", "state=down", "reason=crashed"],
                        check=True, capture_output=True, env=dict(os.environ, **self.env))
 
@@ -312,8 +320,23 @@ StorageLoc=slurm_acct_db
                     pass
             pidfile.unlink()
         # job steps left behind by a killed slurmd
-        for host in [self.host, *EXTRA_NODES]:
-            subprocess.run(["pkill", "-f", f"slurmstepd.*{host}"], capture_output=True)
+        self._kill_processes(("slurmstepd",), signal.SIGTERM)
+
+    def _kill_processes(self, patterns, sig) -> None:
+        """Signal the processes of this cluster (their environment names its SLURM_CONF, as
+        the daemons' and the jobs' do) whose command line holds one of ``patterns``: the other
+        cluster's jobs live on."""
+        mark = f"SLURM_CONF={self.conf}".encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                if not any(p in cmdline for p in patterns) or mark not in (proc / "environ").read_bytes().split(b"\0"):
+                    continue
+                os.kill(int(proc.name), sig)
+            except (OSError, ValueError):
+                continue
 
 
 @contextlib.contextmanager
@@ -358,11 +381,12 @@ def main() -> int:
     p.add_argument("action", choices=["install", "start", "stop"])
     p.add_argument("directory", nargs="?", default="/tmp/ptslurm-test-cluster")
     p.add_argument("--max-array-size", type=int, default=1001)
+    p.add_argument("--second", action="store_true", help="the second cluster's ports, beside a first one")
     args = p.parse_args()
     if args.action == "install":
         install()
         return 0
-    cluster = Cluster(args.directory, max_array_size=args.max_array_size)
+    cluster = Cluster(args.directory, max_array_size=args.max_array_size, second=args.second)
     if args.action == "stop":
         cluster.stop()
         return 0
