@@ -14,7 +14,7 @@ _LAZY = {"Interrupted": "interrupt", "get_storage_dir": "runtime", "should_stop"
          "report_progress": "runtime", "active_run": "runtime", "distributed": "runtime",
          "init_process_group": "runtime",
          "get_new_storage_dir": "storage", "Configurable": "configurable", "Model": "trainer", "Trainer": "trainer",
-         "Adam": "trainer", "SGD": "trainer", "Batches": "trainer", "collect": "results", "to_frame": "results"}
+         "Adam": "trainer", "SGD": "trainer", "Batches": "batches", "collect": "results", "to_frame": "results"}
 
 
 import typing as _tp  # noqa: E402
@@ -26,7 +26,8 @@ if _tp.TYPE_CHECKING:  # what type checkers see of the lazy names below (nothing
     from .runtime import (active_run, distributed, dump_config, get_storage_dir, init_process_group,
                           report_progress, should_stop)
     from .storage import get_new_storage_dir
-    from .trainer import SGD, Adam, Batches, Model, Trainer
+    from .batches import Batches
+    from .trainer import SGD, Adam, Model, Trainer
 
 
 def __getattr__(name):

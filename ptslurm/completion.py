@@ -6,6 +6,8 @@ import os
 import typing as tp
 from pathlib import Path
 
+from .records import MANIFEST, SWEEPS
+
 BASH = """\
 # ptslurm completion (bash): eval "$(ptslurm completion bash)" in ~/.bashrc
 _ptslurm_complete() {
@@ -42,15 +44,15 @@ def _root(words: tp.Sequence[str]) -> Path:
 
 def _sweep_names(root: Path) -> tp.List[str]:
     try:
-        return sorted(p.name for p in (root / "sweeps").iterdir() if (p / "manifest.json").is_file())
+        return sorted(p.name for p in (root / SWEEPS).iterdir() if (p / MANIFEST).is_file())
     except OSError:
         return []
 
 
 def _points(root: Path, sweep: str) -> tp.List[str]:
-    folder = Path(sweep) if os.sep in sweep else root / "sweeps" / sweep
+    folder = Path(sweep) if os.sep in sweep else root / SWEEPS / sweep
     try:
-        points = json.loads((folder / "manifest.json").read_text()).get("points") or []
+        points = json.loads((folder / MANIFEST).read_text()).get("points") or []
     except (OSError, ValueError, AttributeError):
         return []
     return [str(i) for i in range(len(points))]

@@ -8,7 +8,7 @@ import typing as tp
 from pathlib import Path
 
 from . import commands, storage
-from .results import sweep_states
+from .state import sweep_states
 from .errors import UsageError
 from .records import TERMINAL, Manifest, State, read_intent, read_status
 

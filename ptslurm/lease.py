@@ -20,10 +20,10 @@ from pathlib import Path
 
 from . import storage
 from .errors import PtslurmError
-from .results import alive, timestamp
+from .records import LEASE, SLURM_ON_NODE
+from .state import alive, timestamp
 from .runtime import now
 
-LEASE = "ptslurm_lease.json"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 150.0  # five missed heartbeats
 WAIT_S = float(os.environ.get("PTSLURM_LEASE_WAIT_S", "120"))
@@ -110,7 +110,7 @@ def _scheduler_running(job: str) -> tp.Optional[bool]:
         states = commands.queue_states([job])
     except Exception:  # noqa: BLE001 - no scheduler to ask
         return None
-    return states.get(job) in ("RUNNING", "COMPLETING", "SUSPENDED")
+    return states.get(job) in SLURM_ON_NODE
 
 
 TAKEOVER_STALE_S = 30.0  # a takeover lock older than this: its taker died in the critical section

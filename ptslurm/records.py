@@ -23,10 +23,55 @@ from pathlib import Path
 
 from .spec import Point, Resources
 
-MANIFEST = "manifest.json"  # in the sweep dir
-STATUS = "ptslurm_status.json"  # per storage dir: the job's record of its attempts
-INTENT = "ptslurm_intent.json"  # per storage dir: what the command line asked (cancel, resubmit)
+# ----------------------------------------------------------------------------- on-disk names
+# Every name ptslurm gives a file or folder, in one place (README, "Storage layout").
+# under the storage root
+SWEEPS = "sweeps"  # <root>/sweeps/<sweep name>/: the sweep dirs
+# in a sweep dir
+MANIFEST = "manifest.json"
+CODE = "code"  # the code snapshot (code-<n> for later versions)
+SLURM_FOLDER = "slurm"  # submitit's job files and the scheduler's logs
+LOCAL_LOGS = "logs"  # a local point's output, <index>.log
+LOCK = ".ptslurm.lock"  # the manifest's lock
+COLLECT_CACHE = "collect_cache.json"  # collect's records keyed by their files' (mtime, size)
+# in a storage dir
+STATUS = "ptslurm_status.json"  # the job's record of its attempts
+INTENT = "ptslurm_intent.json"  # what the command line asked (cancel, resubmit)
+LEASE = "ptslurm_lease.json"  # which attempt writes here now
+CLAIM = ".ptslurm-claim"  # which sweep claimed the dir (to reclaim a killed submission's)
+CONFIG = "config.json"  # the resolved config of the latest attempt
+SACRED = "sacred"  # sacred's FileStorageObserver: sacred/<attempt>/
+CHECKPOINTS = "checkpoints"  # ckpt_<iteration>.pth, ckpt_latest.pth, ckpt_best_loss.pth
+# in a sacred run dir, written by sacred
+RUN = "run.json"
+COUT = "cout.txt"
+METRICS = "metrics.json"
 MANIFEST_SCHEMA = 1  # a manifest of a newer schema is refused (see storage.read_manifest)
+
+
+class PointPaths(tp.NamedTuple):
+    """The files of one storage dir, by role (as submitit's ``JobPaths`` for a job)."""
+
+    storage_dir: Path
+
+    def run(self, sacred_id: tp.Union[int, str], name: str = RUN) -> Path:
+        """``sacred/<id>/<name>``: ``RUN``, ``COUT`` or ``METRICS`` of an attempt's sacred run."""
+        return self.storage_dir / SACRED / str(sacred_id) / name
+
+    @property
+    def own(self) -> tp.FrozenSet[str]:
+        """ptslurm's own files at the top of a storage dir (not the point's code's)."""
+        return frozenset({STATUS, INTENT, LEASE, CONFIG, CLAIM})
+
+
+# ----------------------------------------------------------------------------- SLURM's job states
+# squeue's states, one table: which mean the job waits to (re)start, and which mean its
+# processes may still be there (a suspended job's are: it holds its point's lease)
+SLURM_WAITING = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED"})
+SLURM_ON_NODE = frozenset({"RUNNING", "COMPLETING", "SUSPENDED"})
+# scontrol's JobState of a job that SLURM is putting back in the queue (a requeue, not an end)
+SLURM_REQUEUING = frozenset({"REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "PENDING"})
+SLURM_COMPLETING = "COMPLETING"  # the job's processes are being ended (scancel, the time limit)
 
 
 class State(str, enum.Enum):
@@ -100,17 +145,6 @@ def read_json(path: tp.Union[str, Path]) -> tp.Any:
         return json.loads(data)
     except (ValueError, RecursionError):  # a file nested thousands deep is damage too
         return None
-
-
-def damaged(path: tp.Union[str, Path], kind: type = dict) -> bool:
-    """True when ``path`` exists but does not hold a ``kind`` (empty, truncated, not JSON,
-    a list where a mapping belongs)."""
-    try:
-        if not os.path.getsize(path):
-            return True
-    except OSError:
-        return False
-    return not isinstance(read_json(path), kind)
 
 
 # ----------------------------------------------------------------------------- records

@@ -13,8 +13,9 @@ import typing as tp
 from .records import TERMINAL, Manifest, State
 
 if tp.TYPE_CHECKING:  # pragma: no cover
-    from .results import PointRow
-    from .sweep import Outcome, Plan
+    from .state import PointRow
+    from .plan import Plan
+    from .sweep import Outcome
 
 
 def cell(value: tp.Any, key: str = "") -> str:
@@ -107,7 +108,7 @@ def table(header: tp.Sequence[str], rows: tp.Sequence[tp.Sequence[str]], max_wid
 
 def age(text: tp.Optional[str], now: tp.Optional[float] = None) -> str:
     """``42s ago``, ``5m ago``, ``3h ago`` for a recorded time; '-' for none."""
-    from .results import timestamp
+    from .state import timestamp
 
     then = timestamp(text)
     if then is None:
@@ -123,7 +124,7 @@ def duration(secs: float) -> str:
 
 def counts_line(rows: tp.Sequence["PointRow"], total: int, width: int, what: str = "") -> str:
     """``[#####     ] 3/10 ended  completed 3  running 7``."""
-    from .results import counts
+    from .state import counts
 
     c = counts(rows)
     done = sum(v for k, v in c.items() if k in TERMINAL)
@@ -196,7 +197,7 @@ def paint_column(text: str, name: str) -> str:
 def progress_cell(row: "PointRow", now: tp.Optional[float] = None) -> str:
     """``it 150/1000 ep 2 12.5 it/s ETA 1:08:00``: where the training is, of how much (when
     the code reports a total), how fast this attempt goes and when it ends at that rate."""
-    from .results import timestamp
+    from .state import timestamp
 
     if row.iteration is None:
         return "-"
@@ -288,7 +289,7 @@ def sweeps(rows: tp.Sequence[tp.Sequence[str]]) -> str:
 
 
 def sweep_row(manifest: Manifest, rows: tp.Sequence["PointRow"]) -> tp.List[str]:
-    from .results import counts
+    from .state import counts
 
     return [manifest.name, manifest.experiment.name, manifest.executor, manifest.created[:16],
             "  ".join(f"{k} {v}" for k, v in counts(rows).items()), manifest.note or ""]

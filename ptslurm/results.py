@@ -1,27 +1,25 @@
-"""Status and results of a sweep from the files alone (each storage dir's
-``ptslurm_status.json`` and ``sacred/<n>/metrics.json``), reconciled with one squeue and one
-sacct call for the whole sweep when SLURM is reachable. No torch, no sacred.
+"""Results of sweeps from the files alone (each storage dir's ``ptslurm_status.json`` and
+``sacred/<n>/metrics.json``), with each point's state from ``state`` (one squeue and one
+sacct call for a whole sweep that is still going). Metrics, best values, ranking, tables,
+curves. No torch, no sacred.
 
 Reading writes nothing, with one named exception: ``collect`` keeps a cache of the records
 in the sweep dir (``collect_cache.json``, see ``read_records``), and reads sweeps of 2000 and
 more points with a process pool (``workers``).
 """
 import dataclasses
-import datetime
 import json
 import os
 import re
-import socket
 import typing as tp
 from pathlib import Path
 
-from . import commands, storage
-from .errors import SubmissionError, UsageError
-from .records import (ORDER, TERMINAL, Attempt, Intent, Manifest, PointEntry,  # noqa: F401
-                      PointStatus, State, read, read_intent, read_json, read_status)
+from . import storage
+from .errors import UsageError
+from .records import TERMINAL, Attempt, Intent, Manifest, PointEntry, PointStatus, State, read, read_intent, read_json, read_status
+from .records import COLLECT_CACHE, METRICS
+from .state import point_state, sweep_states
 
-#: squeue states of a job that waits to (re)start
-QUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED")
 # Which way a metric is better, by the words of its name (split at anything not a letter or
 # digit, lower-cased): the first rule that matches decides. README: "Best means".
 HIGHER_IS_BETTER = frozenset(
@@ -60,218 +58,6 @@ def direction(metric: str) -> tp.Tuple[str, str, str]:
     return name, "min", ""
 
 
-def timestamp(text: tp.Optional[str]) -> tp.Optional[float]:
-    """Seconds since the epoch of a time the records hold (ISO 8601, as ``runtime.now``
-    and sacct write it); None for None or anything else."""
-    if not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text).timestamp()
-    except (TypeError, ValueError):
-        return None
-
-
-def alive(host: tp.Optional[str], pid: tp.Optional[int]) -> bool:
-    """False only when ``pid`` ran on this host and is gone."""
-    if host != socket.gethostname() or not pid:
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def point_state(manifest: Manifest, entry: PointEntry, status: PointStatus, intent: Intent,
-                queue: tp.Optional[tp.Mapping[str, str]] = None,
-                accounting: tp.Optional[tp.Mapping[str, str]] = None) -> State:
-    """The one state function: what ``status``, ``collect``, ``list`` and ``--wait`` show
-    for a point, from its status file (the job's record), its intent file (the command
-    line's), and, when given, the scheduler's queue (one squeue call made BEFORE reading the
-    files) and accounting (one sacct call)."""
-    latest = status.latest
-    state = status.state if latest is not None else State.PENDING
-    if latest is not None and latest.submission < intent.submission and state in TERMINAL:
-        state = State.PENDING  # resubmitted; the new attempt has not started yet
-    if intent.cancelled and state != State.COMPLETED and (latest.submission if latest else 0) <= intent.submission:
-        return State.CANCELLED  # the cancel applies to the submission it was made in
-    if status.cancelled and state != State.COMPLETED:  # written by older versions
-        state = State.CANCELLED
-    job = entry.job_id
-    if (not job and latest is None and manifest.executor == "slurm" and manifest.waves
-            and state == State.PENDING):
-        return State.WAITING  # over the cluster's submit limit: a later wave submits it
-    if queue is not None and job and job != "local" and state not in TERMINAL:
-        queued = queue.get(job)
-        if queued is None:
-            acct = (accounting or {}).get(job, "")
-            state = (State.CANCELLED if acct.startswith("CANCELLED") else State.TIMEOUT if acct == "TIMEOUT"
-                     else State.FAILED if acct in ("OUT_OF_MEMORY", "NODE_FAIL", "FAILED") else State.LOST)
-        elif queued in QUEUED and state == State.RUNNING:
-            state = State.REQUEUED
-        elif queued == "RUNNING" and state in (State.PENDING, State.REQUEUED):
-            state = State.RUNNING
-    if manifest.executor == "local" and state not in TERMINAL:
-        if state == State.RUNNING and latest is not None and not alive(latest.host, latest.pid):
-            state = State.LOST  # a local run killed without a word (kill -9, reboot)
-        elif state == State.PENDING and not alive((manifest.runner or {}).get("host"),
-                                                  (manifest.runner or {}).get("pid")):
-            state = State.LOST  # its runner (`ptslurm sweep`, `resubmit`) is gone: it will never start
-    return state
-
-
-@dataclasses.dataclass(frozen=True)
-class PointRow:
-    """What ``status`` shows of one point. ``status_rows`` fills the fields after ``status``."""
-
-    index: int
-    state: State
-    job_id: tp.Optional[str]
-    storage_dir: str
-    status: PointStatus
-    error: tp.Optional[str] = None
-    damaged: tp.Tuple[str, ...] = ()
-    varied: tp.Mapping[str, tp.Any] = dataclasses.field(default_factory=dict)
-    iteration: tp.Optional[int] = None
-    epoch: tp.Optional[int] = None
-    heartbeat: tp.Optional[str] = None
-    ended: tp.Optional[str] = None
-    elapsed_s: float = 0.0
-    seed: tp.Optional[int] = None
-    code: tp.Optional[str] = None  # the code snapshot the point runs (``v2 (1a2b3c4d)``)
-
-    @property
-    def attempts(self) -> int:
-        return len(self.status.attempts)
-
-    @property
-    def latest(self) -> tp.Optional[Attempt]:
-        return self.status.latest
-
-    def history(self) -> tp.List[tp.Dict[str, tp.Any]]:
-        return [{"attempt": a.attempt, "state": a.state.value, "cause": a.cause, "job_id": a.job_id,
-                 "sacred_id": a.sacred_id} for a in self.status.attempts]
-
-    def to_json(self) -> tp.Dict[str, tp.Any]:
-        """The row as ``status --json`` prints it."""
-        return {"index": self.index, "state": self.state.value, "attempts": self.attempts, "job_id": self.job_id,
-                "storage_dir": self.storage_dir, "error": self.error, "damaged": list(self.damaged),
-                "varied": dict(self.varied), "iteration": self.iteration, "epoch": self.epoch,
-                "heartbeat": self.heartbeat, "ended": self.ended, "history": self.history(),
-                "elapsed_s": self.elapsed_s, "seed": self.seed, "code": self.code,
-                "ranks": self.latest.ranks if self.latest is not None else None,
-                "nodes": self.latest.nodes if self.latest is not None else None,
-                # why the point is not requeued any more (the retry policy's words)
-                "gave_up": self.latest.gave_up if self.latest is not None else None}
-
-    def replace(self, **changes: tp.Any) -> "PointRow":
-        return dataclasses.replace(self, **changes)
-
-
-def point_states(manifest: Manifest, queue: tp.Optional[tp.Mapping[str, str]] = None,
-                 accounting: tp.Optional[tp.Mapping[str, str]] = None) -> tp.List[PointRow]:
-    """One row per point: its state (``point_state``), job, storage dir, status record and
-    the error of an attempt that failed; a damaged status file makes the point ``unknown``
-    and is named in ``damaged``."""
-    rows = []
-    for entry in manifest.points:
-        found = read(entry.path / storage.STATUS, PointStatus)
-        status = found.record or PointStatus()
-        state = point_state(manifest, entry, status, read_intent(entry.path), queue, accounting)
-        if found.damaged:
-            state = State.UNKNOWN
-        latest = status.latest
-        failed = latest is not None and state in (State.FAILED, State.TIMEOUT, State.PREEMPTED)
-        rows.append(PointRow(index=entry.index, state=state, job_id=entry.job_id, storage_dir=entry.storage_dir,
-                             status=status, error=latest.error if failed and latest else None,
-                             damaged=(found.damaged,) if found.damaged else ()))
-    return rows
-
-
-def sweep_states(sweep_dir: Path, manifest: Manifest) -> tp.List[PointRow]:
-    """Point states from the files, reconciled with one squeue call (and one sacct call
-    when some point is neither queued nor finished on disk)."""
-    queue = None
-    jobs = [e.job_id for e in manifest.points if e.job_id]
-    if manifest.executor == "slurm" and commands.slurm_available():
-        try:
-            queue = commands.queue_states(jobs)
-        except (SubmissionError, OSError):
-            queue = None
-    rows = point_states(manifest, queue)
-    lost_attempts = any(a.state == State.LOST and a.job_id for r in rows for a in r.status.attempts)
-    if queue is not None and (lost_attempts or any(r.state == State.LOST for r in rows)):
-        # one sacct call answers both: how a vanished job ended, and why killed attempts died
-        history = commands.accounting_history(jobs)
-        accounting = {job: runs[-1][1] for job, runs in history.items() if runs}
-        rows = killed_causes(point_states(manifest, queue, accounting), history)
-    return rows
-
-
-def killed_causes(rows: tp.Sequence[PointRow],
-                  history: tp.Mapping[str, tp.Sequence[tp.Tuple[str, str]]]) -> tp.List[PointRow]:
-    """Give attempts that were killed without a word (``lost`` in their status file) their
-    cause from SLURM's accounting ``history`` (every run of each job): the run that started
-    when the attempt did. In memory only: the job owns its status file."""
-    def cause(attempt: Attempt) -> Attempt:
-        started = timestamp(attempt.started)
-        if attempt.state != State.LOST or not attempt.job_id or started is None:
-            return attempt
-        runs = [(abs(t - started), state) for t, state in
-                ((timestamp(start), state) for start, state in history.get(attempt.job_id, ()))
-                if t is not None]
-        if runs:
-            gap, state = min(runs)
-            if gap <= 300 and state:
-                return attempt.replace(cause=state.lower())
-        return attempt
-
-    return [r.replace(status=r.status.replace(attempts=tuple(cause(a) for a in r.status.attempts))) for r in rows]
-
-
-def counts(rows: tp.Iterable[PointRow]) -> tp.Dict[State, int]:
-    """Points by state, in ``ORDER``; states without points left out."""
-    out = {s: 0 for s in ORDER}
-    for row in rows:
-        out[row.state] = out.get(row.state, 0) + 1
-    return {k: v for k, v in out.items() if v}
-
-
-def ended(rows: tp.Iterable[PointRow]) -> bool:
-    return all(r.state in TERMINAL for r in rows)
-
-
-def status_rows(manifest: Manifest, rows: tp.Sequence[PointRow], now: tp.Optional[float] = None) -> tp.List[PointRow]:
-    """``point_states`` rows with the varied values, progress, last heartbeat and elapsed
-    time filled in."""
-    import time
-
-    now = now or time.time()
-    out = []
-    for entry, row in zip(manifest.points, rows):
-        attempts = row.status.attempts
-        elapsed = 0.0
-        stopped = row.state in TERMINAL  # the scheduler may have ended it without a word
-        for a in attempts:
-            start, end = timestamp(a.started), timestamp(a.ended)
-            if end is None and a.state == State.RUNNING:
-                end = timestamp(a.heartbeat) if stopped else now
-            if start is not None:
-                elapsed += max(0.0, (end or start) - start)
-        progress = row.status.progress or {}
-        heartbeat = None
-        if attempts and attempts[-1].sacred_id:
-            run = read_json(entry.path / storage.SACRED / str(attempts[-1].sacred_id) / "run.json")
-            heartbeat = run.get("heartbeat") if isinstance(run, dict) else None
-        out.append(row.replace(varied=entry.varied_values(manifest.varied), iteration=progress.get("iteration"),
-                               epoch=progress.get("epoch"), heartbeat=heartbeat or row.status.updated,
-                               ended=attempts[-1].ended if attempts else None, elapsed_s=round(elapsed, 1),
-                               seed=entry.seed, code=manifest.code_of(entry.code_version).label))
-    return out
-
-
 # ----------------------------------------------------------------------------- metrics
 
 
@@ -301,11 +87,11 @@ def join_metrics(storage_dir: tp.Union[str, Path], attempts: tp.Sequence[Attempt
     ids = [a.sacred_id for a in attempts if a.sacred_id]
     base = f"{storage_dir}/{storage.SACRED}"
     if len(ids) == 1:  # the common case: no joining, no copies
-        metrics = _metrics(f"{base}/{ids[0]}/metrics.json", broken)
+        metrics = _metrics(f"{base}/{ids[0]}/{METRICS}", broken)
         return {k: v for k, v in metrics.items() if v["steps"]}
     joined: tp.Dict[str, tp.Dict[str, list]] = {}
     for sid in ids:
-        for name, series in _metrics(f"{base}/{sid}/metrics.json", broken).items():
+        for name, series in _metrics(f"{base}/{sid}/{METRICS}", broken).items():
             steps, values = series["steps"], series["values"]
             if not steps:
                 continue
@@ -337,7 +123,7 @@ def _way(name: str) -> str:
 
 
 PARALLEL_FROM = 2000  # points; below this a process pool costs more than it saves
-CACHE = "collect_cache.json"  # in the sweep dir: records keyed by their files' (mtime, size)
+CACHE = COLLECT_CACHE
 
 
 def _stamp(path: str) -> tp.Optional[tp.List[int]]:
@@ -358,7 +144,7 @@ def _record(manifest: Manifest, entry: PointEntry) -> tp.Tuple[dict, dict]:
     intent = read_intent(base) if stamps[storage.INTENT] else Intent()
     for a in status.attempts:
         if a.sacred_id:
-            path = f"{storage.SACRED}/{a.sacred_id}/metrics.json"
+            path = f"{storage.SACRED}/{a.sacred_id}/{METRICS}"
             stamps[path] = _stamp(f"{base}/{path}")
     record: tp.Dict[str, tp.Any] = {"sweep": manifest.name, "index": entry.index}
     record.update(entry.varied_values(manifest.varied))

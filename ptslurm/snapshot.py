@@ -19,16 +19,17 @@ import typing as tp
 from pathlib import Path
 
 from .errors import SnapshotError, StorageError
+from .records import CHECKPOINTS, MANIFEST, STATUS, SWEEPS
 
 IGNORE_FILE = ".ptslurmignore"
 HASHES = "code.sha256"  # in the sweep dir, sha256sum's format: `cd code && sha256sum -c ../code.sha256`
 DEFAULT_MAX_MB = 100.0
 MAX_FILES = 20000
 PACKAGE_DIRS = {"site-packages", "dist-packages"}  # installed packages, wherever they are
-SKIP_DIRS = {"__pycache__", "node_modules", "checkpoints", "wandb", "mlruns", "lightning_logs"} | PACKAGE_DIRS
+SKIP_DIRS = {"__pycache__", "node_modules", CHECKPOINTS, "wandb", "mlruns", "lightning_logs"} | PACKAGE_DIRS
 SKIP_SUFFIXES = (".pyc", ".pyo", ".swp", ".tmp")
 # a folder holding one of these is somebody's environment or results, not code
-FOREIGN_MARKERS = ("pyvenv.cfg", "conda-meta", "ptslurm_status.json", "_sources")
+FOREIGN_MARKERS = ("pyvenv.cfg", "conda-meta", STATUS, "_sources")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,7 +252,7 @@ def files(lay: Layout, skip: tp.Iterable[Path] = (), must: tp.Iterable[str] = ()
             if entry.is_dir(follow_symlinks=False):
                 if _skipped_folder(entry.path, name) or os.path.realpath(entry.path) in skip_real:
                     continue
-                if os.path.isdir(os.path.join(entry.path, "sweeps")) and _holds_sweeps(Path(entry.path)):
+                if os.path.isdir(os.path.join(entry.path, SWEEPS)) and _holds_sweeps(Path(entry.path)):
                     continue
                 if spec is not None and spec.match_file(rel + "/"):
                     continue
@@ -275,7 +276,7 @@ def files(lay: Layout, skip: tp.Iterable[Path] = (), must: tp.Iterable[str] = ()
 
 def _holds_sweeps(folder: Path) -> bool:
     try:
-        return any((p / "manifest.json").is_file() for p in (folder / "sweeps").iterdir())
+        return any((p / MANIFEST).is_file() for p in (folder / SWEEPS).iterdir())
     except OSError:
         return False
 

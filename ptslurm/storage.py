@@ -21,17 +21,10 @@ from pathlib import Path
 
 from . import records
 from .errors import ManifestError, StorageError, UsageError
-from .records import INTENT, MANIFEST, STATUS, Manifest  # noqa: F401 - the names of the files
+from .records import (CHECKPOINTS, CLAIM, CODE, CONFIG, INTENT, LOCAL_LOGS, LOCK,  # noqa: F401 - records owns
+                      MANIFEST, SACRED, SLURM_FOLDER, STATUS, SWEEPS, Manifest)  # the names; storage uses them
 
 DEFAULT_ROOT = "~/ptslurm-runs"
-SWEEPS = "sweeps"
-CODE = "code"
-SLURM_FOLDER = "slurm"
-LOCAL_LOGS = "logs"
-LOCK = ".ptslurm.lock"
-CONFIG = "config.json"
-SACRED = "sacred"
-CHECKPOINTS = "checkpoints"
 NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "fuse.glusterfs", "ceph", "fuse.sshfs"}
 LOCK_TIMEOUT_S = 60.0
 
@@ -201,9 +194,6 @@ def _lock(directory: Path):
 
     cls = filelock.SoftFileLock if fs_type(directory) in NETWORK_FS else filelock.FileLock
     return cls(str(directory / LOCK), timeout=LOCK_TIMEOUT_S)
-
-
-CLAIM = ".ptslurm-claim"  # in a storage dir: which sweep claimed it (to reclaim a killed submission's)
 
 
 def allocate_dirs(parent: Path, count: int, owner: tp.Optional[str] = None) -> tp.List[Path]:

@@ -1,5 +1,5 @@
 """``python -m ptslurm.waves SWEEP_DIR``: the body of the small job that submits a sweep's
-next wave when the cluster's submit limit kept points waiting (see ``sweep.next_wave``)."""
+next wave when the cluster's submit limit kept points waiting (see ``submission.next_wave``)."""
 import os
 import sys
 
@@ -10,7 +10,7 @@ def main(sweep_dir: str) -> int:
     # to the jobs it submits; they must get their own
     for key in [k for k in os.environ if k.startswith(("SLURM_", "SBATCH_", "SRUN_")) and k != "SLURM_CONF"]:
         del os.environ[key]
-    from ptslurm.sweep import next_wave
+    from ptslurm.submission import next_wave
 
     submitted = next_wave(sweep_dir, own_job=own)
     print(f"ptslurm: submitted {submitted} waiting point(s)")

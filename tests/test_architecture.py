@@ -52,7 +52,12 @@ def test_the_trainer_sees_the_job_only_through_the_runtime():
 
 
 def test_nothing_below_the_cli_prints_or_parses_arguments():
-    assert users("argparse") == {"cli"}
+    assert users("argparse") == {"cli", "verbs"}  # the parser, and the verbs it calls with its arguments
+
+
+def test_no_module_is_over_500_lines():
+    long = {m: n for m in MODULES if (n := len((PACKAGE / f"{m}.py").read_text().splitlines())) > 500}
+    assert not long, f"split these along their concerns: {long}"
 
 
 def test_the_package_type_checks():
@@ -96,10 +101,36 @@ def test_the_read_side_cannot_reach_a_submission():
     """status, collect, list and ptslurm.collect() read through results: it reaches neither
     the backends, the submission code nor the job, and of the scheduler's commands it uses
     only the ones that ask (squeue, sacct, scontrol ping)."""
-    graph = internal_graph()
-    reach = reachable(graph, "results") | {"results"}
-    assert not reach & {"executor", "sweep", "job", "submitit_adapter", "waves", "housekeeping"}, reach
     import re
 
-    used = set(re.findall(r"commands\.([a-z_]+)", (PACKAGE / "results.py").read_text()))
-    assert used <= {"queue_states", "accounting_history", "slurm_available"}, used
+    graph = internal_graph()
+    for start in ("state", "results"):
+        reach = reachable(graph, start) | {start}
+        assert not reach & {"backends", "submission", "lifecycle", "sweep", "job", "submitit_adapter", "waves",
+                            "housekeeping", "verbs", "cli"}, (start, reach)
+        for module in reach:  # and of the scheduler's programs only the ones that ask
+            used = set(re.findall(r"commands\.([a-z_]+)", (PACKAGE / f"{module}.py").read_text()))
+            assert used <= {"queue_states", "accounting_history", "slurm_available"}, (module, used)
+
+
+ON_DISK_NAMES = {"manifest.json", "ptslurm_status.json", "ptslurm_intent.json", "ptslurm_lease.json", "config.json",
+                 "run.json", "cout.txt", "metrics.json", "collect_cache.json", "checkpoints", ".ptslurm-claim",
+                 ".ptslurm.lock"}  # (not "sacred" and "sweeps": also a library's name and an argument's)
+SLURM_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED", "COMPLETING"}
+
+
+def constants(module: str) -> set:
+    """The string constants of a module's code (docstrings and f-string text left out)."""
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    docs = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))
+            and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in docs}
+
+
+def test_records_owns_every_on_disk_name_and_slurms_state_table():
+    """A file's name, or which SLURM states mean waiting or on a node, is spelled once: in
+    records (the fake scheduler's own queue aside)."""
+    spelled = {m: constants(m) & (ON_DISK_NAMES | SLURM_STATES) for m in MODULES if m != "records"}
+    spelled["backends"] -= {"PENDING"}  # FakeCluster's jobs: its queue, not a reading of SLURM's
+    assert not {m: s for m, s in spelled.items() if s}, spelled

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ptslurm.executor import SlurmBackend, chunks
+from ptslurm.backends import SlurmBackend, chunks
 from ptslurm.spec import Resources
 
 pytestmark = pytest.mark.fast

@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from ptslurm import interrupt, job
+from ptslurm import attempts, interrupt, job
 from ptslurm.records import Attempt, PointStatus
 
 pytestmark = pytest.mark.fast
@@ -21,9 +21,9 @@ class Record:
                                   + (Attempt(),))
         self.progress, self.previous = progress, previous
 
-    count = job.AttemptRecord.count
-    stalls = job.AttemptRecord.stalls
-    attempts_in_submission = job.AttemptRecord.attempts_in_submission
+    count = attempts.AttemptRecord.count
+    stalls = attempts.AttemptRecord.stalls
+    attempts_in_submission = attempts.AttemptRecord.attempts_in_submission
 
     def made_progress(self, any_file=False):
         return self.progress
@@ -72,15 +72,15 @@ def test_decisions_on_slurm(slurm_env, sig, fields, causes, expected):
         exc = interrupt.Interrupted("stopped")
     else:
         exc = RuntimeError("boom")
-    assert job.decide(exc, Record(causes), max_requeues=3)[:3] == expected
+    assert attempts.decide(exc, Record(causes), max_requeues=3)[:3] == expected
 
 
 def test_outside_slurm_nothing_is_requeued(monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     interrupt.reset()
-    assert job.decide(RuntimeError("x"), Record([]), 3)[:3] == ("failed", "failed", None)
+    assert attempts.decide(RuntimeError("x"), Record([]), 3)[:3] == ("failed", "failed", None)
     interrupt.request_stop()
-    assert job.decide(interrupt.Interrupted("x"), Record([]), 3)[:3] == ("interrupted", "interrupted", None)
+    assert attempts.decide(interrupt.Interrupted("x"), Record([]), 3)[:3] == ("interrupted", "interrupted", None)
     interrupt.reset()
 
 
@@ -107,19 +107,19 @@ def boom():
 def test_failures_are_retried_only_after_progress_or_a_different_failure(slurm_env, progress, previous, expected):
     fake_info(slurm_env)
     exc = boom()
-    record = Record(["failed"] if previous else [], progress, job.fingerprint(exc) if previous == "SAME" else previous)
-    assert job.decide(exc, record, max_requeues=3)[:3] == expected
+    record = Record(["failed"] if previous else [], progress, attempts.fingerprint(exc) if previous == "SAME" else previous)
+    assert attempts.decide(exc, record, max_requeues=3)[:3] == expected
 
 
 def test_progress_is_a_reported_step_or_a_new_checkpoint_of_any_code(tmp_path, monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    record = job.AttemptRecord(tmp_path)
+    record = attempts.AttemptRecord(tmp_path)
     record.start()
     assert not record.made_progress()
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "my_own_ckpt.pt").write_bytes(b"x")
     assert record.made_progress()
-    again = job.AttemptRecord(tmp_path)
+    again = attempts.AttemptRecord(tmp_path)
     again.start()
     assert not again.made_progress()
     again.report({"iteration": 5}, resumed=False)
@@ -132,7 +132,7 @@ def test_a_cancel_intent_makes_any_stop_a_cancel(tmp_path, slurm_env):
     record = Record([])
     record.storage_dir = tmp_path
     interrupt.request_stop(signal.SIGUSR2)
-    assert job.decide(interrupt.Interrupted("x"), record, 3)[:3] == ("cancelled", "cancelled", None)
+    assert attempts.decide(interrupt.Interrupted("x"), record, 3)[:3] == ("cancelled", "cancelled", None)
 
 
 @pytest.mark.parametrize("earlier, expected, why", [
@@ -147,7 +147,7 @@ def test_stops_without_progress_in_a_row_are_capped(slurm_env, earlier, expected
     record = Record([], progress=False)
     record.status = PointStatus(attempts=tuple(Attempt(cause=c, progressed=p) for c, p in earlier) + (Attempt(),))
     interrupt.request_stop(signal.SIGUSR2)
-    decision = job.decide(interrupt.Interrupted("x"), record, max_requeues=3)
+    decision = attempts.decide(interrupt.Interrupted("x"), record, max_requeues=3)
     assert decision.action == expected and decision.progressed is False
     assert (why is None and decision.gave_up is None) or why in decision.gave_up
 
@@ -156,14 +156,14 @@ def test_max_attempts_is_an_optional_total_budget(slurm_env):
     fake_info(slurm_env)
     record = Record(["timeout"] * 4, progress=True)
     interrupt.request_stop(signal.SIGUSR2)
-    assert job.decide(interrupt.Interrupted("x"), record, 3).action == "requeue"
-    decision = job.decide(interrupt.Interrupted("x"), record, 3, max_attempts=5)
+    assert attempts.decide(interrupt.Interrupted("x"), record, 3).action == "requeue"
+    decision = attempts.decide(interrupt.Interrupted("x"), record, 3, max_attempts=5)
     assert decision.action is None and decision.gave_up == "--max-attempts 5 reached"
 
 
 def test_any_file_the_code_writes_is_progress_for_code_that_never_reports(tmp_path, monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    record = job.AttemptRecord(tmp_path)
+    record = attempts.AttemptRecord(tmp_path)
     record.start()
     (tmp_path / "ptslurm_intent.json").write_text("{}")  # ptslurm's own files are not progress
     (tmp_path / "sacred" / "2").mkdir(parents=True)
@@ -173,7 +173,7 @@ def test_any_file_the_code_writes_is_progress_for_code_that_never_reports(tmp_pa
     (tmp_path / "lightning_logs" / "version_0").mkdir(parents=True)
     (tmp_path / "lightning_logs" / "version_0" / "last.ckpt").write_bytes(b"x")
     assert record.made_progress(any_file=True) and not record.made_progress()
-    again = job.AttemptRecord(tmp_path)
+    again = attempts.AttemptRecord(tmp_path)
     again.start()
     again.report({"iteration": 5}, resumed=False)
     again.status = again.status.replace(progress=again.latest.progress_at_start)  # reported nothing new

@@ -48,7 +48,7 @@ def sacred_runs(storage_dir: Path) -> list:
 
 @pytest.mark.slurm
 def test_long_trainings_live_through_many_time_limits_under_load(own_slurm_cluster, tmp_path):
-    from ptslurm.results import timestamp
+    from ptslurm.state import timestamp
 
     expected = uninterrupted(tmp_path)
     # one core kept busy here; in the suite the SLURM tier runs beside it, on the other cluster

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ptslurm import records, results
+from ptslurm import records, results, state
 from ptslurm.records import (BUSY, RETRYABLE, TERMINAL, Attempt, Intent, Manifest, PointEntry, PointStatus,
                              State)
 
@@ -116,7 +116,7 @@ def _status(state, submission=0, host="elsewhere", pid=1):
 ])
 def test_point_state(status, intent, queue, accounting, expected):
     manifest, entry = _manifest()
-    assert results.point_state(manifest, entry, status, intent, queue, accounting) is expected
+    assert state.point_state(manifest, entry, status, intent, queue, accounting) is expected
 
 
 def test_point_state_waiting_and_local_runs_whose_process_is_gone():
@@ -124,10 +124,10 @@ def test_point_state_waiting_and_local_runs_whose_process_is_gone():
     import socket
 
     manifest, entry = _manifest(waves={"limit": 4})
-    assert results.point_state(manifest, entry.replace(job_id=None), PointStatus(), Intent()) is State.WAITING
+    assert state.point_state(manifest, entry.replace(job_id=None), PointStatus(), Intent()) is State.WAITING
     here, dead = socket.gethostname(), 2 ** 22 + 12345
     local, entry = _manifest("local", runner={"host": here, "pid": os.getpid()})
-    assert results.point_state(local, entry, PointStatus(), Intent()) is State.PENDING
-    assert results.point_state(local, entry, _status(State.RUNNING, host=here, pid=dead), Intent()) is State.LOST
+    assert state.point_state(local, entry, PointStatus(), Intent()) is State.PENDING
+    assert state.point_state(local, entry, _status(State.RUNNING, host=here, pid=dead), Intent()) is State.LOST
     gone = local.replace(runner={"host": here, "pid": dead})
-    assert results.point_state(gone, entry, PointStatus(), Intent()) is State.LOST  # its runner died
+    assert state.point_state(gone, entry, PointStatus(), Intent()) is State.LOST  # its runner died

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ptslurm import commands, render, results
+from ptslurm import commands, render, results, state
 from ptslurm.errors import UsageError
 from ptslurm.records import Attempt, Manifest, PointEntry
 
@@ -142,7 +142,7 @@ def test_parse_time_refuses(value):
 
 
 def test_select_points():
-    from ptslurm.sweep import select_points
+    from ptslurm.lifecycle import select_points
 
     manifest = Manifest(name="s", points=tuple(PointEntry(index=i) for i in range(10)))
     assert select_points(manifest, None) == list(range(10))
@@ -201,11 +201,11 @@ def test_table_aligns_cuts_and_wraps_wide_tables_in_blocks():
 
 def test_age_and_duration():
     assert render.duration(3725.9) == "1:02:05"
-    assert render.age("2026-11-29T04:00:00+00:00", now=results.timestamp("2026-11-29T04:00:42+00:00")) == "42s ago"
-    assert render.age("2026-11-29T04:00:00+00:00", now=results.timestamp("2026-11-29T05:59:00+00:00")) == "119m ago"
-    assert render.age("2026-11-29T04:00:00+00:00", now=results.timestamp("2026-11-29T07:00:00+00:00")) == "3h ago"
-    assert render.age(None) == "-" and render.age("garbage") == "-" and results.timestamp("garbage") is None
-    assert math.isclose(results.timestamp("2026-11-29T04:00:00+00:00") or 0, 1795924800.0)
+    assert render.age("2026-11-29T04:00:00+00:00", now=state.timestamp("2026-11-29T04:00:42+00:00")) == "42s ago"
+    assert render.age("2026-11-29T04:00:00+00:00", now=state.timestamp("2026-11-29T05:59:00+00:00")) == "119m ago"
+    assert render.age("2026-11-29T04:00:00+00:00", now=state.timestamp("2026-11-29T07:00:00+00:00")) == "3h ago"
+    assert render.age(None) == "-" and render.age("garbage") == "-" and state.timestamp("garbage") is None
+    assert math.isclose(state.timestamp("2026-11-29T04:00:00+00:00") or 0, 1795924800.0)
 
 
 @pytest.mark.parametrize("metric,way", [
@@ -340,7 +340,7 @@ def test_points_resolving_to_the_same_config_are_named():
 def test_progress_shows_total_rate_and_eta():
     from ptslurm import render
     from ptslurm.records import Attempt, PointStatus, State
-    from ptslurm.results import PointRow
+    from ptslurm.state import PointRow
 
     t0 = "2026-12-01T10:00:00+00:00"
     status = PointStatus(attempts=(Attempt(state=State.RUNNING, started=t0, progress_at_start=None),),
@@ -348,7 +348,7 @@ def test_progress_shows_total_rate_and_eta():
                                    "total": {"iteration": 1000}})
     row = PointRow(index=0, state=State.RUNNING, job_id="1_0", storage_dir="/x", status=status, iteration=150,
                    epoch=2)
-    from ptslurm.results import timestamp
+    from ptslurm.state import timestamp
 
     text = render.progress_cell(row, now=timestamp("2026-12-01T10:00:30+00:00"))
     assert text == "it 150/1000 ep 2 5 it/s ETA 0:02:50", text
@@ -365,7 +365,7 @@ def test_progress_shows_total_rate_and_eta():
 def test_the_library_path_refuses_the_resources_the_command_line_refuses(changes, message):
     from ptslurm.errors import UsageError
     from ptslurm.spec import Resources
-    from ptslurm.sweep import check_resources
+    from ptslurm.plan import check_resources
 
     with pytest.raises(UsageError, match=message):
         check_resources(Resources(**changes))

@@ -1,6 +1,13 @@
 """Backends that run a sweep's points: SLURM job arrays (through submitit, see
-``submitit_adapter``) and a local process pool, producing the same on-disk layout. The
-programs they start are started by ``commands``.
+``submitit_adapter``), a local process pool, and a fake scheduler in memory (for tests: the
+submission protocol runs on it as on SLURM, in milliseconds). The programs they start are
+started by ``commands``.
+
+A scheduler backend (``Scheduler``) is the one seam between the submission protocol and the
+cluster: it submits arrays and the wave job, cancels, and answers the few questions the
+protocol asks (the submit limit, how many jobs are queued, which jobs carry a sweep's
+marker, which of some jobs are still queued). The callable its jobs run is handed in, so the
+backends never import the job.
 """
 import os
 import sys
@@ -93,21 +100,19 @@ class SlurmBackend:
                                      + "; fix the resource options (--partition, --gpus, --cpus, --mem, --time, "
                                        "or the profile)")
 
-    def submit(self, indices: tp.Sequence[int], args_for: tp.Callable[[int], tuple],
+    def submit(self, indices: tp.Sequence[int], target: tp.Callable[..., tp.Any], args_for: tp.Callable[[int], tuple],
                on_array: tp.Callable[[tp.Dict[int, str]], None], marker: tp.Optional[str] = None) -> tp.Dict[int, str]:
-        """Submit ``job.run_point(*args_for(i))`` for each index as arrays; ``on_array``
-        receives the job ids of each array as soon as it is queued. ``marker`` goes into
-        each array's comment with the indices it holds (``commands.marked_jobs`` finds them
-        again). Returns index -> job id."""
-        from .job import run_point
-
+        """Submit ``target(*args_for(i))`` for each index as arrays; ``on_array`` receives
+        the job ids of each array as soon as it is queued. ``marker`` goes into each array's
+        comment with the indices it holds (``marked_jobs`` finds them again). Returns
+        index -> job id."""
         storage.make_dirs(self.folder)
         submitter = submitit_adapter.ArraySubmitter(self.folder, self.parameters())
         job_ids: tp.Dict[int, str] = {}
         for chunk in chunks(list(indices), commands.max_array_size()):
             comment = f"{marker}:{commands.ranges(chunk)}" if marker else None
             try:
-                jobs = submitter.submit(run_point, [args_for(i) for i in chunk], comment=comment)
+                jobs = submitter.submit(target, [args_for(i) for i in chunk], comment=comment)
             except OSError as exc:
                 import errno
 
@@ -143,16 +148,43 @@ class SlurmBackend:
         except SubmissionError as exc:
             raise SubmissionError(f"the next wave: {exc}") from None
 
-    def ensure_pickles(self, jobs: tp.Mapping[int, str], args_for: tp.Callable[[int], tuple]) -> None:
+    def ensure_pickles(self, jobs: tp.Mapping[int, str], target: tp.Callable[..., tp.Any],
+                       args_for: tp.Callable[[int], tuple]) -> None:
         """Write the submitit pickle of adopted array tasks whose submission was killed
         before submitit moved it into place (the task would wait for it, then fail)."""
-        from .job import run_point
-
         for index, job in jobs.items():
-            submitit_adapter.write_pickle(self.folder, job, run_point, args_for(index))
+            submitit_adapter.write_pickle(self.folder, job, target, args_for(index))
 
     def log_path(self, job_id: str, rank: int = 0) -> Path:
         return submitit_adapter.log_path(self.folder, job_id, rank)
+
+    # the questions the submission protocol asks the scheduler
+    def submit_limit(self) -> tp.Optional[int]:
+        """How many jobs the user may have queued (the QOS's or association's limit), or None."""
+        return commands.submit_limit(self.resources.qos)
+
+    def queued_count(self) -> tp.Optional[int]:
+        """How many of the user's jobs are queued or running now (None: the scheduler did not say)."""
+        return commands.queued_count()
+
+    def marked_jobs(self, marker: str) -> tp.Dict[int, str]:
+        """index -> job id of the queued array tasks whose comment carries ``marker``."""
+        return commands.marked_jobs(marker)
+
+    def queue_states(self, job_ids: tp.Iterable[str]) -> tp.Dict[str, str]:
+        """job id -> state of those of ``job_ids`` still in the queue."""
+        return commands.queue_states(list(job_ids))
+
+    def cancel(self, job_ids: tp.Iterable[str]) -> None:
+        """scancel; raises SubmissionError when the scheduler refuses or does not answer."""
+        commands.cancel(job_ids)
+
+    # the read side's questions (``state.Asker``)
+    def slurm_available(self) -> bool:
+        return commands.slurm_available()
+
+    def accounting_history(self, job_ids: tp.Iterable[str]) -> tp.Dict[str, tp.List[tp.Tuple[str, str]]]:
+        return commands.accounting_history(job_ids)
 
 
 class LocalBackend:
@@ -265,3 +297,173 @@ def stop_local(attempts: tp.Sequence[tp.Any], grace_s: float) -> None:
 
     here = socket.gethostname()
     _stop_groups([int(a.pid) for a in attempts if a.host == here and a.pid], grace_s)
+
+
+class Scheduler(tp.Protocol):
+    """What the submission protocol needs of a scheduler (SlurmBackend, FakeBackend)."""
+
+    sweep_dir: Path
+    resources: Resources
+    sbatch_calls: int
+
+    def validate(self, count: int) -> None: ...
+
+    def submit(self, indices: tp.Sequence[int], target: tp.Callable[..., tp.Any], args_for: tp.Callable[[int], tuple],
+               on_array: tp.Callable[[tp.Dict[int, str]], None],
+               marker: tp.Optional[str] = None) -> tp.Dict[int, str]: ...
+
+    def submit_wave_job(self, after: tp.Sequence[str], marker: str) -> str: ...
+
+    def ensure_pickles(self, jobs: tp.Mapping[int, str], target: tp.Callable[..., tp.Any],
+                       args_for: tp.Callable[[int], tuple]) -> None: ...
+
+    def log_path(self, job_id: str, rank: int = 0) -> Path: ...
+
+    def submit_limit(self) -> tp.Optional[int]: ...
+
+    def queued_count(self) -> tp.Optional[int]: ...
+
+    def marked_jobs(self, marker: str) -> tp.Dict[int, str]: ...
+
+    def queue_states(self, job_ids: tp.Iterable[str]) -> tp.Dict[str, str]: ...
+
+    def cancel(self, job_ids: tp.Iterable[str]) -> None: ...
+
+    def slurm_available(self) -> bool: ...
+
+    def accounting_history(self, job_ids: tp.Iterable[str]) -> tp.Dict[str, tp.List[tp.Tuple[str, str]]]: ...
+
+
+#: makes a sweep's scheduler backend: (sweep_dir, resources, job name, workdir) -> backend
+BackendFactory = tp.Callable[[Path, Resources, str, tp.Optional[Path]], Scheduler]
+
+
+class FakeCluster:
+    """A scheduler in memory, for tests: a queue of jobs (state, comment, the call each runs),
+    a submit limit, every sbatch counted, and hooks where a real submission breaks:
+    ``before_sbatch(n)`` runs before the n-th sbatch (raise to refuse it, or to die before
+    it), ``after_sbatch(n)`` after the n-th queued its jobs and before their ids are handed
+    back (raise KeyboardInterrupt: a submission killed right after its sbatch). Jobs end only
+    when the test ends them (``end``). ``backend`` is a ``BackendFactory``."""
+
+    QUEUED = ("PENDING", "RUNNING")
+
+    def __init__(self, limit: tp.Optional[int] = None, max_array_size: int = 1000):
+        self.limit = limit
+        self.max_array_size = max_array_size
+        self.jobs: tp.Dict[str, tp.Dict[str, tp.Any]] = {}  # job id -> state, comment, call, sweep
+        self.sbatch_calls = 0
+        self.scancel_calls = 0
+        self.before_sbatch: tp.Optional[tp.Callable[[int], None]] = None
+        self.after_sbatch: tp.Optional[tp.Callable[[int], None]] = None
+        self._next_id = 100
+
+    def backend(self, sweep_dir: Path, resources: Resources, job_name: str,
+                workdir: tp.Optional[Path] = None) -> "FakeBackend":
+        return FakeBackend(self, sweep_dir, resources, job_name, workdir)
+
+    def sbatch(self, tasks: tp.Sequence[tp.Dict[str, tp.Any]]) -> tp.List[str]:
+        """Queue one sbatch's jobs (an array of ``tasks``, or one job); their ids."""
+        self.sbatch_calls += 1
+        if self.before_sbatch is not None:
+            self.before_sbatch(self.sbatch_calls)
+        if self.limit is not None and len(self.queued()) + len(tasks) > self.limit:
+            raise SubmissionError("sbatch rejected the job: Job violates accounting/QOS policy "
+                                  "(job submit limit, user's size and/or time limits)")
+        array, self._next_id = str(self._next_id), self._next_id + 1
+        ids = [f"{array}_{t}" if len(tasks) > 1 or task.get("array") else array for t, task in enumerate(tasks)]
+        for job, task in zip(ids, tasks):
+            self.jobs[job] = dict(task, state="PENDING")
+        if self.after_sbatch is not None:
+            self.after_sbatch(self.sbatch_calls)
+        return ids
+
+    def queued(self) -> tp.List[str]:
+        return [j for j, rec in self.jobs.items() if rec["state"] in self.QUEUED]
+
+    def end(self, job_ids: tp.Iterable[str], state: str = "COMPLETED") -> None:
+        for job in job_ids:  # an unknown id is ignored, as scancel's "Invalid job id"
+            if job in self.jobs and self.jobs[job]["state"] in self.QUEUED:
+                self.jobs[job]["state"] = state
+
+    def point_jobs(self, sweep_dir: Path) -> tp.Dict[int, tp.List[str]]:
+        """index -> every job ever submitted for that point of ``sweep_dir`` (the accounting)."""
+        out: tp.Dict[int, tp.List[str]] = {}
+        for job, rec in self.jobs.items():
+            if rec.get("sweep") == str(sweep_dir) and "index" in rec:
+                out.setdefault(rec["index"], []).append(job)
+        return out
+
+
+class FakeBackend:
+    """A sweep's backend on a ``FakeCluster``: the Scheduler interface, nothing leaves memory
+    but the log folder."""
+
+    name = "fake"
+
+    def __init__(self, cluster: FakeCluster, sweep_dir: Path, resources: Resources, job_name: str,
+                 workdir: tp.Optional[Path] = None):
+        self.cluster = cluster
+        self.sweep_dir = Path(sweep_dir)
+        self.resources = resources
+        self.job_name = job_name
+        self.workdir = workdir
+        self.sbatch_calls = 0
+
+    def validate(self, count: int) -> None:
+        self.sbatch_calls += 1
+
+    def submit(self, indices: tp.Sequence[int], target: tp.Callable[..., tp.Any], args_for: tp.Callable[[int], tuple],
+               on_array: tp.Callable[[tp.Dict[int, str]], None],
+               marker: tp.Optional[str] = None) -> tp.Dict[int, str]:
+        job_ids: tp.Dict[int, str] = {}
+        for chunk in chunks(list(indices), self.cluster.max_array_size):
+            comment = f"{marker}:{commands.ranges(chunk)}" if marker else None
+            self.sbatch_calls += 1
+            ids = self.cluster.sbatch([{"comment": comment, "call": (target, args_for(i)), "index": i, "array": True,
+                                        "sweep": str(self.sweep_dir)} for i in chunk])
+            array = dict(zip(chunk, ids))
+            job_ids.update(array)
+            on_array(array)
+        return job_ids
+
+    def submit_wave_job(self, after: tp.Sequence[str], marker: str) -> str:
+        self.sbatch_calls += 1
+        return self.cluster.sbatch([{"comment": f"{marker}:wave", "after": list(after), "wave": True,
+                                     "sweep": str(self.sweep_dir)}])[0]
+
+    def ensure_pickles(self, jobs: tp.Mapping[int, str], target: tp.Callable[..., tp.Any],
+                       args_for: tp.Callable[[int], tuple]) -> None:
+        for index, job in jobs.items():
+            self.cluster.jobs[job]["call"] = (target, args_for(index))
+
+    def log_path(self, job_id: str, rank: int = 0) -> Path:
+        return self.sweep_dir / storage.SLURM_FOLDER / f"{job_id}_{rank}_log.out"
+
+    def submit_limit(self) -> tp.Optional[int]:
+        return self.cluster.limit
+
+    def queued_count(self) -> tp.Optional[int]:
+        return len(self.cluster.queued())
+
+    def marked_jobs(self, marker: str) -> tp.Dict[int, str]:
+        # what squeue -r -o '%i|%k' prints for the queued jobs, read by the real parser
+        lines = [f"{job}|{self.cluster.jobs[job].get('comment') or ''}" for job in self.cluster.queued()]
+        return commands.parse_marked("\n".join(lines), marker)
+
+    def queue_states(self, job_ids: tp.Iterable[str]) -> tp.Dict[str, str]:
+        wanted = set(job_ids)
+        return {j: self.cluster.jobs[j]["state"] for j in self.cluster.queued() if j in wanted}
+
+    def cancel(self, job_ids: tp.Iterable[str]) -> None:
+        self.cluster.scancel_calls += 1
+        self.cluster.end(job_ids, "CANCELLED")
+
+    # the read side's questions (``state.Asker``)
+    def slurm_available(self) -> bool:
+        return True
+
+    def accounting_history(self, job_ids: tp.Iterable[str]) -> tp.Dict[str, tp.List[tp.Tuple[str, str]]]:
+        arrays = {j.split("_")[0] for j in job_ids}
+        return {j: [("", rec["state"])] for j, rec in self.cluster.jobs.items()
+                if j.split("_")[0] in arrays and rec["state"] not in self.cluster.QUEUED}

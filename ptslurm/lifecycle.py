@@ -1,0 +1,311 @@
+"""The life-cycle verbs on an existing sweep: cancel, resubmit (with the code it ran or a
+refreshed snapshot), run a point here, a point's config and logs. Each changes a sweep under
+its manifest lock and only for the user who owns it.
+"""
+import json
+import os
+import shlex
+import shutil
+import typing as tp
+from pathlib import Path
+
+from . import backends, records, snapshot, storage
+from .errors import SubmissionError, UsageError
+from .plan import stage
+from .records import BUSY, COUT, TERMINAL, Attempt, Manifest, PointEntry, PointPaths, State, read_intent
+from .state import sweep_states
+from .runtime import now
+from .submission import args_for, backend_of, job_target, run_local, submit_marker
+
+def select_points(manifest: Manifest, spec: tp.Optional[str]) -> tp.List[int]:
+    """Indices from ``0,2,5-7`` (all points when ``spec`` is None)."""
+    n = len(manifest.points)
+    if spec is None:
+        return list(range(n))
+    out: tp.List[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            lo, _, hi = part.partition("-")
+            first, last = int(lo), int(hi) if hi else int(lo)
+        except ValueError:
+            raise UsageError(f"bad point list {spec!r}: use indices and ranges like 0,2,5-7") from None
+        for i in range(first, last + 1):
+            manifest.point(i)  # out of range: UsageError
+            out.append(i)
+    return sorted(set(out))
+
+
+def write_intent(storage_dir: tp.Union[str, Path], **fields: tp.Any) -> None:
+    """Record what the command line asks of a point in its own file; the job's status file
+    is never rewritten here (the job is its only writer)."""
+    if not Path(storage_dir).is_dir():
+        return
+    storage.require_own_dir(Path(storage_dir))
+    intent = read_intent(storage_dir).replace(
+        time=now(), **fields)
+    storage.atomic_write_json(Path(storage_dir) / storage.INTENT, intent.to_json())
+
+
+CANCEL_GRACE_S = 15.0  # a local point gets this long to checkpoint after SIGTERM, then SIGKILL
+
+
+def cancel(sweep_dir: Path, indices: tp.Sequence[int],
+           make: tp.Optional[backends.BackendFactory] = None) -> tp.List[int]:
+    """Stop the chosen points that have not ended and mark them cancelled: the intent first
+    (a job that starts or stops later reads it and never requeues), then one scancel for the
+    SLURM jobs, or SIGTERM to a local point's process group (SIGKILL after a grace period).
+    Returns the indices cancelled."""
+    storage.require_own(sweep_dir, "cancels")
+    with storage.manifest_lock(sweep_dir):
+        return _cancel(sweep_dir, indices, make)
+
+
+def _cancel(sweep_dir: Path, indices: tp.Sequence[int],
+            make: tp.Optional[backends.BackendFactory]) -> tp.List[int]:
+    manifest = storage.read_manifest(sweep_dir)
+    backend = backend_of(sweep_dir, manifest, make)
+    rows = sweep_states(sweep_dir, manifest, backend)
+    on_slurm = manifest.executor == "slurm"
+    queued: tp.Dict[str, str] = {}
+    if on_slurm:
+        try:
+            queued = backend.queue_states([e.job_id for e in manifest.points if e.job_id])
+        except SubmissionError:
+            queued = {}
+    # a point cancelled before whose job still runs (scancel failed, or the command was
+    # killed between the intent and scancel) is cancelled again
+    chosen = [i for i in indices if rows[i].state not in TERMINAL
+              or (rows[i].state == State.CANCELLED and manifest.points[i].job_id in queued)]
+    for i in chosen:
+        entry = manifest.points[i]
+        write_intent(entry.storage_dir, cancelled=True, submission=read_intent(entry.storage_dir).submission)
+    jobs = [manifest.points[i].job_id for i in chosen if manifest.points[i].job_id]
+    wave_job = (manifest.waves or {}).get("job")
+    if wave_job and len(chosen) == sum(r.state not in TERMINAL for r in rows):
+        jobs.append(wave_job)  # every point still going is cancelled: so is the next wave
+    if on_slurm and jobs:
+        try:
+            backend.cancel(j for j in jobs if j)
+        except SubmissionError as exc:
+            raise SubmissionError(f"{exc}: the points are marked cancelled (a job that starts or stops "
+                                  f"will not requeue), but running jobs may go on; run the same "
+                                  f"`ptslurm cancel` again when the controller answers") from None
+    elif manifest.executor == "local":
+        latest = [rows[i].latest for i in chosen]
+        backends.stop_local([a for a in latest if a is not None and a.state == State.RUNNING], CANCEL_GRACE_S)
+    return chosen
+
+
+def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = False,
+             keep_code: bool = False, make: tp.Optional[backends.BackendFactory] = None) -> tp.Dict[int, str]:
+    """Queue the chosen points again, each into its own storage dir (resuming from its
+    checkpoints). Points still pending or running are refused. When the experiment's code
+    changed since the newest snapshot, the caller must choose: ``refresh_code`` (the points
+    run a new snapshot) or ``keep_code`` (they run the code they ran before)."""
+    storage.require_own(sweep_dir, "resubmits")
+    with storage.manifest_lock(sweep_dir):
+        book, local = _resubmit(sweep_dir, indices, refresh_code, keep_code, make)
+        if not local:
+            backend = backend_of(sweep_dir, book.manifest, make)
+            return backend.submit(list(indices), job_target(), args_for(sweep_dir), book.set_jobs,
+                                  marker=submit_marker(sweep_dir))
+    run_local(book, 1, list(indices))
+    return {i: "local" for i in indices}
+
+
+def _running_elsewhere(entry: PointEntry) -> tp.Optional[str]:
+    """The job whose live attempt holds the point's lease (whatever the manifest records), or None."""
+    from . import lease as leases
+
+    try:
+        path = entry.path / leases.LEASE
+        if os.stat(path).st_uid != os.geteuid():
+            return None  # another user's file is no lease (the job takes it over)
+        holder = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if leases.stale(holder, "", leases._scheduler_running):
+        return None
+    return str(holder.get("job_id") or "?")
+
+
+def _resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool, keep_code: bool,
+              make: tp.Optional[backends.BackendFactory] = None) -> tp.Tuple[storage.ManifestBook, bool]:
+    manifest = storage.read_manifest(sweep_dir)
+    rows = sweep_states(sweep_dir, manifest, backend_of(sweep_dir, manifest, make))
+    busy = [i for i in indices if rows[i].state in BUSY]
+    if busy:
+        raise UsageError(f"points {', '.join(map(str, busy))} are still queued or running; "
+                         f"cancel them first (`ptslurm cancel --points ...`)")
+    running = {i: job for i in indices if (job := _running_elsewhere(manifest.points[i]))}
+    if running:
+        raise UsageError(f"point(s) {', '.join(f'{i} (job {j})' for i, j in running.items())} still run an "
+                         f"attempt; cancel first (`ptslurm cancel --points ...`) or wait for it to end")
+    if refresh_code:
+        manifest = refresh_snapshot(sweep_dir, manifest, indices)
+    elif not keep_code:
+        note = code_change_note(manifest, sweep_dir, indices)
+        if note:
+            raise UsageError(f"{note}: choose --refresh-code (the points run the new code) or --keep-code "
+                             f"(they run the code they ran before)")
+    for i in indices:
+        entry = manifest.points[i]
+        entry.path.mkdir(parents=True, exist_ok=True)
+        previous = max(read_intent(entry.path).submission, records.read_status(entry.path).submission)
+        write_intent(entry.storage_dir, cancelled=False, submission=previous + 1)
+    manifest = manifest.with_points(
+        lambda e: e.replace(job_history=e.job_history + ((e.job_id,) if e.job_id else ())), indices)
+    book = storage.ManifestBook(sweep_dir, manifest)
+    if manifest.executor != "slurm":
+        return book, True
+    book.save(manifest)
+    return book, False
+
+
+def refresh_snapshot(sweep_dir: Path, manifest: Manifest, indices: tp.Sequence[int],
+                     max_mb: float = snapshot.DEFAULT_MAX_MB) -> Manifest:
+    """Take the experiment's current code for the points ``indices``: a new snapshot
+    (``code-<n>/``, checked by the pre-flight with those points' configs) beside the earlier
+    ones, which stay for the points that ran them. Returns the manifest that records it
+    (and which version each point runs)."""
+    info = manifest.experiment
+    chosen = [manifest.points[i] for i in indices]
+    points = [e.to_point() for e in chosen]
+    keys = (manifest.storage_key,) if manifest.storage_key else ()
+    dirs = [e.path for e in chosen]
+    extra = {}
+    for entry in chosen:  # the config files named after `with`, as submitted
+        old_workdir = manifest.code_of(entry.code_version).workdir
+        for name in entry.named_configs:
+            if name.startswith(snapshot.WITH_FILES + "/") and old_workdir:
+                extra[name] = str(Path(old_workdir) / name)
+    staged = stage(Path(info.file), Path(manifest.root), points, keys, lambda _name: dirs, [], max_mb, extra)
+    lay, staging, code_hash, code_bytes = staged.layout, staged.staging, staged.code_hash, staged.code_bytes
+    try:
+        if staged.experiment_name != info.name:
+            raise UsageError(f"the experiment is now named {staged.experiment_name!r}, not {info.name!r}: its points' storage "
+                             f"dirs would not match; start a new sweep")
+        same = next((v for v in range(manifest.latest_code, 0, -1) if manifest.code_of(v).sha256 == code_hash), None)
+        if same is not None:  # the code is the same as a snapshot the sweep already has
+            version = same
+        else:
+            version = manifest.latest_code + 1
+            name = f"{storage.CODE}-{version}"
+            code = sweep_dir / name
+            shutil.rmtree(code, ignore_errors=True)  # a refresh killed before its manifest
+            shutil.move(str(staging / storage.CODE), str(code))
+            shutil.move(str(snapshot.hash_file(staging / storage.CODE)), str(snapshot.hash_file(code)))
+            versions = dict(manifest.code_versions)
+            versions[str(version)] = {"dir": name, "sha256": code_hash, "bytes": code_bytes,
+                                      "snapshot": str(code / lay.experiment), "workdir": str(code / lay.workdir),
+                                      "source_root": str(lay.root), "taken": now()}
+            manifest = manifest.replace(code_versions=versions)
+        manifest = manifest.with_points(lambda e: e.replace(code_version=version), indices)
+        storage.write_manifest(sweep_dir, manifest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def changed_code(manifest: Manifest, sweep_dir: Path, version: tp.Optional[int] = None) -> tp.List[str]:
+    """Files of the sweep's snapshot ``version`` (default: the newest) that differ from the
+    live tree it was taken from."""
+    code = manifest.code_of(manifest.latest_code if version is None else version)
+    if not code.source_root:
+        return []
+    return snapshot.differs(sweep_dir / code.dir, Path(code.source_root))
+
+
+def code_change_note(manifest: Manifest, sweep_dir: Path,
+                     indices: tp.Optional[tp.Sequence[int]] = None) -> tp.Optional[str]:
+    """``a.py and 2 more changed since the sweep's code snapshot v1 (…)``: the live code
+    differs from the snapshot the points ``indices`` run (default: the newest), or None."""
+    versions = sorted({manifest.points[i].code_version for i in indices}) if indices else [manifest.latest_code]
+    for version in versions:
+        changed = changed_code(manifest, sweep_dir, version)
+        if changed:
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            return (f"{', '.join(changed[:3])}{more} changed since the sweep's code snapshot "
+                    f"{manifest.code_of(version).label}")
+    return None
+
+
+def run_here(sweep_dir: Path, manifest: Manifest, index: int, pdb: bool = False, refresh_code: bool = False,
+             keep_code: bool = False) -> None:
+    """Run one attempt of a point in this process, in the foreground (``ptslurm run``).
+    Refused while the point is queued or running elsewhere. ``pdb`` enters the debugger
+    post mortem where the run fails; the exception then propagates."""
+    from .job import run_point
+
+    storage.require_own(sweep_dir, "runs")
+    entry = manifest.point(index)
+    row = sweep_states(sweep_dir, manifest)[index]
+    busy = BUSY if manifest.executor == "slurm" else (State.RUNNING,)
+    if row.state in busy:
+        raise UsageError(f"point {index} is {row.state} (job {entry.job_id}); two runs must not share "
+                         f"its storage dir: `ptslurm cancel {shlex.quote(str(sweep_dir))} --points {index}` first")
+    if refresh_code:
+        refresh_snapshot(sweep_dir, manifest, [index])
+    elif not keep_code:
+        note = code_change_note(manifest, sweep_dir, [index])
+        if note:
+            raise UsageError(f"{note}: choose --refresh-code (run the new code) or --keep-code (run the point's "
+                             f"snapshot {manifest.code_of(entry.code_version).label})")
+    # a run in the foreground is asked for: a submission of its own (a completed point runs again)
+    entry.path.mkdir(parents=True, exist_ok=True)
+    previous = max(read_intent(entry.path).submission, records.read_status(entry.path).submission)
+    write_intent(entry.storage_dir, cancelled=False, submission=previous + 1)
+    try:
+        run_point(sweep_dir, index)
+    except BaseException as exc:
+        if pdb and not isinstance(exc, KeyboardInterrupt):
+            import pdb as debugger
+            import traceback
+
+            traceback.print_exc()
+            debugger.post_mortem(exc.__traceback__)
+        raise
+
+
+def point_config(manifest: Manifest, index: int) -> tp.Tuple[dict, str]:
+    """A point's config and where it came from: the config.json its latest attempt wrote,
+    else the manifest's updates, named configs and seed."""
+    entry = manifest.point(index)
+    path = entry.path / storage.CONFIG
+    config = records.read_json(path)
+    if isinstance(config, dict):
+        return config, f"resolved config of its latest attempt ({path})"
+    return ({"updates": entry.updates, "named_configs": list(entry.named_configs), "seed": entry.seed},
+            "not run yet: the updates, named configs and seed it will run with")
+
+
+def log_paths(sweep_dir: Path, manifest: Manifest, index: int, attempt: tp.Optional[int],
+              live: bool = False, rank: int = 0) -> tp.Tuple[Path, tp.Optional[Attempt], tp.Optional[str]]:
+    """The captured output of attempt ``attempt`` (1-based; default the latest) of a point:
+    sacred's cout.txt, else the scheduler's log. ``live`` picks the scheduler's (or the local)
+    log, written as it happens (sacred updates cout.txt only at heartbeats).
+    ``rank``: a rank of a distributed point (only rank 0 has a sacred run; the others'
+    output is in the scheduler's log of their task).
+    Returns ``(path, the attempt, a note on where the output comes from)``."""
+    entry = manifest.point(index)
+    if not 0 <= rank < manifest.resources.world_size:
+        raise UsageError(f"--rank {rank}: point {index} has ranks 0-{manifest.resources.world_size - 1}")
+    attempts = records.read_status(entry.path).attempts
+    if attempt is not None and not 1 <= attempt <= max(len(attempts), 1):
+        raise UsageError(f"point {index} has {len(attempts)} attempt(s); --attempt must be 1-{max(len(attempts), 1)}")
+    chosen = attempts[(attempt or len(attempts)) - 1] if attempts else None
+    note = None
+    if chosen is not None and chosen.sacred_id and not live and rank == 0:
+        path = PointPaths(entry.path).run(chosen.sacred_id, COUT)
+        try:
+            if path.stat().st_size > 0:
+                return path, chosen, None
+        except OSError:
+            pass
+        note = (f"(sacred captured no output in {path}; showing the "
+                f"{'scheduler' if manifest.executor == 'slurm' else 'local'} log)")
+    job = (chosen.job_id if chosen is not None else None) or entry.job_id
+    if manifest.executor == "slurm" and job:
+        return backend_of(sweep_dir, manifest).log_path(job, rank), chosen, note
+    return sweep_dir / storage.LOCAL_LOGS / f"{index}.log", chosen, note

@@ -1,0 +1,422 @@
+"""The command line's verbs: one ``cmd_<name>(args)`` per subcommand, called by ``cli.main``
+with the parsed arguments; they print what the user sees and return the exit code.
+
+Start-up imports neither torch nor sacred: each verb imports what it needs when it runs.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+import typing as tp
+
+from .errors import PtslurmError, UsageError
+from .state import ended, status_rows, sweep_states
+
+UNSET = object()  # `none` given for a resource option: unset the profile's value
+
+
+def _resources(args, prof: dict, prof_path=None):
+    from .profile import parse_time
+    from .spec import Resources
+
+    res = dict(prof.get("resources") or {})
+    from_profile = f"profile {prof_path}"
+    origins = {key: from_profile for key, value in res.items() if value is not None and key != "sbatch_args"}
+    for key in ("partition", "gpus", "cpus", "nodes", "tasks_per_node", "mem_gb", "account", "qos", "constraint",
+                "array_parallelism", "signal_delay_s", "max_requeues", "max_attempts"):
+        value = getattr(args, key)
+        if value is UNSET:  # `--mem none`: drop the profile's value, the cluster's default applies
+            res[key] = None
+            origins.pop(key, None)
+        elif value is not None:
+            res[key] = value
+            origins[key] = "command line"
+    if args.time is not None:
+        res["time"] = None if args.time is UNSET else args.time
+        origins["time"] = "command line"
+    extra = dict(res.pop("sbatch_args", None) or {})
+    origins.update({key: from_profile for key in extra})
+    for item in args.sbatch:
+        key, sep, value = item.partition("=")
+        if not key.strip().lstrip("-"):
+            raise UsageError(f"--sbatch {item!r}: expected KEY=VALUE or a FLAG, e.g. --sbatch mail-type=END")
+        name = key.strip().lstrip("-")
+        extra[name] = value if sep else True  # `--sbatch exclusive`: a flag
+        origins[name] = "command line"
+    timeout = parse_time(res.pop("time", None))
+    res["origins"] = origins
+    return Resources(timeout_min=timeout, sbatch_args=extra, **res)  # sweep.check_resources checks the values
+
+
+def _one_line(text: tp.Optional[str], option: str) -> tp.Optional[str]:
+    if text is None:
+        return None
+    if not text.strip() or len(text) > 1000 or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise UsageError(f"{option} takes one line of text (at most 1000 characters, no newlines or tabs)")
+    return text
+
+
+def cmd_sweep(args: argparse.Namespace, argv: tp.List[str], updates: tp.List[str]) -> int:
+    from . import grid, render, snapshot
+    from . import profile as profiles
+    from . import sweep as sweeps
+
+    prof_path = profiles.find(args.profile)
+    prof = profiles.load(prof_path)
+    if prof_path is not None:
+        Printer().message(profiles.describe(prof_path, prof))
+    key = args.storage_key if args.storage_key is not None else prof.get("storage_key")
+    request = sweeps.SweepRequest(
+        experiment=args.experiment, with_tokens=tuple(updates), sweep_file=args.sweep_file,
+        name=args.name, root=args.root or prof.get("root"), storage_key=key or None,
+        executor=args.executor or prof.get("executor") or "auto",
+        jobs=args.jobs if args.jobs is not None else prof.get("jobs") or 1,
+        resources=_resources(args, prof, prof_path), dry_run=args.dry_run, argv=tuple(argv),
+        max_snapshot_mb=args.max_snapshot_mb if args.max_snapshot_mb is not None else snapshot.DEFAULT_MAX_MB,
+        max_points=args.max_points if args.max_points is not None else grid.DEFAULT_MAX_POINTS,
+        keep_duplicates=args.keep_duplicates, note=_one_line(args.note, "--note"),
+        notify=_one_line(args.notify, "--notify"),
+    )
+    outcome = sweeps.run(request, wait=args.wait, events=Printer())
+    if args.dry_run:
+        p = outcome.plan
+        if args.json:
+            print(json.dumps(render.dry_run_json(p), indent=2))
+        elif p.executor == "slurm":
+            from .backends import SlurmBackend
+
+            print(render.dry_run(p, SlurmBackend(p.sweep_dir, p.request.resources, p.name).batch_script(len(p.points)),
+                                 None))
+        else:
+            from .backends import LocalBackend
+
+            print(render.dry_run(p, None, LocalBackend(p.sweep_dir, request.jobs).command("INDEX")))
+        return 0
+    if args.json:
+        print(json.dumps(render.summary_json(outcome), indent=2))
+    else:
+        print(outcome.sweep_dir)
+    if outcome.rows is not None:
+        sweeps.check_finished(outcome.rows, tp.cast(tp.Any, outcome.sweep_dir))
+    return 0
+
+
+class Printer:
+    """``sweep.Events`` for a terminal: messages and warnings on stderr; the progress line
+    rewritten in place on a terminal, printed on change otherwise (CI logs)."""
+
+    def __init__(self) -> None:
+        self.last = ""
+        self.tty = sys.stderr.isatty()
+
+    def message(self, text: str) -> None:
+        print(f"ptslurm: {text}", file=sys.stderr)
+
+    def warning(self, text: str) -> None:
+        print(f"ptslurm: warning: {text}", file=sys.stderr)
+
+    def progress(self, rows: tp.Sequence[tp.Any], final: bool = False) -> None:
+        from .render import counts_line
+
+        text = counts_line(rows, len(rows), 24)
+        if self.tty:  # a line wider than the terminal wraps and \r no longer rewrites it
+            from .render import terminal_width
+
+            text = text[: (terminal_width(100) or 100) - 1]
+        if text == self.last:
+            if final and self.tty:
+                sys.stderr.write("\n")
+            return
+        self.last = text
+        sys.stderr.write("\r\033[K" + text + ("\n" if final else "") if self.tty else text + "\n")
+        sys.stderr.flush()
+
+
+def _sweep(args: argparse.Namespace) -> tp.Tuple[tp.Any, tp.Any]:
+    from . import storage
+
+    path = storage.find_sweep(args.sweep, args.root)
+    return path, storage.read_manifest(path)
+
+
+def _warn_damaged(index: int, paths: tp.Iterable[str]) -> None:
+    from .render import damaged
+
+    for path in paths:
+        print(f"ptslurm: warning: {damaged(index, path)}", file=sys.stderr)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from . import render, results, storage, submission
+
+    sweep_dir, manifest = _sweep(args)
+    from . import commands
+
+    if manifest.executor == "slurm" and not commands.slurm_available():
+        print("ptslurm: warning: the SLURM controller did not answer: states come from the files alone "
+              "(a job that ended without a word still shows as running or queued)", file=sys.stderr)
+    warned = False
+    while True:
+        states = sweep_states(sweep_dir, manifest)
+        if submission.top_up(sweep_dir, manifest, states):  # the only write `status` makes
+            manifest = storage.read_manifest(sweep_dir)
+            states = sweep_states(sweep_dir, manifest)
+        rows = status_rows(manifest, states)
+        if args.state:
+            rows = [r for r in rows if r.state in _states(args.state)]
+        if not warned:
+            for r in rows:
+                _warn_damaged(r.index, r.damaged)
+            warned = True
+        if args.json:
+            print(json.dumps([r.to_json() for r in rows], indent=2))
+        else:
+            text = render.status(manifest, rows)
+            if args.watch and sys.stdout.isatty():
+                sys.stdout.write("\033[H\033[J")
+            print(text, flush=True)
+        if not args.watch or ended(rows):
+            return 0
+        time.sleep(args.interval)
+
+
+def _states(text: str) -> tp.Set[str]:
+    from .records import State
+
+    wanted = {s.strip().lower() for s in text.split(",") if s.strip()}
+    known = {s.value for s in State}
+    unknown = sorted(wanted - known)
+    if unknown or not wanted:
+        raise UsageError(f"--state {text!r}: unknown state {', '.join(unknown) or '(none given)'}; "
+                         f"use {', '.join(sorted(known))}")
+    return wanted
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from . import render, results, storage
+
+    dirs = [storage.find_sweep(s, args.root) for s in args.sweeps]
+    records, save_cache = results.read_records(dirs, args.root, use_cache=not args.no_cache)
+    for r in records:
+        _warn_damaged(r["index"], r.pop("_damaged", ()))
+    if args.where:
+        records = results.where(records, args.where)
+    if args.best:
+        ranking = results.rank(records, args.best)
+        if not isinstance(ranking.records[0].get(ranking.key), (int, float)):
+            raise UsageError(f"no point reported {args.best!r} yet")
+        print(f"ptslurm: {ranking.note()}", file=sys.stderr)
+        print(ranking.records[0]["storage_dir"])
+        save_cache()
+        return 0
+    if args.sort:
+        ranking = results.rank(records, args.sort)
+        print(f"ptslurm: {ranking.note()}", file=sys.stderr)
+        records = ranking.records
+    if args.columns:
+        records = results.select_columns(records, args.columns.split(","))
+    text = render.records(records, args.format, one_sweep=len(dirs) == 1)
+    if args.output:
+        from pathlib import Path
+
+        try:
+            Path(args.output).write_text(text)
+        except OSError as exc:
+            raise UsageError(f"cannot write -o {args.output!r} ({exc.strerror or exc}); give a file in a "
+                             f"folder you can write") from None
+        print(f"wrote {len(records)} rows to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    save_cache()
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from . import lifecycle
+
+    sweep_dir, manifest = _sweep(args)
+    done = lifecycle.cancel(sweep_dir, lifecycle.select_points(manifest, args.points))
+    print(f"cancelled {len(done)} point(s)" + (f": {', '.join(map(str, done))}" if done else
+                                               " (nothing was queued or running)"))
+    return 0
+
+
+def cmd_resubmit(args: argparse.Namespace) -> int:
+    from . import lifecycle, results
+    from .records import RETRYABLE
+
+    sweep_dir, manifest = _sweep(args)
+    if args.failed:
+        indices = [r.index for r in sweep_states(sweep_dir, manifest) if r.state in RETRYABLE]
+    else:
+        indices = lifecycle.select_points(manifest, args.points)
+    if not indices:
+        print("nothing to resubmit: no point failed", file=sys.stderr)
+        return 0
+    jobs = lifecycle.resubmit(sweep_dir, indices, refresh_code=args.refresh_code, keep_code=args.keep_code)
+    print(f"resubmitted {len(jobs)} point(s): " + ", ".join(f"{i} ({j})" for i, j in sorted(jobs.items())))
+    return 0
+
+
+TAIL_DEFAULT = 1000  # lines of a big log that `logs` shows unless told otherwise
+TAIL_FROM_MB = 10
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from . import lifecycle, records
+    from .records import TERMINAL, State
+
+    sweep_dir, manifest = _sweep(args)
+    entry = manifest.point(args.point)
+    path, chosen, note = lifecycle.log_paths(sweep_dir, manifest, args.point, args.attempt, live=args.follow,
+                                          rank=args.rank)
+    if note:
+        print(note, file=sys.stderr)
+    from . import logs
+
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = 0
+    tail = args.tail
+    if tail is None and size > TAIL_FROM_MB * 1e6 and not args.follow:
+        tail = TAIL_DEFAULT
+        print(f"ptslurm: {path} is {size / 1e6:.0f} MB: showing its last {tail} lines (--tail 0 for all)",
+              file=sys.stderr)
+    offset = logs.tail_offset(path, tail) if tail else 0
+    start = offset
+    seen, frames = logs.Recent(), logs.Frames()
+    while True:
+        offset = logs.stream(path, offset, sys.stdout, seen, frames)
+        if not args.follow or records.read_status(entry.path).state in TERMINAL:
+            break
+        time.sleep(1)
+    if chosen is not None and chosen.traceback and chosen.state in (State.FAILED, State.REQUEUED) \
+            and chosen.cause == "failed":
+        if offset == start:
+            print(f"(no captured output at {path})")
+        if seen.has_traceback_of(chosen.error):  # sacred printed it already: once is enough
+            print(f"--- attempt {chosen.attempt} failed: {chosen.error} (traceback above) ---")
+        else:
+            print(f"--- attempt {chosen.attempt} failed ---")
+            sys.stdout.write(logs.user_traceback(chosen.traceback))
+    elif offset == start:
+        print(f"(no output yet for point {args.point}: {path})")
+    return 0
+
+
+def cmd_failures(args: argparse.Namespace) -> int:
+    from . import logs, render, results
+
+    sweep_dir, manifest = _sweep(args)
+    groups: tp.Dict[str, tp.List[tp.Any]] = {}
+    for row in sweep_states(sweep_dir, manifest):
+        why = render.why(row)
+        if why:
+            groups.setdefault(why, []).append(row)
+    if not groups:
+        print(f"no point of {manifest.name} failed")
+        return 0
+    for why, rows in sorted(groups.items(), key=lambda item: -len(item[1])):
+        states = sorted({str(r.state) for r in rows})
+        print(f"{len(rows)} point(s) {'/'.join(states)}: {why}")
+        print(f"  points {', '.join(str(r.index) for r in rows)}")
+        first = rows[0].latest
+        if first is not None and first.traceback:
+            for line in logs.user_traceback(first.traceback).rstrip().splitlines():
+                print(f"    {line}")
+        print(f"  see: ptslurm logs {sweep_dir} {rows[0].index}; then: ptslurm resubmit {sweep_dir} --points "
+              f"{','.join(str(r.index) for r in rows)}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import results
+
+    sweep_dir, _ = _sweep(args)
+    output = Path(args.output) if args.output else sweep_dir / f"{args.metric.replace('/', '_')}.png"
+    fig = results.plot(sweep_dir, args.metric, output)
+    print(f"wrote {output} ({len(fig.axes[0].get_lines())} curves)")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from . import render, results, storage
+
+    root = storage.resolve_root(args.root)
+    rows = []
+    for sweep_dir in results.sweeps_under(root):
+        try:
+            manifest = storage.read_manifest(sweep_dir)
+        except PtslurmError as exc:
+            rows.append([sweep_dir.name, "?", "?", "?", f"unreadable: {exc}"])
+            continue
+        if args.experiment and manifest.experiment.name != args.experiment:
+            continue
+        rows.append(render.sweep_row(manifest, sweep_states(sweep_dir, manifest)))
+    if not rows:
+        print(f"no sweeps under {root}" + (f" of experiment {args.experiment!r}" if args.experiment else ""))
+        return 0
+    print(render.sweeps(rows))
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from .completion import script
+
+    sys.stdout.write(script(args.shell))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from . import storage
+    from .housekeeping import delete
+
+    sweep_dir = storage.find_sweep(args.sweep, args.root)
+    paths = delete(sweep_dir, yes=args.yes)
+    for path in paths:
+        print(("deleted " if args.yes else "would delete ") + str(path))
+    if not args.yes:
+        print(f"ptslurm: nothing was deleted; to delete these {len(paths)} folders: "
+              f"ptslurm delete {sweep_dir} --yes", file=sys.stderr)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .profile import init
+
+    for path in init(Path(args.directory), force=args.force):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import lifecycle
+
+    sweep_dir, manifest = _sweep(args)
+    try:
+        lifecycle.run_here(sweep_dir, manifest, args.point, pdb=args.pdb, refresh_code=args.refresh_code,
+                        keep_code=args.keep_code)
+    except PtslurmError:
+        raise
+    except Exception as exc:  # the run's own failure: its traceback was printed by sacred
+        print(f"ptslurm: point {args.point} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from . import lifecycle, render
+
+    sweep_dir, manifest = _sweep(args)
+    config, source = lifecycle.point_config(manifest, args.point)
+    print(render.point_header(args.point, manifest, source), file=sys.stderr)
+    print(json.dumps(config, indent=2, sort_keys=False))
+    return 0
+
+
