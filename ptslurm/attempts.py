@@ -10,7 +10,7 @@ import traceback
 import typing as tp
 from pathlib import Path
 
-from . import commands, interrupt, storage
+from . import commands, interrupt, records, storage
 from .records import SLURM_COMPLETING, SLURM_REQUEUING, STATUS, Attempt, PointPaths, PointStatus, State, read_intent
 from .runtime import job_id, now, on_slurm
 
@@ -144,7 +144,7 @@ def latest_checkpoint(storage_dir: Path) -> tp.Optional[tp.List[tp.Any]]:
     own checkpoints count), None when there is none."""
     best: tp.Optional[tp.List[tp.Any]] = None
     try:
-        for entry in os.scandir(Path(storage_dir) / storage.CHECKPOINTS):
+        for entry in os.scandir(Path(storage_dir) / records.CHECKPOINTS):
             if entry.is_file():
                 stamp = entry.stat().st_mtime_ns
                 if best is None or stamp > best[1]:
@@ -168,7 +168,7 @@ def footprint(storage_dir: Path) -> tp.List[int]:
     top = str(storage_dir)
     for dirpath, dirnames, filenames in os.walk(top):
         if dirpath == top:
-            dirnames[:] = [d for d in dirnames if d != storage.SACRED]
+            dirnames[:] = [d for d in dirnames if d != records.SACRED]
         for name in filenames:
             if (dirpath == top and (name in OWN_FILES or name.startswith(".ptslurm"))) or name.endswith(".tmp"):
                 continue

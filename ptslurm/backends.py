@@ -15,7 +15,7 @@ import time
 import typing as tp
 from pathlib import Path
 
-from . import commands, storage, submitit_adapter
+from . import commands, records, storage, submitit_adapter
 from .commands import first_error_line
 from .errors import StorageError, SubmissionError, SubmissionRejected, UsageError
 from .spec import Resources
@@ -41,13 +41,13 @@ class SlurmBackend:
 
     def __init__(self, sweep_dir: Path, resources: Resources, job_name: str, workdir: tp.Optional[Path] = None):
         self.sweep_dir = Path(sweep_dir)
-        self.folder = self.sweep_dir / storage.SLURM_FOLDER
+        self.folder = self.sweep_dir / records.SLURM_FOLDER
         self.resources = resources
         self.job_name = job_name
         self.workdir = workdir  # the job's working dir (--chdir): the snapshot's experiment folder
         self.sbatch_calls = 0
 
-    def parameters(self) -> dict:
+    def parameters(self) -> tp.Dict[str, tp.Any]:
         """submitit SlurmExecutor parameters for ``self.resources``."""
         r = self.resources
         params: tp.Dict[str, tp.Any] = {
@@ -100,7 +100,7 @@ class SlurmBackend:
                                      + "; fix the resource options (--partition, --gpus, --cpus, --mem, --time, "
                                        "or the profile)")
 
-    def submit(self, indices: tp.Sequence[int], target: tp.Callable[..., tp.Any], args_for: tp.Callable[[int], tuple],
+    def submit(self, indices: tp.Sequence[int], target: tp.Callable[..., tp.Any], args_for: tp.Callable[[int], tp.Tuple[tp.Any, ...]],
                on_array: tp.Callable[[tp.Dict[int, str]], None], marker: tp.Optional[str] = None) -> tp.Dict[int, str]:
         """Submit ``target(*args_for(i))`` for each index as arrays; ``on_array`` receives
         the job ids of each array as soon as it is queued. ``marker`` goes into each array's
@@ -149,7 +149,7 @@ class SlurmBackend:
             raise SubmissionError(f"the next wave: {exc}") from None
 
     def ensure_pickles(self, jobs: tp.Mapping[int, str], target: tp.Callable[..., tp.Any],
-                       args_for: tp.Callable[[int], tuple]) -> None:
+                       args_for: tp.Callable[[int], tp.Tuple[tp.Any, ...]]) -> None:
         """Write the submitit pickle of adopted array tasks whose submission was killed
         before submitit moved it into place (the task would wait for it, then fail)."""
         for index, job in jobs.items():
@@ -211,7 +211,7 @@ class LocalBackend:
         no more; the points keep their checkpoints for ``ptslurm resubmit``."""
         import signal
 
-        logs = self.sweep_dir / storage.LOCAL_LOGS
+        logs = self.sweep_dir / records.LOCAL_LOGS
         logs.mkdir(exist_ok=True)
         pending = list(indices)
         running: tp.Dict[int, tp.Any] = {}
@@ -244,7 +244,7 @@ class LocalBackend:
         return done
 
 
-def runner_record() -> dict:
+def runner_record() -> tp.Dict[str, tp.Any]:
     """Who runs a local sweep's points (``status`` tells a dead runner's never-started
     points from pending ones)."""
     import socket
@@ -308,14 +308,14 @@ class Scheduler(tp.Protocol):
 
     def validate(self, count: int) -> None: ...
 
-    def submit(self, indices: tp.Sequence[int], target: tp.Callable[..., tp.Any], args_for: tp.Callable[[int], tuple],
+    def submit(self, indices: tp.Sequence[int], target: tp.Callable[..., tp.Any], args_for: tp.Callable[[int], tp.Tuple[tp.Any, ...]],
                on_array: tp.Callable[[tp.Dict[int, str]], None],
                marker: tp.Optional[str] = None) -> tp.Dict[int, str]: ...
 
     def submit_wave_job(self, after: tp.Sequence[str], marker: str) -> str: ...
 
     def ensure_pickles(self, jobs: tp.Mapping[int, str], target: tp.Callable[..., tp.Any],
-                       args_for: tp.Callable[[int], tuple]) -> None: ...
+                       args_for: tp.Callable[[int], tp.Tuple[tp.Any, ...]]) -> None: ...
 
     def log_path(self, job_id: str, rank: int = 0) -> Path: ...
 
@@ -413,7 +413,7 @@ class FakeBackend:
     def validate(self, count: int) -> None:
         self.sbatch_calls += 1
 
-    def submit(self, indices: tp.Sequence[int], target: tp.Callable[..., tp.Any], args_for: tp.Callable[[int], tuple],
+    def submit(self, indices: tp.Sequence[int], target: tp.Callable[..., tp.Any], args_for: tp.Callable[[int], tp.Tuple[tp.Any, ...]],
                on_array: tp.Callable[[tp.Dict[int, str]], None],
                marker: tp.Optional[str] = None) -> tp.Dict[int, str]:
         job_ids: tp.Dict[int, str] = {}
@@ -433,12 +433,12 @@ class FakeBackend:
                                      "sweep": str(self.sweep_dir)}])[0]
 
     def ensure_pickles(self, jobs: tp.Mapping[int, str], target: tp.Callable[..., tp.Any],
-                       args_for: tp.Callable[[int], tuple]) -> None:
+                       args_for: tp.Callable[[int], tp.Tuple[tp.Any, ...]]) -> None:
         for index, job in jobs.items():
             self.cluster.jobs[job]["call"] = (target, args_for(index))
 
     def log_path(self, job_id: str, rank: int = 0) -> Path:
-        return self.sweep_dir / storage.SLURM_FOLDER / f"{job_id}_{rank}_log.out"
+        return self.sweep_dir / records.SLURM_FOLDER / f"{job_id}_{rank}_log.out"
 
     def submit_limit(self) -> tp.Optional[int]:
         return self.cluster.limit

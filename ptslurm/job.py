@@ -11,7 +11,7 @@ import traceback
 import typing as tp
 from pathlib import Path
 
-from . import commands, interrupt, runtime, sacred_adapter, storage
+from . import commands, interrupt, records, runtime, sacred_adapter, storage
 from .attempts import AttemptRecord, classify, decide, fingerprint
 from .records import Manifest, PointEntry, State, read_intent, read_status
 from .runtime import ENV_POINT, ENV_STORAGE_DIR, ENV_SWEEP_DIR, job_id, now, on_slurm
@@ -50,7 +50,7 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
             print(f"ptslurm: point {index} already completed in this submission (attempt {done.attempt}); "
                   f"nothing to run", file=sys.stderr, flush=True)
             return done.result
-        _clear_leftovers(storage_dir / storage.CHECKPOINTS)
+        _clear_leftovers(storage_dir / records.CHECKPOINTS)
         record = AttemptRecord(storage_dir, submission=intent.submission,
                                code_dir=str(Path(manifest.code_of(entry.code_version).snapshot).parent))
         record.reserve()
@@ -311,7 +311,7 @@ def _create_run(manifest: Manifest, entry: PointEntry, record: tp.Optional[Attem
         sacred_adapter.no_observers(run)
         return run
     on_start = (lambda run_id: record.update(sacred_id=run_id)) if record is not None else None
-    sacred_adapter.observe_first(run, str(storage_dir / storage.SACRED), on_start)
+    sacred_adapter.observe_first(run, str(storage_dir / records.SACRED), on_start)
     git = manifest.git
     # sacred's default "fd" capture goes through a tee process whose last lines can miss
     # cout.txt when the run ends; "sys" capture is exact for Python output, and the job's
@@ -320,7 +320,7 @@ def _create_run(manifest: Manifest, entry: PointEntry, record: tp.Optional[Attem
                                 repository=git if git.get("commit") else None,
                                 info={"sweep": manifest.name, "point": entry.index, "job_id": job_id(),
                                       "git": git})
-    runtime.dump_config(run.config, storage_dir / storage.CONFIG)
+    runtime.dump_config(run.config, storage_dir / records.CONFIG)
     return run
 
 

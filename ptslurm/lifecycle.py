@@ -44,7 +44,7 @@ def write_intent(storage_dir: tp.Union[str, Path], **fields: tp.Any) -> None:
     storage.require_own_dir(Path(storage_dir))
     intent = read_intent(storage_dir).replace(
         time=now(), **fields)
-    storage.atomic_write_json(Path(storage_dir) / storage.INTENT, intent.to_json())
+    storage.atomic_write_json(Path(storage_dir) / records.INTENT, intent.to_json())
 
 
 CANCEL_GRACE_S = 15.0  # a local point gets this long to checkpoint after SIGTERM, then SIGKILL
@@ -119,7 +119,7 @@ def _running_elsewhere(entry: PointEntry) -> tp.Optional[str]:
     from . import lease as leases
 
     try:
-        path = entry.path / leases.LEASE
+        path = entry.path / records.LEASE
         if os.stat(path).st_uid != os.geteuid():
             return None  # another user's file is no lease (the job takes it over)
         holder = json.loads(path.read_text())
@@ -191,11 +191,11 @@ def refresh_snapshot(sweep_dir: Path, manifest: Manifest, indices: tp.Sequence[i
             version = same
         else:
             version = manifest.latest_code + 1
-            name = f"{storage.CODE}-{version}"
+            name = f"{records.CODE}-{version}"
             code = sweep_dir / name
             shutil.rmtree(code, ignore_errors=True)  # a refresh killed before its manifest
-            shutil.move(str(staging / storage.CODE), str(code))
-            shutil.move(str(snapshot.hash_file(staging / storage.CODE)), str(snapshot.hash_file(code)))
+            shutil.move(str(staging / records.CODE), str(code))
+            shutil.move(str(snapshot.hash_file(staging / records.CODE)), str(snapshot.hash_file(code)))
             versions = dict(manifest.code_versions)
             versions[str(version)] = {"dir": name, "sha256": code_hash, "bytes": code_bytes,
                                       "snapshot": str(code / lay.experiment), "workdir": str(code / lay.workdir),
@@ -268,11 +268,11 @@ def run_here(sweep_dir: Path, manifest: Manifest, index: int, pdb: bool = False,
         raise
 
 
-def point_config(manifest: Manifest, index: int) -> tp.Tuple[dict, str]:
+def point_config(manifest: Manifest, index: int) -> tp.Tuple[tp.Dict[str, tp.Any], str]:
     """A point's config and where it came from: the config.json its latest attempt wrote,
     else the manifest's updates, named configs and seed."""
     entry = manifest.point(index)
-    path = entry.path / storage.CONFIG
+    path = entry.path / records.CONFIG
     config = records.read_json(path)
     if isinstance(config, dict):
         return config, f"resolved config of its latest attempt ({path})"
@@ -308,4 +308,4 @@ def log_paths(sweep_dir: Path, manifest: Manifest, index: int, attempt: tp.Optio
     job = (chosen.job_id if chosen is not None else None) or entry.job_id
     if manifest.executor == "slurm" and job:
         return backend_of(sweep_dir, manifest).log_path(job, rank), chosen, note
-    return sweep_dir / storage.LOCAL_LOGS / f"{index}.log", chosen, note
+    return sweep_dir / records.LOCAL_LOGS / f"{index}.log", chosen, note

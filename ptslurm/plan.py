@@ -13,7 +13,7 @@ import tempfile
 import typing as tp
 from pathlib import Path
 
-from . import commands, grid, snapshot, storage, sweepfile
+from . import commands, grid, records, snapshot, storage, sweepfile
 from .errors import UsageError
 from .spec import DEFAULT_SIGNAL_DELAY_S, Point, Resources, default_signal_delay
 
@@ -70,7 +70,7 @@ class Plan:
     def workdir(self) -> Path:
         """Where each job runs: the sweep snapshot's copy of the experiment's folder."""
         assert self.layout is not None, "plan() made the layout"
-        return self.sweep_dir / storage.CODE / self.layout.workdir
+        return self.sweep_dir / records.CODE / self.layout.workdir
 
     def discard(self) -> None:
         """Remove the staged snapshot (after create() took it, or when nothing is created)."""
@@ -224,7 +224,7 @@ def stage(path: Path, root: Path, points: tp.Sequence[Point], keys: tp.Sequence[
     module_files = experiment.module_files()
     lay = snapshot.layout(path, path_before, list(sys.path), module_files)
     exp_name = ex.path
-    if not exp_name or os.sep in exp_name or exp_name in (".", "..", storage.SWEEPS):
+    if not exp_name or os.sep in exp_name or exp_name in (".", "..", records.SWEEPS):
         raise UsageError(f"experiment name {exp_name!r} cannot be a folder name; "
                          f"use Experiment('my-experiment') with a plain name")
     imported = [os.path.relpath(real, lay.root) for real in map(os.path.realpath, module_files)
@@ -233,7 +233,7 @@ def stage(path: Path, root: Path, points: tp.Sequence[Point], keys: tp.Sequence[
     snapshot.check_size(lay, listing, max_mb)
     staging = Path(tempfile.mkdtemp(prefix="ptslurm-snapshot-"))
     try:
-        code = staging / storage.CODE
+        code = staging / records.CODE
         workdir = lay.workdir.as_posix()
         code_hash = snapshot.copy(lay, listing, code, [(src, f"{workdir}/{rel}" if workdir != "." else rel)
                                                        for rel, src in (extra or {}).items()])

@@ -17,7 +17,7 @@ from pathlib import Path
 from . import storage
 from .errors import UsageError
 from .records import TERMINAL, Attempt, Intent, Manifest, PointEntry, PointStatus, State, read, read_intent, read_json, read_status
-from .records import COLLECT_CACHE, METRICS
+from .records import COLLECT_CACHE, INTENT, MANIFEST, METRICS, SACRED, STATUS
 from .state import point_state, sweep_states
 
 # Which way a metric is better, by the words of its name (split at anything not a letter or
@@ -85,7 +85,7 @@ def join_metrics(storage_dir: tp.Union[str, Path], attempts: tp.Sequence[Attempt
     """The sacred metrics of all attempts, joined in order: an attempt that resumed from an
     earlier checkpoint replaces the steps it reports again."""
     ids = [a.sacred_id for a in attempts if a.sacred_id]
-    base = f"{storage_dir}/{storage.SACRED}"
+    base = f"{storage_dir}/{SACRED}"
     if len(ids) == 1:  # the common case: no joining, no copies
         metrics = _metrics(f"{base}/{ids[0]}/{METRICS}", broken)
         return {k: v for k, v in metrics.items() if v["steps"]}
@@ -137,14 +137,14 @@ def _stamp(path: str) -> tp.Optional[tp.List[int]]:
 def _record(manifest: Manifest, entry: PointEntry) -> tp.Tuple[dict, dict]:
     """The point's record and the stamps of the files it was read from."""
     base = entry.storage_dir
-    stamps = {storage.STATUS: _stamp(f"{base}/{storage.STATUS}"),  # paths relative to the storage dir
-              storage.INTENT: _stamp(f"{base}/{storage.INTENT}")}
-    found = read(f"{base}/{storage.STATUS}", PointStatus)
+    stamps = {STATUS: _stamp(f"{base}/{STATUS}"),  # paths relative to the storage dir
+              INTENT: _stamp(f"{base}/{INTENT}")}
+    found = read(f"{base}/{STATUS}", PointStatus)
     status = found.record or PointStatus()
-    intent = read_intent(base) if stamps[storage.INTENT] else Intent()
+    intent = read_intent(base) if stamps[INTENT] else Intent()
     for a in status.attempts:
         if a.sacred_id:
-            path = f"{storage.SACRED}/{a.sacred_id}/{METRICS}"
+            path = f"{SACRED}/{a.sacred_id}/{METRICS}"
             stamps[path] = _stamp(f"{base}/{path}")
     record: tp.Dict[str, tp.Any] = {"sweep": manifest.name, "index": entry.index}
     record.update(entry.varied_values(manifest.varied))
@@ -186,7 +186,7 @@ def _sweep_records(sweep_dir: Path, use_cache: bool,
     manifest = storage.read_manifest(sweep_dir)
     cache_path = Path(sweep_dir) / CACHE
     cache = read_json(cache_path) if use_cache else None
-    if not isinstance(cache, dict) or cache.get("manifest") != _stamp(str(Path(sweep_dir) / storage.MANIFEST)):
+    if not isinstance(cache, dict) or cache.get("manifest") != _stamp(str(Path(sweep_dir) / MANIFEST)):
         cache = {}
     entries = cache.get("points", {}) if isinstance(cache.get("points"), dict) else {}
     todo = [e for e in manifest.points if not _fresh(entries.get(str(e.index)))]
@@ -214,7 +214,7 @@ def _sweep_records(sweep_dir: Path, use_cache: bool,
         if todo and use_cache:
             try:  # a sweep of someone else's (read-only) is collected all the same
                 storage.atomic_write_text(cache_path, json.dumps(
-                    {"manifest": _stamp(str(Path(sweep_dir) / storage.MANIFEST)), "points": entries}))
+                    {"manifest": _stamp(str(Path(sweep_dir) / MANIFEST)), "points": entries}))
             except OSError:
                 pass
 
@@ -319,7 +319,7 @@ def _series_best(record: dict, metric: str, way: str) -> tp.Optional[float]:
     base = record.get("storage_dir")
     if not base:
         return None
-    status = read(f"{base}/{storage.STATUS}", PointStatus).record or PointStatus()
+    status = read(f"{base}/{STATUS}", PointStatus).record or PointStatus()
     series = join_metrics(base, status.attempts, []).get(metric)
     return best_of(metric, series["values"], way) if series else None
 
@@ -431,7 +431,7 @@ def plot(sweep_dir: Path, metric: str, output: tp.Optional[Path] = None) -> tp.A
 def sweeps_under(root: Path) -> tp.List[Path]:
     base = storage.sweeps_dir(root)
     try:
-        return sorted(p for p in base.iterdir() if (p / storage.MANIFEST).is_file())
+        return sorted(p for p in base.iterdir() if (p / MANIFEST).is_file())
     except FileNotFoundError:
         return []
 

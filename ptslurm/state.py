@@ -11,7 +11,7 @@ import socket
 import typing as tp
 from pathlib import Path
 
-from . import commands, storage
+from . import commands, records, storage
 from .errors import SubmissionError
 from .records import ORDER, TERMINAL, Attempt, Intent, Manifest, PointEntry, PointStatus, State, read, read_intent, read_json
 from .records import RUN, SLURM_WAITING, PointPaths
@@ -149,7 +149,7 @@ def point_states(manifest: Manifest, queue: tp.Optional[tp.Mapping[str, str]] = 
     and is named in ``damaged``."""
     rows = []
     for entry in manifest.points:
-        found = read(entry.path / storage.STATUS, PointStatus)
+        found = read(entry.path / records.STATUS, PointStatus)
         status = found.record or PointStatus()
         state = point_state(manifest, entry, status, read_intent(entry.path), queue, accounting)
         if found.damaged:

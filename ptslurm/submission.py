@@ -45,7 +45,7 @@ def existing(p: Plan) -> tp.Optional[Manifest]:
     sweep_dir = p.sweep_dir
     if not sweep_dir.exists():
         return None
-    if not (sweep_dir / storage.MANIFEST).exists():
+    if not (sweep_dir / records.MANIFEST).exists():
         # a submission killed before its manifest: nothing was queued yet; give back what
         # it claimed and start again
         storage.release_claims(p.root / p.experiment_name, str(sweep_dir))
@@ -74,10 +74,10 @@ def create(p: Plan) -> storage.ManifestBook:
         raise UsageError(f"sweep {p.name!r} is being created by another process; choose another --name") from None
     assert p.staging is not None and p.layout is not None, "plan() stages the snapshot"
     try:
-        code = sweep_dir / storage.CODE
+        code = sweep_dir / records.CODE
         try:
-            shutil.move(str(p.staging / storage.CODE), str(code))
-            shutil.move(str(snapshot.hash_file(p.staging / storage.CODE)), str(snapshot.hash_file(code)))
+            shutil.move(str(p.staging / records.CODE), str(code))
+            shutil.move(str(snapshot.hash_file(p.staging / records.CODE)), str(snapshot.hash_file(code)))
         except shutil.Error as exc:  # copytree gathers the errors of every file
             first = exc.args[0][0][2] if exc.args and exc.args[0] else str(exc)
             raise StorageError(f"cannot write the code snapshot to {str(code)!r}: {first}; free space or "
@@ -142,7 +142,7 @@ def _undo(book: storage.ManifestBook, error: str) -> None:
     """After a refused submission: no storage dir may claim to be queued."""
     for entry in book.manifest.points:
         try:
-            os.unlink(os.path.join(entry.storage_dir, storage.CLAIM))
+            os.unlink(os.path.join(entry.storage_dir, records.CLAIM))
             os.rmdir(entry.storage_dir)  # only when nothing else is in it
         except OSError:
             pass

@@ -67,6 +67,20 @@ def test_the_package_type_checks():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+STRICT = ("records", "state", "plan", "submission", "lifecycle", "sweep", "backends", "runtime")
+
+
+def test_the_core_type_checks_strictly():
+    """``mypy --strict`` over the records, the state function, the plan, the submission
+    protocol, the life cycle, the backends and the runtime: no error in them (their imports
+    are checked with the package's settings by the test above)."""
+    files = [str(PACKAGE / f"{m}.py") for m in STRICT]
+    proc = subprocess.run([sys.executable, "-m", "mypy", "--strict", *files], capture_output=True, text=True,
+                          cwd=PACKAGE.parent)
+    ours = [ln for ln in proc.stdout.splitlines() if any(ln.startswith(f"ptslurm/{m}.py:") for m in STRICT)]
+    assert not ours, "\n".join(ours)
+
+
 def internal_graph() -> dict:
     """module -> the ptslurm modules it imports anywhere (function-local imports included)."""
     graph = {}
