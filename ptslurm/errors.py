@@ -63,3 +63,12 @@ class PointsFailed(PtslurmError, RuntimeError):
 class SnapshotError(UsageError):
     """The code snapshot cannot be made (too big, too wide) or no longer matches what was
     submitted."""
+
+
+class AdapterError(PtslurmError, RuntimeError):
+    """An installed library (sacred, submitit) no longer has what ptslurm relies on: the
+    message names each change and the versions the suite ran against."""
+
+
+class LeaseHeld(PtslurmError, RuntimeError):
+    """Another live attempt holds the storage dir (the lease): this one stands down."""

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 from . import storage
-from .errors import PtslurmError
+from .errors import LeaseHeld  # noqa: F401 - lease.LeaseHeld, what callers catch
 from .records import LEASE, SLURM_ON_NODE
 from .state import alive, timestamp
 from .runtime import now
@@ -27,10 +27,6 @@ from .runtime import now
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 150.0  # five missed heartbeats
 WAIT_S = float(os.environ.get("PTSLURM_LEASE_WAIT_S", "120"))
-
-
-class LeaseHeld(PtslurmError, RuntimeError):
-    """Another live attempt holds the storage dir."""
 
 
 def _age_s(text: tp.Optional[str]) -> float:

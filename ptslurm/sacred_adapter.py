@@ -30,11 +30,9 @@ import os
 import typing as tp
 import warnings
 
+from .errors import AdapterError
+
 TESTED = "sacred>=0.8.7,<0.9"  # the range the suite ran against (setup.cfg pins the same)
-
-
-class AdapterError(RuntimeError):
-    """The installed library no longer has what ptslurm relies on."""
 
 
 def sacred() -> tp.Any:

@@ -143,9 +143,6 @@ class Resources:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def replace(self, **changes) -> "Resources":
-        return dataclasses.replace(self, **changes)
-
 
 # sbatch options ptslurm sets itself or relies on: --sbatch may not change them (a silent
 # override removed the stop signal, the array, the logs, ...); each names what to use instead

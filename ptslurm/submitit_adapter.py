@@ -24,12 +24,10 @@ import sys
 import typing as tp
 from pathlib import Path
 
+from .errors import AdapterError
+
 TESTED = "submitit>=1.5.4,<1.6"  # the range the suite ran against (setup.cfg pins the same)
 SUBMITIT_REQUEUES = 0  # see the module docstring: ptslurm's handler owns requeues
-
-
-class AdapterError(RuntimeError):
-    """The installed submitit no longer has what ptslurm relies on."""
 
 
 def check() -> str:

@@ -162,7 +162,7 @@ class Trainer(Configurable):
             if storage_dir is None:
                 raise UsageError("Trainer needs storage_dir (ptslurm injects it into trainer.storage_dir)")
         self.model = model
-        self.optimizer = optimizer or Adam()
+        self.optimizer = optimizer
         self.storage_dir = Path(storage_dir)
         self.loss_weights = loss_weights
         self.stop_trigger = _trigger(stop_trigger)

@@ -148,3 +148,9 @@ def test_records_owns_every_on_disk_name_and_slurms_state_table():
     spelled = {m: constants(m) & (ON_DISK_NAMES | SLURM_STATES) for m in MODULES if m != "records"}
     spelled["backends"] -= {"PENDING"}  # FakeCluster's jobs: its queue, not a reading of SLURM's
     assert not {m: s for m, s in spelled.items() if s}, spelled
+
+
+def test_every_error_class_is_in_errors():
+    defined = {m: [n.name for n in ast.walk(ast.parse((PACKAGE / f"{m}.py").read_text()))
+                   if isinstance(n, ast.ClassDef) and n.name.endswith(("Error", "Held"))] for m in MODULES}
+    assert {m: c for m, c in defined.items() if c and m != "errors"} == {}
