@@ -90,6 +90,25 @@ def test_status_tops_up_a_stalled_wave_of_your_own_sweep(stalled_sweep, lost):
     assert all(e["job_id"] for e in manifest["points"][2:]), manifest["points"]
 
 
+def test_status_and_collect_of_a_sweep_whose_wave_job_is_queued_submit_nothing(stalled_sweep):
+    """Points wait and the wave job is queued (squeue says so): it will submit them, so
+    neither `status` nor `collect` nor `ptslurm.collect()` calls sbatch."""
+    sweep, log = stalled_sweep
+    (log.parent / "bin" / "queue").write_text("77 PENDING\n")
+    manifest = json.loads((sweep / "manifest.json").read_text())
+    manifest["waves"]["limit"] = 100  # room in the queue: only the queued wave job stops a submission
+    (sweep / "manifest.json").write_text(json.dumps(manifest))
+    for args in (["status", sweep], ["status", sweep, "--json"], ["collect", sweep]):
+        proc = run_cli(*args)
+        assert proc.returncode == 0, proc.stderr
+    code = f"import ptslurm; print(len(ptslurm.collect([{str(sweep)!r}])))"
+    proc = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "squeue" in log.read_text() and sbatch_calls(log) == 0, log.read_text()
+    states = [row["state"] for row in json.loads(run_cli("status", sweep, "--json").stdout)]
+    assert states.count("waiting") == 2, states
+
+
 def chown_tree(path: Path, uid: int) -> None:
     for dirpath, dirnames, filenames in os.walk(path):
         os.chown(dirpath, uid, -1)
