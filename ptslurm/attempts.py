@@ -11,7 +11,7 @@ import typing as tp
 from pathlib import Path
 
 from . import commands, interrupt, records, storage
-from .records import SLURM_COMPLETING, SLURM_REQUEUING, STATUS, Attempt, PointPaths, PointStatus, State, read_intent
+from .records import STOPS, Action, Cause, SLURM_COMPLETING, SLURM_REQUEUING, STATUS, Attempt, PointPaths, PointStatus, State, read_intent
 from .runtime import job_id, now, on_slurm
 
 
@@ -109,7 +109,7 @@ class AttemptRecord:
         if len(self.status.attempts) < 2:
             return None
         prev = self.status.attempts[-2]
-        return prev if prev.submission == self.status.submission and prev.cause == "failed" else None
+        return prev if prev.submission == self.status.submission and prev.cause == Cause.FAILED else None
 
     def reserve(self) -> None:
         """Hold some disk space in the storage dir (given back to record the end of an
@@ -154,7 +154,6 @@ def latest_checkpoint(storage_dir: Path) -> tp.Optional[tp.List[tp.Any]]:
     return best
 
 
-STOPS = ("timeout", "terminated", "preempted", "lost")  # the scheduler ended it, not the code
 
 
 OWN_FILES = PointPaths(Path(".")).own
@@ -199,7 +198,7 @@ def _disk_full(exc: tp.Optional[BaseException]) -> bool:
     return False
 
 
-def classify(exc: BaseException, storage_dir: tp.Optional[Path] = None) -> str:
+def classify(exc: BaseException, storage_dir: tp.Optional[Path] = None) -> Cause:
     """Why the attempt ended, from the command line's intent and SLURM's own record of the
     job (not from elapsed time): ``cancelled`` (``ptslurm cancel``, or scancel: SIGTERM first
     and the job CANCELLED or COMPLETING), ``preempted`` (PreemptTime is set), ``requeued``
@@ -208,23 +207,23 @@ def classify(exc: BaseException, storage_dir: tp.Optional[Path] = None) -> str:
     exception), ``interrupted`` (a stop request outside SLURM)."""
     stopped = interrupt.received() is not None or isinstance(exc, KeyboardInterrupt)
     if stopped and storage_dir is not None and read_intent(storage_dir).cancelled:
-        return "cancelled"
+        return Cause.CANCELLED
     if not on_slurm():
-        return "interrupted" if stopped else "failed"
+        return Cause.INTERRUPTED if stopped else Cause.FAILED
     if not stopped:
-        return "failed"
+        return Cause.FAILED
     info = commands.job_info(os.environ["SLURM_JOB_ID"])
     if info.get("PreemptTime") not in (None, "", "None"):
-        return "preempted"
+        return Cause.PREEMPTED
     restarts = int(info.get("Restarts", "0") or 0)
     if restarts > int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) or info.get("JobState") in SLURM_REQUEUING:
-        return "requeued"
+        return Cause.REQUEUED
     if info.get("JobState") == "CANCELLED" or (
             info.get("JobState") == SLURM_COMPLETING and interrupt.received() == signal.SIGTERM):
-        return "cancelled"  # scancel: SIGTERM, and the job is on its way out
+        return Cause.CANCELLED  # scancel: SIGTERM, and the job is on its way out
     if interrupt.received() == signal.SIGUSR2:
-        return "timeout"
-    return "terminated"
+        return Cause.TIMEOUT
+    return Cause.TERMINATED
 
 
 class Decision(tp.NamedTuple):
@@ -232,8 +231,8 @@ class Decision(tp.NamedTuple):
     or None; ``progressed`` whether it got anywhere; ``gave_up`` why it is not requeued."""
 
     state: State
-    cause: str
-    action: tp.Optional[str]
+    cause: Cause
+    action: tp.Optional[Action]
     progressed: tp.Optional[bool] = None
     gave_up: tp.Optional[str] = None
 
@@ -251,21 +250,21 @@ def decide(exc: BaseException, record: AttemptRecord, max_requeues: int,
     from .errors import SnapshotError
 
     if isinstance(exc, SnapshotError):  # running it again cannot help
-        return Decision(State.FAILED, "failed", None)
+        return Decision(State.FAILED, Cause.FAILED, None)
     if _disk_full(exc):  # neither can running it again on a full disk: a person must make room
-        return Decision(State.FAILED, "no_space", None)
+        return Decision(State.FAILED, Cause.NO_SPACE, None)
     cause = classify(exc, getattr(record, "storage_dir", None))
-    if cause == "cancelled":
+    if cause == Cause.CANCELLED:
         return Decision(State.CANCELLED, cause, None)
     if not on_slurm():  # nothing to requeue: "failed" or "interrupted" is final
         return Decision(State(cause), cause, None)
-    if cause == "requeued":
+    if cause == Cause.REQUEUED:
         return Decision(State.REQUEUED, cause, None, record.made_progress(any_file=True))  # SLURM puts it back
     # a job that ends by itself during a preemption's grace time is not requeued by SLURM
     # (it ends FAILED): requeue it like a timeout
-    final = {"timeout": State.TIMEOUT, "terminated": State.TIMEOUT, "failed": State.FAILED,
-             "preempted": State.PREEMPTED}[cause]
-    if cause == "failed":
+    final = {Cause.TIMEOUT: State.TIMEOUT, Cause.TERMINATED: State.TIMEOUT, Cause.FAILED: State.FAILED,
+             Cause.PREEMPTED: State.PREEMPTED}[cause]
+    if cause == Cause.FAILED:
         progressed = record.made_progress()
         previous = record.previous_failure()
         differs = previous is not None and previous.fingerprint != fingerprint(exc)
@@ -283,5 +282,5 @@ def decide(exc: BaseException, record: AttemptRecord, max_requeues: int,
                                                             f"(--max-requeues {max_requeues})")
     if max_attempts is not None and record.attempts_in_submission() >= max_attempts:
         return Decision(final, cause, None, progressed, f"--max-attempts {max_attempts} reached")
-    return Decision(State.REQUEUED, cause, "requeue", progressed)
+    return Decision(State.REQUEUED, cause, Action.REQUEUE, progressed)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import commands, interrupt, records, runtime, sacred_adapter, storage
 from .attempts import AttemptRecord, classify, decide, fingerprint
-from .records import Manifest, PointEntry, State, read_intent, read_status
+from .records import Action, Cause, Manifest, PointEntry, State, read_intent, read_status
 from .runtime import ENV_POINT, ENV_STORAGE_DIR, ENV_SWEEP_DIR, job_id, now, on_slurm
 
 
@@ -57,7 +57,7 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
         record.start(**({"ranks": ranks.world_size, "nodes": ranks.nodes} if ranks.world_size > 1 else {}))
         held.callbacks.append(record.beat)
         if intent.cancelled:  # cancelled while queued, or requeued after a cancel
-            record.update(state=State.CANCELLED, cause="cancelled", ended=now(), final=True)
+            record.update(state=State.CANCELLED, cause=Cause.CANCELLED, ended=now(), final=True)
             return None
         runtime.activate(None, record)
         max_requeues, max_attempts = manifest.resources.max_requeues, manifest.resources.max_attempts
@@ -148,7 +148,7 @@ def _attempt(manifest: Manifest, entry: PointEntry, sweep_dir: Path, record: Att
                       error=f"{type(exc).__name__}: {exc}", action=action, fingerprint=fingerprint(exc),
                       traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
                       final=True)
-        if action == "requeue":
+        if action == Action.REQUEUE:
             commands.requeue(job_id())
         raise
 
@@ -167,7 +167,7 @@ def _use_allocation() -> None:
 
     if not on_slurm() or not interrupt.never_asked() or interrupt.received() != signal.SIGUSR2:
         return
-    if classify(interrupt.Interrupted("probe")) != "timeout":
+    if classify(interrupt.Interrupted("probe")) != Cause.TIMEOUT:
         return
     from .state import timestamp
 
@@ -209,9 +209,9 @@ def _unheeded(record: AttemptRecord, max_requeues: int, held: tp.Any, max_attemp
                   progressed=progressed, gave_up=gave_up,
                   error=f"stop request ({cause}) not heeded by the running code: the process was ended; "
                         f"the next attempt resumes from the code's own latest checkpoint")
-    why = {"timeout": "the time limit", "terminated": "SIGTERM", "preempted": "a preemption",
-           "requeued": "scontrol requeue", "cancelled": "a cancel"}.get(cause, cause)
-    then = ("the next attempt resumes from the code's own latest checkpoint" if action == "requeue"
+    why = {Cause.TIMEOUT: "the time limit", Cause.TERMINATED: "SIGTERM", Cause.PREEMPTED: "a preemption",
+           Cause.REQUEUED: "scontrol requeue", Cause.CANCELLED: "a cancel"}.get(cause, cause)
+    then = ("the next attempt resumes from the code's own latest checkpoint" if action == Action.REQUEUE
             else f"it is not requeued: {gave_up}" if gave_up else "it is not requeued")
     run = runtime.active_run()
     line = f"ptslurm: ended this attempt for {why} (the code did not ask ptslurm.should_stop()); {then}"
@@ -219,13 +219,13 @@ def _unheeded(record: AttemptRecord, max_requeues: int, held: tp.Any, max_attemp
         sacred_adapter.close_interrupted(run, line)
     else:
         print(line, flush=True)
-    if action == "requeue":
+    if action == Action.REQUEUE:
         try:
             commands.requeue(job_id())
         except Exception:  # noqa: BLE001 - recorded; the scheduler ends the job anyway
             pass
     held.release()
-    if action != "requeue":
+    if action != Action.REQUEUE:
         ended()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -12,7 +12,7 @@ from pathlib import Path
 from . import backends, records, snapshot, storage
 from .errors import SubmissionError, UsageError
 from .plan import stage
-from .records import BUSY, COUT, TERMINAL, Attempt, Manifest, PointEntry, PointPaths, State, read_intent
+from .records import BUSY, COUT, TERMINAL, Attempt, Executor, Manifest, PointEntry, PointPaths, State, read_intent
 from .state import sweep_states
 from .runtime import now
 from .submission import args_for, backend_of, job_target, run_local, submit_marker
@@ -66,7 +66,7 @@ def _cancel(sweep_dir: Path, indices: tp.Sequence[int],
     manifest = storage.read_manifest(sweep_dir)
     backend = backend_of(sweep_dir, manifest, make)
     rows = sweep_states(sweep_dir, manifest, backend)
-    on_slurm = manifest.executor == "slurm"
+    on_slurm = manifest.executor == Executor.SLURM
     queued: tp.Dict[str, str] = {}
     if on_slurm:
         try:
@@ -91,7 +91,7 @@ def _cancel(sweep_dir: Path, indices: tp.Sequence[int],
             raise SubmissionError(f"{exc}: the points are marked cancelled (a job that starts or stops "
                                   f"will not requeue), but running jobs may go on; run the same "
                                   f"`ptslurm cancel` again when the controller answers") from None
-    elif manifest.executor == "local":
+    elif manifest.executor == Executor.LOCAL:
         latest = [rows[i].latest for i in chosen]
         backends.stop_local([a for a in latest if a is not None and a.state == State.RUNNING], CANCEL_GRACE_S)
     return chosen
@@ -157,7 +157,7 @@ def _resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool, ke
     manifest = manifest.with_points(
         lambda e: e.replace(job_history=e.job_history + ((e.job_id,) if e.job_id else ())), indices)
     book = storage.ManifestBook(sweep_dir, manifest)
-    if manifest.executor != "slurm":
+    if manifest.executor != Executor.SLURM:
         return book, True
     book.save(manifest)
     return book, False
@@ -241,7 +241,7 @@ def run_here(sweep_dir: Path, manifest: Manifest, index: int, pdb: bool = False,
     storage.require_own(sweep_dir, "runs")
     entry = manifest.point(index)
     row = sweep_states(sweep_dir, manifest)[index]
-    busy = BUSY if manifest.executor == "slurm" else (State.RUNNING,)
+    busy = BUSY if manifest.executor == Executor.SLURM else (State.RUNNING,)
     if row.state in busy:
         raise UsageError(f"point {index} is {row.state} (job {entry.job_id}); two runs must not share "
                          f"its storage dir: `ptslurm cancel {shlex.quote(str(sweep_dir))} --points {index}` first")
@@ -306,6 +306,6 @@ def log_paths(sweep_dir: Path, manifest: Manifest, index: int, attempt: tp.Optio
         note = (f"(sacred captured no output in {path}; showing the "
                 f"{'scheduler' if manifest.executor == 'slurm' else 'local'} log)")
     job = (chosen.job_id if chosen is not None else None) or entry.job_id
-    if manifest.executor == "slurm" and job:
+    if manifest.executor == Executor.SLURM and job:
         return backend_of(sweep_dir, manifest).log_path(job, rank), chosen, note
     return sweep_dir / records.LOCAL_LOGS / f"{index}.log", chosen, note

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import commands, grid, records, snapshot, storage, sweepfile
 from .errors import UsageError
+from .records import Executor
 from .spec import DEFAULT_SIGNAL_DELAY_S, Point, Resources, default_signal_delay
 
 FALLBACK_STORAGE_KEYS = ("trainer.storage_dir", "storage_dir")  # tried when no key is given
@@ -101,7 +102,7 @@ def spec_hash(experiment_file: Path, points: tp.Sequence[Point], resources: Reso
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
-def choose_executor(requested: str, dry_run: bool = False) -> str:
+def choose_executor(requested: str, dry_run: bool = False) -> Executor:
     """``slurm`` or ``local``; a dry run may show a SLURM batch script on a machine without
     a controller (a laptop)."""
     if requested not in ("auto", "slurm", "local"):
@@ -112,11 +113,11 @@ def choose_executor(requested: str, dry_run: bool = False) -> str:
             raise UsageError(f"SLURM's commands are installed but its controller does not answer ({said}); "
                              f"nothing was created: retry when slurmctld is back, or run on this machine with "
                              f"--executor local")
-        return "slurm" if here == "up" else "local"
+        return Executor.SLURM if here == "up" else Executor.LOCAL
     if requested == "slurm" and not dry_run and not commands.slurm_available():
         raise UsageError("--executor slurm: no SLURM controller answers `scontrol ping`; "
                          "run on a login node or use --executor local")
-    return requested
+    return Executor(requested)
 
 
 def plan(request: SweepRequest, scheduler_given: bool = False) -> Plan:
@@ -135,7 +136,7 @@ def plan(request: SweepRequest, scheduler_given: bool = False) -> Plan:
     storage.check_root_writable(root)
     storage.require_safe_dir(storage.sweeps_dir(root), "the sweep's control files (manifest, job pickles)")
     path = Path(request.experiment)
-    chosen = "slurm" if scheduler_given else choose_executor(request.executor, request.dry_run)
+    chosen = Executor.SLURM if scheduler_given else choose_executor(request.executor, request.dry_run)
     if request.name is not None:
         check_name(request.name)
     keys = (request.storage_key,) if request.storage_key else FALLBACK_STORAGE_KEYS
@@ -149,7 +150,7 @@ def plan(request: SweepRequest, scheduler_given: bool = False) -> Plan:
     exp_name = staged.experiment_name
     predicted = placeholders(exp_name)
     injected = checked["injected"]
-    digest = spec_hash(path.resolve(), points, request.resources if chosen == "slurm" else Resources(), injected)
+    digest = spec_hash(path.resolve(), points, request.resources if chosen == Executor.SLURM else Resources(), injected)
     name = request.name or f"{exp_name}-{digest}"
     try:
         check_name(name)
@@ -158,7 +159,7 @@ def plan(request: SweepRequest, scheduler_given: bool = False) -> Plan:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     warnings = notes + list(checked["warnings"])
-    if chosen == "local" and request.resources.world_size > 1:
+    if chosen == Executor.LOCAL and request.resources.world_size > 1:
         warnings.append(f"--nodes/--tasks-per-node ask for {request.resources.world_size} ranks per point; "
                         f"locally each point runs as one rank")
     module_name = path.stem

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from . import commands, records, storage
 from .errors import SubmissionError
-from .records import ORDER, TERMINAL, Attempt, Intent, Manifest, PointEntry, PointStatus, State, read, read_intent, read_json
-from .records import RUN, SLURM_WAITING, PointPaths
+from .records import (ORDER, RUN, SLURM_WAITING, TERMINAL, Attempt, Executor, Intent, Manifest, PointEntry, PointPaths,
+                      PointStatus, State, read, read_intent, read_json)
 
 
 class Asker(tp.Protocol):
@@ -72,7 +72,7 @@ def point_state(manifest: Manifest, entry: PointEntry, status: PointStatus, inte
     if status.cancelled and state != State.COMPLETED:  # written by older versions
         state = State.CANCELLED
     job = entry.job_id
-    if (not job and latest is None and manifest.executor == "slurm" and manifest.waves
+    if (not job and latest is None and manifest.executor == Executor.SLURM and manifest.waves
             and state == State.PENDING):
         return State.WAITING  # over the cluster's submit limit: a later wave submits it
     if queue is not None and job and job != "local" and state not in TERMINAL:
@@ -85,7 +85,7 @@ def point_state(manifest: Manifest, entry: PointEntry, status: PointStatus, inte
             state = State.REQUEUED
         elif queued == "RUNNING" and state in (State.PENDING, State.REQUEUED):
             state = State.RUNNING
-    if manifest.executor == "local" and state not in TERMINAL:
+    if manifest.executor == Executor.LOCAL and state not in TERMINAL:
         if state == State.RUNNING and latest is not None and not alive(latest.host, latest.pid):
             state = State.LOST  # a local run killed without a word (kill -9, reboot)
         elif state == State.PENDING and not alive((manifest.runner or {}).get("host"),
@@ -169,7 +169,7 @@ def sweep_states(sweep_dir: Path, manifest: Manifest, scheduler: tp.Optional[Ask
     asker: Asker = scheduler if scheduler is not None else tp.cast(Asker, commands)
     queue = None
     jobs = [e.job_id for e in manifest.points if e.job_id]
-    if manifest.executor == "slurm" and asker.slurm_available():
+    if manifest.executor == Executor.SLURM and asker.slurm_available():
         try:
             queue = asker.queue_states(jobs)
         except (SubmissionError, OSError):

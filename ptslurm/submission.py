@@ -14,7 +14,7 @@ from pathlib import Path
 from . import backends, records, snapshot, storage
 from .errors import StorageError, UsageError
 from .plan import Plan, versions
-from .records import ExperimentInfo, Manifest, PointEntry, State, read_intent
+from .records import Executor, ExperimentInfo, Manifest, PointEntry, State, read_intent
 from .runtime import now
 from .state import PointRow, point_states
 
@@ -272,7 +272,7 @@ def top_up(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[PointRow],
     wait and no wave job is queued to submit them (it was killed, or its tasks were), submit
     the next wave now. Only for a sweep whose control files the caller owns. True when it
     submitted something."""
-    if manifest.executor != "slurm" or not manifest.waves or not any(r.state == State.WAITING for r in rows):
+    if manifest.executor != Executor.SLURM or not manifest.waves or not any(r.state == State.WAITING for r in rows):
         return False
     if storage.foreign_owner(sweep_dir) is not None:
         return False

@@ -17,7 +17,7 @@ from .backends import BackendFactory
 from .errors import PointsFailed
 from .lifecycle import code_change_note, resubmit
 from .plan import Plan, SweepRequest, plan, time_limit_note
-from .records import Manifest, State
+from .records import Executor, Manifest, State
 from .state import sweep_states
 from .submission import backend_of, create, existing, run_local, slurm_backend, submit, top_up
 from .state import PointRow, alive, ended
@@ -129,7 +129,7 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
     manifest = existing(p)
     if manifest is not None:
         storage.require_own(p.sweep_dir, "continues")
-    if manifest is not None and manifest.state == "submitting" and manifest.executor == "slurm":
+    if manifest is not None and manifest.state == "submitting" and manifest.executor == Executor.SLURM:
         # an interrupted submission (killed, ssh dropped): finish it, exactly once
         book = storage.ManifestBook(p.sweep_dir, manifest)
         backend = slurm_backend(p, make)
@@ -140,7 +140,7 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
                        f"{adopted} adopted from the queue, {queued} queued now")
         outcome.manifest, outcome.sbatch_calls = book.manifest, backend.sbatch_calls
         return
-    if manifest is not None and manifest.executor == "local":
+    if manifest is not None and manifest.executor == Executor.LOCAL:
         rows = sweep_states(p.sweep_dir, manifest)
         runner = manifest.runner or {}
         runner_gone = not alive(runner.get("host"), runner.get("pid"))
@@ -161,7 +161,7 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
         outcome.manifest, outcome.already = manifest, True
         return
     n = len(p.points)
-    if p.executor == "slurm":
+    if p.executor == Executor.SLURM:
         backend = slurm_backend(p, make)
         note = time_limit_note(p.request.resources)
         backend.validate(n)

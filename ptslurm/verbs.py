@@ -12,6 +12,7 @@ import typing as tp
 
 from .errors import PtslurmError, UsageError
 from .state import ended, status_rows, sweep_states
+from .records import Cause, Executor
 
 UNSET = object()  # `none` given for a resource option: unset the profile's value
 
@@ -83,7 +84,7 @@ def cmd_sweep(args: argparse.Namespace, argv: tp.List[str], updates: tp.List[str
         p = outcome.plan
         if args.json:
             print(json.dumps(render.dry_run_json(p), indent=2))
-        elif p.executor == "slurm":
+        elif p.executor == Executor.SLURM:
             from .backends import SlurmBackend
 
             print(render.dry_run(p, SlurmBackend(p.sweep_dir, p.request.resources, p.name).batch_script(len(p.points)),
@@ -153,7 +154,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     sweep_dir, manifest = _sweep(args)
     from . import commands
 
-    if manifest.executor == "slurm" and not commands.slurm_available():
+    if manifest.executor == Executor.SLURM and not commands.slurm_available():
         print("ptslurm: warning: the SLURM controller did not answer: states come from the files alone "
               "(a job that ended without a word still shows as running or queued)", file=sys.stderr)
     warned = False
@@ -293,7 +294,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             break
         time.sleep(1)
     if chosen is not None and chosen.traceback and chosen.state in (State.FAILED, State.REQUEUED) \
-            and chosen.cause == "failed":
+            and chosen.cause == Cause.FAILED:
         if offset == start:
             print(f"(no captured output at {path})")
         if seen.has_traceback_of(chosen.error):  # sacred printed it already: once is enough

@@ -67,7 +67,7 @@ def test_the_package_type_checks():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-STRICT = ("records", "state", "plan", "submission", "lifecycle", "sweep", "backends", "runtime")
+STRICT = ("records", "recordkit", "state", "plan", "submission", "lifecycle", "sweep", "backends", "runtime")
 
 
 def test_the_core_is_checked_as_mypy_strict_checks_it():
