@@ -1,0 +1,82 @@
+"""The mutation score of ptslurm's core against the fast tier, from mutmut's results.
+
+Run by ``tests/mutation/run.sh`` after ``mutmut run``. The scope: the modules in setup.cfg's
+``[mutmut] only_mutate``, and of ``commands`` only its pure parsers (the rest starts
+programs: the SLURM tier tests it). Killed = killed or timed out. Equivalent mutants (no
+behaviour can tell them apart) are listed with the reason in ``equivalents.txt`` and left
+out of the count. The score of the last run is checked in (``score.txt``); a lower one fails.
+"""
+import re
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PARSERS = {"parse_scontrol", "parse_queue", "parse_history", "parse_marked", "parse_pipe_table", "parse_ranges",
+           "slurm_minutes", "expand_ids", "ranges", "first_error_line", "_int"}
+KILLED = {"killed", "timeout"}
+TARGET = 85.0
+
+
+def module_and_function(name: str):
+    module, _, rest = name.partition(".x")
+    function = re.sub(r"__mutmut_\d+$", "", rest).split("ǁ")[-1].lstrip("_") if "ǁ" in rest else \
+        re.sub(r"__mutmut_\d+$", "", rest).lstrip("_")
+    return module.replace("ptslurm.", ""), function
+
+
+def in_scope(name: str) -> bool:
+    module, function = module_and_function(name)
+    return module != "commands" or function in PARSERS or f"_{function}" in PARSERS
+
+
+def equivalents() -> dict:
+    out = {}
+    for line in (HERE / "equivalents.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, why = line.partition("#")
+            out[name.strip()] = why.strip()
+    return out
+
+
+def main() -> int:
+    lines = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    results = dict(ln.strip().rsplit(": ", 1) for ln in lines if ": " in ln)
+    equal = equivalents()
+    unknown = sorted(set(equal) - set(results))
+    by_module = defaultdict(Counter)
+    survivors = []
+    for name, status in sorted(results.items()):
+        if not in_scope(name) or name in equal:
+            continue
+        module = module_and_function(name)[0]
+        by_module[module]["all"] += 1
+        if status in KILLED:
+            by_module[module]["killed"] += 1
+        else:
+            survivors.append(f"{name}: {status}")
+    total = Counter()
+    print(f"{'module':<12} {'killed':>7} {'of':>6} {'score':>7}")
+    for module, c in sorted(by_module.items()):
+        total.update(c)
+        print(f"{module:<12} {c['killed']:>7} {c['all']:>6} {100 * c['killed'] / c['all']:>6.1f}%")
+    score = 100 * total["killed"] / max(total["all"], 1)
+    print(f"{'core':<12} {total['killed']:>7} {total['all']:>6} {score:>6.1f}%  ({len(equal)} equivalent mutants "
+          f"left out, tests/mutation/equivalents.txt)")
+    (HERE / "survivors.txt").write_text("\n".join(survivors) + "\n")
+    print(f"survivors: tests/mutation/survivors.txt ({len(survivors)})")
+    if unknown:
+        print(f"equivalents.txt names mutants mutmut no longer makes: {unknown[:5]}")
+    recorded = float((HERE / "score.txt").read_text().split()[0]) if (HERE / "score.txt").exists() else 0.0
+    if score + 0.05 < recorded:
+        print(f"the score fell from {recorded:.1f}% (tests/mutation/score.txt) to {score:.1f}%")
+        return 1
+    if "--record" in sys.argv:
+        (HERE / "score.txt").write_text(f"{score:.1f} % of {total['all']} non-equivalent mutants killed by the fast tier\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""The lease's rules, one by one, in process (no SLURM, no sleeps but the lease's own short
+ones): who may take a lease over, what a heartbeat writes, what release removes, how a
+takeover decides under its lock, and what acquire does with a live, a stale, a torn and a
+foreign lease. The SLURM tier races real jobs for it (test_lease_race, test_jobcontrol)."""
+import datetime
+import json
+import os
+import socket
+import time
+
+import pytest
+
+from ptslurm import lease
+from ptslurm.errors import LeaseHeld
+
+pytestmark = pytest.mark.fast
+
+HOST = socket.gethostname()
+
+
+def iso(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat()
+
+
+def dead_pid() -> int:
+    pid = 4_000_000
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        pid -= 1
+
+
+def holder(**fields) -> dict:
+    base = {"job_id": "4242_0", "host": HOST, "pid": os.getpid(), "heartbeat": iso(time.time()), "token": "t"}
+    base.update(fields)
+    return base
+
+
+UNKNOWN = staticmethod(lambda job: None)
+
+
+@pytest.mark.parametrize("case, lease_holder, me, scheduler, expected", [
+    ("torn content", None, "1_0", None, True),
+    ("a list, not a lease", ["x"], "1_0", None, True),
+    ("the same array task (a requeue)", holder(), "4242_0", True, True),
+    ("its process on this host is gone", holder(pid=-1), "1_0", True, True),
+    ("a live local run here", holder(job_id="local-7", heartbeat=iso(0)), "1_0", None, False),
+    ("a live job the scheduler runs", holder(), "1_0", True, False),
+    ("a live job the scheduler cannot tell about", holder(), "1_0", None, False),
+    ("a job the scheduler no longer runs", holder(), "1_0", False, True),
+    ("a heartbeat long ago", holder(heartbeat=iso(time.time() - 3600)), "1_0", True, True),
+    ("no heartbeat at all", holder(heartbeat=None), "1_0", True, True),
+    ("a holder on another host, fresh", holder(host="elsewhere", pid=1), "1_0", None, False),
+    ("a holder without a job id, fresh", holder(job_id=""), "", False, False),
+])
+def test_who_may_take_a_lease_over(case, lease_holder, me, scheduler, expected):
+    if isinstance(lease_holder, dict) and lease_holder.get("pid") == -1:
+        lease_holder = dict(lease_holder, pid=dead_pid())
+    asked = []
+
+    def running(job):
+        asked.append(job)
+        return scheduler
+
+    assert lease.stale(lease_holder, me, running) is expected, case
+    if case == "a live local run here":
+        assert not asked, "a local run is never the scheduler's"
+
+
+def test_the_scheduler_is_asked_only_about_slurm_jobs():
+    asked = []
+    lease.stale(holder(host="elsewhere", pid=1, job_id="local-3"), "1_0", lambda job: asked.append(job))
+    lease.stale(holder(job_id="88_1"), "1_0", lambda job: asked.append(job))
+    assert asked == ["88_1"]
+
+
+def test_the_scheduler_running_a_job_means_on_a_node(monkeypatch):
+    from ptslurm import commands
+    from ptslurm.errors import SubmissionError
+
+    for state, expected in [("RUNNING", True), ("COMPLETING", True), ("SUSPENDED", True), ("PENDING", False)]:
+        monkeypatch.setattr(commands, "queue_states", lambda jobs, s=state: {jobs[0]: s})
+        assert lease._scheduler_running("5_0") is expected, state
+    monkeypatch.setattr(commands, "queue_states", lambda jobs: {})
+    assert lease._scheduler_running("5_0") is False  # gone from the queue
+
+    def fails(jobs):
+        raise SubmissionError("squeue did not answer")
+
+    monkeypatch.setattr(commands, "queue_states", fails)
+    assert lease._scheduler_running("5_0") is None
+
+
+def test_age_of_a_heartbeat():
+    assert lease._age_s(None) == float("inf") and lease._age_s("not a time") == float("inf")
+    assert 9 < lease._age_s(iso(time.time() - 10)) < 60
+
+
+@pytest.fixture
+def quiet(monkeypatch):
+    monkeypatch.setattr(lease, "HEARTBEAT_S", 3600.0)  # no heartbeat thread wakes up during a test
+
+
+def test_acquire_writes_who_holds_it_and_release_removes_it(tmp_path, quiet):
+    held = lease.acquire(tmp_path, "12_3", wait_s=0)
+    path = tmp_path / lease.LEASE
+    data = json.loads(path.read_text())
+    assert data["job_id"] == "12_3" and data["host"] == HOST and data["pid"] == os.getpid()
+    assert data["token"] == held.data["token"] and len(data["token"]) == 32
+    assert data["acquired"] and data["heartbeat"]
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert held.mine()
+    held.release()
+    assert not path.exists() and held._stop.is_set()
+
+
+def test_mine_is_false_for_a_missing_damaged_or_other_lease(tmp_path, quiet):
+    held = lease.acquire(tmp_path, "12_3", wait_s=0)
+    path = tmp_path / lease.LEASE
+    try:
+        path.write_text("{torn")
+        assert not held.mine()
+        path.write_text("[1, 2]")
+        assert not held.mine()
+        path.write_text(json.dumps(dict(held.data, token="other")))
+        assert not held.mine()
+        path.unlink()
+        assert not held.mine()
+    finally:
+        held.release()
+
+
+def test_a_heartbeat_survives_a_full_disk_and_failing_callbacks(tmp_path, quiet, monkeypatch):
+    held = lease.acquire(tmp_path, "12_3", wait_s=0)
+    try:
+        calls = []
+
+        def bad():
+            calls.append("bad")
+            raise RuntimeError("a callback that fails")
+
+        held.callbacks += [bad, lambda: calls.append("good")]
+
+        def full(path, data):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(lease.storage, "atomic_write_json", full)
+        held.beat()
+        assert calls == ["bad", "good"], "a failing callback stopped the others, or a full disk the beat"
+    finally:
+        monkeypatch.undo()
+        held.release()
+
+
+def test_the_heartbeat_thread_beats(tmp_path, monkeypatch):
+    monkeypatch.setattr(lease, "HEARTBEAT_S", 0.05)
+    held = lease.acquire(tmp_path, "12_3", wait_s=0)
+    beats = []
+    held.callbacks.append(lambda: beats.append(1))
+    try:
+        deadline = time.time() + 5
+        while len(beats) < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        assert len(beats) >= 2
+    finally:
+        held.release()
+    count = len(beats)
+    time.sleep(0.2)
+    assert len(beats) <= count + 1, "release did not stop the heartbeat"
+
+
+def test_release_leaves_a_lease_taken_over(tmp_path, quiet):
+    held = lease.acquire(tmp_path, "12_3", wait_s=0)
+    path = tmp_path / lease.LEASE
+    path.write_text(json.dumps(dict(held.data, token="new holder")))
+    held.release()
+    assert json.loads(path.read_text())["token"] == "new holder"
+
+
+def test_a_live_lease_is_not_taken_and_the_message_names_its_job(tmp_path, quiet):
+    (tmp_path / lease.LEASE).write_text(json.dumps(holder(job_id="77_1")))
+    started = time.time()
+    with pytest.raises(LeaseHeld) as caught:
+        lease.acquire(tmp_path, "1_0", wait_s=0.3, scheduler_running=lambda job: True)
+    waited = time.time() - started
+    assert 0.3 <= waited < 5, waited
+    message = str(caught.value)
+    assert "job 77_1" in message and "ptslurm cancel" in message and str(tmp_path) in message
+    assert json.loads((tmp_path / lease.LEASE).read_text())["job_id"] == "77_1"
+
+
+def test_a_stale_lease_is_taken_over(tmp_path, quiet):
+    (tmp_path / lease.LEASE).write_text(json.dumps(holder(job_id="77_1")))
+    held = lease.acquire(tmp_path, "1_0", wait_s=0, scheduler_running=lambda job: False)
+    try:
+        assert json.loads((tmp_path / lease.LEASE).read_text())["job_id"] == "1_0"
+        assert not (tmp_path / f".{lease.LEASE}.takeover").exists(), "the takeover lock stayed"
+    finally:
+        held.release()
+
+
+def test_an_old_torn_lease_is_taken_over_and_a_fresh_one_is_waited_for(tmp_path, quiet):
+    path = tmp_path / lease.LEASE
+    path.write_text("{")
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    held = lease.acquire(tmp_path, "1_0", wait_s=0)
+    held.release()
+    path.write_text("{")  # being written 4.3 s ago: acquire gives its writer up to 5 s, then takes it
+    recent = time.time() - 4.3
+    os.utime(path, (recent, recent))
+    started = time.time()
+    held = lease.acquire(tmp_path, "1_0", wait_s=0)
+    held.release()
+    assert 0.5 <= time.time() - started < 4, "a lease being written was taken at once, or waited for too long"
+
+
+def test_a_lease_of_another_user_is_no_lease(tmp_path, quiet):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown")
+    path = tmp_path / lease.LEASE
+    path.write_text(json.dumps(holder(job_id="77_1")))
+    os.chown(path, 12345, -1)
+    held = lease.acquire(tmp_path, "1_0", wait_s=0, scheduler_running=lambda job: True)
+    try:
+        assert json.loads(path.read_text())["job_id"] == "1_0" and path.stat().st_uid == os.geteuid()
+    finally:
+        held.release()
+
+
+def test_a_takeover_removes_only_the_lease_it_judged(tmp_path):
+    path = tmp_path / lease.LEASE
+    judged = holder(job_id="77_1")
+    path.write_text(json.dumps(dict(judged, token="a new holder")))
+    lease._take_over(path, judged)
+    assert path.exists(), "a new holder's lease was removed"
+    path.write_text(json.dumps(judged))
+    lease._take_over(path, judged)
+    assert not path.exists()
+    lease._take_over(path, judged)  # gone meanwhile: nothing to do
+    assert not (tmp_path / f".{lease.LEASE}.takeover").exists()
+
+
+def test_a_takeover_waits_for_another_taker_and_clears_a_dead_takers_lock(tmp_path):
+    path = tmp_path / lease.LEASE
+    judged = holder(job_id="77_1")
+    path.write_text(json.dumps(judged))
+    lock = tmp_path / f".{lease.LEASE}.takeover"
+    lock.write_text("")
+    lease._take_over(path, judged)
+    assert path.exists() and lock.exists(), "it went on while another taker held the lock"
+    old = time.time() - lease.TAKEOVER_STALE_S - 5
+    os.utime(lock, (old, old))
+    lease._take_over(path, judged)
+    assert not lock.exists(), "a dead taker's lock stays forever"
+    lease._take_over(path, judged)
+    assert not path.exists()
+
+
+def test_a_takeover_leaves_a_lease_being_written(tmp_path):
+    path = tmp_path / lease.LEASE
+    path.write_text("")  # a new holder between its O_EXCL create and its write
+    lease._take_over(path, None)
+    assert path.exists()
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    lease._take_over(path, None)
+    assert not path.exists(), "an old empty lease stays"
