@@ -1,0 +1,97 @@
+"""The records' tolerant reading, field type by field type: what an older or newer ptslurm,
+or a damaged file, wrote becomes a default, never an exception; unknown keys (even one named
+``extra``) survive a round trip; the words the files hold print as themselves."""
+import json
+
+import pytest
+
+from ptslurm import records
+from ptslurm.records import (Attempt, Cause, Executor, Intent, Manifest, PointEntry, PointStatus, State, Word,
+                             read, read_json)
+from ptslurm.spec import Resources
+
+pytestmark = pytest.mark.fast
+
+
+def test_wrong_types_become_defaults():
+    entry = PointEntry.from_json({"index": "x", "updates": 3, "named_configs": "base", "varied": None,
+                                  "seed": None, "job_id": None, "code_version": "2"})
+    assert (entry.index, entry.updates, entry.named_configs, entry.varied, entry.seed, entry.job_id,
+            entry.code_version) == (0, {}, (), (), None, None, 2)
+    assert PointEntry.from_json({"seed": "7", "job_id": 12, "named_configs": ["a", 1]}).seed == 7
+    assert PointEntry.from_json({"job_id": 12}).job_id == "12"
+    assert PointEntry.from_json({"named_configs": ("a", 1)}).named_configs == ("a", "1")
+    manifest = Manifest.from_json({"points": 5, "resources": [1], "runner": "host", "waves": None,
+                                   "code_versions": "x", "sbatch_calls": "n"})
+    assert manifest.points == () and manifest.resources == Resources() and manifest.runner is None
+    assert manifest.code_versions == {} and manifest.sbatch_calls == 0
+    assert Manifest.from_json({"points": [{"index": 1}, "junk", 3]}).points == (PointEntry(index=1),)
+    assert Manifest.from_json({"resources": {"gpus": 2, "unknown": 1}}).resources.gpus == 2
+    assert Manifest.from_json({"runner": {"pid": 3}}).runner == {"pid": 3}
+    status = PointStatus.from_json({"attempts": [{"attempt": 2, "state": "nonsense", "pid": "9"}, 7],
+                                    "progress": [1], "state": 42})
+    assert len(status.attempts) == 1 and status.attempts[0].state == State.UNKNOWN and status.attempts[0].pid == 9
+    assert status.progress is None and status.state == State.UNKNOWN
+
+
+def test_unknown_keys_survive_a_round_trip_and_extra_is_not_a_key():
+    data = {"submission": 2, "cancelled": True, "from_a_newer_version": {"x": 1}, "extra": 5}
+    intent = Intent.from_json(data)
+    assert intent.extra == {"from_a_newer_version": {"x": 1}, "extra": 5}
+    assert intent.to_json() == dict(data, time=None)
+    assert Intent().to_json() == {"submission": 0, "cancelled": False, "time": None}
+    assert "extra" not in Attempt().to_json()
+
+
+def test_none_is_left_out_only_where_the_record_says():
+    out = Attempt(attempt=1).to_json()
+    assert "ended" not in out and "cause" not in out and out["job_id"] is None and out["pid"] is None
+    out = Attempt(cause=Cause.TIMEOUT, state=State.TIMEOUT, action="requeue").to_json()
+    assert out["cause"] == "timeout" and out["state"] == "timeout" and out["action"] == "requeue"
+    assert json.loads(json.dumps(out)) == out
+
+
+def test_a_record_is_a_json_object():
+    for bad in ([1], "x", 3, None):
+        with pytest.raises(ValueError) as caught:
+            Intent.from_json(bad)
+        assert str(caught.value) == f"a Intent is a JSON object, not {type(bad).__name__}"
+
+
+def test_reading_a_record_never_raises(tmp_path):
+    path = tmp_path / "r.json"
+    assert read(path, Intent) == records.Read(None, None)
+    path.write_text("[1, 2]")
+    assert read(path, Intent) == records.Read(None, str(path))
+    path.write_text("{broken")
+    assert read(path, Intent) == records.Read(None, str(path))
+    path.write_text('{"submission": 3, "loss": NaN}')
+    found = read(path, Intent)
+    assert found.damaged is None and found.record.submission == 3
+    assert read_json(tmp_path / "none.json") is None
+    path.write_bytes(b"\xff\xfe")
+    assert read_json(path) is None
+
+
+def test_the_result_is_the_latest_completed_attempts():
+    status = PointStatus(attempts=(Attempt(attempt=1, state=State.COMPLETED, result=1),
+                                   Attempt(attempt=2, state=State.COMPLETED, result=2),
+                                   Attempt(attempt=3, state=State.FAILED, result=3)))
+    assert status.result() == 2 and status.latest.attempt == 3
+    assert PointStatus().result() is None and PointStatus().latest is None
+
+
+def test_words_print_as_themselves_and_parse_with_a_default():
+    assert str(State.RUNNING) == "running" and f"{State.RUNNING:>9}|" == "  running|" and f"{Cause.LOST}" == "lost"
+    assert f"{Executor.SLURM:<7}|" == "slurm  |" and Executor("local") is Executor.LOCAL
+    assert State.parse("failed") is State.FAILED and State.parse("junk") is State.UNKNOWN
+    assert State.parse("junk", default=State.PENDING) is State.PENDING and State.parse(None) is State.UNKNOWN
+    assert isinstance(State.FAILED, Word) and State.FAILED == "failed" and json.dumps(State.FAILED) == '"failed"'
+    assert Cause.TIMEOUT in records.STOPS and "failed" not in records.STOPS and "lost" in records.STOPS
+
+
+def test_a_point_entry_is_its_point():
+    entry = PointEntry(index=4, updates={"lr": 1, "b": 2}, named_configs=("x",), varied=("lr",))
+    point = entry.to_point()
+    assert (point.index, point.updates, point.named_configs, point.varied) == (4, {"lr": 1, "b": 2}, ("x",), ("lr",))
+    assert entry.varied_values(["lr", "named_configs"]) == {"lr": 1, "named_configs": "x"}
