@@ -159,3 +159,23 @@ def test_varied_keys_count_a_missing_key_and_a_type_as_a_difference():
 ])
 def test_a_hydra_style_comma_list_gets_a_note(tokens, note):
     assert grid.comma_notes(tokens) == ([note] if note else [])
+
+
+@pytest.mark.parametrize("text, value", [
+    ("3", 3), ("-2.5", -2.5), ("1e-3", 1e-3), ("True", True), ("None", None), ("'quoted'", "quoted"),
+    ('"dq"', "dq"), ("word", "word"), ("two words", "two words"), ("{'a': [1, 2]}", {"a": [1, 2]}),
+    ("[[1, 2]]", [[1, 2]]), ("(1, 2)", grid.Literal([1, 2])), ("()", grid.Literal([])), ("inf", "inf"),
+])
+def test_a_value_reads_as_sacred_reads_it(text, value):
+    assert grid.parse_value(text, f"k={text}") == value
+    from ptslurm.sacred_adapter import convert_value
+
+    expected = value.value if isinstance(value, grid.Literal) else value
+    assert convert_value(text) == expected  # sacred's own reading of the same text
+
+
+def test_unbalanced_counts_brackets_and_quotes():
+    for text in ("[1,2", "(1", "{1:2", "'a", '"a', "[1]]", "a)"):
+        assert grid._unbalanced(text), text
+    for text in ("[1,2]", "({[]})", "'a'", '"a"', "plain"):
+        assert not grid._unbalanced(text), text
