@@ -292,8 +292,30 @@ def _points(value: tp.Any) -> tp.Tuple[PointEntry, ...]:
     return tuple(PointEntry.from_json(p) for p in value if isinstance(p, dict)) if isinstance(value, list) else ()
 
 
+_WHOLE = ("gpus", "cpus", "nodes", "tasks_per_node", "array_parallelism", "signal_delay_s", "max_requeues",
+          "max_attempts")
+_NUMBER = ("mem_gb", "timeout_min")
+_TEXT = ("partition", "account", "qos", "constraint")
+
+
 def _resources(value: tp.Any) -> Resources:
-    return Resources.from_json(value) if isinstance(value, dict) else Resources()
+    """A manifest's resources, field by field: a value of a foreign type (a hand-edited or
+    damaged manifest) is the field's default, so nothing reading it fails later."""
+    if not isinstance(value, dict):
+        return Resources()
+
+    def fits(key: str, v: tp.Any) -> bool:
+        if v is None:
+            return key not in ("gpus", "nodes", "max_requeues")
+        if key in _WHOLE:
+            return isinstance(v, int) and not isinstance(v, bool)
+        if key in _NUMBER:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+        if key in _TEXT:
+            return isinstance(v, str)
+        return key == "sbatch_args" and isinstance(v, dict)
+
+    return Resources.from_json({k: v for k, v in value.items() if fits(k, v)})
 
 
 @dataclasses.dataclass(frozen=True)

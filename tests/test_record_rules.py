@@ -95,3 +95,20 @@ def test_a_point_entry_is_its_point():
     point = entry.to_point()
     assert (point.index, point.updates, point.named_configs, point.varied) == (4, {"lr": 1, "b": 2}, ("x",), ("lr",))
     assert entry.varied_values(["lr", "named_configs"]) == {"lr": 1, "named_configs": "x"}
+
+
+def test_resources_of_a_foreign_type_are_the_defaults_not_a_later_crash(tmp_path):
+    """A hand-edited manifest's resources: each wrong-typed field falls back to its default."""
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"resources": {"nodes": "x", "gpus": [1], "sbatch_args": 3, "timeout_min": "y",
+                                              "mem_gb": True, "partition": 5, "max_requeues": None, "cpus": None,
+                                              "tasks_per_node": 2, "qos": "high", "signal_delay_s": 30.5}}))
+    found = read(path, Manifest)
+    r = found.record.resources
+    assert found.damaged is None
+    assert (r.nodes, r.gpus, r.sbatch_args, r.timeout_min, r.mem_gb, r.partition, r.max_requeues, r.cpus,
+            r.tasks_per_node, r.qos, r.signal_delay_s) == (1, 0, {}, None, None, None, 3, None, 2, "high", None)
+    assert r.world_size == 2 and r.requested() == ["qos high"]
+    ok = Manifest.from_json({"resources": {"mem_gb": 1.5, "timeout_min": 90, "sbatch_args": {"exclusive": True},
+                                           "origins": {"x": "y"}, "unknown": 1}}).resources
+    assert (ok.mem_gb, ok.timeout_min, ok.sbatch_args, ok.origins) == (1.5, 90, {"exclusive": True}, {})

@@ -288,3 +288,18 @@ def test_status_json_of_a_row(tmp_path):
     json.dumps(out)  # plain JSON
     empty = PointRow(index=3, state=State.PENDING, job_id=None, storage_dir="d", status=PointStatus()).to_json()
     assert empty["ranks"] is None and empty["nodes"] is None and empty["gave_up"] is None and empty["history"] == []
+
+
+def test_sacct_is_asked_for_an_earlier_attempt_killed_without_a_word(tmp_path):
+    """No point is lost now, but one's first attempt was: sacct tells why it died."""
+    m = manifest(tmp_path, n=1)
+    killed = attempt(state=State.LOST, job_id="9_0", started=iso(T0))
+    write_status(m.points[0], status_of(killed, attempt(attempt=2, state=State.COMPLETED, started=iso(T0 + 60))))
+    asked = Scheduler(queue={}, history={"9_0": [(iso(T0 + 1), "NODE_FAIL"), (iso(T0 + 60), "COMPLETED")]})
+    (row,) = state.sweep_states(tmp_path, m, asked)
+    assert row.state == State.COMPLETED and [a.cause for a in row.status.attempts] == ["node_fail", None]
+    assert asked.calls[-1] == ("sacct", ["9_0"])
+    quiet = Scheduler(queue={})
+    write_status(m.points[0], status_of(attempt(state=State.COMPLETED)))
+    state.sweep_states(tmp_path, m, quiet)
+    assert all(c[0] != "sacct" for c in quiet.calls if isinstance(c, tuple)), "sacct asked with nothing lost"
