@@ -32,10 +32,19 @@ def dead_pid() -> int:
         pid -= 1
 
 
+FRESH = "a heartbeat just now"  # (set when the test runs: parameters are made at collection)
+
+
 def holder(**fields) -> dict:
-    base = {"job_id": "4242_0", "host": HOST, "pid": os.getpid(), "heartbeat": iso(time.time()), "token": "t"}
+    base = {"job_id": "4242_0", "host": HOST, "pid": os.getpid(), "heartbeat": FRESH, "token": "t"}
     base.update(fields)
     return base
+
+
+def now_fresh(lease_holder):
+    if isinstance(lease_holder, dict) and lease_holder.get("heartbeat") == FRESH:
+        return dict(lease_holder, heartbeat=iso(time.time()))
+    return lease_holder
 
 
 UNKNOWN = staticmethod(lambda job: None)
@@ -56,6 +65,7 @@ UNKNOWN = staticmethod(lambda job: None)
     ("a holder without a job id, fresh", holder(job_id=""), "", False, False),
 ])
 def test_who_may_take_a_lease_over(case, lease_holder, me, scheduler, expected):
+    lease_holder = now_fresh(lease_holder)
     if isinstance(lease_holder, dict) and lease_holder.get("pid") == -1:
         lease_holder = dict(lease_holder, pid=dead_pid())
     asked = []
@@ -71,8 +81,8 @@ def test_who_may_take_a_lease_over(case, lease_holder, me, scheduler, expected):
 
 def test_the_scheduler_is_asked_only_about_slurm_jobs():
     asked = []
-    lease.stale(holder(host="elsewhere", pid=1, job_id="local-3"), "1_0", lambda job: asked.append(job))
-    lease.stale(holder(job_id="88_1"), "1_0", lambda job: asked.append(job))
+    lease.stale(now_fresh(holder(host="elsewhere", pid=1, job_id="local-3")), "1_0", lambda job: asked.append(job))
+    lease.stale(now_fresh(holder(job_id="88_1")), "1_0", lambda job: asked.append(job))
     assert asked == ["88_1"]
 
 
@@ -180,7 +190,7 @@ def test_release_leaves_a_lease_taken_over(tmp_path, quiet):
 
 
 def test_a_live_lease_is_not_taken_and_the_message_names_its_job(tmp_path, quiet):
-    (tmp_path / lease.LEASE).write_text(json.dumps(holder(job_id="77_1")))
+    (tmp_path / lease.LEASE).write_text(json.dumps(now_fresh(holder(job_id="77_1"))))
     started = time.time()
     with pytest.raises(LeaseHeld) as caught:
         lease.acquire(tmp_path, "1_0", wait_s=0.3, scheduler_running=lambda job: True)
@@ -192,7 +202,7 @@ def test_a_live_lease_is_not_taken_and_the_message_names_its_job(tmp_path, quiet
 
 
 def test_a_stale_lease_is_taken_over(tmp_path, quiet):
-    (tmp_path / lease.LEASE).write_text(json.dumps(holder(job_id="77_1")))
+    (tmp_path / lease.LEASE).write_text(json.dumps(now_fresh(holder(job_id="77_1"))))
     held = lease.acquire(tmp_path, "1_0", wait_s=0, scheduler_running=lambda job: False)
     try:
         assert json.loads((tmp_path / lease.LEASE).read_text())["job_id"] == "1_0"
@@ -221,7 +231,7 @@ def test_a_lease_of_another_user_is_no_lease(tmp_path, quiet):
     if os.geteuid() != 0:
         pytest.skip("needs root to chown")
     path = tmp_path / lease.LEASE
-    path.write_text(json.dumps(holder(job_id="77_1")))
+    path.write_text(json.dumps(now_fresh(holder(job_id="77_1"))))
     os.chown(path, 12345, -1)
     held = lease.acquire(tmp_path, "1_0", wait_s=0, scheduler_running=lambda job: True)
     try:
