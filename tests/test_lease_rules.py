@@ -32,18 +32,23 @@ def dead_pid() -> int:
         pid -= 1
 
 
-FRESH = "a heartbeat just now"  # (set when the test runs: parameters are made at collection)
+FRESH = "a heartbeat just now"  # set when the test runs (parameters are made at collection, maybe
+SELF = -2  # in another process: a pid taken then could be signalled by a mutant of `alive`)
 
 
 def holder(**fields) -> dict:
-    base = {"job_id": "4242_0", "host": HOST, "pid": os.getpid(), "heartbeat": FRESH, "token": "t"}
+    base = {"job_id": "4242_0", "host": HOST, "pid": SELF, "heartbeat": FRESH, "token": "t"}
     base.update(fields)
     return base
 
 
 def now_fresh(lease_holder):
-    if isinstance(lease_holder, dict) and lease_holder.get("heartbeat") == FRESH:
-        return dict(lease_holder, heartbeat=iso(time.time()))
+    if isinstance(lease_holder, dict):
+        lease_holder = dict(lease_holder)
+        if lease_holder.get("heartbeat") == FRESH:
+            lease_holder["heartbeat"] = iso(time.time())
+        if lease_holder.get("pid") == SELF:
+            lease_holder["pid"] = os.getpid()
     return lease_holder
 
 
