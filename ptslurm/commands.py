@@ -182,7 +182,10 @@ def slurm_minutes(text: tp.Optional[str]) -> tp.Optional[float]:
     days, sep, rest = text.partition("-")
     if not sep:
         days, rest = "0", text
-    parts = [int(p) for p in rest.split(":")]
+    try:
+        parts = [int(p) for p in rest.split(":")]
+    except ValueError:
+        raise ValueError(f"not a SLURM time: {text!r}") from None
     if not days.isdigit() or any(p < 0 for p in parts) or len(parts) > 3 or (sep and not rest):
         raise ValueError(f"not a SLURM time: {text!r}")
     if sep:  # D-HH[:MM[:SS]]

@@ -117,3 +117,21 @@ def test_numpy_arrays_load_as_data(tmp_path):
     torch.save({"model": {}, "iteration": 1, "rng": numpy.arange(3, dtype=numpy.uint32)}, path)
     loaded = ckpt.load_file(path)
     assert loaded["rng"].tolist() == [0, 1, 2] and loaded["rng"].dtype == numpy.uint32
+
+
+def test_a_checkpoint_is_shared_as_the_umask_says(tmp_path, monkeypatch):
+    """Results follow the umask (a group-writable one shares checkpoints with the group);
+    ptslurm's own control files never get group write."""
+    from ptslurm import storage
+
+    monkeypatch.setattr(storage, "UMASK", 0o002)
+    path = ckpt.save(state(1), tmp_path, 1)
+    assert path.stat().st_mode & 0o777 == 0o664 != storage.control_mode()
+
+
+def test_keep_one_keeps_the_newest_and_what_latest_names(tmp_path):
+    for i in (1, 2, 3):
+        ckpt.save(state(i), tmp_path, i, keep=None)
+    ckpt.link(tmp_path, ckpt.LATEST, tmp_path / "ckpt_2.pth")
+    ckpt.prune(tmp_path, keep=1)
+    assert [p.name for _, p in ckpt.numbered(tmp_path)] == ["ckpt_2.pth", "ckpt_3.pth"]

@@ -68,6 +68,7 @@ UNKNOWN = staticmethod(lambda job: None)
     ("no heartbeat at all", holder(heartbeat=None), "1_0", True, True),
     ("a holder on another host, fresh", holder(host="elsewhere", pid=1), "1_0", None, False),
     ("a holder without a job id, fresh", holder(job_id=""), "", False, False),
+    ("a holder with no job id field, fresh", {"host": HOST, "pid": SELF, "heartbeat": FRESH}, "1_0", False, False),
 ])
 def test_who_may_take_a_lease_over(case, lease_holder, me, scheduler, expected):
     lease_holder = now_fresh(lease_holder)
@@ -116,6 +117,43 @@ def test_age_of_a_heartbeat():
 @pytest.fixture
 def quiet(monkeypatch):
     monkeypatch.setattr(lease, "HEARTBEAT_S", 3600.0)  # no heartbeat thread wakes up during a test
+
+
+def test_the_heartbeat_thread_is_a_named_daemon(tmp_path, quiet):
+    """A lease never keeps a finished process alive, and its thread is named in stack dumps."""
+    held = lease.acquire(tmp_path, "12_3", wait_s=0)
+    try:
+        assert held._thread.daemon and held._thread.name == "ptslurm-heartbeat"
+    finally:
+        held.release()
+
+
+def test_the_same_job_takes_its_own_live_lease_at_once(tmp_path, quiet):
+    """A requeued array task finds its previous run's lease (SLURM ended that run first)."""
+    (tmp_path / lease.LEASE).write_text(json.dumps(now_fresh(holder(job_id="77_1"))))
+    held = lease.acquire(tmp_path, "77_1", wait_s=0, scheduler_running=lambda job: True)
+    held.release()
+
+
+def test_waiting_for_a_live_lease_sleeps_no_longer_than_the_wait(tmp_path, quiet, monkeypatch):
+    (tmp_path / lease.LEASE).write_text(json.dumps(now_fresh(holder(job_id="77_1"))))
+    slept = []
+    monkeypatch.setattr(lease.time, "sleep", lambda s: slept.append(s))
+    with pytest.raises(LeaseHeld):
+        lease.acquire(tmp_path, "1_0", wait_s=0.3, scheduler_running=lambda job: True)
+    assert slept and max(slept) <= 0.3 and min(slept) >= 0.1 - 1e-9, slept
+
+
+def test_a_torn_lease_older_than_five_seconds_is_taken_at_once(tmp_path, quiet, monkeypatch):
+    path = tmp_path / lease.LEASE
+    path.write_text("{")
+    old = time.time() - 5.5
+    os.utime(path, (old, old))
+    slept = []
+    monkeypatch.setattr(lease.time, "sleep", lambda s: slept.append(s))
+    held = lease.acquire(tmp_path, "1_0", wait_s=0)
+    held.release()
+    assert slept == [], "it waited for a writer of a lease 5.5 s old"
 
 
 def test_acquire_writes_who_holds_it_and_release_removes_it(tmp_path, quiet):
@@ -202,7 +240,9 @@ def test_a_live_lease_is_not_taken_and_the_message_names_its_job(tmp_path, quiet
     waited = time.time() - started
     assert 0.3 <= waited < 5, waited
     message = str(caught.value)
-    assert "job 77_1" in message and "ptslurm cancel" in message and str(tmp_path) in message
+    beat = json.loads((tmp_path / lease.LEASE).read_text())["heartbeat"]
+    assert message == (f"storage dir {str(tmp_path)!r} is in use by another live attempt (job 77_1, heartbeat "
+                       f"{beat}); this attempt did not run. Cancel the other one first (`ptslurm cancel`)")
     assert json.loads((tmp_path / lease.LEASE).read_text())["job_id"] == "77_1"
 
 
@@ -279,7 +319,7 @@ def test_a_takeover_leaves_a_lease_being_written(tmp_path):
     path.write_text("")  # a new holder between its O_EXCL create and its write
     lease._take_over(path, None)
     assert path.exists()
-    old = time.time() - 60
+    old = time.time() - 5.5
     os.utime(path, (old, old))
     lease._take_over(path, None)
-    assert not path.exists(), "an old empty lease stays"
+    assert not path.exists(), "an empty lease 5.5 s old stays"

@@ -113,3 +113,16 @@ def test_scontrols_first_record():
     assert fields["JobId"] == "5" and fields["Restarts"] == "2" and fields["PreemptTime"] == "None"
     assert fields["Command"] == "/x" and fields["JobName"] == "a" and fields["y"] == "z"
     assert commands.parse_scontrol("") == {} and commands.parse_scontrol("A=1 A=2 flag") == {"A": "1"}
+
+
+@pytest.mark.parametrize("text", ["1-", "x-01", "1:2:3:4", "1:2:3:4:5", "1--2", "1:-1"])
+def test_a_bad_slurm_time_is_named(text):
+    with pytest.raises(ValueError) as caught:
+        commands.slurm_minutes(text)
+    assert str(caught.value) == f"not a SLURM time: {text!r}"
+
+
+def test_pipe_table_values_are_kept_as_printed():
+    rows = commands.parse_pipe_table("dave|lab|X\neve|grp|5 \n", ["user", "account", "max_submit"])
+    assert rows == [{"user": "dave", "account": "lab", "max_submit": "X"},
+                    {"user": "eve", "account": "grp", "max_submit": "5 "}]

@@ -103,6 +103,8 @@ def test_resources_of_a_foreign_type_are_the_defaults_not_a_later_crash(tmp_path
     path.write_text(json.dumps({"resources": {"nodes": "x", "gpus": [1], "sbatch_args": 3, "timeout_min": "y",
                                               "mem_gb": True, "partition": 5, "max_requeues": None, "cpus": None,
                                               "tasks_per_node": 2, "qos": "high", "signal_delay_s": 30.5}}))
+    none = Manifest.from_json({"resources": {"gpus": None, "nodes": None}}).resources
+    assert (none.gpus, none.nodes, none.world_size) == (0, 1, 1)
     found = read(path, Manifest)
     r = found.record.resources
     assert found.damaged is None

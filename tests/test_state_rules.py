@@ -303,3 +303,46 @@ def test_sacct_is_asked_for_an_earlier_attempt_killed_without_a_word(tmp_path):
     write_status(m.points[0], status_of(attempt(state=State.COMPLETED)))
     state.sweep_states(tmp_path, m, quiet)
     assert all(c[0] != "sacct" for c in quiet.calls if isinstance(c, tuple)), "sacct asked with nothing lost"
+
+
+def test_the_state_function_edges(tmp_path):
+    import socket
+
+    m = manifest(tmp_path)
+    e = m.points[0]
+    # a status file that claims an end without any attempt: nothing ran
+    assert state.point_state(m, e, PointStatus(state=State.COMPLETED), Intent()) == State.PENDING
+    # a SLURM point's attempt on this host with a gone pid is the scheduler's to judge, not ours
+    gone = status_of(attempt(host=socket.gethostname(), pid=4_000_000))
+    assert state.point_state(m, e, gone, Intent()) == State.RUNNING
+    # a local sweep's points are never looked up in a queue
+    local = manifest(tmp_path, executor="local", runner={"host": "elsewhere", "pid": 1}).with_jobs({0: "local"})
+    assert state.point_state(local, local.points[0], status_of(attempt(job_id="local", host="elsewhere")),
+                             Intent(), {}, {}) == State.RUNNING
+
+
+def test_status_rows_of_later_attempts_and_snapshots(tmp_path):
+    m = manifest(tmp_path, n=1, varied=("lr", "fixed"),
+                 code_versions={"2": {"dir": "elsewhere", "sha256": "5566778899aabbcc"}})
+    m = m.with_points(lambda e: e.replace(code_version=2))
+    e = m.points[0]
+    attempts = (attempt(state=State.TIMEOUT, started=iso(T0), ended=iso(T0 + 10), sacred_id=1),
+                attempt(attempt=2, state=State.TIMEOUT, started=iso(T0 + 20), ended=None, sacred_id=2),
+                attempt(attempt=3, state=State.COMPLETED, started=iso(T0 + 40), ended=iso(T0 + 40.06), sacred_id=3))
+    write_status(e, status_of(*attempts))
+    for sid, beat in ((2, "second"), (3, "third")):
+        (e.path / "sacred" / str(sid)).mkdir(parents=True)
+        (e.path / "sacred" / str(sid) / "run.json").write_text(json.dumps({"heartbeat": beat}))
+    (row,) = state.status_rows(m, state.point_states(m), now=T0 + 100)
+    assert row.heartbeat == "third" and row.code == "v2 (55667788)"
+    assert row.elapsed_s == 10.1 and type(row.elapsed_s) is float  # an attempt without an end counts nothing
+    assert row.varied == {"lr": 0.1, "fixed": 1}
+    assert m.code_of(2).dir == "elsewhere"
+    odd = m.replace(code_versions={"1": {"dir": "not-the-first"}})
+    assert odd.code_of(1).dir == "code", "version 1 is always the sweep's first snapshot"
+
+
+def test_without_a_scheduler_to_ask_the_states_come_from_the_files(tmp_path, no_slurm):
+    m = manifest(tmp_path, n=1)
+    write_status(m.points[0], status_of(attempt()))
+    assert [r.state for r in state.sweep_states(tmp_path, m)] == [State.RUNNING]
