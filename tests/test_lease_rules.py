@@ -323,3 +323,30 @@ def test_a_takeover_leaves_a_lease_being_written(tmp_path):
     os.utime(path, (old, old))
     lease._take_over(path, None)
     assert not path.exists(), "an empty lease 5.5 s old stays"
+
+
+def test_a_lease_released_between_two_looks_is_taken(tmp_path, quiet, monkeypatch):
+    """The holder releases after acquire's create failed and before it reads the file (or
+    while the file is torn): acquire tries the create again, it does not give up."""
+    import pathlib
+
+    path = tmp_path / lease.LEASE
+    real = pathlib.Path.read_text
+    for vanish_as in ("gone", "torn"):
+        path.write_text(json.dumps(now_fresh(holder(job_id="77_1"))))
+        calls = []
+
+        def read_text(self, *args, **kwargs):
+            if self == path and not calls:
+                calls.append(1)
+                self.unlink()  # the holder releases right now
+                if vanish_as == "gone":
+                    raise FileNotFoundError(str(self))
+                return "{"  # what was read is torn, and the file is gone by the time of the stat
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(pathlib.Path, "read_text", read_text)
+        held = lease.acquire(tmp_path, "1_0", wait_s=0, scheduler_running=lambda job: True)
+        monkeypatch.setattr(pathlib.Path, "read_text", real)
+        assert held is not None and json.loads(path.read_text())["job_id"] == "1_0", vanish_as
+        held.release()

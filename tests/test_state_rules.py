@@ -346,3 +346,8 @@ def test_without_a_scheduler_to_ask_the_states_come_from_the_files(tmp_path, no_
     m = manifest(tmp_path, n=1)
     write_status(m.points[0], status_of(attempt()))
     assert [r.state for r in state.sweep_states(tmp_path, m)] == [State.RUNNING]
+
+
+def test_code_of_without_a_version_is_the_first_snapshot(tmp_path):
+    m = manifest(tmp_path, code_versions={"2": {"dir": "code-2", "sha256": "ff"}})
+    assert m.code_of() == m.code_of(1) != m.code_of(2)
