@@ -135,3 +135,9 @@ def test_keep_one_keeps_the_newest_and_what_latest_names(tmp_path):
     ckpt.link(tmp_path, ckpt.LATEST, tmp_path / "ckpt_2.pth")
     ckpt.prune(tmp_path, keep=1)
     assert [p.name for _, p in ckpt.numbered(tmp_path)] == ["ckpt_2.pth", "ckpt_3.pth"]
+
+
+def test_by_default_the_last_five_are_kept(tmp_path):
+    for i in range(1, 8):
+        ckpt.save(state(i), tmp_path, i)
+    assert [i for i, _ in ckpt.numbered(tmp_path)] == [3, 4, 5, 6, 7]
