@@ -44,13 +44,32 @@ def load(path: tp.Union[str, Path]) -> Block:
         raise SpecError(f"{path.name}: {exc.message}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
+        position = getattr(exc, "position", None)  # a reader error: a character YAML does not allow
+        where = (f" (line {mark.line + 1}, column {mark.column + 1})" if mark else
+                 f" (character {position + 1})" if isinstance(position, int) else "")
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or "invalid YAML"
         raise SpecError(f"{path.name}: not valid YAML{where}: {problem}") from None
     if _expanded_size(data, {}) > MAX_AXIS:
         raise SpecError(f"{path.name}: the file expands to more than {MAX_AXIS:,} values (YAML aliases "
                         f"nested in aliases?); write the values out, or use a range")
+    if _refers_to_itself(data, set()):  # (a walk of at most MAX_AXIS values, measured above)
+        raise SpecError(f"{path.name}: a YAML alias refers to the value it is part of (&name ... *name inside "
+                        f"it); write the values out")
     return parse(data, path.name)
+
+
+def _refers_to_itself(node: tp.Any, open_: tp.Set[int]) -> bool:
+    """Whether a list or mapping contains itself (a recursive YAML alias), which no config
+    value can be."""
+    if not isinstance(node, (dict, list)):
+        return False
+    if id(node) in open_:
+        return True
+    open_.add(id(node))
+    children = node.values() if isinstance(node, dict) else node
+    found = any(_refers_to_itself(child, open_) for child in children)
+    open_.discard(id(node))
+    return found
 
 
 def _expanded_size(node: tp.Any, memo: tp.Dict[int, int]) -> int:
@@ -173,7 +192,8 @@ def _no_key_twice(fixed: tp.Mapping[str, tp.Any], axes: tp.Sequence[Axis], rnd: 
     """A key set in two places of one block (fixed and grid, grid twice as a dotted key and as
     a nested mapping, grid and random) is an error naming both, as seml's is."""
     places: tp.Dict[str, str] = {}
-    entries = [(k, "fixed") for k in fixed] + [(k, a.source.split(": ", 1)[-1]) for a in axes for k in a.keys]
+    # an axis's source is "<where>: <section>.<key>" (where may hold ": " itself, in a sub-grid)
+    entries = [(k, "fixed") for k in fixed] + [(k, a.source.rsplit(": ", 1)[-1]) for a in axes for k in a.keys]
     entries += [(k, "random") for k, _ in (rnd.samplers if rnd else ())]
     for key, place in entries:
         section = place.split(".")[0].split("[")[0]

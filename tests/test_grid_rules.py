@@ -179,3 +179,27 @@ def test_unbalanced_counts_brackets_and_quotes():
         assert grid._unbalanced(text), text
     for text in ("[1,2]", "({[]})", "'a'", '"a"', "plain"):
         assert not grid._unbalanced(text), text
+
+
+def test_more_reading_rules():
+    for text in ("[[1]", "'a'b'", '"a"b"'):
+        assert grid._unbalanced(text), text
+    assert grid.comma_notes(["d={1, 2}", 's="a,b"', "k=v=1,2"]) == [
+        "'k=v=1,2' is the tuple (v=1,2) for every point (sacred's reading, a fixed value); for an axis write "
+        "'k=[v=1,2]'"]
+    (one,) = grid.expand(grid.parse_with(["configs/base.yaml", "my-config.json"]))
+    assert one.named_configs == ("configs/base.yaml", "my-config.json")
+    with pytest.raises(SpecError) as caught:
+        grid.Axis(("a",), (), source="here")
+    assert str(caught.value) == "here: empty axis; give at least one value (write [[]] to set an empty list literally)"
+
+
+def test_a_command_line_key_over_part_of_a_zip_names_the_zip(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text("zip:\n  - {a: [1, 2], b: [3, 4], c: [5, 6]}\n")
+    from ptslurm import sweepfile
+
+    with pytest.raises(SpecError) as caught:
+        grid.expand(sweepfile.load(path), grid.parse_with(["a=[1]", "b=[3]"]))
+    assert str(caught.value) == ("a, b is given again although the sweep file zips it with c: overriding one zipped "
+                                 "key would drop the others; give all of a, b, c or change the zip in the file")

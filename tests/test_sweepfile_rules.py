@@ -245,3 +245,86 @@ def test_a_missing_file_and_yaml_1_2_floats(tmp_path):
     (p,) = grid.expand(load(tmp_path, "fixed: {a: 1e-3, b: -2E+2, c: .5, d: 1.0, e: 7, f: '1e-3', g: .inf}\n"))
     assert p.updates == {"a": 1e-3, "b": -200.0, "c": 0.5, "d": 1.0, "e": 7, "f": "1e-3", "g": float("inf")}
     assert [type(v) for v in p.updates.values()] == [float, float, float, float, int, str, float]
+
+
+@pytest.mark.parametrize("text, message", [
+    # found by the mutation run: these were a traceback, a wrong section, and a lost reason
+    ("fixed: {a: &x [1, *x]}\n", "a YAML alias refers to the value it is part of (&name ... *name inside it); "
+                                 "write the values out"),
+    ("subgrids: {a: {fixed: {lr: 1}, grid: {lr: [1, 2]}}}\n",
+     "subgrids.a: 'lr' is given twice, in fixed and in grid; give it once"),
+    ("subgrids: {a: {fixed: {lr: 1}, zip: [{lr: [1, 2], b: [3, 4]}]}}\n",
+     "subgrids.a: 'lr' is given twice, in fixed and in zip; give it once"),
+    ("fixed: {a: 1}\n\x00\n", "not valid YAML (character 15): special characters are not allowed"),
+    # messages that name nested places
+    ("zip:\n  - {'a b': [1]}\n", "zip[0]: 'a b' is not a config key; use dotted names like trainer.optimizer.lr"),
+    ("zip:\n  - {a: 3}\n", "zip[0].a: expected a list of values or {type: ...}, got 3; put single values under 'fixed:'"),
+    ("fixed: {a: 1}\nzip:\n  - {a: [1, 2], b: [3, 4]}\n", "'a' is given twice, in fixed and in zip; give it once"),
+    ("grid: {trainer: {'a b': [1]}}\n", "grid: 'trainer.a b' is not a config key; use dotted names like "
+                                        "trainer.optimizer.lr"),
+    ("fixed: {trainer: {'a b': 1}}\n", "fixed: 'trainer.a b' is not a config key; use dotted names like "
+                                       "trainer.optimizer.lr"),
+    ("grid: {x: {type: range, min: 3, max: 3, step: 1}}\n", "grid.x: empty axis; give at least one value"),
+    ("grid: {x: {type: range, min: 0}}\n", "grid.x: type 'range' needs 'max', 'step'"),
+    ("grid: {x: {type: logspace, min: 1, max: 0, num: 2}}\n", "grid.x: logspace needs min and max > 0, got 1 and 0"),
+    ("grid: {x: {type: range, min: 0, max: 600000, step: 0.5}}\n",
+     "grid.x: the range has 1,200,000 values, more than 1,000,000; use a larger step"),
+    ("grid: {x: {type: range, min: -600000, max: 500000, step: 1}}\n",
+     "grid.x: the range has 1,100,000 values, more than 1,000,000; use a larger step"),
+    ("random: {lr: {type: uniform, min: 0, max: 1}}\n", "random: 'samples' must be a positive integer, got None"),
+    ("random: {samples: 2, a: {type: randint, min: 0}}\n", "random.a: type 'randint' needs 'max'"),
+    ("random: {samples: 2, a: {type: loguniform, max: 1}}\n", "random.a: type 'loguniform' needs 'min'"),
+    ("random: {samples: 2, a: {type: loguniform, min: 1, max: 0}}\n", "random.a: loguniform needs min and max > 0"),
+    ("random: {samples: 2, a: {type: choice}}\n", "random.a: type 'choice' needs 'options'"),
+    ("named_configs: ['a=b.json']\n", "named_configs: 'a=b.json' is neither KEY=VALUE nor a named config; quote "
+                                      "updates whole, e.g. 'lr=[1e-3,1e-4]'"),
+])
+def test_more_refusals_with_their_messages(tmp_path, text, message):
+    with pytest.raises(SpecError) as caught:
+        load(tmp_path, text)
+    assert str(caught.value) == f"sweep.yaml: {message}"
+
+
+def test_a_million_values_is_the_limit_and_then_max_points_applies(tmp_path):
+    block = load(tmp_path, "grid: {x: {type: range, min: 0, max: 1000000, step: 1}}\n")
+    with pytest.raises(SpecError) as caught:
+        grid.expand(block)
+    assert str(caught.value) == ("the sweep has 1,000,000 points, more than --max-points 10,000; narrow the grid, "
+                                 "or raise --max-points if you mean it")
+    one = load(tmp_path, "random: {samples: 1, a: {type: uniform, min: 0, max: 1}}\n")
+    assert len(grid.expand(one)) == 1
+
+
+def test_named_config_axes_zip_groups_in_place_and_nested_zips(tmp_path):
+    points = grid.expand(load(tmp_path, "named_configs: [base, [small, large]]\n"))
+    assert [p.named_configs for p in points] == [("base", "small"), ("base", "large")]
+    points = grid.expand(load(tmp_path, "grid:\n  a: {type: choice, options: [1, 2], zip_id: g}\n  c: [7, 8]\n"
+                                        "  b: {type: choice, options: [3, 4], zip_id: g}\n"))
+    assert [(p.updates["a"], p.updates["b"], p.updates["c"]) for p in points] == [(1, 3, 7), (1, 3, 8), (2, 4, 7),
+                                                                                  (2, 4, 8)]
+    points = grid.expand(load(tmp_path, "zip:\n  - {trainer: {lr: [1, 2]}, b: [3, 4]}\n"))
+    assert [p.updates for p in points] == [{"trainer.lr": 1, "b": 3}, {"trainer.lr": 2, "b": 4}]
+    points = grid.expand(load(tmp_path, "grid: {x: {type: parameter_collection, params: {y: [2]}}, z: [3, 4]}\n"))
+    assert [p.updates for p in points] == [{"x.y": 2, "z": 3}, {"x.y": 2, "z": 4}]
+    points = grid.expand(load(tmp_path, "named_configs: [configs/base.yaml, my-config.json]\n"))
+    assert points[0].named_configs == ("configs/base.yaml", "my-config.json")
+
+
+def test_a_subgrids_random_block_merges_with_its_parents(tmp_path):
+    got = draws(tmp_path, "random: {samples: 2, seed: 3, a: {type: uniform, min: 0, max: 1}, "
+                          "b: {type: uniform, min: 0, max: 1}}\n"
+                          "subgrids: {s: {fixed: {a: 7}, random: {seed: 9, c: {type: uniform, min: 5, max: 6}}}}\n")
+    rng = random.Random(9)  # the sub-grid's seed; the parent's b kept, its a fixed by the sub-grid
+    expected = []
+    for _ in range(2):
+        b = rng.uniform(0, 1)
+        c = rng.uniform(5, 6)
+        expected.append({"a": 7, "b": b, "c": c})
+    assert got == expected
+    with pytest.raises(SpecError) as caught:
+        grid.expand(load(tmp_path, "subgrids: {s: {random: {b: {type: uniform, min: 5, max: 6}}}}\n"))
+    assert str(caught.value) == ("sweep.yaml: subgrids.s: random: 'samples' is missing (give it here or in the "
+                                 "parent's random block)")
+    unseeded = draws(tmp_path, "random: {samples: 2, a: {type: uniform, min: 0, max: 1}}\n")
+    zero = random.Random(0)
+    assert [d["a"] for d in unseeded] == [zero.uniform(0, 1) for _ in range(2)]
