@@ -11,7 +11,8 @@ import typing as tp
 from pathlib import Path
 
 from . import commands, interrupt, records, storage
-from .records import STOPS, Action, Cause, SLURM_COMPLETING, SLURM_REQUEUING, STATUS, Attempt, PointPaths, PointStatus, State, read_intent
+from .records import (OWN_FILES, STOPS, Action, Cause, SLURM_COMPLETING, SLURM_REQUEUING, STATUS, Attempt,
+                      PointStatus, State, read_intent)
 from .runtime import job_id, now, on_slurm
 
 
@@ -156,7 +157,6 @@ def latest_checkpoint(storage_dir: Path) -> tp.Optional[tp.List[tp.Any]]:
 
 
 
-OWN_FILES = PointPaths(Path(".")).own
 
 
 def footprint(storage_dir: Path) -> tp.List[int]:

@@ -50,6 +50,10 @@ METRICS = "metrics.json"
 MANIFEST_SCHEMA = 1  # a manifest of a newer schema is refused (see storage.read_manifest)
 
 
+#: ptslurm's own files at the top of a storage dir (not the point's code's)
+OWN_FILES = frozenset({STATUS, INTENT, LEASE, CONFIG, CLAIM})
+
+
 class PointPaths(tp.NamedTuple):
     """The files of one storage dir, by role (as submitit's ``JobPaths`` for a job)."""
 
@@ -59,10 +63,6 @@ class PointPaths(tp.NamedTuple):
         """``sacred/<id>/<name>``: ``RUN``, ``COUT`` or ``METRICS`` of an attempt's sacred run."""
         return self.storage_dir / SACRED / str(sacred_id) / name
 
-    @property
-    def own(self) -> tp.FrozenSet[str]:
-        """ptslurm's own files at the top of a storage dir (not the point's code's)."""
-        return frozenset({STATUS, INTENT, LEASE, CONFIG, CLAIM})
 
 
 class Word(str, enum.Enum):

@@ -28,10 +28,6 @@ class Asker(tp.Protocol):
     def accounting_history(self, job_ids: tp.Iterable[str]) -> tp.Dict[str, tp.List[tp.Tuple[str, str]]]: ...
 
 
-#: squeue states of a job that waits to (re)start
-QUEUED = SLURM_WAITING
-
-
 def timestamp(text: tp.Optional[str]) -> tp.Optional[float]:
     """Seconds since the epoch of a time the records hold (ISO 8601, as ``runtime.now``
     and sacct write it); None for None or anything else."""
@@ -81,7 +77,7 @@ def point_state(manifest: Manifest, entry: PointEntry, status: PointStatus, inte
             acct = (accounting or {}).get(job, "")
             state = (State.CANCELLED if acct.startswith("CANCELLED") else State.TIMEOUT if acct == "TIMEOUT"
                      else State.FAILED if acct in ("OUT_OF_MEMORY", "NODE_FAIL", "FAILED") else State.LOST)
-        elif queued in QUEUED and state == State.RUNNING:
+        elif queued in SLURM_WAITING and state == State.RUNNING:
             state = State.REQUEUED
         elif queued == "RUNNING" and state in (State.PENDING, State.REQUEUED):
             state = State.RUNNING

@@ -21,8 +21,7 @@ from pathlib import Path
 
 from . import records
 from .errors import ManifestError, StorageError, UsageError
-from .records import (CHECKPOINTS, CLAIM, CODE, CONFIG, INTENT, LOCAL_LOGS, LOCK,  # noqa: F401 - records owns
-                      MANIFEST, SACRED, SLURM_FOLDER, STATUS, SWEEPS, Manifest)  # the names; storage uses them
+from .records import CLAIM, LOCK, MANIFEST, SWEEPS, Manifest  # records owns the names
 
 DEFAULT_ROOT = "~/ptslurm-runs"
 NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "fuse.glusterfs", "ceph", "fuse.sshfs"}

@@ -200,7 +200,7 @@ def wait_for(sweep_dir: Path, events: tp.Optional[Events] = None,
     events = events or Quiet()
     while True:
         manifest = storage.read_manifest(sweep_dir)  # waves add job ids as they go
-        rows = sweep_states(sweep_dir, manifest, backend_of(sweep_dir, manifest, make) if make else None)
+        rows = sweep_states(sweep_dir, manifest, backend_of(sweep_dir, manifest, make))
         if top_up(sweep_dir, manifest, rows, make):
             continue
         done = ended(rows)

@@ -21,15 +21,22 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # xdist's workers get COLUMNS=80: the
     os.environ.pop("LINES", None)
 
 
-@pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory):
-    from slurm_cluster import Cluster, installed, namespaces_work
+def _require_slurm() -> None:
+    """Skip without SLURM's packages; in CI, fail (the SLURM tier must run there)."""
+    from slurm_cluster import installed
 
     if not installed():
         msg = "SLURM packages are not installed (run tests/run.sh, which installs them)"
         if IN_CI:
             pytest.fail(msg + " -- in CI the SLURM tier must run")
         pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    from slurm_cluster import Cluster, namespaces_work
+
+    _require_slurm()
     # with namespaces (root, iproute2), a partition 'multi' of two more nodes for multi-node points
     cluster = Cluster(tmp_path_factory.mktemp("slurm"), max_array_size=MAX_ARRAY_SIZE, two_nodes=namespaces_work())
     old = os.environ.get("SLURM_CONF")
@@ -49,13 +56,9 @@ def slurm_cluster(tmp_path_factory):
 def own_slurm_cluster(tmp_path_factory, monkeypatch):
     """A second cluster of its own (other ports, name and job ids) for the longest test, which
     runs on it in the other pytest worker while the SLURM tier uses the first one."""
-    from slurm_cluster import Cluster, installed
+    from slurm_cluster import Cluster
 
-    if not installed():
-        msg = "SLURM packages are not installed (run tests/run.sh, which installs them)"
-        if IN_CI:
-            pytest.fail(msg + " -- in CI the SLURM tier must run")
-        pytest.skip(msg)
+    _require_slurm()
     cluster = Cluster(tmp_path_factory.mktemp("slurm-own"), max_array_size=MAX_ARRAY_SIZE, second=True)
     monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
     cluster.start()

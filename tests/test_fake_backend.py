@@ -14,7 +14,7 @@ import pytest
 
 from conftest import TEST_EXPERIMENTS
 
-from ptslurm import lifecycle, state, storage, submission
+from ptslurm import lifecycle, records, state, storage, submission
 from ptslurm.backends import FakeCluster
 from ptslurm.errors import SubmissionError
 from ptslurm.plan import Plan, plan
@@ -28,7 +28,7 @@ POINTS = 8
 
 
 def manifest_of(sweep_dir: Path) -> dict:
-    return json.loads((sweep_dir / storage.MANIFEST).read_text())
+    return json.loads((sweep_dir / records.MANIFEST).read_text())
 
 
 def recorded(sweep_dir: Path) -> dict:
