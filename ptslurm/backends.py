@@ -28,8 +28,13 @@ def mem_flag(mem_gb: tp.Optional[float]) -> tp.Optional[str]:
     return f"{int(mem_gb)}G" if float(mem_gb).is_integer() else f"{int(round(mem_gb * 1024))}M"
 
 
-def chunks(indices: tp.Sequence[int], size: int) -> tp.List[tp.List[int]]:
-    return [list(indices[i:i + size]) for i in range(0, len(indices), size)]
+T = tp.TypeVar("T")
+#: what an array task's callable is called with, for the points it runs
+ArgsFor = tp.Callable[[tp.Sequence[int]], tp.Tuple[tp.Any, ...]]
+
+
+def chunks(items: tp.Sequence[T], size: int) -> tp.List[tp.List[T]]:
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
 
 
 class SlurmBackend:
@@ -100,19 +105,19 @@ class SlurmBackend:
                                      + "; fix the resource options (--partition, --gpus, --cpus, --mem, --time, "
                                        "or the profile)")
 
-    def submit(self, indices: tp.Sequence[int], target: tp.Callable[..., tp.Any], args_for: tp.Callable[[int], tp.Tuple[tp.Any, ...]],
+    def submit(self, units: tp.Sequence[tp.Sequence[int]], target: tp.Callable[..., tp.Any], args_for: ArgsFor,
                on_array: tp.Callable[[tp.Dict[int, str]], None], marker: tp.Optional[str] = None) -> tp.Dict[int, str]:
-        """Submit ``target(*args_for(i))`` for each index as arrays; ``on_array`` receives
-        the job ids of each array as soon as it is queued. ``marker`` goes into each array's
-        comment with the indices it holds (``marked_jobs`` finds them again). Returns
-        index -> job id."""
+        """Submit ``target(*args_for(unit))`` for each unit (the points one array task runs:
+        one, or several packed) as arrays; ``on_array`` receives the job ids of each array's
+        points as soon as it is queued. ``marker`` goes into each array's comment with the
+        indices it holds (``marked_jobs`` finds them again). Returns index -> job id."""
         storage.make_dirs(self.folder)
         submitter = submitit_adapter.ArraySubmitter(self.folder, self.parameters())
         job_ids: tp.Dict[int, str] = {}
-        for chunk in chunks(list(indices), commands.max_array_size()):
-            comment = f"{marker}:{commands.ranges(chunk)}" if marker else None
+        for chunk in chunks(list(units), commands.max_array_size()):
+            comment = commands.marker_comment(marker, chunk) if marker else None
             try:
-                jobs = submitter.submit(target, [args_for(i) for i in chunk], comment=comment)
+                jobs = submitter.submit(target, [args_for(u) for u in chunk], comment=comment)
             except OSError as exc:
                 import errno
 
@@ -125,7 +130,7 @@ class SlurmBackend:
             finally:
                 self.sbatch_calls += 1
                 storage.no_group_write(self.folder)  # the pickles jobs load: nobody else may change them
-            ids = dict(zip(chunk, jobs))
+            ids = {i: job for unit, job in zip(chunk, jobs) for i in unit}
             job_ids.update(ids)
             on_array(ids)
         return job_ids
@@ -148,12 +153,13 @@ class SlurmBackend:
         except SubmissionError as exc:
             raise SubmissionError(f"the next wave: {exc}") from None
 
-    def ensure_pickles(self, jobs: tp.Mapping[int, str], target: tp.Callable[..., tp.Any],
-                       args_for: tp.Callable[[int], tp.Tuple[tp.Any, ...]]) -> None:
-        """Write the submitit pickle of adopted array tasks whose submission was killed
-        before submitit moved it into place (the task would wait for it, then fail)."""
-        for index, job in jobs.items():
-            submitit_adapter.write_pickle(self.folder, job, target, args_for(index))
+    def ensure_pickles(self, jobs: tp.Mapping[str, tp.Sequence[int]], target: tp.Callable[..., tp.Any],
+                       args_for: ArgsFor) -> None:
+        """Write the submitit pickle of adopted array tasks (job id -> the points it runs)
+        whose submission was killed before submitit moved it into place (the task would
+        wait for it, then fail)."""
+        for job, unit in jobs.items():
+            submitit_adapter.write_pickle(self.folder, job, target, args_for(unit))
 
     def log_path(self, job_id: str, rank: int = 0) -> Path:
         return submitit_adapter.log_path(self.folder, job_id, rank)
@@ -201,20 +207,24 @@ class LocalBackend:
         self.workdir = workdir  # the points' working dir: the snapshot's experiment folder
         self.sbatch_calls = 0
 
-    def command(self, index: tp.Union[int, str]) -> tp.List[str]:
-        return [sys.executable, "-m", "ptslurm.jobmain", str(self.sweep_dir), str(index)]
+    def command(self, index: tp.Union[int, str, tp.Sequence[int]]) -> tp.List[str]:
+        """One point's process, or (several indices) a packed job's (``pack.run_pack``)."""
+        what = index if isinstance(index, (int, str)) else ",".join(map(str, index))
+        return [sys.executable, "-m", "ptslurm.jobmain", str(self.sweep_dir), str(what)]
 
-    def run(self, indices: tp.Sequence[int], on_change: tp.Callable[[tp.Dict[int, int]], None] = lambda d: None,
+    def run(self, units: tp.Sequence[tp.Union[int, tp.Sequence[int]]],
+            on_change: tp.Callable[[tp.Dict[int, int]], None] = lambda d: None,
             poll_s: float = 0.2) -> tp.Dict[int, int]:
-        """Run the points; return index -> exit code. Ctrl-C or SIGTERM stops the running
-        points (SIGTERM to their process groups, SIGKILL after a grace period) and starts
-        no more; the points keep their checkpoints for ``ptslurm resubmit``."""
+        """Run the points (an index, or the indices of points packed into one job: one
+        process group, see ``pack``); return index -> exit code. Ctrl-C or SIGTERM stops the
+        running points (SIGTERM to their process groups, SIGKILL after a grace period) and
+        starts no more; the points keep their checkpoints for ``ptslurm resubmit``."""
         import signal
 
         logs = self.sweep_dir / records.LOCAL_LOGS
         logs.mkdir(exist_ok=True)
-        pending = list(indices)
-        running: tp.Dict[int, tp.Any] = {}
+        pending = [(u,) if isinstance(u, int) else tuple(u) for u in units]
+        running: tp.Dict[tp.Tuple[int, ...], tp.Any] = {}
         done: tp.Dict[int, int] = {}
 
         def interrupted(signum: int, frame: tp.Any) -> None:  # noqa: ARG001
@@ -224,13 +234,16 @@ class LocalBackend:
         try:
             while pending or running:
                 while pending and len(running) < self.jobs:
-                    index = pending.pop(0)
-                    with open(logs / f"{index}.log", "a") as log:
+                    unit = pending.pop(0)
+                    name = f"{unit[0]}.log" if len(unit) == 1 else f"job-{commands.ranges(unit)}.log"
+                    with open(logs / name, "a") as log:
                         # started outside the snapshot: the job enters it once it checked it
-                        running[index] = commands.start_point(self.command(index), log, logs)
-                finished = [i for i, p in running.items() if p.poll() is not None]
-                for i in finished:
-                    done[i] = running.pop(i).returncode
+                        running[unit] = commands.start_point(self.command(unit[0] if len(unit) == 1 else unit),
+                                                             log, logs)
+                finished = [u for u, p in running.items() if p.poll() is not None]
+                for unit in finished:
+                    code = running.pop(unit).returncode
+                    done.update({i: code for i in unit})
                 if finished:
                     on_change(done)
                 else:
@@ -308,14 +321,14 @@ class Scheduler(tp.Protocol):
 
     def validate(self, count: int) -> None: ...
 
-    def submit(self, indices: tp.Sequence[int], target: tp.Callable[..., tp.Any], args_for: tp.Callable[[int], tp.Tuple[tp.Any, ...]],
+    def submit(self, units: tp.Sequence[tp.Sequence[int]], target: tp.Callable[..., tp.Any], args_for: ArgsFor,
                on_array: tp.Callable[[tp.Dict[int, str]], None],
                marker: tp.Optional[str] = None) -> tp.Dict[int, str]: ...
 
     def submit_wave_job(self, after: tp.Sequence[str], marker: str) -> str: ...
 
-    def ensure_pickles(self, jobs: tp.Mapping[int, str], target: tp.Callable[..., tp.Any],
-                       args_for: tp.Callable[[int], tp.Tuple[tp.Any, ...]]) -> None: ...
+    def ensure_pickles(self, jobs: tp.Mapping[str, tp.Sequence[int]], target: tp.Callable[..., tp.Any],
+                       args_for: ArgsFor) -> None: ...
 
     def log_path(self, job_id: str, rank: int = 0) -> Path: ...
 
@@ -354,6 +367,7 @@ class FakeCluster:
         self.jobs: tp.Dict[str, tp.Dict[str, tp.Any]] = {}  # job id -> state, comment, call, sweep
         self.sbatch_calls = 0
         self.scancel_calls = 0
+        self.validated: tp.List[tp.Tuple[Resources, int]] = []  # each pre-flight: resources, array size
         self.before_sbatch: tp.Optional[tp.Callable[[int], None]] = None
         self.after_sbatch: tp.Optional[tp.Callable[[int], None]] = None
         self._next_id = 100
@@ -390,8 +404,9 @@ class FakeCluster:
         """index -> every job ever submitted for that point of ``sweep_dir`` (the accounting)."""
         out: tp.Dict[int, tp.List[str]] = {}
         for job, rec in self.jobs.items():
-            if rec.get("sweep") == str(sweep_dir) and "index" in rec:
-                out.setdefault(rec["index"], []).append(job)
+            if rec.get("sweep") == str(sweep_dir):
+                for index in rec.get("indices", ()):
+                    out.setdefault(index, []).append(job)
         return out
 
 
@@ -412,17 +427,19 @@ class FakeBackend:
 
     def validate(self, count: int) -> None:
         self.sbatch_calls += 1
+        self.cluster.validated.append((self.resources, count))
 
-    def submit(self, indices: tp.Sequence[int], target: tp.Callable[..., tp.Any], args_for: tp.Callable[[int], tp.Tuple[tp.Any, ...]],
+    def submit(self, units: tp.Sequence[tp.Sequence[int]], target: tp.Callable[..., tp.Any], args_for: ArgsFor,
                on_array: tp.Callable[[tp.Dict[int, str]], None],
                marker: tp.Optional[str] = None) -> tp.Dict[int, str]:
         job_ids: tp.Dict[int, str] = {}
-        for chunk in chunks(list(indices), self.cluster.max_array_size):
-            comment = f"{marker}:{commands.ranges(chunk)}" if marker else None
+        for chunk in chunks(list(units), self.cluster.max_array_size):
+            comment = commands.marker_comment(marker, chunk) if marker else None
             self.sbatch_calls += 1
-            ids = self.cluster.sbatch([{"comment": comment, "call": (target, args_for(i)), "index": i, "array": True,
-                                        "sweep": str(self.sweep_dir)} for i in chunk])
-            array = dict(zip(chunk, ids))
+            ids = self.cluster.sbatch([{"comment": comment, "call": (target, args_for(u)), "indices": list(u),
+                                        "array": True, "sweep": str(self.sweep_dir), "resources": self.resources}
+                                       for u in chunk])
+            array = {i: job for unit, job in zip(chunk, ids) for i in unit}
             job_ids.update(array)
             on_array(array)
         return job_ids
@@ -432,10 +449,10 @@ class FakeBackend:
         return self.cluster.sbatch([{"comment": f"{marker}:wave", "after": list(after), "wave": True,
                                      "sweep": str(self.sweep_dir)}])[0]
 
-    def ensure_pickles(self, jobs: tp.Mapping[int, str], target: tp.Callable[..., tp.Any],
-                       args_for: tp.Callable[[int], tp.Tuple[tp.Any, ...]]) -> None:
-        for index, job in jobs.items():
-            self.cluster.jobs[job]["call"] = (target, args_for(index))
+    def ensure_pickles(self, jobs: tp.Mapping[str, tp.Sequence[int]], target: tp.Callable[..., tp.Any],
+                       args_for: ArgsFor) -> None:
+        for job, unit in jobs.items():
+            self.cluster.jobs[job]["call"] = (target, args_for(unit))
 
     def log_path(self, job_id: str, rank: int = 0) -> Path:
         return self.sweep_dir / records.SLURM_FOLDER / f"{job_id}_{rank}_log.out"

@@ -55,6 +55,9 @@ def _add_resources(p: argparse.ArgumentParser) -> None:
     g.add_argument("--qos", type=_or_none(str), help="quality of service (sbatch --qos)")
     g.add_argument("--constraint", "-C", type=_or_none(str), help="node features, e.g. a100 (sbatch --constraint)")
     g.add_argument("--array-parallelism", type=int, metavar="N", help="at most N points of an array run at once")
+    g.add_argument("--points-per-job", type=int, metavar="N",
+                   help="N points share one array task (its GPUs round-robin, its CPUs split evenly), each its "
+                        "own process, storage dir and resume (default 1)")
     g.add_argument("--signal-delay", type=int, dest="signal_delay_s", metavar="S",
                    help="ask SLURM for a signal S seconds before the time limit (default 120)")
     g.add_argument("--max-requeues", type=int, metavar="N",

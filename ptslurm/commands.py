@@ -235,17 +235,29 @@ def parse_ranges(text: str) -> tp.List[int]:
 
 def parse_marked(text: str, marker: str) -> tp.Dict[int, str]:
     """From ``squeue -h -r -o '%i|%k'``: point index -> ``A_t`` for the array tasks whose
-    comment is ``<marker>:<ranges>`` (task t holds the t-th index of the ranges)."""
+    comment is ``<marker>:<ranges>`` (task t holds the t-th index of the ranges) or, for
+    packed points, ``<marker>:<ranges>/<n>`` (task t holds indices t*n to t*n+n-1 of them)."""
     found: tp.Dict[int, str] = {}
     for line in text.splitlines():
         job, _, comment = line.strip().partition("|")
         if not comment.startswith(marker + ":") or "_" not in job:
             continue
-        indices = parse_ranges(comment[len(marker) + 1:])
+        spans, _, per = comment[len(marker) + 1:].partition("/")
+        indices = parse_ranges(spans)
+        n = int(per) if per.isdigit() and int(per) > 0 else 1
         array, _, task = job.partition("_")
-        if task.isdigit() and int(task) < len(indices):
-            found[indices[int(task)]] = job
+        if task.isdigit():
+            for index in indices[int(task) * n:(int(task) + 1) * n]:
+                found[index] = job
     return found
+
+
+def marker_comment(marker: str, units: tp.Sequence[tp.Sequence[int]]) -> str:
+    """The comment of an array whose task t runs ``units[t]`` (every unit but the last of
+    the same size): what ``parse_marked`` reads back."""
+    flat = [i for unit in units for i in unit]
+    size = len(units[0]) if units else 1
+    return f"{marker}:{ranges(flat)}" + (f"/{size}" if size > 1 else "")
 
 
 def expand_ids(job_id: str) -> tp.List[str]:
@@ -442,6 +454,15 @@ def start_point(command: tp.Sequence[str], log: tp.IO[str], cwd: tp.Optional[Pat
     process group (cancel stops the point and whatever it started)."""
     return subprocess.Popen(list(command), stdout=log, cwd=cwd, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
+
+
+def start_packed(command: tp.Sequence[str], log: tp.IO[str], env: tp.Mapping[str, str],
+                 cpus: tp.Sequence[int] = ()) -> "subprocess.Popen[bytes]":
+    """Start a point of a packed job: output appended to ``log``, stdin closed, in the job's
+    process group (the scheduler's signals reach it), pinned to ``cpus`` when given."""
+    pin = (lambda: os.sched_setaffinity(0, set(cpus))) if cpus else None
+    return subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=dict(env), preexec_fn=pin)
 
 
 def run_notify(command: str, env: tp.Mapping[str, str], timeout: float = 120) -> "subprocess.CompletedProcess[str]":

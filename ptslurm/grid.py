@@ -71,6 +71,8 @@ class Block:
     axes: tp.Tuple[Axis, ...] = ()
     random: tp.Optional[RandomSpec] = None
     subgrids: tp.Dict[str, "Block"] = dataclasses.field(default_factory=dict)
+    # a sweep file's ``resources:`` (Resources field names -> values; a sub-grid's win key by key)
+    resources: tp.Dict[str, tp.Any] = dataclasses.field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -232,8 +234,12 @@ def overlay(base: Block, top: Block) -> Block:
     elif rnd is not None and {k for k, _ in rnd.samplers} & top_keys:
         kept = tuple((k, f) for k, f in rnd.samplers if k not in top_keys)
         rnd = dataclasses.replace(rnd, samplers=kept) if kept else None
+    resources = dict(base.resources)
+    resources.update(top.resources)
+    if "sbatch_args" in base.resources and "sbatch_args" in top.resources:
+        resources["sbatch_args"] = {**base.resources["sbatch_args"], **top.resources["sbatch_args"]}
     return Block(fixed=fixed, named=base.named + top.named, axes=tuple(axes) + top.axes,
-                 random=rnd, subgrids=dict(top.subgrids or base.subgrids))
+                 random=rnd, subgrids=dict(top.subgrids or base.subgrids), resources=resources)
 
 
 DEFAULT_MAX_POINTS = 10000
@@ -262,6 +268,7 @@ def expand(block: Block, command_line: tp.Optional[Block] = None,
         raise SpecError(f"the sweep has {total:,} points, more than --max-points {max_points:,}; "
                         f"narrow the grid, or raise --max-points if you mean it")
     raw: tp.List[tp.Tuple[dict, tuple]] = []
+    wants: tp.List[tp.Dict[str, tp.Any]] = []  # each raw point's resources (its leaf's)
     for leaf in leaves:
         axes = list(leaf.axes) + ([leaf.random.axis()] if leaf.random and leaf.random.samplers else [])
         for combo in itertools.product(*(a.values for a in axes)):
@@ -273,14 +280,17 @@ def expand(block: Block, command_line: tp.Optional[Block] = None,
                 else:
                     updates.update(zip(axis.keys, step))
             raw.append((updates, tuple(named)))
+            wants.append(leaf.resources)
     seen: tp.Set[str] = set()
     unique: tp.List[tp.Tuple[tp.Dict[str, tp.Any], tp.Tuple[str, ...]]] = []
+    kept: tp.List[tp.Dict[str, tp.Any]] = []
     repeated: tp.List[str] = []
-    for updates, named_ in raw:
+    for (updates, named_), want in zip(raw, wants):
         ident = Point(0, updates, named_).identity()
         if ident not in seen or keep_duplicates:
             seen.add(ident)
             unique.append((updates, named_))
+            kept.append(want)
         else:
             repeated.append(Point(0, updates, named_, tuple(updates) + ((NAMED,) if named_ else ())).label)
     if repeated and notes is not None:
@@ -288,7 +298,7 @@ def expand(block: Block, command_line: tp.Optional[Block] = None,
         notes.append(f"{len(repeated)} point(s) repeat an earlier one exactly and are dropped ({shown}); to run "
                      f"repeats, sweep the seed ('seed=[1,2,3]') or pass --keep-duplicates")
     varied = varied_keys(unique)
-    return [Point(i, u, n, varied) for i, (u, n) in enumerate(unique)]
+    return [Point(i, u, n, varied, dict(r)) for i, ((u, n), r) in enumerate(zip(unique, kept))]
 
 
 def _leaves(block: Block) -> tp.List[Block]:

@@ -17,6 +17,25 @@ from .records import Action, Cause, Manifest, PointEntry, State, read_intent, re
 from .runtime import ENV_POINT, ENV_STORAGE_DIR, ENV_SWEEP_DIR, job_id, now, on_slurm
 
 
+def run_task(sweep_dir: tp.Union[str, Path], what: tp.Union[int, tp.Sequence[int]]) -> tp.Any:
+    """What an array task runs: one point (``what`` an index), or the points packed into
+    it (a list: ``pack.run_pack``)."""
+    if isinstance(what, int):
+        return run_point(sweep_dir, what)
+    from .pack import run_pack
+
+    return run_pack(sweep_dir, list(what))
+
+
+def _requeue() -> None:
+    """Ask SLURM to requeue this job, unless the point shares it with others (``pack``): such
+    a job is requeued once, by its own process, after all its points have stopped."""
+    from .pack import ENV_PACK
+
+    if not os.environ.get(ENV_PACK):
+        commands.requeue(job_id())
+
+
 def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
     """Run one attempt of point ``index`` of the sweep in ``sweep_dir``; return the sacred
     run's result. The attempt holds the storage dir's lease while it runs. On a stop request
@@ -60,7 +79,8 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
             record.update(state=State.CANCELLED, cause=Cause.CANCELLED, ended=now(), final=True)
             return None
         runtime.activate(None, record)
-        max_requeues, max_attempts = manifest.resources.max_requeues, manifest.resources.max_attempts
+        asked = manifest.resources_of(index)
+        max_requeues, max_attempts = asked.max_requeues, asked.max_attempts
         interrupt.on_unheeded(lambda: _unheeded(record, max_requeues, held, max_attempts,
                                                  lambda: _notify(manifest, sweep_dir)))
         return _attempt(manifest, entry, sweep_dir, record, max_requeues, max_attempts)
@@ -149,7 +169,7 @@ def _attempt(manifest: Manifest, entry: PointEntry, sweep_dir: Path, record: Att
                       traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
                       final=True)
         if action == Action.REQUEUE:
-            commands.requeue(job_id())
+            _requeue()
         raise
 
 
@@ -221,7 +241,7 @@ def _unheeded(record: AttemptRecord, max_requeues: int, held: tp.Any, max_attemp
         print(line, flush=True)
     if action == Action.REQUEUE:
         try:
-            commands.requeue(job_id())
+            _requeue()
         except Exception:  # noqa: BLE001 - recorded; the scheduler ends the job anyway
             pass
     held.release()
@@ -325,12 +345,18 @@ def _create_run(manifest: Manifest, entry: PointEntry, record: tp.Optional[Attem
 
 
 def main(argv: tp.Optional[tp.List[str]] = None) -> int:
-    """``python -m ptslurm.jobmain SWEEP_DIR INDEX``: the local backend's entry point."""
+    """``python -m ptslurm.jobmain SWEEP_DIR INDEX``: the local backend's entry point (and a
+    packed point's); ``INDEX`` may list several (``0,1,2``): the points of a packed job."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m ptslurm.jobmain SWEEP_DIR INDEX", file=sys.stderr)
+        print("usage: python -m ptslurm.jobmain SWEEP_DIR INDEX[,INDEX...]", file=sys.stderr)
         return 2
     try:
+        if "," in argv[1]:
+            from .pack import parse_indices, run_pack
+
+            codes = run_pack(argv[0], parse_indices(argv[1]))
+            return 0 if all(code == 0 for code in codes.values()) else 1
         run_point(argv[0], int(argv[1]))
     except Exception:
         traceback.print_exc()

@@ -15,7 +15,7 @@ from .plan import stage
 from .records import BUSY, COUT, TERMINAL, Attempt, Executor, Manifest, PointEntry, PointPaths, State, read_intent
 from .state import sweep_states
 from .runtime import now
-from .submission import args_for, backend_of, job_target, run_local, submit_marker
+from .submission import backend_of, backends_of, run_local, submit_marker, units
 
 def select_points(manifest: Manifest, spec: tp.Optional[str]) -> tp.List[int]:
     """Indices from ``0,2,5-7`` (all points when ``spec`` is None)."""
@@ -80,7 +80,11 @@ def _cancel(sweep_dir: Path, indices: tp.Sequence[int],
     for i in chosen:
         entry = manifest.points[i]
         write_intent(entry.storage_dir, cancelled=True, submission=read_intent(entry.storage_dir).submission)
-    jobs = [manifest.points[i].job_id for i in chosen if manifest.points[i].job_id]
+    # a job shared by packed points is cancelled when none of its points goes on; otherwise
+    # only the intent: the job's own process stops the cancelled point and its siblings go on
+    going_on = {manifest.points[r.index].job_id for r in rows
+                if r.index not in chosen and r.state not in TERMINAL and manifest.points[r.index].job_id}
+    jobs = sorted({str(manifest.points[i].job_id) for i in chosen if manifest.points[i].job_id} - going_on)
     wave_job = (manifest.waves or {}).get("job")
     if wave_job and len(chosen) == sum(r.state not in TERMINAL for r in rows):
         jobs.append(wave_job)  # every point still going is cancelled: so is the next wave
@@ -106,10 +110,9 @@ def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = Fa
     storage.require_own(sweep_dir, "resubmits")
     with storage.manifest_lock(sweep_dir):
         book, local = _resubmit(sweep_dir, indices, refresh_code, keep_code, make)
-        if not local:
-            backend = backend_of(sweep_dir, book.manifest, make)
-            return backend.submit(list(indices), job_target(), args_for(sweep_dir), book.set_jobs,
-                                  marker=submit_marker(sweep_dir))
+        if not local:  # packed again with their group's --points-per-job, among the resubmitted points
+            return backends_of(sweep_dir, book.manifest, make).submit(book, units(book.manifest, indices),
+                                                                      marker=submit_marker(sweep_dir))
     run_local(book, 1, list(indices))
     return {i: "local" for i in indices}
 
@@ -289,8 +292,9 @@ def log_paths(sweep_dir: Path, manifest: Manifest, index: int, attempt: tp.Optio
     output is in the scheduler's log of their task).
     Returns ``(path, the attempt, a note on where the output comes from)``."""
     entry = manifest.point(index)
-    if not 0 <= rank < manifest.resources.world_size:
-        raise UsageError(f"--rank {rank}: point {index} has ranks 0-{manifest.resources.world_size - 1}")
+    world = manifest.resources_of(index).world_size
+    if not 0 <= rank < world:
+        raise UsageError(f"--rank {rank}: point {index} has ranks 0-{world - 1}")
     attempts = records.read_status(entry.path).attempts
     if attempt is not None and not 1 <= attempt <= max(len(attempts), 1):
         raise UsageError(f"point {index} has {len(attempts)} attempt(s); --attempt must be 1-{max(len(attempts), 1)}")
@@ -306,6 +310,8 @@ def log_paths(sweep_dir: Path, manifest: Manifest, index: int, attempt: tp.Optio
         note = (f"(sacred captured no output in {path}; showing the "
                 f"{'scheduler' if manifest.executor == 'slurm' else 'local'} log)")
     job = (chosen.job_id if chosen is not None else None) or entry.job_id
+    if manifest.executor == Executor.SLURM and job and manifest.resources_of(index).points_per_job > 1:
+        return sweep_dir / records.LOCAL_LOGS / f"{index}.log", chosen, note  # its own process's log
     if manifest.executor == Executor.SLURM and job:
         return backend_of(sweep_dir, manifest).log_path(job, rank), chosen, note
     return sweep_dir / records.LOCAL_LOGS / f"{index}.log", chosen, note

@@ -62,6 +62,18 @@ class Plan:
     code_hash: str = ""
     code_bytes: int = 0
     seeds: tp.List[tp.Optional[int]] = dataclasses.field(default_factory=list)
+    # a sweep file's resources per point: the distinct requests, and each point's (empty: all
+    # points ask for ``request.resources``)
+    groups: tp.List[Resources] = dataclasses.field(default_factory=list)
+    point_groups: tp.List[int] = dataclasses.field(default_factory=list)
+
+    def group_resources(self) -> tp.List[tp.Tuple[Resources, tp.List[int]]]:
+        """Each resource group with the indices of its points (one group without a sweep
+        file's resources)."""
+        if not self.groups:
+            return [(self.request.resources, [pt.index for pt in self.points])]
+        return [(r, [pt.index for pt, g in zip(self.points, self.point_groups) if g == k])
+                for k, r in enumerate(self.groups)]
 
     @property
     def sweep_dir(self) -> Path:
@@ -95,10 +107,12 @@ def expand_points(request: SweepRequest, notes: tp.Optional[tp.List[str]] = None
 
 
 def spec_hash(experiment_file: Path, points: tp.Sequence[Point], resources: Resources,
-              storage_key: tp.Optional[str]) -> str:
-    blob = json.dumps({"experiment": str(experiment_file), "points": [p.identity() for p in points],
-                       "resources": resources.to_json(), "storage_key": storage_key},
-                      sort_keys=True, default=repr)
+              storage_key: tp.Optional[str], per_point: tp.Sequence[Resources] = ()) -> str:
+    spec: tp.Dict[str, tp.Any] = {"experiment": str(experiment_file), "points": [p.identity() for p in points],
+            "resources": resources.to_json(), "storage_key": storage_key}
+    if per_point:  # a sweep file's resources per point (absent: the hash of earlier versions)
+        spec["per_point"] = [r.to_json() for r in per_point]
+    blob = json.dumps(spec, sort_keys=True, default=repr)
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
@@ -130,8 +144,9 @@ def plan(request: SweepRequest, scheduler_given: bool = False) -> Plan:
     if not request.max_snapshot_mb > 0:
         raise UsageError(f"--max-snapshot-mb must be a positive number, got {request.max_snapshot_mb!r}")
     resources, notes = check_resources(request.resources)
-    request = dataclasses.replace(request, resources=resources)
     points, flat_axes = expand_points(request, notes)
+    groups, point_groups = resource_groups(request.resources, points, notes)
+    request = dataclasses.replace(request, resources=resources)
     root = storage.resolve_root(request.root)
     storage.check_root_writable(root)
     storage.require_safe_dir(storage.sweeps_dir(root), "the sweep's control files (manifest, job pickles)")
@@ -150,7 +165,9 @@ def plan(request: SweepRequest, scheduler_given: bool = False) -> Plan:
     exp_name = staged.experiment_name
     predicted = placeholders(exp_name)
     injected = checked["injected"]
-    digest = spec_hash(path.resolve(), points, request.resources if chosen == Executor.SLURM else Resources(), injected)
+    digest = spec_hash(path.resolve(), points, request.resources if chosen == Executor.SLURM else Resources(), injected,
+                       [groups[g] for g in point_groups] if chosen == Executor.SLURM else
+                       [Resources(points_per_job=groups[g].points_per_job) for g in point_groups])
     name = request.name or f"{exp_name}-{digest}"
     try:
         check_name(name)
@@ -171,7 +188,51 @@ def plan(request: SweepRequest, scheduler_given: bool = False) -> Plan:
                 module_name=module_name, experiment_file=path.resolve(), storage_key=injected,
                 predicted_dirs=predicted, warnings=warnings, executor=chosen, name=name,
                 spec_hash=digest, layout=lay, staging=staging, code_hash=staged.code_hash,
-                code_bytes=staged.code_bytes, seeds=checked["seeds"])
+                code_bytes=staged.code_bytes, seeds=checked["seeds"], groups=groups, point_groups=point_groups)
+
+
+def resource_groups(requested: Resources, points: tp.Sequence[Point], notes: tp.List[str]
+                    ) -> tp.Tuple[tp.List[Resources], tp.List[int]]:
+    """A sweep file's ``resources:`` laid over the profile's and below the command line's
+    (a note names each value the command line replaces): the distinct requests, each
+    checked as the command line's, and each point's group. Empty lists when no point has
+    resources of its own."""
+    if not any(pt.resources for pt in points):
+        return [], []
+    groups: tp.List[Resources] = []
+    seen: tp.Dict[str, int] = {}
+    of: tp.List[int] = []
+    for pt in points:
+        key = json.dumps(pt.resources, sort_keys=True, default=repr)
+        if key not in seen:
+            seen[key] = len(groups)
+            merged = _laid_over(requested, pt.resources, notes)
+            groups.append(check_resources(merged)[0])
+        of.append(seen[key])
+    return groups, of
+
+
+def _laid_over(requested: Resources, wanted: tp.Mapping[str, tp.Any], notes: tp.List[str]) -> Resources:
+    changes: tp.Dict[str, tp.Any] = {}
+    origins = dict(requested.origins)
+    for key, value in wanted.items():
+        name = "time" if key == "timeout_min" else key
+        if key == "sbatch_args":
+            merged = dict(value)
+            merged.update({k: v for k, v in requested.sbatch_args.items()
+                           if requested.origins.get(k) == "command line" or k not in merged})
+            changes[key] = merged
+            origins.update({str(k): "sweep file" for k in value if requested.origins.get(k) != "command line"})
+        elif requested.origins.get(name) == "command line":
+            if getattr(requested, key) != value:
+                note = (f"the command line's {name} {getattr(requested, key)} replaces the sweep file's "
+                        f"{name} {value} (command-line options win)")
+                if note not in notes:
+                    notes.append(note)
+        else:
+            changes[key] = value
+            origins[name] = "sweep file"
+    return dataclasses.replace(requested, origins=origins, **changes)
 
 
 def with_files(points: tp.List[Point], cwd: tp.Optional[str] = None) -> tp.Tuple[tp.List[Point], tp.Dict[str, str]]:
@@ -337,6 +398,11 @@ def check_resources(resources: Resources) -> tp.Tuple[Resources, tp.List[str]]:
         value = getattr(r, key)
         if value is not None and (not integer(value) or value < 0):
             raise UsageError(f"--{key.replace('_', '-')} must be a non-negative integer, got {value!r}")
+    if not integer(r.points_per_job) or r.points_per_job < 1:
+        raise UsageError(f"--points-per-job must be a positive integer, got {r.points_per_job!r}")
+    if r.points_per_job > 1 and r.world_size > 1:
+        raise UsageError(f"--points-per-job {r.points_per_job} with {r.world_size} ranks per point: a distributed "
+                         f"point needs its job's whole allocation; drop --points-per-job or the extra ranks")
     for key in ("nodes", "tasks_per_node"):
         value = getattr(r, key)
         if value is not None and (not integer(value) or value < 1):

@@ -100,7 +100,7 @@ class Record:
             if f.name == "extra":
                 continue
             value = getattr(self, f.name)
-            if f.metadata.get("omit_none") and value is None:
+            if f.metadata.get("omit_none") and (value is None or value == ()):
                 continue
             dump = f.metadata.get("dump")
             out[f.name] = dump(value) if dump else _plain(value)

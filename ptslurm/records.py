@@ -244,6 +244,7 @@ class PointEntry(Record):
     seed_source: str = field("ptslurm", load=str)
     job_history: tp.Tuple[str, ...] = field(factory=tuple, load=_strings)
     code_version: int = field(1, load=_int)  # which snapshot of the sweep the point runs
+    group: int = field(0, load=_int)  # which of the manifest's resource groups the point asks for
 
     @property
     def path(self) -> Path:
@@ -293,7 +294,7 @@ def _points(value: tp.Any) -> tp.Tuple[PointEntry, ...]:
 
 
 _WHOLE = ("gpus", "cpus", "nodes", "tasks_per_node", "array_parallelism", "signal_delay_s", "max_requeues",
-          "max_attempts")
+          "max_attempts", "points_per_job")
 _NUMBER = ("mem_gb", "timeout_min")
 _TEXT = ("partition", "account", "qos", "constraint")
 
@@ -306,7 +307,7 @@ def _resources(value: tp.Any) -> Resources:
 
     def fits(key: str, v: tp.Any) -> bool:
         if v is None:
-            return key not in ("gpus", "nodes", "max_requeues")
+            return key not in ("gpus", "nodes", "max_requeues", "points_per_job")
         if key in _WHOLE:
             return isinstance(v, int) and not isinstance(v, bool)
         if key in _NUMBER:
@@ -316,6 +317,14 @@ def _resources(value: tp.Any) -> Resources:
         return key == "sbatch_args" and isinstance(v, dict)
 
     return Resources.from_json({k: v for k, v in value.items() if fits(k, v)})
+
+
+def _resource_groups(value: tp.Any) -> tp.Tuple[Resources, ...]:
+    return tuple(_resources(v) for v in value) if isinstance(value, list) else ()
+
+
+def _dump_groups(groups: tp.Tuple[Resources, ...]) -> tp.List[tp.Dict[str, tp.Any]]:
+    return [g.to_json() for g in groups]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,6 +345,9 @@ class Manifest(Record):
     root: str = field("", load=str)
     storage_key: tp.Optional[str] = field(None, load=_str)
     resources: Resources = field(factory=Resources, load=_resources, dump=Resources.to_json)
+    # a sweep file's resources per point: one Resources per distinct request (PointEntry.group);
+    # empty: every point asks for ``resources``
+    groups: tp.Tuple[Resources, ...] = field(factory=tuple, load=_resource_groups, dump=_dump_groups, omit_none=True)
     varied: tp.Tuple[str, ...] = field(factory=tuple, load=_strings)
     versions: tp.Dict[str, tp.Any] = field(factory=dict, load=_mapping)
     git: tp.Dict[str, tp.Any] = field(factory=dict, load=_mapping)
@@ -364,6 +376,11 @@ class Manifest(Record):
     @property
     def latest_code(self) -> int:
         return max([1] + [int(k) for k in self.code_versions if str(k).isdigit()])
+
+    def resources_of(self, index: int) -> Resources:
+        """What point ``index`` asks the scheduler for (its group's resources)."""
+        group = self.points[index].group if 0 <= index < len(self.points) else 0
+        return self.groups[group] if 0 <= group < len(self.groups) else self.resources
 
     def point(self, index: int) -> PointEntry:
         """The entry of point ``index``; UsageError when the sweep has no such point."""

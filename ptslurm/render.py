@@ -135,7 +135,7 @@ def counts_line(rows: tp.Sequence["PointRow"], total: int, width: int, what: str
 def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[float] = None) -> str:
     """``ptslurm status``: one row per point and a summary line."""
     varied = list(manifest.varied)
-    spread = manifest.resources.world_size > 1  # distributed points: show ranks and nodes
+    spread = any(r.world_size > 1 for r in (manifest.groups or (manifest.resources,)))  # distributed points
     header = ["#"] + varied + ["state", "att", "progress", "heartbeat", "elapsed", "job"] + (["ranks"] if spread else [])
     versions = bool(manifest.code_versions)  # several code snapshots: which one each point ran
     if versions:
@@ -143,16 +143,23 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
     notes = [why(r) for r in rows]
     if any(notes):  # why a point failed, or why it is not requeued any more
         header.append("why")
+    sharing: tp.Dict[str, int] = {}  # a job shared by packed points: how many
+    for e in manifest.points:
+        if e.job_id and e.job_id != "local":
+            sharing[e.job_id] = sharing.get(e.job_id, 0) + 1
     lines: tp.List[tp.List[str]] = []
     for r in rows:
         progress = progress_cell(r, now)
+        job = r.job_id or "-"
+        if sharing.get(job, 0) > 1:
+            job = f"{job} ({sharing[job]} points)"
         # an ended point has no heartbeat to watch: show when it ended
         if r.state in TERMINAL:
             beat = f"ended {age(r.ended, now)}" if r.ended else "-"
         else:
             beat = age(r.heartbeat, now)
         lines.append([str(r.index)] + [cell(r.varied.get(k, ""), k) for k in varied] +
-                     ([f"v{manifest.point(r.index).code_version}"] if versions else []) + [str(r.state), str(r.attempts), progress, beat, duration(r.elapsed_s), r.job_id or "-"] +
+                     ([f"v{manifest.point(r.index).code_version}"] if versions else []) + [str(r.state), str(r.attempts), progress, beat, duration(r.elapsed_s), job] +
                      ([ranks(manifest, r)] if spread else []) + ([notes[len(lines)] or ""] if any(notes) else []))
     width = 60  # the table fits itself to the terminal
     shown = table(header, lines, max_width=width)
@@ -241,8 +248,9 @@ def why(row: "PointRow") -> str:
 def ranks(manifest: Manifest, row: "PointRow") -> str:
     """``4 on 2 nodes``: the ranks of a distributed point (its latest attempt's, else asked)."""
     latest = row.latest
-    n = (latest.ranks if latest is not None and latest.ranks else None) or manifest.resources.world_size
-    nodes = (latest.nodes if latest is not None and latest.nodes else None) or manifest.resources.nodes
+    asked = manifest.resources_of(row.index)
+    n = (latest.ranks if latest is not None and latest.ranks else None) or asked.world_size
+    nodes = (latest.nodes if latest is not None and latest.nodes else None) or asked.nodes
     return f"{n} on {nodes} node{'s' if nodes != 1 else ''}"
 
 
@@ -295,9 +303,10 @@ def sweep_row(manifest: Manifest, rows: tp.Sequence["PointRow"]) -> tp.List[str]
             "  ".join(f"{k} {v}" for k, v in counts(rows).items()), manifest.note or ""]
 
 
-def dry_run(p: "Plan", batch_script: tp.Optional[str], local_command: tp.Optional[tp.Sequence[str]]) -> str:
-    """What ``--dry-run`` shows: points, storage dirs, and the batch script (or the local
-    command) each point would run with."""
+def dry_run(p: "Plan", batch_scripts: tp.Optional[tp.Sequence[tp.Tuple[str, str]]],
+            local_command: tp.Optional[tp.Sequence[str]]) -> str:
+    """What ``--dry-run`` shows: points, storage dirs, and the batch script of each resource
+    group (``(label, script)``; or the local command) the points would run with."""
     varied = list(p.points[0].varied) if p.points else []
     header = ["#"] + varied + ["storage dir (would be)"]
     rows = [[str(pt.index)] + [cell(pt.varied_values().get(k, ""), k) for k in varied] + [str(d)]
@@ -306,8 +315,13 @@ def dry_run(p: "Plan", batch_script: tp.Optional[str], local_command: tp.Optiona
            f"({p.executor}); sweep dir would be {p.sweep_dir}", table(header, rows, max_width=200)]
     if p.storage_key:
         out.append(f"each point's storage dir is injected as {p.storage_key}")
-    if batch_script is not None:
-        out += ["\nbatch script (one per job array):\n", batch_script]
+    if batch_scripts is not None and len(batch_scripts) == 1:
+        label, script = batch_scripts[0]
+        out += [f"\nbatch script (one per job array; {label}):\n", script]
+    elif batch_scripts is not None:
+        out.append(f"\n{len(batch_scripts)} resource groups (a sweep file's resources), one job array each:")
+        for k, (label, script) in enumerate(batch_scripts, 1):
+            out += [f"\ngroup {k}, {label}; batch script:\n", script]
     if local_command is not None:
         out += ["\nlocal command per point:\n", " ".join(shlex.quote(c) for c in local_command),
                 f"(in {p.workdir})"]

@@ -26,6 +26,8 @@ class Point:
     updates: tp.Dict[str, tp.Any]
     named_configs: tp.Tuple[str, ...] = ()
     varied: tp.Tuple[str, ...] = ()
+    # what a sweep file's ``resources:`` asks for this point (Resources field names -> values)
+    resources: tp.Dict[str, tp.Any] = dataclasses.field(default_factory=dict, compare=False)
 
     def varied_values(self, keys: tp.Optional[tp.Iterable[str]] = None) -> tp.Dict[str, tp.Any]:
         """The values of the varied keys (``keys``, default ``self.varied``) for this point;
@@ -102,6 +104,7 @@ class Resources:
     signal_delay_s: tp.Optional[int] = None  # None: DEFAULT_SIGNAL_DELAY_S, or half a shorter --time
     max_requeues: int = 3  # stops in a row without progress (and failures) that are requeued
     max_attempts: tp.Optional[int] = None  # an optional cap on the attempts of a submission
+    points_per_job: int = 1  # points sharing one array task (its allocation), each its own process
     sbatch_args: tp.Dict[str, str] = dataclasses.field(default_factory=dict)
     # where each value came from ("profile ./ptslurm.yaml", "command line"), for messages;
     # never written to disk nor part of the sweep's identity
@@ -127,7 +130,8 @@ class Resources:
         value came from (the cluster's default when nothing set it)."""
         shown = {"partition": self.partition, "gpus": self.gpus or None, "nodes": self.nodes if self.nodes != 1 else None,
                  "cpus": self.cpus, "mem_gb": self.mem_gb, "time": self.timeout_min, "account": self.account,
-                 "qos": self.qos, "constraint": self.constraint}
+                 "qos": self.qos, "constraint": self.constraint,
+                 "points_per_job": self.points_per_job if self.points_per_job != 1 else None}
         units = {"mem_gb": " GB", "time": " min"}
         out = []
         for key, value in shown.items():

@@ -15,28 +15,98 @@ from . import backends, records, snapshot, storage
 from .errors import StorageError, UsageError
 from .plan import Plan, versions
 from .records import Executor, ExperimentInfo, Manifest, PointEntry, State, read_intent
+from .spec import Resources
 from .runtime import now
 from .state import PointRow, point_states
 
 
-def slurm_backend(p: Plan, make: tp.Optional[backends.BackendFactory] = None) -> backends.Scheduler:
-    """The scheduler backend a new sweep is submitted through (``make``: another than SLURM's)."""
-    return (make or backends.SlurmBackend)(p.sweep_dir, p.request.resources, p.name, p.workdir)
+class Backends:
+    """A sweep's scheduler backends, one per resource group (a sweep file's ``resources:``;
+    one group otherwise), with their sbatch calls counted together. ``main`` answers the
+    questions about the queue, which do not depend on the group."""
+
+    def __init__(self, sweep_dir: Path, resources: Resources, groups: tp.Sequence[Resources], job_name: str,
+                 workdir: tp.Optional[Path], make: tp.Optional[backends.BackendFactory] = None):
+        self.sweep_dir = sweep_dir
+        self.resources = resources
+        self.groups = tuple(groups)
+        self.job_name = job_name
+        self.workdir = workdir
+        self._make = make or backends.SlurmBackend
+        self._made: tp.Dict[int, backends.Scheduler] = {}
+
+    def of(self, group: int) -> backends.Scheduler:
+        if group not in self._made:
+            resources = self.groups[group] if 0 <= group < len(self.groups) else self.resources
+            self._made[group] = self._make(self.sweep_dir, resources, self.job_name, self.workdir)
+        return self._made[group]
+
+    @property
+    def main(self) -> backends.Scheduler:
+        return self.of(0)
+
+    @property
+    def sbatch_calls(self) -> int:
+        return sum(b.sbatch_calls for b in self._made.values())
+
+    def submit(self, book: storage.ManifestBook, tasks: tp.Sequence[tp.Tuple[int, tp.Tuple[int, ...]]],
+               marker: tp.Optional[str]) -> tp.Dict[int, str]:
+        """Queue ``tasks`` (``units()``), one array (or more) per group, recording each
+        array's job ids as it is queued. Returns index -> job id."""
+        jobs: tp.Dict[int, str] = {}
+        for group in sorted({g for g, _ in tasks}):
+            mine = [u for g, u in tasks if g == group]
+            jobs.update(self.of(group).submit(mine, job_target(), args_for(book.sweep_dir), book.set_jobs,
+                                              marker=marker))
+        return jobs
+
+    def ensure_pickles(self, manifest: Manifest, found: tp.Mapping[int, str]) -> None:
+        """The pickles of adopted array tasks (``found``: index -> job id)."""
+        by_job: tp.Dict[str, tp.List[int]] = {}
+        for index, job in sorted(found.items()):
+            by_job.setdefault(job, []).append(index)
+        for job, unit in by_job.items():
+            self.of(manifest.points[unit[0]].group).ensure_pickles({job: unit}, job_target(), args_for(self.sweep_dir))
+
+
+def units(manifest: Manifest, indices: tp.Sequence[int]) -> tp.List[tp.Tuple[int, tp.Tuple[int, ...]]]:
+    """``(group, points)`` of each job (array task, or local process group) that runs
+    ``indices``: each resource group's points in order, its ``points_per_job`` per job (the
+    last job of a group may hold fewer)."""
+    by_group: tp.Dict[int, tp.List[int]] = {}
+    for i in indices:
+        by_group.setdefault(manifest.points[i].group, []).append(i)
+    out: tp.List[tp.Tuple[int, tp.Tuple[int, ...]]] = []
+    for group, members in sorted(by_group.items()):
+        size = max(1, manifest.resources_of(members[0]).points_per_job)
+        out += [(group, tuple(unit)) for unit in backends.chunks(members, size)]
+    return out
+
+
+def slurm_backend(p: Plan, make: tp.Optional[backends.BackendFactory] = None) -> Backends:
+    """The scheduler backends a new sweep is submitted through (``make``: another than SLURM's)."""
+    return Backends(p.sweep_dir, p.request.resources, p.groups, p.name, p.workdir, make)
+
+
+def backends_of(sweep_dir: Path, manifest: Manifest,
+                make: tp.Optional[backends.BackendFactory] = None) -> Backends:
+    """The scheduler backends of an existing sweep, one per resource group."""
+    workdir = Path(manifest.experiment.workdir) if manifest.experiment.workdir else None
+    return Backends(sweep_dir, manifest.resources, manifest.groups, manifest.name, workdir, make)
 
 
 def backend_of(sweep_dir: Path, manifest: Manifest,
                make: tp.Optional[backends.BackendFactory] = None) -> backends.Scheduler:
-    """The scheduler backend of an existing sweep."""
-    workdir = Path(manifest.experiment.workdir) if manifest.experiment.workdir else None
-    return (make or backends.SlurmBackend)(sweep_dir, manifest.resources, manifest.name, workdir)
+    """The scheduler backend that answers questions about an existing sweep's jobs."""
+    return backends_of(sweep_dir, manifest, make).main
 
 
 def job_target() -> tp.Callable[..., tp.Any]:
-    """What every array task runs: ``job.run_point(sweep_dir, index)`` (handed to the backend,
-    which never imports the job)."""
-    from .job import run_point
+    """What every array task runs: ``job.run_task(sweep_dir, index or [indices])`` (handed
+    to the backend, which never imports the job)."""
+    from .job import run_task
 
-    return run_point
+    return run_task
 
 
 def existing(p: Plan) -> tp.Optional[Manifest]:
@@ -107,6 +177,7 @@ def create(p: Plan) -> storage.ManifestBook:
         note=p.request.note,
         notify=p.request.notify,
         resources=p.request.resources,
+        groups=tuple(p.groups),
         varied=tuple(p.points[0].varied) if p.points else (),
         versions=versions(),
         git=experiment.git_state(p.experiment_file),
@@ -116,7 +187,8 @@ def create(p: Plan) -> storage.ManifestBook:
         points=tuple(PointEntry(index=pt.index, updates=dict(pt.updates), named_configs=tuple(pt.named_configs),
                                 varied=tuple(pt.varied), storage_dir=str(d),
                                 seed=own if own is not None else rng.randrange(2**31 - 1),
-                                seed_source="experiment" if own is not None else "ptslurm")
+                                seed_source="experiment" if own is not None else "ptslurm",
+                                group=p.point_groups[pt.index] if p.point_groups else 0)
                      for pt, d, own in zip(p.points, dirs, p.seeds)),
     )
     try:
@@ -150,30 +222,31 @@ def _undo(book: storage.ManifestBook, error: str) -> None:
               .replace(state="not_submitted", error=error))
 
 
-def args_for(sweep_dir: Path) -> tp.Callable[[int], tp.Tuple[str, int]]:
-    """What each array task's ``job.run_point`` is called with."""
-    return lambda i: (str(sweep_dir), i)
+def args_for(sweep_dir: Path) -> backends.ArgsFor:
+    """What each array task's ``job.run_task`` is called with: one point's index, or the
+    list of the points packed into it."""
+    return lambda unit: (str(sweep_dir), unit[0] if len(unit) == 1 else list(unit))
 
 
-def submit(book: storage.ManifestBook, backend: backends.Scheduler) -> int:
+def submit(book: storage.ManifestBook, backend: Backends) -> int:
     """Queue every point of the manifest that has no job yet on SLURM, recording job ids
     array by array; an interrupted submission's queued jobs are adopted first (``adopt``).
     Returns how many points were adopted."""
     sweep_dir = book.sweep_dir
     adopted = adopt(book, backend)
-    todo = [e.index for e in book.manifest.points if not e.job_id]
-    limit = backend.submit_limit()
-    if limit is not None and limit - (backend.queued_count() or 0) < len(todo):
-        # more points than the queue takes: submit what fits now, the rest in waves
+    todo = units(book.manifest, [e.index for e in book.manifest.points if not e.job_id])
+    limit = backend.main.submit_limit()
+    if limit is not None and limit - (backend.main.queued_count() or 0) < len(todo):
+        # more array tasks than the queue takes: submit what fits now, the rest in waves
         book.update(state="submitted", waves={"limit": limit}, sbatch_calls=backend.sbatch_calls)
         _wave(book, backend, limit)
         return adopted
     try:
-        backend.submit(todo, job_target(), args_for(sweep_dir), book.set_jobs, marker=submit_marker(sweep_dir))
+        backend.submit(book, todo, marker=submit_marker(sweep_dir))
     except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) or adopted:
             raise  # the same command again finishes the submission
-        backend.cancel(e.job_id for e in book.manifest.points if e.job_id)
+        backend.main.cancel(e.job_id for e in book.manifest.points if e.job_id)
         _undo(book, str(exc))
         raise
     book.update(state="submitted", sbatch_calls=backend.sbatch_calls)
@@ -193,38 +266,39 @@ def next_wave(sweep_dir: tp.Union[str, Path], own_job: tp.Optional[str] = None,
         waves = manifest.waves
         if not waves or manifest.state != "submitted":
             return 0
-        backend = backend_of(sweep_dir, manifest, make)
-        if waves.get("job") and own_job != waves["job"] and waves["job"] in backend.queue_states([waves["job"]]):
+        backend = backends_of(sweep_dir, manifest, make)
+        if waves.get("job") and own_job != waves["job"] and waves["job"] in backend.main.queue_states([waves["job"]]):
             return 0  # a wave job is queued: it will do this
         return _wave(storage.ManifestBook(sweep_dir, manifest), backend, int(waves["limit"]))
 
 
-def _wave(book: storage.ManifestBook, backend: backends.Scheduler, limit: int) -> int:
+def _wave(book: storage.ManifestBook, backend: Backends, limit: int) -> int:
     # a wave killed between its sbatch and recording the job ids left them queued: adopt them
-    found = backend.marked_jobs(submit_marker(book.sweep_dir))
+    found = backend.main.marked_jobs(submit_marker(book.sweep_dir))
     unrecorded = {e.index: found[e.index] for e in book.manifest.points if not e.job_id and e.index in found}
     if unrecorded:
-        backend.ensure_pickles(unrecorded, job_target(), args_for(book.sweep_dir))
+        backend.ensure_pickles(book.manifest, unrecorded)
         book.set_jobs(unrecorded)
     waiting = [e.index for e in book.manifest.points if not e.job_id and not read_intent(e.storage_dir).cancelled]
     if not waiting:
         book.update(waves=None)
         return 0
-    queued = backend.queued_count()
+    queued = backend.main.queued_count()
     if queued is None:
         return 0
     free = limit - queued
-    chosen = waiting if len(waiting) <= free else waiting[:max(free - 1, 0)]  # a slot for the wave job
+    tasks = units(book.manifest, waiting)  # each array task takes one queue slot
+    chosen = tasks if len(tasks) <= free else tasks[:max(free - 1, 0)]  # a slot for the wave job
     if not chosen:
         return 0
     marker = submit_marker(book.sweep_dir)
-    jobs = backend.submit(chosen, job_target(), args_for(book.sweep_dir), book.set_jobs, marker=marker)
-    if len(chosen) < len(waiting):
+    jobs = backend.submit(book, chosen, marker=marker)
+    if len(chosen) < len(tasks):
         arrays = sorted({job.split("_")[0] for job in jobs.values()})
-        book.update(waves={"limit": limit, "job": backend.submit_wave_job(arrays, marker)})
+        book.update(waves={"limit": limit, "job": backend.main.submit_wave_job(arrays, marker)})
     else:
         book.update(waves=None)
-    return len(chosen)
+    return sum(len(u) for _, u in chosen)
 
 
 def submit_marker(sweep_dir: Path) -> str:
@@ -233,7 +307,7 @@ def submit_marker(sweep_dir: Path) -> str:
     return "ptslurm:" + hashlib.sha256(str(Path(sweep_dir).resolve()).encode()).hexdigest()[:16]
 
 
-def adopt(book: storage.ManifestBook, backend: backends.Scheduler) -> int:
+def adopt(book: storage.ManifestBook, backend: Backends) -> int:
     """Record the jobs of an interrupted submission instead of queueing them again: those
     still in the queue (found by their comment) and those that already ran (their status
     files name them). Returns how many points were adopted."""
@@ -241,7 +315,7 @@ def adopt(book: storage.ManifestBook, backend: backends.Scheduler) -> int:
     missing = [e for e in manifest.points if not e.job_id]
     if not missing or manifest.state != "submitting":
         return 0
-    found = backend.marked_jobs(submit_marker(book.sweep_dir))
+    found = backend.main.marked_jobs(submit_marker(book.sweep_dir))
     adopted: tp.Dict[int, str] = {}
     for entry in missing:
         ran = next((a.job_id for a in records.read_status(entry.path).attempts if a.job_id), None)
@@ -249,7 +323,7 @@ def adopt(book: storage.ManifestBook, backend: backends.Scheduler) -> int:
         if job:
             adopted[entry.index] = job
     if adopted:
-        backend.ensure_pickles(adopted, job_target(), args_for(book.sweep_dir))
+        backend.ensure_pickles(manifest, adopted)
         book.set_jobs(adopted)
     return len(adopted)
 
@@ -261,7 +335,8 @@ def run_local(book: storage.ManifestBook, jobs: int, indices: tp.Sequence[int],
     backend = backends.LocalBackend(book.sweep_dir, jobs, workdir=Path(workdir) if workdir else None)
     book.save(book.manifest.with_jobs({i: "local" for i in indices})
               .replace(state="submitted", runner=backends.runner_record()))
-    backend.run(list(indices), on_change=lambda done: on_change(point_states(book.manifest)))
+    backend.run([unit for _, unit in units(book.manifest, indices)],
+                on_change=lambda done: on_change(point_states(book.manifest)))
     return point_states(book.manifest)
 
 

@@ -163,8 +163,10 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
     n = len(p.points)
     if p.executor == Executor.SLURM:
         backend = slurm_backend(p, make)
-        note = time_limit_note(p.request.resources)
-        backend.validate(n)
+        groups = p.group_resources()
+        notes = [time_limit_note(res) for res, _ in groups]
+        for g, (res, members) in enumerate(groups):  # sbatch --test-only, one per resource group
+            backend.of(g).validate(-(-len(members) // res.points_per_job))
         t_create = time.perf_counter()
         book = create(p)
         submit(book, backend)
@@ -172,13 +174,17 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
         manifest = book.manifest
         arrays = sorted({e.job_id.split("_")[0] for e in manifest.points if e.job_id})
         now = sum(1 for e in manifest.points if e.job_id)
+        tasks = len({e.job_id for e in manifest.points if e.job_id})
+        shared = f", {tasks} jobs shared by up to {max(r.points_per_job for r, _ in groups)} points each" \
+            if tasks < now else ""
         events.message(f"queued {_plural(now, 'point')} of {p.experiment_name!r} as {len(arrays)} job "
-                       f"array{'s' if len(arrays) != 1 else ''} ({', '.join(arrays)})")
+                       f"array{'s' if len(arrays) != 1 else ''} ({', '.join(arrays)}{shared})"
+                       + (f" for {len(groups)} resource groups" if len(groups) > 1 else ""))
         if manifest.waves:
             events.message(f"the cluster lets you queue {manifest.waves['limit']} jobs: the other {n - now} points "
                            f"wait and are submitted in waves as these end (job "
                            f"{manifest.waves.get('job') or '-'} submits the next)")
-        if note:
+        for note in dict.fromkeys(n for n in notes if n):
             events.message(note)
         outcome.manifest, outcome.sbatch_calls = manifest, backend.sbatch_calls
         return

@@ -13,6 +13,11 @@
     subgrids:                                       # each crossed with the rest, then joined
       adam: {fixed: {optimizer: adam}, grid: {lr: [1e-3, 1e-4]}}
       sgd:  {fixed: {optimizer: sgd}, grid: {momentum: [0.0, 0.9]}}
+    resources: {gpus: 1, time: "4:00:00"}           # what the points ask the scheduler for
+
+``resources:`` (at the top and in any sub-grid, whose keys win) takes the keys of a profile's
+``resources`` (partition, gpus, nodes, tasks_per_node, cpus, mem_gb, time, points_per_job, ...);
+command-line options win over it. Points with equal resources share one job array.
 
 Nested mappings are dotted paths (``trainer: {lr: [..]}`` is ``trainer.lr``). A grid entry may
 also carry seml's ``zip_id``: entries with the same ``zip_id`` are coupled.
@@ -24,7 +29,7 @@ from pathlib import Path
 from .errors import SpecError
 from .grid import NAMED, Axis, Block, RandomSpec, arange, check_key, check_named, linspace
 
-SECTIONS = ("fixed", "grid", "zip", "random", "named_configs", "subgrids")
+SECTIONS = ("fixed", "grid", "zip", "random", "named_configs", "subgrids", "resources")
 GRID_TYPES = ("choice", "range", "linspace", "logspace")
 RANDOM_TYPES = ("uniform", "loguniform", "choice", "randint")
 
@@ -179,12 +184,42 @@ def _block(data: tp.Any, where: str, top: bool = True) -> Block:
     rnd = _random(data["random"], f"{where}: random", top=top) if data.get("random") is not None else None
     _no_key_twice(fixed, axes, rnd, where)
     return Block(
+        resources=_resources(data.get("resources"), f"{where}: resources"),
         fixed=fixed,
         named=named,
         axes=tuple(axes) + named_axes,
         random=rnd,
         subgrids={str(k): _block(v, f"{where}: subgrids.{k}", top=False) for k, v in subgrids.items()},
     )
+
+
+def _resources(data: tp.Any, where: str) -> tp.Dict[str, tp.Any]:
+    """A ``resources:`` section as Resources field names -> values, each checked as a
+    profile's (``time`` in any form sbatch takes, as minutes)."""
+    from . import profile
+    from .errors import UsageError
+
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: expected a mapping like {{gpus: 1, time: '4:00:00'}}, got {type(data).__name__}")
+    out: tp.Dict[str, tp.Any] = {}
+    for key, value in data.items():
+        if key not in profile.RESOURCE_KEYS:
+            raise SpecError(f"{where}: unknown resource {key!r} (valid: {', '.join(profile.RESOURCE_KEYS)})")
+        kinds = profile.TYPES[key]
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise SpecError(f"{where}.{key} must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
+        if key == "time":
+            try:
+                out["timeout_min"] = profile.parse_time(value)
+            except UsageError as exc:
+                raise SpecError(f"{where}.time: {exc.message}") from None
+        elif key == "sbatch_args":
+            out[key] = {str(k): v for k, v in tp.cast(tp.Dict[tp.Any, tp.Any], value or {}).items()}
+        else:
+            out[key] = value
+    return out
 
 
 def _no_key_twice(fixed: tp.Mapping[str, tp.Any], axes: tp.Sequence[Axis], rnd: tp.Optional[RandomSpec],

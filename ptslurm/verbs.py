@@ -25,7 +25,7 @@ def _resources(args, prof: dict, prof_path=None):
     from_profile = f"profile {prof_path}"
     origins = {key: from_profile for key, value in res.items() if value is not None and key != "sbatch_args"}
     for key in ("partition", "gpus", "cpus", "nodes", "tasks_per_node", "mem_gb", "account", "qos", "constraint",
-                "array_parallelism", "signal_delay_s", "max_requeues", "max_attempts"):
+                "array_parallelism", "signal_delay_s", "max_requeues", "max_attempts", "points_per_job"):
         value = getattr(args, key)
         if value is UNSET:  # `--mem none`: drop the profile's value, the cluster's default applies
             res[key] = None
@@ -86,9 +86,15 @@ def cmd_sweep(args: argparse.Namespace, argv: tp.List[str], updates: tp.List[str
             print(json.dumps(render.dry_run_json(p), indent=2))
         elif p.executor == Executor.SLURM:
             from .backends import SlurmBackend
+            from .commands import ranges
 
-            print(render.dry_run(p, SlurmBackend(p.sweep_dir, p.request.resources, p.name).batch_script(len(p.points)),
-                                 None))
+            scripts = []
+            for res, members in p.group_resources():
+                tasks = -(-len(members) // res.points_per_job)
+                label = (f"points {ranges(members)}: {tasks} array task(s)"
+                         + (f" of up to {res.points_per_job} points" if res.points_per_job > 1 else ""))
+                scripts.append((label, SlurmBackend(p.sweep_dir, res, p.name).batch_script(tasks)))
+            print(render.dry_run(p, scripts, None))
         else:
             from .backends import LocalBackend
 
@@ -256,7 +262,13 @@ def cmd_resubmit(args: argparse.Namespace) -> int:
         print("nothing to resubmit: no point failed", file=sys.stderr)
         return 0
     jobs = lifecycle.resubmit(sweep_dir, indices, refresh_code=args.refresh_code, keep_code=args.keep_code)
-    print(f"resubmitted {len(jobs)} point(s): " + ", ".join(f"{i} ({j})" for i, j in sorted(jobs.items())))
+    shared = {j: sum(1 for x in jobs.values() if x == j) for j in jobs.values()}
+    print(f"resubmitted {len(jobs)} point(s): " + ", ".join(f"{i} ({j}" + (f", shared by {shared[j]} points)"
+                                                                         if shared[j] > 1 else ")")
+                                                            for i, j in sorted(jobs.items())))
+    if manifest.executor == "slurm" and any(manifest.resources_of(i).points_per_job > 1 for i in jobs):
+        print("packed points are packed again among the resubmitted ones (--points-per-job of their group); "
+              "resubmit one point alone to give it a job of its own")
     return 0
 
 
