@@ -112,8 +112,9 @@ class Resources:
 
     @property
     def tasks(self) -> int:
-        """Tasks (ranks) per node: ``tasks_per_node``, else one per GPU, else one."""
-        return self.tasks_per_node or self.gpus or 1
+        """Tasks (ranks) per node: ``tasks_per_node``, else one per GPU, else one; packed
+        points (``points_per_job`` > 1) share the job's GPUs, one task in all."""
+        return self.tasks_per_node or (1 if self.points_per_job > 1 else self.gpus) or 1
 
     @property
     def world_size(self) -> int:

@@ -1,0 +1,244 @@
+"""Several points per job and resources per point, on the fake scheduler and in pure rules:
+how a job's allocation is shared, how packed array tasks are marked and found again, how a
+sweep file's ``resources:`` become one array per resource group (each checked by the
+pre-flight), and that a submission killed between the groups' sbatch calls is finished by
+the same command with every point queued once. The SLURM tier runs the same on a real
+cluster (test_packing_slurm)."""
+import dataclasses
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import TEST_EXPERIMENTS, run_cli
+
+from ptslurm import commands, records, storage, submission
+from ptslurm.backends import FakeCluster
+from ptslurm.errors import SpecError, UsageError
+from ptslurm.pack import Share, share
+from ptslurm.plan import Plan, check_resources, plan
+from ptslurm.spec import Resources
+from ptslurm.sweep import SweepRequest, execute
+
+pytestmark = pytest.mark.fast
+
+EXP = TEST_EXPERIMENTS / "plainloop.py"
+# two sub-grids asking for different resources: 3 points of 1 GPU, 2 per job; 5 points of 2
+# GPUs and a longer limit, 4 per job
+SWEEP_FILE = """
+resources: {time: 10, points_per_job: 2}
+subgrids:
+  small:
+    grid: {steps: [5, 6, 7]}
+    resources: {gpus: 1}
+  large:
+    grid: {steps: [8, 9, 10, 11, 12]}
+    resources: {gpus: 2, time: "0-00:20", points_per_job: 4}
+"""
+
+
+# ----------------------------------------------------------------------------- sharing rules
+
+
+def test_points_share_a_jobs_gpus_round_robin_and_its_cpus_evenly():
+    assert share(4, ["0", "1"], list(range(8)), None) == [
+        Share("0", 2, (0, 1)), Share("1", 2, (2, 3)), Share("0", 2, (4, 5)), Share("1", 2, (6, 7))]
+    # more points than CPUs: one thread each, nobody pinned (a CPU would have to be split)
+    assert share(3, ["5"], [0, 1], None) == [Share("5", 1, ()), Share("5", 1, ()), Share("5", 1, ())]
+    # SLURM allocated fewer CPUs than the process may run on (no task affinity): threads only
+    assert share(2, [], list(range(8)), 4) == [Share(None, 2, ()), Share(None, 2, ())]
+    # exactly the allocated CPUs: each point its own slice, uneven counts spread
+    assert [s.cpus for s in share(3, [], [4, 5, 6, 7], 4)] == [(4,), (5,), (6, 7)]
+
+
+def test_packed_tasks_are_marked_and_found_again_by_their_comment():
+    units = [(0, 1, 2, 3), (4, 5, 6, 7), (9,)]
+    comment = commands.marker_comment("ptslurm:abc", units)
+    assert comment == "ptslurm:abc:0-7,9/4"
+    text = "\n".join(f"77_{t}|{comment}" for t in range(3))
+    found = commands.parse_marked(text, "ptslurm:abc")
+    assert found == {0: "77_0", 1: "77_0", 2: "77_0", 3: "77_0", 4: "77_1", 5: "77_1", 6: "77_1", 7: "77_1",
+                     9: "77_2"}
+    # one point per task keeps the comment of earlier versions
+    assert commands.marker_comment("ptslurm:abc", [(3,), (4,)]) == "ptslurm:abc:3-4"
+    assert commands.parse_marked("5_1|ptslurm:abc:3-4", "ptslurm:abc") == {4: "5_1"}
+
+
+@pytest.mark.parametrize("bad, message", [
+    (Resources(points_per_job=0), "--points-per-job must be a positive integer, got 0"),
+    (Resources(points_per_job=2, gpus=2, tasks_per_node=2), "--points-per-job 2 with 2 ranks per point"),
+    (Resources(points_per_job=2, nodes=2), "--points-per-job 2 with 2 ranks per point"),
+])
+def test_bad_packing_is_refused(bad, message):
+    assert Resources(points_per_job=2, gpus=2).world_size == 1, "packed points share the GPUs: one task"
+    with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+        check_resources(bad)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("grid: {x: [1]}\nresources: {gpu: 1}\n", "sweep.yaml: resources: unknown resource 'gpu' (valid: partition, gpus"),
+    ("grid: {x: [1]}\nresources: {gpus: two}\n", "sweep.yaml: resources.gpus must be int, got 'two'"),
+    ("grid: {x: [1]}\nresources: {time: '8 hours'}\n", "sweep.yaml: resources.time: bad time '8 hours'"),
+    ("grid: {x: [1]}\nresources: [1]\n", "sweep.yaml: resources: expected a mapping"),
+    ("subgrids: {a: {grid: {x: [1]}, resources: {points_per_job: true}}}\n",
+     "sweep.yaml: subgrids.a: resources.points_per_job must be int, got True"),
+])
+def test_a_bad_resources_block_is_refused_naming_where(tmp_path, text, message):
+    from ptslurm import sweepfile
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as caught:
+        sweepfile.load(path)
+    assert str(caught.value).startswith(message)
+
+
+def test_a_sweep_files_time_means_what_sbatch_reads():
+    from ptslurm import sweepfile
+
+    block = sweepfile.parse({"grid": {"x": [1]}, "resources": {"time": "0-08:00"}})
+    assert block.resources == {"timeout_min": 480}
+
+
+# ----------------------------------------------------------------------------- on the fake scheduler
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pack-root")
+    spec = root / "sweep.yaml"
+    spec.write_text(SWEEP_FILE)
+    p = plan(SweepRequest(experiment=str(EXP), sweep_file=str(spec), root=str(root), name="template"),
+             scheduler_given=True)
+    yield p
+    p.discard()
+
+
+def sweep(template: Plan, name: str, cluster: FakeCluster):
+    staging = Path(tempfile.mkdtemp(prefix="ptslurm-test-staging-"))
+    shutil.copytree(template.staging, staging, dirs_exist_ok=True)
+    p = dataclasses.replace(template, name=name, staging=staging)
+    try:
+        return execute(p, make=cluster.backend), p.sweep_dir
+    finally:
+        p.discard()
+
+
+def tasks(cluster: FakeCluster, sweep_dir: Path):
+    """Each queued array task of the sweep: (its points, what it runs, its resources)."""
+    return [(rec["indices"], rec["call"][1], rec["resources"]) for rec in cluster.jobs.values()
+            if rec.get("sweep") == str(sweep_dir) and "indices" in rec]
+
+
+def test_resource_groups_become_one_checked_array_each_with_their_points_packed(planned):
+    cluster = FakeCluster()
+    outcome, sweep_dir = sweep(planned, "groups", cluster)
+    checked = [(r.gpus, r.timeout_min, r.points_per_job, n) for r, n in cluster.validated]
+    assert checked == [(1, 10, 2, 2), (2, 20, 4, 2)], "one pre-flight per group, with its array's size"
+    queued = tasks(cluster, sweep_dir)
+    assert [t[0] for t in queued] == [[0, 1], [2], [3, 4, 5, 6], [7]]
+    assert [t[1][1] for t in queued] == [[0, 1], 2, [3, 4, 5, 6], 7], "a packed task runs the list, a lone one its index"
+    assert [(t[2].gpus, t[2].timeout_min) for t in queued] == [(1, 10), (1, 10), (2, 20), (2, 20)]
+    assert cluster.sbatch_calls == 2, "one sbatch per group"
+    manifest = storage.read_manifest(sweep_dir)
+    jobs = [e.job_id for e in manifest.points]
+    assert jobs[0] == jobs[1] != jobs[2] and len(set(jobs[3:7])) == 1 and jobs[7] not in jobs[:7]
+    assert [manifest.resources_of(i).gpus for i in range(8)] == [1, 1, 1, 2, 2, 2, 2, 2]
+    # the manifest keeps each group (read back through the same type)
+    assert [g["gpus"] for g in json.loads((sweep_dir / records.MANIFEST).read_text())["groups"]] == [1, 2]
+
+
+class Killed(KeyboardInterrupt):
+    pass
+
+
+@pytest.mark.parametrize("kill", ["before 2", "after 1", "after 2"])
+def test_a_submission_of_two_groups_killed_midway_is_finished_once(planned, kill):
+    cluster = FakeCluster()
+    when, n = kill.split()
+
+    def die(call: int) -> None:
+        if call == int(n):
+            raise Killed()
+
+    setattr(cluster, f"{when}_sbatch", die)
+    name = f"killed-{when}-{n}"
+    with pytest.raises(KeyboardInterrupt):
+        sweep(planned, name, cluster)
+    setattr(cluster, f"{when}_sbatch", None)
+    outcome, sweep_dir = sweep(planned, name, cluster)  # the same command again
+    per_point = cluster.point_jobs(sweep_dir)
+    assert sorted(per_point) == list(range(8)) and all(len(j) == 1 for j in per_point.values()), per_point
+    manifest = storage.read_manifest(sweep_dir)
+    assert manifest.state == "submitted"
+    assert {e.index: e.job_id for e in manifest.points} == {i: j[0] for i, j in per_point.items()}
+    # adopted tasks run the points they were queued for
+    assert [t[1][1] for t in tasks(cluster, sweep_dir)] == [[0, 1], 2, [3, 4, 5, 6], 7]
+
+
+def test_waves_count_packed_tasks_against_the_submit_limit(planned):
+    cluster = FakeCluster(limit=3)
+    outcome, sweep_dir = sweep(planned, "waves", cluster)
+    assert len(cluster.queued()) == 3, "two tasks of points and the wave job"
+    queued = [t[0] for t in tasks(cluster, sweep_dir)]
+    assert queued == [[0, 1], [2]]
+    wave = storage.read_manifest(sweep_dir).waves["job"]
+    cluster.end([j for j in cluster.queued() if j != wave])
+    submission.next_wave(sweep_dir, own_job=wave, make=cluster.backend)
+    cluster.end([wave])
+    assert [t[0] for t in tasks(cluster, sweep_dir)] == [[0, 1], [2], [3, 4, 5, 6], [7]]
+    assert all(e.job_id for e in storage.read_manifest(sweep_dir).points)
+
+
+def test_resubmitted_packed_points_are_packed_again_among_themselves(planned):
+    from ptslurm import lifecycle
+
+    cluster = FakeCluster()
+    outcome, sweep_dir = sweep(planned, "again", cluster)
+    cluster.end(list(cluster.queued()), "FAILED")
+    jobs = lifecycle.resubmit(sweep_dir, [1, 2, 4], make=cluster.backend)
+    assert jobs[1] == jobs[2] != jobs[4], "1 and 2 (group small, 2 per job) share a job; 4 runs alone"
+    assert [t[1][1] for t in tasks(cluster, sweep_dir)][-2:] == [[1, 2], 4]
+
+
+def test_cancel_of_one_packed_point_leaves_its_job_to_the_siblings(planned):
+    from ptslurm import lifecycle
+
+    cluster = FakeCluster()
+    outcome, sweep_dir = sweep(planned, "cancel-one", cluster)
+    manifest = storage.read_manifest(sweep_dir)
+    shared = manifest.points[3].job_id
+    lifecycle.cancel(sweep_dir, [3], make=cluster.backend)
+    assert cluster.jobs[shared]["state"] == "PENDING", "points 4-6 still need the job"
+    assert records.read_intent(manifest.points[3].path).cancelled
+    lifecycle.cancel(sweep_dir, [4, 5, 6], make=cluster.backend)
+    assert cluster.jobs[shared]["state"] == "CANCELLED", "no point of the job goes on: the job is cancelled"
+
+
+def test_the_command_line_wins_over_a_sweep_files_resources_and_says_so(tmp_path):
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(SWEEP_FILE)
+    p = plan(SweepRequest(experiment=str(EXP), sweep_file=str(spec), root=str(tmp_path),
+                          resources=Resources(gpus=1, origins={"gpus": "command line"})), scheduler_given=True)
+    try:
+        assert [r.gpus for r in p.groups] == [1, 1]
+        assert [r.timeout_min for r in p.groups] == [10, 20]
+        assert any("the command line's gpus 1 replaces the sweep file's gpus 2" in w for w in p.warnings)
+    finally:
+        p.discard()
+
+
+def test_the_dry_run_shows_each_groups_batch_script(tmp_path):
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(SWEEP_FILE)
+    proc = run_cli("sweep", "--dry-run", "--executor", "slurm", "--root", tmp_path, EXP, "-f", spec)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "2 resource groups" in out
+    first, second = out.split("group 2, ")
+    assert "points 0-2: 2 array task(s) of up to 2 points" in first and "#SBATCH --gres=gpu:1" in first
+    assert "#SBATCH --time=10" in first and "#SBATCH --array=0-1" in first
+    assert second.startswith("points 3-7: 2 array task(s) of up to 4 points")
+    assert "#SBATCH --gres=gpu:2" in second and "#SBATCH --time=20" in second
