@@ -242,3 +242,72 @@ def test_the_dry_run_shows_each_groups_batch_script(tmp_path):
     assert "#SBATCH --time=10" in first and "#SBATCH --array=0-1" in first
     assert second.startswith("points 3-7: 2 array task(s) of up to 4 points")
     assert "#SBATCH --gres=gpu:2" in second and "#SBATCH --time=20" in second
+
+
+# ----------------------------------------------------------------------------- a packed job's restarts
+
+
+def point_on_disk(tmp_path, name, attempts, intent_submission=0):
+    from ptslurm.records import Attempt, Intent, PointEntry, PointStatus
+
+    storage_dir = tmp_path / name
+    storage_dir.mkdir()
+    status = PointStatus(attempts=tuple(Attempt(attempt=k + 1, **a) for k, a in enumerate(attempts)))
+    (storage_dir / records.STATUS).write_text(json.dumps(status.to_json()))
+    (storage_dir / records.INTENT).write_text(json.dumps(Intent(submission=intent_submission).to_json()))
+    return PointEntry(index=0, storage_dir=str(storage_dir))
+
+
+@pytest.mark.parametrize("attempts, intent, runs", [
+    ([], 0, True),  # never started
+    ([{"state": "completed"}], 0, False),  # completed before the requeue: not run again
+    ([{"state": "failed", "cause": "failed"}], 0, False),  # failed: its siblings' requeue does not retry it
+    ([{"state": "cancelled", "cause": "cancelled"}], 0, False),
+    ([{"state": "timeout", "cause": "timeout", "gave_up": "4 stops in a row"}], 0, False),  # given up on
+    ([{"state": "requeued", "cause": "timeout", "action": "requeue"}], 0, True),  # stopped to resume
+    ([{"state": "requeued", "cause": "requeued"}], 0, True),  # scontrol requeue
+    ([{"state": "running"}], 0, True),  # killed without a word: resumes
+    ([{"state": "completed", "submission": 0}], 1, True),  # resubmitted since
+])
+def test_a_restarted_packed_job_runs_only_the_points_that_have_not_ended(tmp_path, attempts, intent, runs):
+    from ptslurm.pack import ended
+
+    assert ended(point_on_disk(tmp_path, "p", attempts, intent)) is not runs
+
+
+def test_the_job_is_requeued_for_a_point_that_asked_in_this_job_only(tmp_path):
+    from ptslurm.pack import wants_requeue
+
+    asked = point_on_disk(tmp_path, "a", [{"state": "requeued", "action": "requeue", "job_id": "5_1"}])
+    assert wants_requeue(asked, "5_1") and not wants_requeue(asked, "5_2")
+    by_slurm = point_on_disk(tmp_path, "b", [{"state": "requeued", "cause": "requeued", "job_id": "5_1"}])
+    assert not wants_requeue(by_slurm, "5_1"), "SLURM requeues the job itself after scontrol requeue"
+
+
+def test_a_packed_point_leaves_its_jobs_requeue_to_the_job(monkeypatch):
+    from ptslurm import job
+    from ptslurm.pack import ENV_PACK
+
+    asked = []
+    monkeypatch.setattr(commands, "requeue", asked.append)
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "9")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    monkeypatch.setenv(ENV_PACK, "9_2:4")
+    job._requeue()
+    assert asked == [], "its siblings still run: the job requeues once, when all have stopped"
+    monkeypatch.delenv(ENV_PACK)
+    job._requeue()
+    assert asked == ["9_2"]
+
+
+def test_a_sweep_files_sbatch_options_join_the_profiles_and_the_command_line_wins():
+    from ptslurm.plan import _laid_over
+
+    requested = Resources(sbatch_args={"mail-type": "END", "exclusive": True},
+                          origins={"mail-type": "command line", "exclusive": "profile p.yaml"})
+    notes: list = []
+    got = _laid_over(requested, {"sbatch_args": {"mail-type": "FAIL", "exclusive": False, "nice": "10"},
+                                 "gpus": 2}, notes)
+    assert got.sbatch_args == {"mail-type": "END", "exclusive": False, "nice": "10"}
+    assert got.gpus == 2 and got.origins["gpus"] == "sweep file" and got.origins["nice"] == "sweep file"
+    assert got.origins["mail-type"] == "command line"
