@@ -189,9 +189,11 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
         outcome.manifest, outcome.sbatch_calls = manifest, backend.sbatch_calls
         return
     book = create(p)
-    events.message(f"no SLURM here: running {_plural(n, 'point')} of {p.experiment_name!r} locally, "
-                   f"{p.request.jobs} at a time" if p.request.executor == "auto" else
-                   f"running {_plural(n, 'point')} locally, {p.request.jobs} at a time")
+    per_job = max(r.points_per_job for r, _ in p.group_resources())
+    at_a_time = (f"{p.request.jobs} at a time" if per_job == 1 else
+                 f"{p.request.jobs} job(s) of up to {per_job} points at a time (--points-per-job)")
+    events.message(f"no SLURM here: running {_plural(n, 'point')} of {p.experiment_name!r} locally, {at_a_time}"
+                   if p.request.executor == "auto" else f"running {_plural(n, 'point')} locally, {at_a_time}")
     outcome.rows = run_local(book, p.request.jobs, [pt.index for pt in p.points], on_change=events.progress)
     events.progress(outcome.rows, final=True)
     outcome.manifest = book.manifest

@@ -51,3 +51,9 @@ def test_bench_startup():
 def test_bench_ddp():
     out = run("bench_ddp.py", "--steps", "20", "--width", "32", "--repeats", "1")
     assert "hand-written DDP loop:" in out and "ptslurm Trainer:" in out and "stop agreement" in out
+
+
+@pytest.mark.slurm
+def test_bench_packing(slurm_cluster):
+    out = run("bench_packing.py", "--points", "8", "--per-job", "4")
+    assert "packed/unpacked: wall time" in out and "array tasks 2/8" in out
