@@ -125,6 +125,25 @@ def joined_metrics(storage_dir, attempts) -> dict:
     return join_metrics(storage_dir, [Attempt.from_json(a) for a in attempts])
 
 
+def fake_sweep(template, name: str, cluster):
+    """``ptslurm sweep --name NAME ...`` of a plan (``template``, made once per module: the
+    pre-flight takes a second or two) on a ``backends.FakeCluster``; the same call again is the
+    same command run again. Returns (outcome, sweep dir)."""
+    import dataclasses
+    import shutil
+    import tempfile
+
+    from ptslurm.sweep import execute
+
+    staging = Path(tempfile.mkdtemp(prefix="ptslurm-test-staging-"))
+    shutil.copytree(template.staging, staging, dirs_exist_ok=True)
+    p = dataclasses.replace(template, name=name, staging=staging)
+    try:
+        return execute(p, make=cluster.backend), p.sweep_dir
+    finally:
+        p.discard()
+
+
 def run_cli(*args, cwd=None, env=None, timeout=300):
     """Run ``python -m ptslurm`` as a user would; returns CompletedProcess (text)."""
     full_env = dict(os.environ)

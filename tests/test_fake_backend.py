@@ -4,23 +4,20 @@ A submission killed after any sbatch is finished by the same command with every 
 queued once; a refused one leaves nothing queued and nothing on disk; waves under a submit
 limit queue every point once and never more than the limit; cancel during waves stops the
 queued points and the wave job, and no later wave submits; reading submits nothing."""
-import dataclasses
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import TEST_EXPERIMENTS
+from conftest import TEST_EXPERIMENTS, fake_sweep
 
 from ptslurm import lifecycle, records, state, storage, submission
 from ptslurm.backends import FakeCluster
 from ptslurm.errors import SubmissionError
-from ptslurm.plan import Plan, plan
+from ptslurm.plan import plan
 from ptslurm.records import State
 from ptslurm.spec import Resources
-from ptslurm.sweep import SweepRequest, execute
+from ptslurm.sweep import SweepRequest
 
 pytestmark = pytest.mark.fast
 
@@ -48,16 +45,7 @@ def planned(tmp_path_factory):
     p.discard()
 
 
-def sweep(template: Plan, name: str, cluster: FakeCluster):
-    """``ptslurm sweep --name NAME ...`` on the fake cluster; the same call again is the same
-    command run again."""
-    staging = Path(tempfile.mkdtemp(prefix="ptslurm-test-staging-"))
-    shutil.copytree(template.staging, staging, dirs_exist_ok=True)
-    p = dataclasses.replace(template, name=name, staging=staging)
-    try:
-        return execute(p, make=cluster.backend), p.sweep_dir
-    finally:
-        p.discard()
+sweep = fake_sweep
 
 
 class Killed(KeyboardInterrupt):

@@ -4,23 +4,20 @@ sweep file's ``resources:`` become one array per resource group (each checked by
 pre-flight), and that a submission killed between the groups' sbatch calls is finished by
 the same command with every point queued once. The SLURM tier runs the same on a real
 cluster (test_packing_slurm)."""
-import dataclasses
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import TEST_EXPERIMENTS, run_cli
+from conftest import TEST_EXPERIMENTS, fake_sweep, run_cli
 
 from ptslurm import commands, records, storage, submission
 from ptslurm.backends import FakeCluster
 from ptslurm.errors import SpecError, UsageError
 from ptslurm.pack import Share, share
-from ptslurm.plan import Plan, check_resources, plan
+from ptslurm.plan import check_resources, plan
 from ptslurm.spec import Resources
-from ptslurm.sweep import SweepRequest, execute
+from ptslurm.sweep import SweepRequest
 
 pytestmark = pytest.mark.fast
 
@@ -116,14 +113,7 @@ def planned(tmp_path_factory):
     p.discard()
 
 
-def sweep(template: Plan, name: str, cluster: FakeCluster):
-    staging = Path(tempfile.mkdtemp(prefix="ptslurm-test-staging-"))
-    shutil.copytree(template.staging, staging, dirs_exist_ok=True)
-    p = dataclasses.replace(template, name=name, staging=staging)
-    try:
-        return execute(p, make=cluster.backend), p.sweep_dir
-    finally:
-        p.discard()
+sweep = fake_sweep
 
 
 def tasks(cluster: FakeCluster, sweep_dir: Path):
