@@ -116,6 +116,11 @@ def run_pack(sweep_dir: tp.Union[str, Path], indices: tp.Sequence[int]) -> tp.Di
             running[entry.index] = commands.start_packed(
                 [sys.executable, "-m", "ptslurm.jobmain", str(sweep_dir), str(entry.index)], log, env, part.cpus)
     codes = _wait(manifest, running)
+    for index, code in sorted(codes.items()):
+        if code < 0 and read_status(manifest.point(index).path).state == State.RUNNING:
+            print(f"ptslurm: job {job}: point {index}'s process was killed by signal {-code} without recording its "
+                  f"end (out of memory?); it shows as lost and resumes from its checkpoint when the job runs again "
+                  f"or with `ptslurm resubmit --points {index}`", file=sys.stderr, flush=True)
     again = [e.index for e in todo if wants_requeue(e, job)]
     if again and on_slurm():
         print(f"ptslurm: job {job}: point(s) {commands.ranges(again)} stopped to resume later: requeueing the "

@@ -301,3 +301,15 @@ def test_a_sweep_files_sbatch_options_join_the_profiles_and_the_command_line_win
     assert got.sbatch_args == {"mail-type": "END", "exclusive": False, "nice": "10"}
     assert got.gpus == 2 and got.origins["gpus"] == "sweep file" and got.origins["nice"] == "sweep file"
     assert got.origins["mail-type"] == "command line"
+
+
+def test_a_subgrids_resources_win_key_by_key_and_sbatch_options_join():
+    from ptslurm import grid, sweepfile
+
+    block = sweepfile.parse({"resources": {"gpus": 1, "time": 30, "sbatch_args": {"mail-type": "END", "nice": 5}},
+                             "subgrids": {"a": {"grid": {"x": [1]}, "resources": {"gpus": 2,
+                                                                                  "sbatch_args": {"nice": 9}}},
+                                          "b": {"grid": {"x": [2]}}}})
+    a, b = grid.expand(block)
+    assert a.resources == {"gpus": 2, "timeout_min": 30, "sbatch_args": {"mail-type": "END", "nice": 9}}
+    assert b.resources == {"gpus": 1, "timeout_min": 30, "sbatch_args": {"mail-type": "END", "nice": 5}}

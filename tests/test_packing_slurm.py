@@ -223,3 +223,16 @@ def test_two_subgrids_of_different_resources_killed_mid_submission_queue_each_po
     # large group's points see both GPUs of their jobs
     assert seen[0] == seen[1] and all(len(s.split(",")) == 1 for s in seen[:3]), seen
     assert seen[3:] == ["0,1", "0,1"], seen
+
+
+def test_a_group_the_cluster_cannot_run_is_refused_by_the_preflight_and_nothing_is_created(slurm_cluster, tmp_path):
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text("subgrids:\n  ok: {grid: {x: [1, 2]}, resources: {gpus: 1}}\n"
+                    "  big: {grid: {x: [3]}, resources: {gpus: 3, points_per_job: 2}}\n")
+    proc = run_cli("sweep", "--root", tmp_path / "root", PROBE, "-f", spec)
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "sbatch rejected the job" in line and "gpus 3 (sweep file)" in line, line
+    assert not (tmp_path / "root").exists() or not any((tmp_path / "root").rglob("manifest.json"))
+    out = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True).stdout
+    assert "probe" not in out, "nothing was queued"
