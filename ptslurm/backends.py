@@ -236,10 +236,21 @@ class LocalBackend:
                 while pending and len(running) < self.jobs:
                     unit = pending.pop(0)
                     name = f"{unit[0]}.log" if len(unit) == 1 else f"job-{commands.ranges(unit)}.log"
-                    with open(logs / name, "a") as log:
-                        # started outside the snapshot: the job enters it once it checked it
-                        running[unit] = commands.start_point(self.command(unit[0] if len(unit) == 1 else unit),
-                                                             log, logs)
+                    # Ctrl-C or SIGTERM waits until the point is on record here: one that came
+                    # between its start and the record would leave it running, orphaned
+                    came: tp.List[int] = []
+                    before = {sig: signal.signal(sig, lambda signum, frame: came.append(signum))
+                              for sig in (signal.SIGINT, signal.SIGTERM)}
+                    try:
+                        with open(logs / name, "a") as log:
+                            # started outside the snapshot: the job enters it once it checked it
+                            running[unit] = commands.start_point(self.command(unit[0] if len(unit) == 1 else unit),
+                                                                 log, logs)
+                    finally:
+                        for sig, handler in before.items():
+                            signal.signal(sig, handler)
+                    if came:
+                        raise KeyboardInterrupt
                 finished = [u for u, p in running.items() if p.poll() is not None]
                 for unit in finished:
                     code = running.pop(unit).returncode

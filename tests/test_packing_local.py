@@ -34,3 +34,28 @@ def test_locally_the_points_of_a_job_run_side_by_side_and_jobs_one_after_another
     logs = Path(summary["sweep_dir"]) / "logs"
     assert "Result: 2" in run_cli("logs", summary["sweep_dir"], "1").stdout
     assert "runs point 1 (2 points share the job)" in (logs / "job-0-1.log").read_text()
+
+
+def test_ctrl_c_while_a_local_job_starts_stops_that_job_too(tmp_path, monkeypatch):
+    """A signal that comes between a job's start and its record in the runner must not leave it
+    running, orphaned (it once ran a whole point after Ctrl-C)."""
+    import os
+    import signal
+
+    import pytest
+
+    from ptslurm import backends, commands
+
+    started = []
+
+    def start_then_interrupted(command, log, cwd):
+        proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+        started.append(proc)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C right after the start, before it is recorded
+        return proc
+
+    monkeypatch.setattr(commands, "start_point", start_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        backends.LocalBackend(tmp_path, jobs=2).run([0, 1])
+    assert len(started) == 1, "no job starts after the interrupt"
+    assert started[0].wait(timeout=30) == -signal.SIGTERM, "the job that was starting is stopped"
