@@ -73,7 +73,11 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
         record = AttemptRecord(storage_dir, submission=intent.submission,
                                code_dir=str(Path(manifest.code_of(entry.code_version).snapshot).parent))
         record.reserve()
-        record.start(**({"ranks": ranks.world_size, "nodes": ranks.nodes} if ranks.world_size > 1 else {}))
+        from .pack import ENV_PACK
+
+        shared = os.environ.get(ENV_PACK, "").rpartition(":")[2]
+        record.start(**({"ranks": ranks.world_size, "nodes": ranks.nodes} if ranks.world_size > 1 else {}),
+                     **({"packed": int(shared)} if shared.isdigit() else {}))
         held.callbacks.append(record.beat)
         if intent.cancelled:  # cancelled while queued, or requeued after a cancel
             record.update(state=State.CANCELLED, cause=Cause.CANCELLED, ended=now(), final=True)

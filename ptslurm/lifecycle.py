@@ -310,8 +310,8 @@ def log_paths(sweep_dir: Path, manifest: Manifest, index: int, attempt: tp.Optio
         note = (f"(sacred captured no output in {path}; showing the "
                 f"{'scheduler' if manifest.executor == 'slurm' else 'local'} log)")
     job = (chosen.job_id if chosen is not None else None) or entry.job_id
-    if manifest.executor == Executor.SLURM and job and manifest.resources_of(index).points_per_job > 1:
-        return sweep_dir / records.LOCAL_LOGS / f"{index}.log", chosen, note  # its own process's log
+    if manifest.executor == Executor.SLURM and job and chosen is not None and chosen.packed:
+        return sweep_dir / records.LOCAL_LOGS / f"{index}.log", chosen, note  # a packed point's own log
     if manifest.executor == Executor.SLURM and job:
         return backend_of(sweep_dir, manifest).log_path(job, rank), chosen, note
     return sweep_dir / records.LOCAL_LOGS / f"{index}.log", chosen, note

@@ -193,6 +193,7 @@ class Attempt(Record):
     ranks: tp.Optional[int] = field(None, load=_opt_int, omit_none=True)  # a distributed point's world size
     nodes: tp.Optional[int] = field(None, load=_opt_int, omit_none=True)
     unheeded: tp.Optional[bool] = field(None, load=bool, omit_none=True)  # ended by the watchdog
+    packed: tp.Optional[int] = field(None, load=_opt_int, omit_none=True)  # points sharing its job (--points-per-job)
     # files the attempt's code wrote under the storage dir ([count, newest mtime_ns]) at its start
     footprint_at_start: tp.Optional[tp.List[tp.Any]] = field(None, omit_none=True)
     progressed: tp.Optional[bool] = field(None, load=bool, omit_none=True)  # set when it ended

@@ -59,7 +59,8 @@ def test_eight_points_four_per_job_run_as_two_array_tasks_sharing_two_gpus(slurm
     assert [s["storage_dir"] for s in seen] == [p["storage_dir"] for p in points], "each its own storage dir"
     for p in points:
         assert sacred_states(p["storage_dir"]) == ["COMPLETED"], "each point its own sacred/1"
-        assert read_status(p["storage_dir"])["attempts"][0]["job_id"] == p["job_id"]
+        first = read_status(p["storage_dir"])["attempts"][0]
+        assert first["job_id"] == p["job_id"] and first["packed"] == 4
     table = run_cli("status", summary["sweep_dir"]).stdout
     assert f"{jobs[0]} (4 points)" in table and f"{jobs[4]} (4 points)" in table
     for index in (5, 6):  # each point's own output, captured and live
@@ -141,6 +142,10 @@ def test_a_failing_packed_point_leaves_its_siblings_and_resubmit_finishes_it(slu
     assert [r["state"] for r in rows(summary["sweep_dir"])] == ["completed"] * 3
     assert [len(read_status(p["storage_dir"])["attempts"]) for p in summary["points"]] == [1, 2, 1]
     assert job not in rows(summary["sweep_dir"])[1]["job_id"]
+    # resubmitted alone, it ran unpacked: its live log is its job's
+    assert "packed" not in read_status(summary["points"][1]["storage_dir"])["attempts"][-1]
+    live = run_cli("logs", summary["sweep_dir"], "1", "--follow", timeout=60).stdout
+    assert "Result: 2" in live and "Result: 1" not in live
 
 
 def test_cancel_of_one_packed_point_stops_it_while_its_siblings_go_on(slurm_cluster, tmp_path):
