@@ -224,8 +224,11 @@ def test_a_start_up_bug_fails_at_once_and_a_failure_after_progress_is_retried(sl
 def test_an_interrupted_local_sweep_stops_its_points_and_resubmit_finishes_them(tmp_path, no_slurm, sig):
     root = tmp_path / "root"
     runner = subprocess.Popen([os.sys.executable, "-m", "ptslurm", "sweep", "--root", str(root), "--name", "int",
-                               str(PLAIN), "with", "steps=80", "delay_s=0.1", "save_every=3", "crash_at=[-1,-2]"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               str(PLAIN), "with", "steps=30", "delay_s=0.1", "save_every=3", "crash_at=[-1,-2]"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              # as in a terminal: a suite started in the background (`cmd &` without job
+                              # control) ignores SIGINT, and so would the command it starts
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     storage_dir = wait_for("the first point to start", lambda: next((root / "plainloop").glob("1"), None), timeout=60)
     wait_for("a checkpoint", lambda: step(storage_dir) >= 3, timeout=60)
     pid = read_status(storage_dir)["attempts"][-1]["pid"]
@@ -237,11 +240,11 @@ def test_an_interrupted_local_sweep_stops_its_points_and_resubmit_finishes_them(
     if sig == signal.SIGINT:
         again = run_cli("resubmit", sweep_dir, "--failed")
     else:  # the same command again finishes what the interrupted one left
-        again = run_cli("sweep", "--root", root, "--name", "int", PLAIN, "with", "steps=80", "delay_s=0.1",
+        again = run_cli("sweep", "--root", root, "--name", "int", PLAIN, "with", "steps=30", "delay_s=0.1",
                         "save_every=3", "crash_at=[-1,-2]")
     assert again.returncode == 0, again.stderr
     assert states("status", sweep_dir) == ["completed", "completed"]
-    assert [r["result"] for r in json.loads(run_cli("collect", sweep_dir, "--format", "json").stdout)] == [3240, 3240]
+    assert [r["result"] for r in json.loads(run_cli("collect", sweep_dir, "--format", "json").stdout)] == [465, 465]
 
 
 @pytest.mark.slurm
