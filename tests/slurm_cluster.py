@@ -202,11 +202,15 @@ StorageLoc=slurm_acct_db
         if self.extra:
             self._network_up()
         db = self.dir / "db"
+        # each cluster's database its own temp folder: two clusters set up at once in the shared
+        # /tmp collided on MariaDB's temporary table files
+        tmp = self.dir / "dbtmp"
+        tmp.mkdir(exist_ok=True)
         if not (db / "mysql").exists():
             subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={db}", "--user=root",
-                            "--auth-root-authentication-method=normal", "--skip-test-db"],
+                            "--auth-root-authentication-method=normal", "--skip-test-db", f"--tmpdir={tmp}"],
                            check=True, capture_output=True)
-        self._spawn("mariadbd", ["mariadbd", "--no-defaults", f"--datadir={db}", "--user=root",
+        self._spawn("mariadbd", ["mariadbd", "--no-defaults", f"--datadir={db}", "--user=root", f"--tmpdir={tmp}",
                                  "--bind-address=127.0.0.1", f"--port={self.db_port}",
                                  f"--socket={self.dir / 'run' / 'mysql.sock'}", "--skip-grant-tables",
                                  f"--pid-file={self.dir / 'run' / 'mariadbd.pid'}",
