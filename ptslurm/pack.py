@@ -30,6 +30,7 @@ from .runtime import job_id, on_slurm
 
 ENV_PACK = "PTSLURM_PACK"  # set in a packed point's process: "<job id>:<points in the job>"
 CANCEL_GRACE_S = 15.0
+START_GRACE_S = 60.0  # a cancelled point that has not recorded its start by then is stopped anyway
 POLL_S = 0.5
 
 
@@ -134,12 +135,15 @@ def run_pack(sweep_dir: tp.Union[str, Path], indices: tp.Sequence[int]) -> tp.Di
 
 def _wait(manifest: Manifest, running: tp.Dict[int, tp.Any]) -> tp.Dict[int, int]:
     """Wait for every point's process; a point cancelled meanwhile gets SIGTERM, SIGKILL
-    ``CANCEL_GRACE_S`` later, while the others go on."""
+    ``CANCEL_GRACE_S`` later, while the others go on. A point whose attempt is not on record
+    yet is left to read the cancel itself as it starts (a signal before its handler is in
+    place would end it without a record), unless it takes over ``START_GRACE_S``."""
     import signal
 
     codes: tp.Dict[int, int] = {}
     # a point cancelled while queued records that itself when it starts
     stopping: tp.Dict[int, float] = {i: float("inf") for i in running if read_intent(manifest.point(i).path).cancelled}
+    seen: tp.Dict[int, float] = {}  # when the cancel of a point was first seen
     while running:
         for index, proc in list(running.items()):
             code = proc.poll()
@@ -148,9 +152,12 @@ def _wait(manifest: Manifest, running: tp.Dict[int, tp.Any]) -> tp.Dict[int, int
                 del running[index]
                 continue
             if index not in stopping and read_intent(manifest.point(index).path).cancelled:
-                print(f"ptslurm: point {index} was cancelled: stopping it (its siblings go on)", flush=True)
-                stopping[index] = time.time()
-                proc.send_signal(signal.SIGTERM)
+                seen.setdefault(index, time.time())
+                latest = read_status(manifest.point(index).path).latest
+                if (latest is not None and latest.pid == proc.pid) or time.time() - seen[index] > START_GRACE_S:
+                    print(f"ptslurm: point {index} was cancelled: stopping it (its siblings go on)", flush=True)
+                    stopping[index] = time.time()
+                    proc.send_signal(signal.SIGTERM)
             elif index in stopping and time.time() - stopping[index] > CANCEL_GRACE_S:
                 proc.kill()
         if running:

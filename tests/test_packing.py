@@ -313,3 +313,42 @@ def test_a_subgrids_resources_win_key_by_key_and_sbatch_options_join():
     a, b = grid.expand(block)
     assert a.resources == {"gpus": 2, "timeout_min": 30, "sbatch_args": {"mail-type": "END", "nice": 9}}
     assert b.resources == {"gpus": 1, "timeout_min": 30, "sbatch_args": {"mail-type": "END", "nice": 5}}
+
+
+def test_a_cancelled_packed_point_is_signalled_only_once_its_attempt_is_on_record(tmp_path, monkeypatch):
+    """A signal before the point's process put its handler in place would end it without a
+    record; until its attempt is on record it reads the cancel itself as it starts."""
+    import signal
+
+    from ptslurm import pack
+    from ptslurm.records import Attempt, Intent, Manifest, PointEntry, PointStatus
+
+    storage_dir = tmp_path / "p"
+    storage_dir.mkdir()
+    manifest = Manifest(points=(PointEntry(index=0, storage_dir=str(storage_dir)),))
+    monkeypatch.setattr(pack, "POLL_S", 0.001)
+
+    class Starting:
+        pid = 4242
+        polls = 0
+        signalled_at = None
+
+        def poll(self):
+            self.polls += 1
+            if self.polls == 2:  # the cancel arrives while the process starts
+                (storage_dir / records.INTENT).write_text(json.dumps(Intent(cancelled=True).to_json()))
+            if self.polls == 6:  # its attempt goes on record
+                status = PointStatus(attempts=(Attempt(attempt=1, state=records.State.RUNNING, pid=self.pid),))
+                (storage_dir / records.STATUS).write_text(json.dumps(status.to_json()))
+            return None if self.signalled_at is None else -signal.SIGTERM
+
+        def send_signal(self, sig):
+            assert sig == signal.SIGTERM
+            self.signalled_at = self.polls
+
+        def kill(self):
+            raise AssertionError("killed although it ended on SIGTERM")
+
+    proc = Starting()
+    assert pack._wait(manifest, {0: proc}) == {0: -signal.SIGTERM}
+    assert proc.signalled_at == 6, "signalled before its attempt was on record"

@@ -153,19 +153,25 @@ def test_cancel_of_one_packed_point_stops_it_while_its_siblings_go_on(slurm_clus
     hold.write_text("")
     summary = sweep(tmp_path, "--points-per-job", "3", PROBE, "with", "x=[1,2,3]", f"hold_while_exists={hold}")
     sweep_dir, job = summary["sweep_dir"], summary["points"][0]["job_id"]
-    wait_for("all three running", lambda: [r["state"] for r in rows(sweep_dir)] == ["running"] * 3, timeout=120)
-    cancelled = run_cli("cancel", sweep_dir, "--points", "1")
-    assert cancelled.returncode == 0, cancelled.stderr
-    target = summary["points"][1]["storage_dir"]
-    wait_for("the cancelled point's attempt to end", lambda: read_status(target).get("state") == "cancelled",
-             timeout=60)
-    assert in_queue(job), "the job goes on for the other points"
-    assert [r["state"] for r in rows(sweep_dir)] == ["running", "cancelled", "running"]
-    hold.unlink()
-    wait_for("the siblings to complete", lambda: [r["state"] for r in rows(sweep_dir)]
-             == ["completed", "cancelled", "completed"], timeout=120)
-    wait_for("the job to end", lambda: not in_queue(job), timeout=60)
-    assert len(read_status(target)["attempts"]) == 1, "a cancelled point is not run again"
+    dirs = [p["storage_dir"] for p in summary["points"]]
+    try:
+        # each point's attempt on record (the queue says running as soon as the job starts)
+        wait_for("all three running", lambda: [read_status(d).get("state") for d in dirs] == ["running"] * 3,
+                 timeout=120)
+        cancelled = run_cli("cancel", sweep_dir, "--points", "1")
+        assert cancelled.returncode == 0, cancelled.stderr
+        wait_for("the cancelled point's attempt to end", lambda: read_status(dirs[1]).get("state") == "cancelled",
+                 timeout=60)
+        assert in_queue(job), "the job goes on for the other points"
+        assert [r["state"] for r in rows(sweep_dir)] == ["running", "cancelled", "running"]
+        hold.unlink()
+        wait_for("the siblings to complete", lambda: [r["state"] for r in rows(sweep_dir)]
+                 == ["completed", "cancelled", "completed"], timeout=120)
+        wait_for("the job to end", lambda: not in_queue(job), timeout=60)
+        assert len(read_status(dirs[1])["attempts"]) == 1, "a cancelled point is not run again"
+    finally:  # nothing of this test may run on into the next ones
+        hold.unlink(missing_ok=True)
+        subprocess.run(["scancel", job], capture_output=True)
 
 
 SUBGRIDS = """
@@ -234,10 +240,10 @@ def test_a_group_the_cluster_cannot_run_is_refused_by_the_preflight_and_nothing_
     spec = tmp_path / "sweep.yaml"
     spec.write_text("subgrids:\n  ok: {grid: {x: [1, 2]}, resources: {gpus: 1}}\n"
                     "  big: {grid: {x: [3]}, resources: {gpus: 3, points_per_job: 2}}\n")
-    proc = run_cli("sweep", "--root", tmp_path / "root", PROBE, "-f", spec)
+    proc = run_cli("sweep", "--root", tmp_path / "root", "--name", "refused-group", PROBE, "-f", spec)
     assert proc.returncode == 2, proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
     assert "sbatch rejected the job" in line and "gpus 3 (sweep file)" in line, line
     assert not (tmp_path / "root").exists() or not any((tmp_path / "root").rglob("manifest.json"))
     out = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True).stdout
-    assert "probe" not in out, "nothing was queued"
+    assert "refused-group" not in out, "nothing was queued"
