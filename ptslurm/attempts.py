@@ -5,6 +5,7 @@ the job, how the attempt ended and whether the point is requeued (``classify``, 
 import os
 import signal
 import socket
+import stat
 import threading
 import traceback
 import typing as tp
@@ -161,8 +162,8 @@ def latest_checkpoint(storage_dir: Path) -> tp.Optional[tp.List[tp.Any]]:
 
 def footprint(storage_dir: Path) -> tp.List[int]:
     """``[count, newest mtime_ns]`` of the files under the storage dir that the point's code
-    wrote, leaving out ptslurm's own (status, intent, lease, config) and sacred's
-    (``sacred/``) and temp files: a change between an attempt's start and end is progress."""
+    wrote, leaving out ptslurm's own (status, intent, lease, config), sacred's
+    (``sacred/``), temp files and links: a change between an attempt's start and end is progress."""
     count, newest = 0, 0
     top = str(storage_dir)
     for dirpath, dirnames, filenames in os.walk(top):
@@ -172,9 +173,12 @@ def footprint(storage_dir: Path) -> tp.List[int]:
             if (dirpath == top and (name in OWN_FILES or name.startswith(".ptslurm"))) or name.endswith(".tmp"):
                 continue
             try:
-                stamp = os.stat(os.path.join(dirpath, name), follow_symlinks=False).st_mtime_ns
+                st = os.stat(os.path.join(dirpath, name), follow_symlinks=False)
             except OSError:
                 continue
+            if stat.S_ISLNK(st.st_mode):  # the working dir's links to the code, ckpt_latest.pth: not written data
+                continue
+            stamp = st.st_mtime_ns
             count += 1
             newest = max(newest, stamp)
     return [count, newest]

@@ -141,7 +141,7 @@ def _follow(manifest: Manifest, entry: PointEntry, sweep_dir: Path) -> tp.Any:
     and requeues the job; a stop reaches every rank through the Trainer's agreement)."""
     if read_intent(entry.path).cancelled:
         return None
-    enter_snapshot(manifest, sweep_dir, entry.index)
+    enter_snapshot(manifest, sweep_dir, entry.index, entry.path)
     run = _create_run(manifest, entry, None, observe=False)
     runtime.activate(run, None)
     route_logging()
@@ -157,7 +157,7 @@ def _attempt(manifest: Manifest, entry: PointEntry, sweep_dir: Path, record: Att
              max_requeues: int, max_attempts: tp.Optional[int] = None) -> tp.Any:
     run = None
     try:
-        enter_snapshot(manifest, sweep_dir, entry.index)
+        enter_snapshot(manifest, sweep_dir, entry.index, entry.path)
         run = _create_run(manifest, entry, record)
         runtime.activate(run, record)
         route_logging()
@@ -290,10 +290,13 @@ def route_logging() -> None:
                     handler.setStream(_CurrentStream(name))
 
 
-def enter_snapshot(manifest: Manifest, sweep_dir: Path, index: int) -> None:
-    """Check that the code snapshot is what was submitted, then work in it: its copy of the
-    experiment's folder is the working directory and nothing of the user's live tree is
-    importable. Raises SnapshotError (never retried) when a file changed."""
+def enter_snapshot(manifest: Manifest, sweep_dir: Path, index: int, storage_dir: tp.Optional[Path] = None) -> None:
+    """Check that the code snapshot is what was submitted, then run from it: nothing of the
+    user's live tree is importable, and the working directory is the point's own
+    ``<storage_dir>/work/`` (``snapshot.workspace``: the snapshot's folders with its files
+    linked in, at the experiment's folder), so that relative reads find the code's files and
+    relative writes stay the point's. Without ``storage_dir``, the snapshot's copy of the
+    experiment's folder. Raises SnapshotError (never retried) when a file changed."""
     from . import snapshot
 
     version = manifest.code_of(manifest.point(index).code_version)
@@ -305,7 +308,9 @@ def enter_snapshot(manifest: Manifest, sweep_dir: Path, index: int) -> None:
     if version.sha256:
         snapshot.verify(code, version.sha256, f"to run the new code: `ptslurm resubmit {sweep_dir} "
                                               f"--points {index} --refresh-code`")
-    if version.workdir:
+    if version.workdir and storage_dir is not None:
+        os.chdir(snapshot.workspace(code, Path(version.workdir), storage_dir / records.WORK))
+    elif version.workdir:
         os.chdir(version.workdir)
     if version.source_root:
         snapshot.isolate(Path(version.source_root), code)

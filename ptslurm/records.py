@@ -43,6 +43,7 @@ CLAIM = ".ptslurm-claim"  # which sweep claimed the dir (to reclaim a killed sub
 CONFIG = "config.json"  # the resolved config of the latest attempt
 SACRED = "sacred"  # sacred's FileStorageObserver: sacred/<attempt>/
 CHECKPOINTS = "checkpoints"  # ckpt_<iteration>.pth, ckpt_latest.pth, ckpt_best_loss.pth
+WORK = "work"  # the point's working dir: the code snapshot's folders, its files linked in; relative writes land here
 # in a sacred run dir, written by sacred
 RUN = "run.json"
 COUT = "cout.txt"

@@ -379,3 +379,43 @@ def differs(code_dir: Path, layout_root: Path) -> tp.List[str]:
         except OSError:
             out.append(rel)
     return out
+
+
+def workspace(code_dir: Path, workdir: Path, dest: Path) -> Path:
+    """A point's own working directory: ``dest`` mirrors the snapshot ``code_dir`` (real
+    folders, each file a link to the snapshot's), so that relative reads of the code's files
+    (``data/x.txt``, ``../configs/a.yaml``) work while whatever the code writes relative to
+    its working dir (``result.txt``, ``runs/``, ``lightning_logs/``) lands in ``dest``, the
+    point's own, and never in the shared snapshot. Idempotent and safe for several ranks at
+    once; links into an older snapshot (``--refresh-code``) are pointed at this one; files
+    the code wrote are kept. Returns the folder matching ``workdir`` (the job's cwd)."""
+    code_dir = Path(os.path.realpath(code_dir))
+    try:
+        listed = [line.partition("  ")[2] for line in hash_file(code_dir).read_text().splitlines()]
+    except OSError:
+        listed = []
+    for rel in listed:
+        if not rel or rel.startswith("/") or ".." in rel.split("/"):
+            continue
+        link = dest / rel
+        target = str(code_dir / rel)
+        try:
+            if os.readlink(link) == target:
+                continue
+        except OSError:
+            pass
+        if link.exists() and not link.is_symlink():
+            continue  # the code wrote a file of that name here: it is the point's own
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = link.parent / f".{link.name}.{os.getpid()}.link.tmp"
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+    dest.mkdir(parents=True, exist_ok=True)
+    rel_workdir = os.path.relpath(os.path.realpath(workdir), code_dir)
+    cwd = dest if rel_workdir == "." or rel_workdir.startswith("..") else dest / rel_workdir
+    cwd.mkdir(parents=True, exist_ok=True)
+    return cwd
