@@ -87,11 +87,16 @@ class OsExitAtImport(SystemExit):
 @contextlib.contextmanager
 def _no_hard_exit():
     """``os._exit()`` at import would end ptslurm itself without a word: make it an error."""
+    import threading
+
     original = os._exit
+    importing = threading.get_ident()
 
     def refuse(code=0):
+        if threading.get_ident() != importing:  # another thread's (ptslurm's watchdog): a real exit
+            original(code)
         raise OsExitAtImport(f"the file calls os._exit({code}) when imported; guard it with "
-                        f"`if __name__ == '__main__':`")
+                             f"`if __name__ == '__main__':`")
 
     os._exit = refuse
     try:

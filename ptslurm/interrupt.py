@@ -21,7 +21,10 @@ STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
 NEVER_ASKED_S = 2.0  # code that never called should_stop(): it will not start now
 UNHEEDED_AFTER_S = float(os.environ.get("PTSLURM_UNHEEDED_AFTER_S", "30"))
 _received: tp.List[int] = []
-_state: tp.Dict[str, tp.Any] = {"asked": False, "asked_after_signal": False, "watchdog": None}
+_state: tp.Dict[str, tp.Any] = {"asked": False, "asked_after_signal": False, "watchdog": None, "finishing": False}
+# the real os._exit, whatever patches it later (the experiment's import guard patches it while
+# the main thread imports; the watchdog must still be able to end the process then)
+_exit = os._exit
 _on_unheeded: tp.List[tp.Callable[[], None]] = []
 
 
@@ -47,7 +50,7 @@ def _arm() -> None:
 
 
 def _check_heeded() -> None:
-    if _state["asked_after_signal"]:
+    if _state["asked_after_signal"] or _state["finishing"]:
         return
     for callback in _on_unheeded:
         callback()
@@ -81,6 +84,17 @@ def should_stop() -> bool:
     return False
 
 
+def heeded() -> bool:
+    """Whether the running code was told to stop: ``should_stop()`` returned True to it."""
+    return bool(_state["asked_after_signal"])
+
+
+def finishing() -> None:
+    """The code's main function has returned: the watchdog no longer ends the process (the
+    run only records its end now)."""
+    _state["finishing"] = True
+
+
 def never_asked() -> bool:
     """Whether the running code never called ``should_stop()``."""
     return not _state["asked"]
@@ -106,11 +120,11 @@ def reset() -> None:
     timer = _state["watchdog"]
     if isinstance(timer, threading.Timer):
         timer.cancel()
-    _state.update(asked=False, asked_after_signal=False, watchdog=None)
+    _state.update(asked=False, asked_after_signal=False, watchdog=None, finishing=False)
 
 
 def end_process() -> None:
     """End this process now, as an unhandled SIGTERM would (exit status 143), from any thread
     (the watchdog's: signal handlers can only be changed in the main thread). The attempt is
     recorded before this; nothing of the running code's state is kept but its checkpoints."""
-    os._exit(143)
+    _exit(143)

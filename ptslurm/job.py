@@ -21,10 +21,23 @@ def run_task(sweep_dir: tp.Union[str, Path], what: tp.Union[int, tp.Sequence[int
     """What an array task runs: one point (``what`` an index), or the points packed into
     it (a list: ``pack.run_pack``)."""
     if isinstance(what, int):
-        return run_point(sweep_dir, what)
+        try:
+            return run_point(sweep_dir, what)
+        except interrupt.Interrupted:
+            raise SystemExit(_stopped_exit(sweep_dir, what)) from None
     from .pack import run_pack
 
     return run_pack(sweep_dir, list(what))
+
+
+def _stopped_exit(sweep_dir: tp.Union[str, Path], index: int) -> int:
+    """A stop reached the end of the attempt, recorded and said (``story``): no traceback;
+    the exit status is 0 when the point goes on (requeued), else 1."""
+    try:
+        latest = read_status(storage.read_manifest(Path(sweep_dir)).point(index).path).latest
+    except Exception:  # noqa: BLE001 - the record is what counts; this is only the exit status
+        return 1
+    return 0 if latest is not None and latest.state == State.REQUEUED else 1
 
 
 def _requeue() -> None:
@@ -156,9 +169,31 @@ def _follow(manifest: Manifest, entry: PointEntry, sweep_dir: Path) -> tp.Any:
 def _attempt(manifest: Manifest, entry: PointEntry, sweep_dir: Path, record: AttemptRecord,
              max_requeues: int, max_attempts: tp.Optional[int] = None) -> tp.Any:
     run = None
+    ended: tp.List[str] = []  # the story line, once the attempt's end is recorded
+
+    def end(exc: BaseException) -> None:
+        """Record how the attempt ended and say so, once: from inside sacred's run when main
+        raised (the line then reaches cout.txt), else when the exception reached us."""
+        if ended:
+            return
+        decision = decide(exc, record, max_requeues, max_attempts)
+        state, cause, action, progressed, gave_up = decision
+        record.update(state=state, cause=cause, sacred_id=sacred_adapter.run_id(run), ended=now(),
+                      progressed=progressed, gave_up=gave_up,
+                      error=f"{type(exc).__name__}: {exc}", action=action, fingerprint=fingerprint(exc),
+                      traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+                      final=True)
+        ended.append(story(decision, entry.index, sweep_dir, _how_stopped(exc)))
+        if action == Action.REQUEUE:
+            _requeue()
+
+    def said(exc: BaseException) -> str:
+        end(exc)
+        return ended[0]
+
     try:
         enter_snapshot(manifest, sweep_dir, entry.index, entry.path)
-        run = _create_run(manifest, entry, record)
+        run = _create_run(manifest, entry, record, on_error=said)
         runtime.activate(run, record)
         route_logging()
         result = run()
@@ -166,15 +201,48 @@ def _attempt(manifest: Manifest, entry: PointEntry, sweep_dir: Path, record: Att
                       result=storage.jsonable(result, fallback=repr), final=True)
         return result
     except BaseException as exc:
-        state, cause, action, progressed, gave_up = decide(exc, record, max_requeues, max_attempts)
-        record.update(state=state, cause=cause, sacred_id=sacred_adapter.run_id(run), ended=now(),
-                      progressed=progressed, gave_up=gave_up,
-                      error=f"{type(exc).__name__}: {exc}", action=action, fingerprint=fingerprint(exc),
-                      traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-                      final=True)
-        if action == Action.REQUEUE:
-            _requeue()
+        if not ended:
+            end(exc)
+            print(ended[0], flush=True)  # not from main: sacred's capture is over; the job's log has it
         raise
+
+
+def _how_stopped(exc: BaseException) -> str:
+    """How the code took the stop, for the record's line."""
+    if "returned after ptslurm.should_stop()" in str(exc):
+        return "the code returned after ptslurm.should_stop() was True"
+    if interrupt.received() is not None and interrupt.heeded():
+        return "the code stopped at ptslurm.should_stop()"
+    return ""
+
+
+_WHY = {Cause.TIMEOUT: "the time limit", Cause.TERMINATED: "SIGTERM", Cause.PREEMPTED: "a preemption",
+        Cause.REQUEUED: "scontrol requeue", Cause.CANCELLED: "a cancel", Cause.INTERRUPTED: "a stop request",
+        Cause.FAILED: "an error", Cause.NO_SPACE: "a full disk"}
+
+
+def story(decision: tp.Any, index: int, sweep_dir: Path, how: str = "") -> str:
+    """The one line that ends a stopped or failed attempt's output (cout.txt and the job's
+    log): why it ended and what happens next, true for every decision."""
+    state, cause, action, _, gave_up = decision
+    resume = f"`ptslurm resubmit {sweep_dir} --points {index}`"
+    if cause == Cause.CANCELLED:
+        then = f"it does not run again ({resume} resumes it)"
+    elif action == Action.REQUEUE:
+        from .pack import ENV_PACK
+
+        then = ("the job is requeued once its points have all stopped" if os.environ.get(ENV_PACK)
+                else "the job is requeued") + "; the next attempt resumes from the latest checkpoint"
+    elif cause == Cause.REQUEUED:
+        then = "SLURM requeues the job; the next attempt resumes from the latest checkpoint"
+    elif gave_up:
+        then = f"it is not requeued ({gave_up}); {resume} runs it again"
+    elif state == State.FAILED:
+        then = f"{resume} runs it again"
+    else:
+        then = f"{resume} resumes it"
+    verb = "failed" if state == State.FAILED and cause in (Cause.FAILED, Cause.NO_SPACE) else "stopped"
+    return f"ptslurm: this attempt {verb} for {_WHY.get(cause, str(cause))}" + (f" ({how})" if how else "") + f": {then}"
 
 
 END_MARGIN_S = float(os.environ.get("PTSLURM_END_MARGIN_S", "10"))  # before the job's end: see _use_allocation
@@ -204,7 +272,7 @@ def _use_allocation() -> None:
         print(f"ptslurm: time limit ahead (job ends {info.get('EndTime')}); the code does not ask "
               f"ptslurm.should_stop(), so it keeps running until {END_MARGIN_S:g} s before the end", flush=True)
     seen = interrupt.signals_received()
-    while time.time() < until and interrupt.signals_received() == seen:
+    while time.time() < until and interrupt.signals_received() == seen and not interrupt.heeded():
         time.sleep(min(1.0, max(0.05, until - time.time())))
 
 
@@ -227,18 +295,21 @@ def _unheeded(record: AttemptRecord, max_requeues: int, held: tp.Any, max_attemp
     within the caps and end the process; the next attempt resumes from the code's own
     latest checkpoint."""
     _use_allocation()
+    if interrupt.heeded():
+        return  # the code (imported meanwhile) asked and stops by itself: the main thread records it
     exc = interrupt.Interrupted("stop request not heeded")
-    state, cause, action, progressed, gave_up = decide(exc, record, max_requeues, max_attempts)
+    decision = decide(exc, record, max_requeues, max_attempts)
+    state, cause, action, progressed, gave_up = decision
     record.update(state=state, cause=cause, ended=now(), action=action, unheeded=True, final=True,
                   progressed=progressed, gave_up=gave_up,
                   error=f"stop request ({cause}) not heeded by the running code: the process was ended; "
                         f"the next attempt resumes from the code's own latest checkpoint")
-    why = {Cause.TIMEOUT: "the time limit", Cause.TERMINATED: "SIGTERM", Cause.PREEMPTED: "a preemption",
-           Cause.REQUEUED: "scontrol requeue", Cause.CANCELLED: "a cancel"}.get(cause, cause)
-    then = ("the next attempt resumes from the code's own latest checkpoint" if action == Action.REQUEUE
-            else f"it is not requeued: {gave_up}" if gave_up else "it is not requeued")
     run = runtime.active_run()
-    line = f"ptslurm: ended this attempt for {why} (the code did not ask ptslurm.should_stop()); {then}"
+    point = os.environ.get(ENV_POINT, "?")
+    how = ("the experiment was still starting: ended by ptslurm" if run is None
+           else "the code did not ask ptslurm.should_stop(): ended by ptslurm" if interrupt.never_asked()
+           else "the code did not stop within the grace time: ended by ptslurm")
+    line = story(decision, int(point) if point.isdigit() else 0, Path(os.environ.get(ENV_SWEEP_DIR, "SWEEP")), how)
     if run is not None:
         sacred_adapter.close_interrupted(run, line)
     else:
@@ -317,7 +388,7 @@ def enter_snapshot(manifest: Manifest, sweep_dir: Path, index: int, storage_dir:
 
 
 def _create_run(manifest: Manifest, entry: PointEntry, record: tp.Optional[AttemptRecord] = None,
-                observe: bool = True) -> tp.Any:
+                observe: bool = True, on_error: tp.Optional[tp.Callable[[BaseException], str]] = None) -> tp.Any:
     """The sacred Run of this attempt, built from the snapshot with the point's updates,
     named configs and seed; ptslurm's FileStorageObserver first (it decides the run id, so
     attempt n of a point is ``sacred/<n>``), the experiment's own observers after it."""
@@ -336,6 +407,7 @@ def _create_run(manifest: Manifest, entry: PointEntry, record: tp.Optional[Attem
     # is built: let them do it in a throw-away place; the storage dir comes from ptslurm
     with experiment.sandbox(ex, quiet=False):
         run = sacred_adapter.create_run(ex, updates, entry.named_configs)
+    sacred_adapter.after_main(run, _returned, on_error)
     if not observe:  # a rank other than 0: exactly one sacred/<n> per attempt
         sacred_adapter.no_observers(run)
         return run
@@ -353,6 +425,16 @@ def _create_run(manifest: Manifest, entry: PointEntry, record: tp.Optional[Attem
     return run
 
 
+def _returned() -> None:
+    """The code's main function returned. After ``should_stop()`` told it to stop, that is a
+    stop (recorded as such and resumed), not the end of its training, unless it reported
+    reaching its budget (``report_progress(..., total=...)``)."""
+    interrupt.finishing()
+    if interrupt.heeded() and not runtime.budget_done():
+        raise interrupt.Interrupted("the code returned after ptslurm.should_stop() was True (its checkpoint "
+                                    "saved, its budget not reached): this attempt stopped")
+
+
 def main(argv: tp.Optional[tp.List[str]] = None) -> int:
     """``python -m ptslurm.jobmain SWEEP_DIR INDEX``: the local backend's entry point (and a
     packed point's); ``INDEX`` may list several (``0,1,2``): the points of a packed job."""
@@ -367,6 +449,8 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
             codes = run_pack(argv[0], parse_indices(argv[1]))
             return 0 if all(code == 0 for code in codes.values()) else 1
         run_point(argv[0], int(argv[1]))
+    except interrupt.Interrupted:  # recorded and said: no traceback
+        return _stopped_exit(argv[0], int(argv[1])) if "," not in argv[1] else 1
     except Exception:
         traceback.print_exc()
         return 1

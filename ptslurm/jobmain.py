@@ -3,7 +3,11 @@ of its own, so that ``ptslurm.job`` is imported once, under its own name (runnin
 ``-m`` would make a second copy as ``__main__``, whose active run the Trainer cannot see)."""
 import sys
 
-from ptslurm.job import main
+from ptslurm import interrupt
+
+interrupt.install()  # first: a stop while the rest loads is recorded, not fatal (a packed point's too)
+
+from ptslurm.job import main  # noqa: E402 - after the handler, on purpose
 
 if __name__ == "__main__":
     sys.exit(main())

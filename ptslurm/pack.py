@@ -88,6 +88,20 @@ def wants_requeue(entry: PointEntry, job: str) -> bool:
     return latest is not None and latest.job_id == job and latest.action == records.Action.REQUEUE
 
 
+def unrecorded(entry: PointEntry, pid: tp.Optional[int]) -> bool:
+    """Whether the point's process ``pid`` left no recorded end (it died first)."""
+    latest = read_status(entry.path).latest
+    return latest is None or latest.pid != pid or latest.state == State.RUNNING
+
+
+def requeued_by_slurm(entry: PointEntry, job: str) -> bool:
+    """Whether the point's attempt in this job stopped for ``scontrol requeue`` (SLURM puts
+    the job back by itself)."""
+    latest = read_status(entry.path).latest
+    return (latest is not None and latest.job_id == job and latest.state == State.REQUEUED
+            and latest.cause == records.Cause.REQUEUED)
+
+
 def run_pack(sweep_dir: tp.Union[str, Path], indices: tp.Sequence[int]) -> tp.Dict[int, int]:
     """Run the points ``indices`` of the sweep side by side in this job (see the module
     docstring); return index -> exit status of each point's process."""
@@ -116,13 +130,21 @@ def run_pack(sweep_dir: tp.Union[str, Path], indices: tp.Sequence[int]) -> tp.Di
         with open(logs / f"{entry.index}.log", "a") as log:
             running[entry.index] = commands.start_packed(
                 [sys.executable, "-m", "ptslurm.jobmain", str(sweep_dir), str(entry.index)], log, env, part.cpus)
+    pids = {index: proc.pid for index, proc in running.items()}
     codes = _wait(manifest, running)
     for index, code in sorted(codes.items()):
         if code < 0 and read_status(manifest.point(index).path).state == State.RUNNING:
             print(f"ptslurm: job {job}: point {index}'s process was killed by signal {-code} without recording its "
                   f"end (out of memory?); it shows as lost and resumes from its checkpoint when the job runs again "
                   f"or with `ptslurm resubmit --points {index}`", file=sys.stderr, flush=True)
-    again = [e.index for e in todo if wants_requeue(e, job)]
+    # a stop reached this job: a point whose process died before it could record the stop
+    # resumes too
+    stopped = interrupt.received() is not None
+    again = [e.index for e in todo if wants_requeue(e, job) or (stopped and unrecorded(e, pids.get(e.index)))]
+    by_slurm = [e.index for e in todo if requeued_by_slurm(e, job)]
+    if by_slurm and not again and on_slurm():
+        print(f"ptslurm: job {job}: SLURM requeues it (scontrol requeue); point(s) {commands.ranges(by_slurm)} "
+              f"resume then (its other points stay as they ended)", flush=True)
     if again and on_slurm():
         print(f"ptslurm: job {job}: point(s) {commands.ranges(again)} stopped to resume later: requeueing the "
               f"job once (its other points stay as they ended)", flush=True)

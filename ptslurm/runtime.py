@@ -21,12 +21,15 @@ class _Reporter(tp.Protocol):
 
 _run: tp.Any = None
 _reporter: tp.Optional[_Reporter] = None
+_progress: tp.Dict[str, tp.Any] = {}  # the latest report_progress of this attempt
 
 
 def activate(run: tp.Any = None, reporter: tp.Optional[_Reporter] = None) -> None:
     """Called by the job: the sacred run now executing and who records progress (None, None
     when the attempt ends)."""
     global _run, _reporter
+    if reporter is not _reporter:
+        _progress.clear()
     _run, _reporter = run, reporter
 
 
@@ -71,13 +74,25 @@ def report_progress(iteration: int, epoch: tp.Optional[int] = None, resumed: boo
         progress: tp.Dict[str, tp.Any] = {"iteration": iteration, "epoch": epoch, "time": now()}
         if total:
             progress["total"] = dict(total)
+        _progress.clear()
+        _progress.update(progress)
         _reporter.report(progress, resumed)
+
+
+def budget_done() -> bool:
+    """Whether this attempt's latest ``report_progress`` reached its ``total`` (an iteration
+    or epoch count at or beyond it): the code finished its training."""
+    total = _progress.get("total") or {}
+    return any(isinstance(_progress.get(unit), int) and isinstance(limit, int) and _progress[unit] >= limit
+               for unit, limit in total.items())
 
 
 def should_stop() -> bool:
     """True once SLURM asked this job to stop (time limit, preemption, requeue): save a
-    checkpoint and return or raise ``ptslurm.Interrupted`` soon. For loops without ptslurm's
-    Trainer."""
+    checkpoint and return (or raise ``ptslurm.Interrupted``) soon. For loops without
+    ptslurm's Trainer. Once it was True, a main function that returns ends a stopped
+    attempt, to be resumed, not a completed one, unless the code reported the end of its
+    budget (``report_progress(n, total={"iteration": n})``) before returning."""
     return interrupt.should_stop()
 
 

@@ -210,6 +210,56 @@ def create_run(ex: tp.Any, updates: tp.Mapping[str, tp.Any], named_configs: tp.S
     return ex._create_run(config_updates=dict(updates), named_configs=list(named_configs))
 
 
+class _MainThen:
+    """A run's main function, then ``after()`` once it returned (inside sacred's run: an
+    exception from ``after`` ends the run as one from main would). When either raises,
+    ``on_error(exc)`` records the end and gives the line that says so; it goes into the run's
+    captured output, on a line of its own, with everything the code printed last (sacred
+    writes ``cout.txt`` at heartbeats only, and not at all once the run failed or was
+    interrupted). Every other attribute is the captured function's (sacred reads its prefix
+    and signature)."""
+
+    def __init__(self, run: tp.Any, after: tp.Callable[[], None],
+                 on_error: tp.Optional[tp.Callable[[BaseException], str]]):
+        self._run, self._main, self._after, self._on_error = run, run.main_function, after, on_error
+
+    def __call__(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        try:
+            result = self._main(*args, **kwargs)
+            self._after()
+        except BaseException as exc:
+            if self._on_error is not None:
+                say(self._run, self._on_error(exc))
+            raise
+        return result
+
+    def __getattr__(self, name: str) -> tp.Any:
+        return getattr(self._main, name)
+
+
+def after_main(run: tp.Any, after: tp.Callable[[], None],
+               on_error: tp.Optional[tp.Callable[[BaseException], str]] = None) -> None:
+    """Call ``after()`` when the run's main function returns, before sacred's post-run hooks;
+    ``on_error`` as ``_MainThen`` says."""
+    run.main_function = _MainThen(run, after, on_error)
+
+
+def say(run: tp.Any, line: str) -> None:
+    """Print ``line`` on a line of its own (after a ``\r`` progress line too) and write the
+    run's captured output so far into its observers' ``cout.txt``. Best effort."""
+    import sys
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        run._get_captured_output()
+        text = run.captured_out or ""
+        print(("" if not text or text.endswith("\n") else "\n") + line, flush=True)
+        run._emit_heartbeat()
+    except Exception:  # noqa: BLE001 - the attempt is recorded already
+        pass
+
+
 def run_id(run: tp.Any) -> tp.Any:
     """The id the run's first observer gave it (None before it started, or for None)."""
     return getattr(run, "_id", None)
@@ -276,8 +326,12 @@ def close_interrupted(run: tp.Any, line: str) -> None:
     import time
 
     try:
+        sys.stdout.flush()
         sys.stderr.flush()
-        print(line, flush=True)  # the capture tees it to the scheduler's log as well
+        run._get_captured_output()
+        text = run.captured_out or ""
+        # the capture tees it to the scheduler's log as well
+        print(("" if not text or text.endswith("\n") else "\n") + line, flush=True)
     except Exception:  # noqa: BLE001 - a closed stream must not stop the rest
         pass
     # the running code goes on printing until the process ends: nothing after ptslurm's line

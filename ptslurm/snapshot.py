@@ -7,7 +7,8 @@ copied whole: modules, packages, data and config files read relative to ``__file
 copied: hidden files and folders (``.git``, ``.venv``, caches), virtualenvs and conda envs,
 ``__pycache__``, checkpoints, sacred observer folders, storage roots and storage dirs, and
 whatever ``.ptslurmignore`` or ``.gitignore`` files (gitignore syntax) under the folder exclude.
-The job runs in the snapshot's copy of the experiment's folder.
+Jobs import the snapshot; each point works in ``<storage_dir>/work/``, a mirror of it
+(``workspace``), so that what the code writes relative to its working dir is the point's.
 """
 import dataclasses
 import hashlib

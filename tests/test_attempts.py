@@ -151,7 +151,7 @@ def test_a_watchdog_stop_leaves_honest_sacred_records(tmp_path, no_slurm):
     run = json.loads((storage_dir / "sacred" / "1" / "run.json").read_text())
     assert run["status"] == "INTERRUPTED" and run.get("stop_time"), run["status"]
     cout = (storage_dir / "sacred" / "1" / "cout.txt").read_text().strip().splitlines()
-    assert cout[-1].startswith("ptslurm: ended this attempt for"), cout[-3:]
+    assert cout[-1].startswith("ptslurm: this attempt stopped for"), cout[-3:]
     steps = [ln for ln in cout if ln.startswith("step ")]
     assert len(steps) >= 20, "the output up to the end is in cout.txt (2 s of it after the signal)"
     attempt = read_status(storage_dir)["attempts"][-1]

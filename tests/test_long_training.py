@@ -86,7 +86,7 @@ def test_long_trainings_live_through_many_time_limits_under_load(own_slurm_clust
         assert [r["status"] for r in runs] == ["INTERRUPTED"] * len(stops) + ["COMPLETED"]
         assert all(r.get("stop_time") for r in runs), "an attempt's run has no stop time"
         cout = (storage_dir / "sacred" / "1" / "cout.txt").read_text()
-        assert cout.rstrip().splitlines()[-1].startswith("ptslurm: ended this attempt for the time limit"), cout[-500:]
+        assert cout.rstrip().splitlines()[-1].startswith("ptslurm: this attempt stopped for the time limit"), cout[-500:]
         rows = json.loads(run_cli("collect", points[name]["sweep"], "--format", "json").stdout)
         assert rows[0]["state"] == "completed", rows
 
@@ -100,7 +100,7 @@ def test_long_trainings_live_through_many_time_limits_under_load(own_slurm_clust
         assert ran >= 0.85 * 180, f"an attempt ran {ran:.0f} s of a 180-s limit"
     assert attempts[-1]["result"] == 360 * 361 // 2
     cout = (storage_dir / "sacred" / "1" / "cout.txt").read_text()
-    assert "keeps running until 10 s before the end" in cout and "ptslurm: ended this attempt for the time limit" in cout
+    assert "keeps running until 10 s before the end" in cout and "ptslurm: this attempt stopped for the time limit" in cout
     run = sacred_runs(storage_dir)[0]
     assert run["status"] == "INTERRUPTED" and run["stop_time"]
 
