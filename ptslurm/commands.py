@@ -50,9 +50,21 @@ def slurm_available() -> bool:
 SLURM_CONF_PATHS = ("/etc/slurm/slurm.conf", "/etc/slurm-llnl/slurm.conf", "/run/slurm/conf/slurm.conf")
 
 
+#: what SLURM's client commands say on a machine with no configuration at all (no slurm.conf,
+#: no $SLURM_CONF, no configless DNS record): SLURM's packages, but no cluster
+NOT_CONFIGURED = ("Could not establish a configuration source", "Unable to process configuration file")
+
+
+def not_configured(said: str) -> bool:
+    """Whether a SLURM client's output says that no cluster is configured here (not that a
+    configured controller is down)."""
+    return any(m in said for m in NOT_CONFIGURED)
+
+
 def slurm_here() -> tp.Tuple[str, str]:
-    """``("none", "")`` on a machine without SLURM's commands (or whose ``$SLURM_CONF``
-    names a file that does not exist: no cluster configured), ``("up", "")`` when a
+    """``("none", "")`` on a machine without SLURM's commands, or with no cluster configured
+    (``$SLURM_CONF`` names a file that does not exist, or the commands find no
+    configuration at all: ``not_configured``), ``("up", "")`` when a
     controller answers ``scontrol ping``, else ``("down", what ping or slurm.conf says of
     the controller)``."""
     if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
@@ -63,6 +75,8 @@ def slurm_here() -> tp.Tuple[str, str]:
     out = _answer(["scontrol", "ping"], PING_TIMEOUT_S)
     if out is not None and out.returncode == 0 and "UP" in out.stdout:
         return "up", ""
+    if out is not None and not_configured(out.stdout + out.stderr):
+        return "none", ""
     said = next((ln.strip() for ln in (out.stdout + "\n" + out.stderr).splitlines() if ln.strip()), "") \
         if out is not None else ""
     if not said:

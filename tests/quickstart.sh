@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's quick-start command (the `test:venv` block), verbatim, in a clean copy of the
-# repository with a fresh HOME and no SLURM: it must set up a virtualenv and run the 4-point
-# sweep to the end. tests/run.sh calls this in CI, outside pytest.
+# repository with a fresh HOME, SLURM's client commands on PATH (tests/run.sh installed them)
+# and no SLURM configuration at all (no $SLURM_CONF, no slurm.conf): not configured is "no
+# SLURM here", so it must set up a virtualenv and run the 4-point sweep locally to the end.
+# tests/run.sh calls this in CI, outside pytest.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d /tmp/ptslurm-quickstart-XXXXXX)"
@@ -14,7 +16,11 @@ command="$(awk '/<!-- test:venv -->/{found=1; next} found && /^```bash/{inside=1
 if [ -z "$command" ]; then echo "quickstart.sh: no test:venv block in README.md" >&2; exit 1; fi
 mkdir -p "$work/home"
 cd "$work/copy"
-out="$(env -u VIRTUAL_ENV -u PYTHONPATH HOME="$work/home" STORAGE_ROOT="$work/runs" SLURM_CONF="$work/no-slurm.conf" \
+if ! command -v sbatch >/dev/null || [ -e /etc/slurm/slurm.conf ] || [ -e /etc/slurm-llnl/slurm.conf ]; then
+    echo "quickstart.sh: needs SLURM's commands on PATH and no slurm.conf (tests/run.sh installs them)" >&2
+    exit 1
+fi
+out="$(env -u VIRTUAL_ENV -u PYTHONPATH -u SLURM_CONF HOME="$work/home" STORAGE_ROOT="$work/runs" \
     bash -c "$command")"
 sweep_dir="$(printf '%s\n' "$out" | tail -n 1)"
 runs=$(ls "$work"/runs/tiny/*/sacred/1/run.json | wc -l)

@@ -262,3 +262,32 @@ def test_init_writes_profile_and_skeleton_that_run(tmp_path, no_slurm):
     run = run_cli("sweep", "--root", tmp_path / "runs", "experiment.py", "with", "lr=[1e-3,1e-4]", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert len(list((tmp_path / "runs" / "experiment").iterdir())) == 3  # 2 dirs + lock file
+
+
+def test_inits_skeleton_survives_a_stop_and_its_profile_leaves_the_signal_delay_to_the_rule(tmp_path, no_slurm,
+                                                                                          monkeypatch):
+    """The skeleton stops at a step boundary when asked and its next attempt resumes where it
+    stopped, ending as an uninterrupted run does; the profile does not pin a signal delay
+    that would silence the short-limit rule."""
+    import yaml
+
+    import ptslurm
+    from ptslurm import experiment
+
+    assert run_cli("init", tmp_path).returncode == 0
+    profile = yaml.safe_load((tmp_path / "ptslurm.yaml").read_text())
+    assert profile["resources"]["signal_delay_s"] is None
+    dry = run_cli("sweep", "--dry-run", "--executor", "slurm", "--time", "3", "experiment.py", cwd=tmp_path)
+    assert dry.returncode == 0 and "#SBATCH --signal=USR2@45" in dry.stdout, dry.stdout + dry.stderr
+    _, ex = experiment.load(tmp_path / "experiment.py", module_name="skeleton_under_test")
+    whole = ex.run(config_updates={"storage_dir": str(tmp_path / "whole")}).result
+    asked = []
+    monkeypatch.setattr(ptslurm, "should_stop", lambda: asked.append(1) or len(asked) > 3)
+    stopped = tmp_path / "stopped"
+    ex.run(config_updates={"storage_dir": str(stopped)})
+    assert json.loads((stopped / "checkpoints" / "state.json").read_text())["epoch"] == 3
+    assert not (stopped / "result.txt").exists(), "a stopped attempt is not the end"
+    monkeypatch.setattr(ptslurm, "should_stop", lambda: asked.append(1) and False)
+    resumed = ex.run(config_updates={"storage_dir": str(stopped)})
+    assert resumed.result == whole and len(asked) == 4 + 7, "resumed at epoch 3: 7 epochs to go"
+    assert (stopped / "result.txt").read_text() == f"{whole}\n"

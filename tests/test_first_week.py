@@ -93,3 +93,46 @@ def test_status_during_an_outage_says_the_scheduler_did_not_answer(tmp_path, no_
     monkeypatch.setenv("SLURM_CONF", str(conf))
     proc = run_cli("status", sweep_dir)
     assert proc.returncode == 0 and "controller did not answer" in proc.stderr, proc.stderr
+
+
+@pytest.fixture
+def not_configured(monkeypatch):
+    """SLURM's client commands installed, and no configuration at all: no $SLURM_CONF, no
+    slurm.conf (a fresh machine after `apt install slurm-client`)."""
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        pytest.skip("SLURM's client commands are not installed")
+    if any(Path(p).exists() for p in ("/etc/slurm/slurm.conf", "/etc/slurm-llnl/slurm.conf")):
+        pytest.skip("this machine has a slurm.conf")
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+
+
+def test_slurm_installed_but_not_configured_is_no_slurm_here(tmp_path, not_configured):
+    from ptslurm import commands
+
+    assert commands.slurm_here() == ("none", "")
+    dry = run_cli("sweep", "--dry-run", "--root", tmp_path / "runs", EXAMPLES / "tiny.py", "with", "lr=[0.05,0.1]")
+    assert dry.returncode == 0 and "does not answer" not in dry.stderr, dry.stderr
+    proc = run_cli("sweep", "--json", "--root", tmp_path / "runs", EXAMPLES / "tiny.py", "with", "steps=5")
+    assert proc.returncode == 0, proc.stderr
+    assert "no SLURM here" in proc.stderr
+    assert [p["state"] for p in json.loads(proc.stdout)["points"]] == ["completed"]
+
+
+@pytest.mark.parametrize("said, here", [
+    ("scontrol: error: fetch_config: DNS SRV lookup failed\nscontrol: fatal: Could not establish a configuration "
+     "source\n", "none"),
+    ("scontrol: fatal: Unable to process configuration file\n", "none"),
+    ("Slurmctld(primary) at ctld is DOWN\n", "down"),
+])
+def test_what_the_controller_check_makes_of_scontrols_words(tmp_path, monkeypatch, said, here):
+    """Not configured is "no SLURM here"; a configured controller that does not answer is down."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("sbatch", "scontrol"):
+        (bin_dir / name).write_text(f"#!/bin/sh\nprintf '%s' {said!r} >&2\nexit 1\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+    from ptslurm import commands
+
+    assert commands.slurm_here()[0] == here
