@@ -36,8 +36,9 @@ def _or_none(convert: tp.Callable[[str], tp.Any]) -> tp.Callable[[str], tp.Any]:
     return parse
 
 
-def _add_resources(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("SLURM resources (per point; defaults from the profile)")
+def _add_resources(p: argparse.ArgumentParser,
+                   title: str = "SLURM resources (per point; defaults from the profile)") -> None:
+    g = p.add_argument_group(title)
     g.add_argument("--partition", "-p", type=_or_none(str),
                    help="SLURM partition (default: the cluster's default partition; none: unset the profile's)")
     g.add_argument("--gpus", type=int, help="GPUs per node of a point (requested as --gres=gpu:N)")
@@ -164,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "from their latest checkpoint with the same config and seed. The code is "
                                      "the sweep's snapshot unless --refresh-code takes the experiment's current "
                                      "code.",
-                         epilog="Example: ptslurm resubmit tiny-c21eec89 --failed --refresh-code")
+                         epilog="Example: ptslurm resubmit tiny-c21eec89 --failed --refresh-code\n"
+                                "         ptslurm resubmit tiny-c21eec89 --points 3 --time 2-00:00:00 --mem 64",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep_arg(re_)
     which = re_.add_mutually_exclusive_group(required=True)
     which.add_argument("--failed", action="store_true", help="points that failed, timed out, were preempted "
@@ -176,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "snapshots stay for the points that ran them)")
     code.add_argument("--keep-code", action="store_true",
                       help="the points run the code they ran before, although the experiment changed")
+    _add_resources(re_, "SLURM resources the points ask for from now on (default: what they asked before)")
 
     lo = sub.add_parser("logs", help="a point's captured output (and traceback when it failed)",
                         description="What a point's run printed (sacred's cout.txt of the attempt, logging "

@@ -15,6 +15,7 @@ from .plan import stage
 from .records import BUSY, COUT, TERMINAL, Attempt, Executor, Manifest, PointEntry, PointPaths, State, read_intent
 from .state import sweep_states
 from .runtime import now
+from .spec import Resources
 from .submission import backend_of, backends_of, run_local, submit_marker, units
 
 def select_points(manifest: Manifest, spec: tp.Optional[str]) -> tp.List[int]:
@@ -102,14 +103,21 @@ def _cancel(sweep_dir: Path, indices: tp.Sequence[int],
 
 
 def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = False,
-             keep_code: bool = False, make: tp.Optional[backends.BackendFactory] = None) -> tp.Dict[int, str]:
+             keep_code: bool = False, make: tp.Optional[backends.BackendFactory] = None,
+             resources: tp.Optional[tp.Mapping[str, tp.Any]] = None) -> tp.Dict[int, str]:
     """Queue the chosen points again, each into its own storage dir (resuming from its
     checkpoints). Points still pending or running are refused. When the experiment's code
     changed since the newest snapshot, the caller must choose: ``refresh_code`` (the points
-    run a new snapshot) or ``keep_code`` (they run the code they ran before)."""
+    run a new snapshot) or ``keep_code`` (they run the code they ran before). ``resources``:
+    fields of ``Resources`` that the points ask for from now on instead of their own (a longer
+    ``timeout_min``, more ``mem_gb``; ``sbatch_args`` join theirs), checked as a sweep's are."""
     storage.require_own(sweep_dir, "resubmits")
+    if resources:  # bad values fail before anything is written
+        current = storage.read_manifest(sweep_dir)
+        for i in indices:
+            _asking(current.resources_of(i), resources)
     with storage.manifest_lock(sweep_dir):
-        book, local = _resubmit(sweep_dir, indices, refresh_code, keep_code, make)
+        book, local = _resubmit(sweep_dir, indices, refresh_code, keep_code, make, resources)
         if not local:  # packed again with their group's --points-per-job, among the resubmitted points
             return backends_of(sweep_dir, book.manifest, make).submit(book, units(book.manifest, indices),
                                                                       marker=submit_marker(sweep_dir))
@@ -133,8 +141,47 @@ def _running_elsewhere(entry: PointEntry) -> tp.Optional[str]:
     return str(holder.get("job_id") or "?")
 
 
+def describe_request(r: Resources) -> str:
+    """``time 60 min, mem 32 GB, gpus 1``: what a point asks the scheduler for."""
+    shown = [("partition", r.partition, ""), ("gpus", r.gpus or None, ""), ("cpus", r.cpus, ""),
+             ("mem", r.mem_gb, " GB"), ("time", r.timeout_min, " min"), ("signal delay", r.signal_delay_s, " s")]
+    return ", ".join(f"{name} {value:g}{unit}" if isinstance(value, float) else f"{name} {value}{unit}"
+                     for name, value, unit in shown if value is not None) or "the cluster's defaults"
+
+
+def _asking(old: Resources, changes: tp.Mapping[str, tp.Any]) -> Resources:
+    """``old`` with ``changes`` (a new time limit takes the signal delay's rule along unless
+    the old delay was set by hand; sbatch options join), checked as a sweep's resources."""
+    import dataclasses
+
+    from .plan import check_resources
+    from .spec import default_signal_delay
+
+    changes = dict(changes)
+    if "timeout_min" in changes and "signal_delay_s" not in changes \
+            and old.signal_delay_s == default_signal_delay(old.timeout_min):
+        changes["signal_delay_s"] = None
+    if "sbatch_args" in changes:
+        changes["sbatch_args"] = {**old.sbatch_args, **changes["sbatch_args"]}
+    return check_resources(dataclasses.replace(old, **changes))[0]
+
+
+def _with_resources(manifest: Manifest, indices: tp.Sequence[int], changes: tp.Mapping[str, tp.Any]) -> Manifest:
+    """The manifest whose points ``indices`` ask for their resources with ``changes``: one
+    resource group per distinct request (an existing one when it matches)."""
+    groups = list(manifest.groups or (manifest.resources,))
+    chosen: tp.Dict[int, int] = {}
+    for i in indices:
+        asked = _asking(manifest.resources_of(i), changes)
+        if asked not in groups:
+            groups.append(asked)
+        chosen[i] = groups.index(asked)
+    return manifest.replace(groups=tuple(groups)).with_points(lambda e: e.replace(group=chosen[e.index]), indices)
+
+
 def _resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool, keep_code: bool,
-              make: tp.Optional[backends.BackendFactory] = None) -> tp.Tuple[storage.ManifestBook, bool]:
+              make: tp.Optional[backends.BackendFactory] = None,
+              resources: tp.Optional[tp.Mapping[str, tp.Any]] = None) -> tp.Tuple[storage.ManifestBook, bool]:
     manifest = storage.read_manifest(sweep_dir)
     rows = sweep_states(sweep_dir, manifest, backend_of(sweep_dir, manifest, make))
     busy = [i for i in indices if rows[i].state in BUSY]
@@ -159,6 +206,8 @@ def _resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool, ke
         write_intent(entry.storage_dir, cancelled=False, submission=previous + 1)
     manifest = manifest.with_points(
         lambda e: e.replace(job_history=e.job_history + ((e.job_id,) if e.job_id else ())), indices)
+    if resources:
+        manifest = _with_resources(manifest, indices, resources)
     book = storage.ManifestBook(sweep_dir, manifest)
     if manifest.executor != Executor.SLURM:
         return book, True

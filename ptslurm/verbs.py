@@ -50,6 +50,29 @@ def _resources(args, prof: dict, prof_path=None):
     return Resources(timeout_min=timeout, sbatch_args=extra, **res)  # sweep.check_resources checks the values
 
 
+def _resource_changes(args) -> tp.Dict[str, tp.Any]:
+    """The resource options given on a command line (``resubmit``): Resources fields."""
+    from .profile import parse_time
+
+    changes: tp.Dict[str, tp.Any] = {}
+    for key in ("partition", "gpus", "cpus", "nodes", "tasks_per_node", "mem_gb", "account", "qos", "constraint",
+                "array_parallelism", "signal_delay_s", "max_requeues", "max_attempts", "points_per_job"):
+        value = getattr(args, key, None)
+        if value is not None:
+            changes[key] = None if value is UNSET else value
+    if getattr(args, "time", None) is not None:
+        changes["timeout_min"] = None if args.time is UNSET else parse_time(args.time)
+    extra = {}
+    for item in getattr(args, "sbatch", None) or ():
+        key, sep, value = item.partition("=")
+        if not key.strip().lstrip("-"):
+            raise UsageError(f"--sbatch {item!r}: expected KEY=VALUE or a FLAG, e.g. --sbatch mail-type=END")
+        extra[key.strip().lstrip("-")] = value if sep else True
+    if extra:
+        changes["sbatch_args"] = extra
+    return changes
+
+
 def _one_line(text: tp.Optional[str], option: str) -> tp.Optional[str]:
     if text is None:
         return None
@@ -261,7 +284,14 @@ def cmd_resubmit(args: argparse.Namespace) -> int:
     if not indices:
         print("nothing to resubmit: no point failed", file=sys.stderr)
         return 0
-    jobs = lifecycle.resubmit(sweep_dir, indices, refresh_code=args.refresh_code, keep_code=args.keep_code)
+    changes = _resource_changes(args)
+    jobs = lifecycle.resubmit(sweep_dir, indices, refresh_code=args.refresh_code, keep_code=args.keep_code,
+                              resources=changes)
+    if changes:
+        from .storage import read_manifest
+
+        asked = sorted({lifecycle.describe_request(read_manifest(sweep_dir).resources_of(i)) for i in jobs})
+        print(f"the resubmitted points ask for: {'; '.join(asked)}")
     shared = {j: sum(1 for x in jobs.values() if x == j) for j in jobs.values()}
     print(f"resubmitted {len(jobs)} point(s): " + ", ".join(f"{i} ({j}" + (f", shared by {shared[j]} points)"
                                                                          if shared[j] > 1 else ")")

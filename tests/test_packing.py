@@ -352,3 +352,36 @@ def test_a_cancelled_packed_point_is_signalled_only_once_its_attempt_is_on_recor
     proc = Starting()
     assert pack._wait(manifest, {0: proc}) == {0: -signal.SIGTERM}
     assert proc.signalled_at == 6, "signalled before its attempt was on record"
+
+
+def test_resubmit_gives_points_a_longer_time_and_more_memory_in_a_group_of_their_own(planned):
+    from ptslurm import lifecycle
+
+    cluster = FakeCluster()
+    outcome, sweep_dir = sweep(planned, "longer", cluster)
+    cluster.end(list(cluster.queued()), "TIMEOUT")
+    before = storage.read_manifest(sweep_dir)
+    lifecycle.resubmit(sweep_dir, [0, 1], make=cluster.backend,
+                       resources={"timeout_min": 120, "mem_gb": 8.0, "sbatch_args": {"mail-type": "END"}})
+    after = storage.read_manifest(sweep_dir)
+    asked = [after.resources_of(i) for i in (0, 1)]
+    assert asked[0] == asked[1] and asked[0].timeout_min == 120 and asked[0].mem_gb == 8.0
+    assert asked[0].signal_delay_s == 120, "the rule's delay for the new limit (a quarter of 10 min before)"
+    assert asked[0].gpus == before.resources_of(0).gpus and asked[0].points_per_job == 2, "the rest as before"
+    assert asked[0].sbatch_args["mail-type"] == "END"
+    assert after.resources_of(2) == before.resources_of(2), "the other points keep theirs"
+    resubmitted = tasks(cluster, sweep_dir)[-1]
+    assert resubmitted[0] == [0, 1] and resubmitted[2].timeout_min == 120 and resubmitted[2].mem_gb == 8.0
+
+
+def test_resubmit_refuses_bad_resources_before_writing_anything(planned):
+    from ptslurm import lifecycle
+    from ptslurm.errors import UsageError
+
+    cluster = FakeCluster()
+    outcome, sweep_dir = sweep(planned, "bad-resources", cluster)
+    cluster.end(list(cluster.queued()), "TIMEOUT")
+    before = (sweep_dir / "manifest.json").read_text()
+    with pytest.raises(UsageError, match="--mem must be a positive number"):
+        lifecycle.resubmit(sweep_dir, [0], make=cluster.backend, resources={"mem_gb": -1.0})
+    assert (sweep_dir / "manifest.json").read_text() == before

@@ -81,6 +81,14 @@ def test_failed_point_makes_wait_exit_non_zero(slurm_cluster, tmp_path):
     proc = sweep("--root", tmp_path, "--wait", PROBE, "with", "fail=[False,True]")
     assert proc.returncode == 1
     assert "1 of 2 points did not complete (point 1 failed: ValueError: probe failing on purpose" in proc.stderr
+    # resubmitted with a longer limit and more memory: the new job asks SLURM for them
+    sweep_dir = next((tmp_path / "sweeps").iterdir())
+    again = run_cli("resubmit", sweep_dir, "--points", "1", "--time", "7", "--mem", "0.5")
+    assert again.returncode == 0, again.stderr
+    assert "the resubmitted points ask for: mem 0.5 GB, time 7 min" in again.stdout, again.stdout
+    job = json.loads(run_cli("status", sweep_dir, "--json").stdout)[1]["job_id"]
+    shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+    assert "TimeLimit=00:07:00" in shown and "MinMemoryNode=512M" in shown, shown
 
 
 def test_sbatch_rejection_is_one_line_and_creates_nothing(slurm_cluster, tmp_path):
