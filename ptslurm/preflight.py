@@ -61,17 +61,21 @@ def _main(request: dict) -> dict:
     default, configs, injected, seeds = experiment.preflight(ex, points, request["storage_keys"],
                                                              request["placeholders"])
     warnings = experiment.list_defaults(default, points, request["flat_axes"])
-    warnings += same_configs(points, configs, injected)
+    warnings += same_configs(points, configs, injected, seeds)
     return {"injected": injected, "seeds": seeds, "warnings": warnings}
 
 
-def same_configs(points: tp.Sequence[tp.Any], configs: tp.Sequence[dict], injected: tp.Optional[str]) -> tp.List[str]:
-    """Points whose updates differ but whose resolved configs (storage dir and seed aside)
-    are the same (``lr=0.1`` and ``lr=1e-1``): a warning line per group."""
+def same_configs(points: tp.Sequence[tp.Any], configs: tp.Sequence[dict], injected: tp.Optional[str],
+                 seeds: tp.Optional[tp.Sequence[tp.Any]] = None) -> tp.List[str]:
+    """Points whose updates differ but whose resolved configs (storage dir aside) are the
+    same (``lr=0.1`` and ``lr=1e-1``): a warning line per group. A seed the point sets
+    (``seeds[i]`` not None: ``'seed=[1,2,3]'``, a named config) makes points differ; one that
+    sacred would draw does not."""
     groups: tp.Dict[str, tp.List[tp.Any]] = {}
-    for point, config in zip(points, configs):
+    for n, (point, config) in enumerate(zip(points, configs)):
         config = dict(config)
-        config.pop("seed", None)
+        if seeds is None or n >= len(seeds) or seeds[n] is None:
+            config.pop("seed", None)
         if injected:
             node = config
             *parents, last = injected.split(".")

@@ -370,3 +370,19 @@ def test_the_library_path_refuses_the_resources_the_command_line_refuses(changes
     with pytest.raises(UsageError, match=message):
         check_resources(Resources(**changes))
     assert check_resources(Resources(nodes=2, gpus=1))[0].world_size == 2
+
+
+def test_points_that_set_different_seeds_differ(tmp_path, no_slurm):
+    """`'seed=[1,2,3]'`: ten seeds of one config are ten different runs, not duplicates; a seed
+    sacred would draw for each point does not make them differ."""
+    from ptslurm.preflight import same_configs
+    from ptslurm.spec import Point
+
+    points = [Point(i, {"seed": s}, (), ("seed",)) for i, s in enumerate((1, 2, 3))]
+    configs = [{"lr": 0.1, "seed": s} for s in (1, 2, 3)]
+    assert same_configs(points, configs, None, seeds=[1, 2, 3]) == []
+    assert len(same_configs(points, configs, None, seeds=[None, None, None])) == 1
+    from conftest import EXAMPLES, run_cli
+
+    proc = run_cli("sweep", "--dry-run", "--root", tmp_path, EXAMPLES / "tiny.py", "with", "seed=[1,2,3]")
+    assert proc.returncode == 0 and "same config" not in proc.stderr, proc.stderr
