@@ -92,6 +92,10 @@ def parse_value(text: str, token: str) -> tp.Any:
                                                              for w in words):
                 quoted = ",".join(repr(w) for w in words)
                 fix = f"for an axis of strings quote each one: \"{key}=[{quoted}]\" (the double quotes for the shell)"
+                python = {"true": "True", "false": "False", "none": "None", "null": "None"}
+                if any(w.lower() in python for w in words):  # YAML's or JSON's spelling of a literal
+                    spelled = ",".join(python.get(w.lower(), repr(w)) for w in words)
+                    fix = f"True, False and None are spelled as in Python: '{key}=[{spelled}]'; {fix}"
             else:
                 fix = "write a Python literal, e.g. lr=[1e-3,1e-4] or name='\"text\"'"
             raise SpecError(f"bad value in update {token!r}: {problem}; {fix}") from None

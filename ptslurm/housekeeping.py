@@ -23,12 +23,14 @@ def notify_if_ended(manifest: Manifest, sweep_dir: Path) -> bool:
     if not manifest.notify:
         return False
     states = []
+    submission = 0
     for entry in manifest.points:  # stops at the first point still going: most ends read a few files
-        state = read_status(entry.path).state
-        if state not in TERMINAL:
+        status, asked = read_status(entry.path), read_intent(entry.path).submission
+        # an end recorded before the point was resubmitted is not its end: its new job is to come
+        if status.state not in TERMINAL or status.submission < asked:
             return False
-        states.append(state)
-    submission = max((read_intent(entry.path).submission for entry in manifest.points), default=0)
+        states.append(status.state)
+        submission = max(submission, asked)
     marker = Path(sweep_dir) / f"{NOTIFIED}-s{submission}"
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))

@@ -49,12 +49,13 @@ def _requeue() -> None:
         commands.requeue(job_id())
 
 
-def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
+def run_point(sweep_dir: tp.Union[str, Path], index: int, notify: bool = True) -> tp.Any:
     """Run one attempt of point ``index`` of the sweep in ``sweep_dir``; return the sacred
     run's result. The attempt holds the storage dir's lease while it runs. On a stop request
     or an error the attempt is recorded with its cause and, on SLURM, the job is requeued
     within the retry policy; then the exception propagates. A point whose cancel intent is
-    set does not run. Raises LeaseHeld when another live attempt holds the storage dir."""
+    set does not run. Raises LeaseHeld when another live attempt holds the storage dir.
+    ``notify`` False: the sweep's ``--notify`` is not sent from here (``ptslurm run``)."""
     from . import lease as leases
 
     sweep_dir = Path(sweep_dir)
@@ -99,7 +100,7 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
         asked = manifest.resources_of(index)
         max_requeues, max_attempts = asked.max_requeues, asked.max_attempts
         interrupt.on_unheeded(lambda: _unheeded(record, max_requeues, held, max_attempts,
-                                                 lambda: _notify(manifest, sweep_dir)))
+                                                 (lambda: _notify(manifest, sweep_dir)) if notify else (lambda: None)))
         return _attempt(manifest, entry, sweep_dir, record, max_requeues, max_attempts)
     finally:
         interrupt.on_unheeded(None)
@@ -109,7 +110,8 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int) -> tp.Any:
             pass
         held.release()
         runtime.activate(None, None)
-        _notify(manifest, sweep_dir)
+        if notify:
+            _notify(manifest, sweep_dir)
 
 
 def _notify(manifest: Manifest, sweep_dir: Path) -> None:
@@ -269,8 +271,9 @@ def _use_allocation() -> None:
         return
     until = end - END_MARGIN_S
     if until - time.time() > 1:
-        print(f"ptslurm: time limit ahead (job ends {info.get('EndTime')}); the code does not ask "
-              f"ptslurm.should_stop(), so it keeps running until {END_MARGIN_S:g} s before the end", flush=True)
+        print(f"ptslurm: time limit ahead (job ends {info.get('EndTime')}); the code has not asked "
+              f"ptslurm.should_stop() so far, so it keeps running until {END_MARGIN_S:g} s before the end "
+              f"(asking it meanwhile stops it at once)", flush=True)
     seen = interrupt.signals_received()
     while time.time() < until and interrupt.signals_received() == seen and not interrupt.heeded():
         time.sleep(min(1.0, max(0.05, until - time.time())))

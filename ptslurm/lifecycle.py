@@ -309,7 +309,7 @@ def run_here(sweep_dir: Path, manifest: Manifest, index: int, pdb: bool = False,
     previous = max(read_intent(entry.path).submission, records.read_status(entry.path).submission)
     write_intent(entry.storage_dir, cancelled=False, submission=previous + 1)
     try:
-        run_point(sweep_dir, index)
+        run_point(sweep_dir, index, notify=False)  # debugging in the foreground is not the sweep's end
     except BaseException as exc:
         if pdb and not isinstance(exc, KeyboardInterrupt):
             import pdb as debugger

@@ -9,7 +9,8 @@ import typing as tp
 
 BLOCK = 1 << 20
 # frames of the machinery between the job's start and the user's code
-MACHINERY = ("/runpy.py", "/submitit/", "/ptslurm/", "/sacred/", "/wrapt/", "/site-packages/munch/")
+MACHINERY = ("/runpy.py", "<frozen runpy>", "<frozen importlib._bootstrap", "/submitit/", "/ptslurm/", "/sacred/",
+             "/wrapt/", "/site-packages/munch/")
 
 
 class Recent:

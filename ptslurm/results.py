@@ -417,7 +417,9 @@ def plot(sweep_dir: Path, metric: str, output: tp.Optional[Path] = None) -> tp.A
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     for label, steps, values in data:
-        ax.plot(steps, values, label=label)
+        # a curve of one value (a point that failed after its first log) is a line of no
+        # length: draw its value as a dot
+        ax.plot(steps, values, label=label, marker="o" if len(values) == 1 else None)
     ax.set_xlabel("step")
     ax.set_ylabel(metric)
     ax.set_title(f"{storage.read_manifest(sweep_dir).name}: {metric}")

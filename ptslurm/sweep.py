@@ -153,6 +153,12 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
             outcome.rows = sweep_states(p.sweep_dir, outcome.manifest)
             return
     if manifest is not None:
+        if p.request.note and p.request.note != manifest.note:  # a note after the fact: kept, not dropped
+            with storage.manifest_lock(p.sweep_dir):
+                manifest = storage.read_manifest(p.sweep_dir)
+                manifest = manifest.replace(note=p.request.note)
+                storage.ManifestBook(p.sweep_dir, manifest).save(manifest)
+            events.message(f"sweep {p.name!r}: its note is now {p.request.note!r}")
         note = code_change_note(manifest, p.sweep_dir)
         events.message(f"sweep {p.name!r} already exists with this spec: nothing new to submit"
                        + (f"; {note}: its points ran the submitted code. To run the new code: `ptslurm resubmit "

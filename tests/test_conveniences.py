@@ -157,3 +157,38 @@ def test_the_bash_completion_script_completes_in_bash_and_help_stays_light(tmp_p
                             "except SystemExit:\n pass\nprint(sorted(m for m in sys.modules if m.startswith('ptslurm.')))"],
                            capture_output=True, text=True)
     assert "ptslurm.completion" not in light.stdout and "ptslurm.cli" in light.stdout
+
+
+def test_the_same_sweep_command_with_a_new_note_keeps_the_note(tmp_path, no_slurm):
+    args = ["sweep", "--root", tmp_path / "runs", TINY, "with", "steps=5"]
+    assert run_cli(*args[:3], "--note", "first try", *args[3:]).returncode == 0
+    again = run_cli(*args[:3], "--note", "the baseline after all", *args[3:])
+    assert again.returncode == 0 and "nothing new to submit" in again.stderr
+    assert "its note is now 'the baseline after all'" in again.stderr
+    listed = run_cli("list", tmp_path / "runs").stdout
+    assert "the baseline after all" in listed and "first try" not in listed
+    same = run_cli(*args)  # no --note: the note stays
+    assert same.returncode == 0 and "note" not in same.stderr and "the baseline after all" in \
+        run_cli("list", tmp_path / "runs").stdout
+
+
+def test_notify_waits_for_resubmitted_points_and_ptslurm_run_sends_nothing(tmp_path, no_slurm):
+    """A point that ends while another was resubmitted but has not started yet does not end
+    the sweep (the notice would be filed as the resubmission's, and its real end would send
+    nothing); running a point in the foreground is debugging, not the sweep's end."""
+    from ptslurm import housekeeping, storage
+    from ptslurm.records import read_intent
+    from ptslurm.lifecycle import write_intent
+
+    told = tmp_path / "told.txt"
+    proc = run_cli("sweep", "--json", "--root", tmp_path / "runs", "--notify", f"echo sent >> {told}", TINY,
+                   "with", "fail=[False,True]", "steps=5")
+    assert proc.returncode == 1 and told.read_text() == "sent\n", proc.stderr
+    sweep_dir = Path(json.loads(proc.stdout)["sweep_dir"])
+    assert run_cli("run", sweep_dir, "0").returncode == 0
+    assert told.read_text() == "sent\n", "`ptslurm run` sent a notification"
+    manifest = storage.read_manifest(sweep_dir)
+    point = manifest.points[1]
+    write_intent(point.storage_dir, cancelled=False, submission=read_intent(point.path).submission + 1)
+    assert not housekeeping.notify_if_ended(manifest, sweep_dir), "point 1's new job has not run yet"
+    assert told.read_text() == "sent\n"

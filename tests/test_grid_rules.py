@@ -21,6 +21,8 @@ REFUSED = [
      'bad value in update \'lr=[a,b]\': not a Python literal (ValueError); for an axis of strings quote each one: "lr=[\'a\',\'b\']" (the double quotes for the shell)'),
     (['lr=[a-b,c_d]'],
      'bad value in update \'lr=[a-b,c_d]\': not a Python literal (ValueError); for an axis of strings quote each one: "lr=[\'a-b\',\'c_d\']" (the double quotes for the shell)'),
+    (['fail=[false,true]'],
+     'bad value in update \'fail=[false,true]\': not a Python literal (ValueError); True, False and None are spelled as in Python: \'fail=[False,True]\'; for an axis of strings quote each one: "fail=[\'false\',\'true\']" (the double quotes for the shell)'),
     (['lr=[a b]'],
      'bad value in update \'lr=[a b]\': not a Python literal (SyntaxError); write a Python literal, e.g. lr=[1e-3,1e-4] or name=\'"text"\''),
     (["d={'a': 1"],
@@ -203,3 +205,10 @@ def test_a_command_line_key_over_part_of_a_zip_names_the_zip(tmp_path):
         grid.expand(sweepfile.load(path), grid.parse_with(["a=[1]", "b=[3]"]))
     assert str(caught.value) == ("a, b is given again although the sweep file zips it with c: overriding one zipped "
                                  "key would drop the others; give all of a, b, c or change the zip in the file")
+
+
+def test_the_spelling_the_hint_suggests_for_booleans_means_booleans_to_sacred():
+    from ptslurm.sacred_adapter import convert_value
+
+    assert convert_value("[False,True]") == [False, True]
+    assert [p.updates["fail"] for p in grid.expand(grid.Block(), grid.parse_with(["fail=[False,True]"]))] == [False, True]

@@ -299,6 +299,8 @@ def test_user_traceback_drops_the_machinery():
     from ptslurm import logs
 
     text = ('Traceback (most recent call last):\n'
+            '  File "<frozen runpy>", line 198, in _run_module_as_main\n'
+            '  File "<frozen runpy>", line 88, in _run_code\n'
             '  File "/x/ptslurm/job.py", line 5, in main\n    run()\n    ^^^^^\n'
             '  File "/v/site-packages/sacred/run.py", line 238, in __call__\n    self.result = f()\n'
             '  File "/s/code/exp.py", line 9, in main\n    raise ValueError("bad")\n'
