@@ -415,6 +415,15 @@ def check_resources(resources: Resources) -> tp.Tuple[Resources, tp.List[str]]:
                                  f"in sbatch options; give one KEY=VALUE per --sbatch")
     if resources.mem_gb is not None and not (math.isfinite(resources.mem_gb) and resources.mem_gb > 0):
         raise UsageError(f"--mem must be a positive number of GB, got {resources.mem_gb}")
+    if resources.mem_gb is not None and round(resources.mem_gb * 1024) < 1:
+        raise UsageError(f"--mem {resources.mem_gb:g} GB is less than 1 MB, which sbatch would get as --mem=0 "
+                         f"(all of a node's memory); give at least 0.001")
+    for key in ("partition", "account", "qos", "constraint"):
+        value = getattr(resources, key)
+        if value is not None and (not isinstance(value, str) or not value.strip()
+                                  or any(ord(c) < 32 or ord(c) == 127 for c in value)):
+            raise UsageError(f"--{key} {value!r}: one line of text without control characters (a newline would "
+                             f"end the batch script's #SBATCH line)")
     notes = []
     if resources.signal_delay_s is None:
         delay = default_signal_delay(resources.timeout_min)

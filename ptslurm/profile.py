@@ -22,8 +22,32 @@ def find(explicit: tp.Optional[str] = None) -> tp.Optional[Path]:
         return path
     for candidate in (os.environ.get("PTSLURM_PROFILE"), PROFILE_NAME, USER_PROFILE):
         if candidate and Path(candidate).expanduser().is_file():
+            if candidate == PROFILE_NAME:
+                _require_trusted(Path(candidate))
             return Path(candidate).expanduser()
     return None
+
+
+def _require_trusted(path: Path) -> None:
+    """A profile picked up from the folder a command runs in (a shared /tmp-style folder, a
+    colleague's project) decides what the jobs run: only one that is the user's own and
+    that nobody else may write is taken without being named."""
+    import stat
+
+    st = path.stat()
+    if st.st_uid != os.geteuid():
+        import pwd
+
+        try:
+            owner = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            owner = f"uid {st.st_uid}"
+        raise UsageError(f"profile {str(path.resolve())!r} in this folder belongs to {owner}: ptslurm does not take "
+                         f"another user's settings unasked; read it and pass --profile {PROFILE_NAME} to use it, "
+                         f"or run from another folder")
+    if st.st_mode & stat.S_IWOTH:  # (group-writable is umask 002's normal: the group may edit the code too)
+        raise UsageError(f"profile {str(path.resolve())!r} in this folder may be written by anyone: "
+                         f"`chmod o-w {PROFILE_NAME}`, or pass --profile {PROFILE_NAME} to use it as it is")
 
 
 def load(path: tp.Optional[Path]) -> dict:
@@ -67,8 +91,12 @@ TYPES: tp.Dict[str, tp.Tuple[type, ...]] = {
 
 def describe(path: Path, data: dict) -> str:
     """The sweep's first line when a profile applies: which file, and what it sets."""
-    set_ = [f"{k}={v}" for k, v in data.items() if k != "resources" and v is not None]
-    set_ += [f"{k}={v}" for k, v in (data.get("resources") or {}).items() if v not in (None, {}, [])]
+    def shown(value: tp.Any) -> str:  # a newline in a value is shown, not printed
+        text = str(value)
+        return repr(text) if any(ord(c) < 32 or ord(c) == 127 for c in text) else text
+
+    set_ = [f"{k}={shown(v)}" for k, v in data.items() if k != "resources" and v is not None]
+    set_ += [f"{k}={shown(v)}" for k, v in (data.get("resources") or {}).items() if v not in (None, {}, [])]
     return (f"profile {path}: {', '.join(set_) or 'sets nothing'} (command-line options win; "
             f"--profile FILE for another)")
 

@@ -185,10 +185,21 @@ def check_sbatch_args(resources: "Resources") -> tp.Tuple["Resources", tp.List[s
     notes: tp.List[str] = []
     changes: tp.Dict[str, tp.Any] = {}
     clean: tp.Dict[str, tp.Any] = {}
+    import re
+
     for key, value in resources.sbatch_args.items():
         name = sbatch_key(str(key))
         if not name:
             raise UsageError(f"--sbatch {key!r}: empty option name; give --sbatch KEY=VALUE or --sbatch FLAG")
+        # the key goes into the batch script as it is (`#SBATCH --KEY=VALUE`, only the value
+        # quoted): `mail-type=NONE --export` would smuggle a second option in
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", name):
+            raise UsageError(f"--sbatch {str(key)!r}: not one sbatch option name (letters, digits and '-'); give "
+                             f"one KEY=VALUE per option, e.g. --sbatch mail-type=END")
+        if name in ("mem", "mem-per-cpu", "mem-per-gpu") and value is not True \
+                and re.fullmatch(r"\s*0*(\.0*)?\s*[KMGTkmgt]?[Bb]?\s*", str(value)):
+            raise UsageError(f"--sbatch {name}={value}: SLURM reads a memory size of 0 as all of a node's memory; "
+                             f"give the size you need")
         if name in SBATCH_OWNED:
             how = SBATCH_OWNED[name]
             if how.startswith("nothing"):
