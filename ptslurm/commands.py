@@ -473,10 +473,24 @@ def start_point(command: tp.Sequence[str], log: tp.IO[str], cwd: tp.Optional[Pat
 def start_packed(command: tp.Sequence[str], log: tp.IO[str], env: tp.Mapping[str, str],
                  cpus: tp.Sequence[int] = ()) -> "subprocess.Popen[bytes]":
     """Start a point of a packed job: output appended to ``log``, stdin closed, in the job's
-    process group (the scheduler's signals reach it), pinned to ``cpus`` when given."""
-    pin = (lambda: os.sched_setaffinity(0, set(cpus))) if cpus else None
+    process group (the scheduler's signals reach it), pinned to ``cpus`` when given; SIGTERM
+    when the job's process dies, however (``PR_SET_PDEATHSIG``: without cgroups it would train
+    on unseen): it stops as at any stop, its attempt recorded."""
+    import ctypes
+    import signal
+
+    parent, prctl = os.getpid(), getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+
+    def prepare() -> None:
+        if prctl is not None:  # Linux
+            prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the job's process died before that took effect
+                os._exit(143)
+        if cpus:
+            os.sched_setaffinity(0, set(cpus))
+
     return subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=dict(env), preexec_fn=pin)
+                            env=dict(env), preexec_fn=prepare)
 
 
 def run_notify(command: str, env: tp.Mapping[str, str], timeout: float = 120) -> "subprocess.CompletedProcess[str]":

@@ -26,6 +26,7 @@ from .runtime import now
 
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 150.0  # five missed heartbeats
+ENDED_JOB_STALE_S = 75.0  # two missed heartbeats, for a holder whose job the scheduler says has ended
 WAIT_S = float(os.environ.get("PTSLURM_LEASE_WAIT_S", "120"))
 
 
@@ -50,7 +51,9 @@ def stale(holder: tp.Optional[dict], me: str, scheduler_running: tp.Callable[[st
         return True
     if job and not job.startswith("local-"):
         running = scheduler_running(job)
-        if running is False:
+        # the scheduler's word ends a lease only once it stopped beating too: a point whose job
+        # ended (its packing parent killed) may still run on its node, and must not run twice
+        if running is False and _age_s(holder.get("heartbeat")) > ENDED_JOB_STALE_S:
             return True
     return False
 

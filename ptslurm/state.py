@@ -8,6 +8,7 @@ import dataclasses
 import datetime
 import os
 import socket
+import time
 import typing as tp
 from pathlib import Path
 
@@ -52,6 +53,14 @@ def alive(host: tp.Optional[str], pid: tp.Optional[int]) -> bool:
     return True
 
 
+LIVE_HEARTBEAT_S = 75.0  # an attempt that beat this recently is alive (it beats every 30 s)
+
+
+def _beating(heartbeat: tp.Optional[str]) -> bool:
+    when = timestamp(heartbeat)
+    return when is not None and abs(time.time() - when) < LIVE_HEARTBEAT_S  # (a node's clock may run a little ahead)
+
+
 def point_state(manifest: Manifest, entry: PointEntry, status: PointStatus, intent: Intent,
                 queue: tp.Optional[tp.Mapping[str, str]] = None,
                 accounting: tp.Optional[tp.Mapping[str, str]] = None) -> State:
@@ -73,7 +82,9 @@ def point_state(manifest: Manifest, entry: PointEntry, status: PointStatus, inte
         return State.WAITING  # over the cluster's submit limit: a later wave submits it
     if queue is not None and job and job != "local" and state not in TERMINAL:
         queued = queue.get(job)
-        if queued is None:
+        if queued is None and state == State.RUNNING and latest is not None and _beating(latest.heartbeat):
+            pass  # its job has left the queue, but its attempt still beats: it runs (never shown failed)
+        elif queued is None:
             acct = (accounting or {}).get(job, "")
             state = (State.CANCELLED if acct.startswith("CANCELLED") else State.TIMEOUT if acct == "TIMEOUT"
                      else State.FAILED if acct in ("OUT_OF_MEMORY", "NODE_FAIL", "FAILED") else State.LOST)

@@ -129,9 +129,13 @@ def test_a_lease_is_stale_only_after_missed_heartbeats(clock):
     assert lease.stale(_holder(beat_at), "999_0", unknown)
     # a live holder misses at least three beats before anyone may take over
     assert lease.STALE_AFTER_S >= 3 * lease.HEARTBEAT_S
-    # the scheduler's word decides earlier: a job it no longer runs is stale at once
+    # the scheduler's word decides earlier, once the holder stopped beating too: a job it no
+    # longer runs whose point still beats (its packing parent was killed) is live
     clock[0] = beat_at + 1
+    assert not lease.stale(_holder(beat_at), "999_0", lambda job: False)
+    clock[0] = beat_at + lease.ENDED_JOB_STALE_S + 1
     assert lease.stale(_holder(beat_at), "999_0", lambda job: False)
+    assert lease.ENDED_JOB_STALE_S >= 2 * lease.HEARTBEAT_S
     assert not lease.stale(_holder(beat_at), "999_0", lambda job: True)
     # the same array task (a requeue) takes its own lease at once
     assert lease.stale(_holder(beat_at), "4242_0", unknown)

@@ -63,7 +63,10 @@ UNKNOWN = staticmethod(lambda job: None)
     ("a live local run here", holder(job_id="local-7", heartbeat=iso(0)), "1_0", None, False),
     ("a live job the scheduler runs", holder(), "1_0", True, False),
     ("a live job the scheduler cannot tell about", holder(), "1_0", None, False),
-    ("a job the scheduler no longer runs", holder(), "1_0", False, True),
+    ("a job the scheduler no longer runs, its attempt still beating (a killed packing parent)", holder(), "1_0",
+     False, False),
+    ("a job the scheduler no longer runs, silent for two heartbeats", holder(heartbeat=iso(time.time() - 80)), "1_0",
+     False, True),
     ("a heartbeat long ago", holder(heartbeat=iso(time.time() - 3600)), "1_0", True, True),
     ("no heartbeat at all", holder(heartbeat=None), "1_0", True, True),
     ("a holder on another host, fresh", holder(host="elsewhere", pid=1), "1_0", None, False),
@@ -247,7 +250,7 @@ def test_a_live_lease_is_not_taken_and_the_message_names_its_job(tmp_path, quiet
 
 
 def test_a_stale_lease_is_taken_over(tmp_path, quiet):
-    (tmp_path / lease.LEASE).write_text(json.dumps(now_fresh(holder(job_id="77_1"))))
+    (tmp_path / lease.LEASE).write_text(json.dumps(now_fresh(holder(job_id="77_1", heartbeat=iso(time.time() - 80)))))
     held = lease.acquire(tmp_path, "1_0", wait_s=0, scheduler_running=lambda job: False)
     try:
         assert json.loads((tmp_path / lease.LEASE).read_text())["job_id"] == "1_0"

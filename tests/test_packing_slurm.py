@@ -247,3 +247,42 @@ def test_a_group_the_cluster_cannot_run_is_refused_by_the_preflight_and_nothing_
     assert not (tmp_path / "root").exists() or not any((tmp_path / "root").rglob("manifest.json"))
     out = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True).stdout
     assert "refused-group" not in out, "nothing was queued"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")
+
+
+def test_a_killed_packing_parent_ends_its_points_and_resubmit_runs_each_once(slurm_cluster, tmp_path):
+    """SIGKILL of a packed job's own process (the points' parent): without cgroups nothing
+    else ends its points, which trained on while shown failed, and a resubmission ran each
+    twice. They must stop with it (recorded, resumable), be resubmitted once and end exact."""
+    moments = TEST_EXPERIMENTS / "moments.py"
+    summary = sweep(tmp_path, "--points-per-job", "2", moments, "with", "steps=200", "delay_s=0.05",
+                    "moment=['main','none']", env=FAST)
+    points = summary["points"]
+    dirs = [Path(p["storage_dir"]) for p in points]
+    wait_for("both points training", lambda: all((d / "work" / "checkpoint.json").exists() for d in dirs), timeout=120)
+    pids = [read_status(d)["attempts"][-1]["pid"] for d in dirs]
+    parent = int(Path(f"/proc/{pids[0]}/stat").read_text().split(") ")[-1].split()[1])
+    assert parent == int(Path(f"/proc/{pids[1]}/stat").read_text().split(") ")[-1].split()[1])
+    os.kill(parent, signal.SIGKILL)
+    wait_for("the points to end with their parent", lambda: not any(_alive(p) for p in pids), timeout=60)
+    wait_for("the job to leave the queue", lambda: not in_queue(points[0]["job_id"]), timeout=60)
+    for d in dirs:
+        first = read_status(d)["attempts"][0]
+        assert first["state"] != "running" and first.get("ended"), first
+    table = rows(summary["sweep_dir"])
+    assert all(r["state"] in ("failed", "lost", "timeout") for r in table), table
+    again = run_cli("resubmit", summary["sweep_dir"], "--failed")
+    assert again.returncode == 0 and "resubmitted 2 point(s)" in again.stdout, again.stdout + again.stderr
+    wait_for("both points to complete", lambda: all(read_status(d).get("state") == "completed" for d in dirs),
+             timeout=180)
+    for d in dirs:
+        attempts = read_status(d)["attempts"]
+        assert len(attempts) == 2 and attempts[-1]["result"] == sum(range(1, 201)), attempts
+        assert attempts[1]["started"] >= attempts[0]["ended"], "never two attempts at once"

@@ -3,6 +3,7 @@ scheduler observation, the rows `status` shows (elapsed time, progress, heartbea
 causes of attempts killed without a word, counts, and the manifest's views (code versions,
 points, job ids). The command-line and SLURM tiers show the same through `status`."""
 import datetime
+import time
 import json
 import os
 from pathlib import Path
@@ -104,6 +105,10 @@ def status_of(*attempts: Attempt, **fields) -> PointStatus:
     ("gone, out of memory", status_of(attempt()), Intent(), {}, {"9_0": "OUT_OF_MEMORY"}, State.FAILED),
     ("gone, node failure", status_of(attempt()), Intent(), {}, {"9_0": "NODE_FAIL"}, State.FAILED),
     ("gone, failed", status_of(attempt()), Intent(), {}, {"9_0": "FAILED"}, State.FAILED),
+    ("gone, failed, but its attempt beats on (a killed packing parent)",
+     status_of(attempt(heartbeat=iso(time.time() - 20))), Intent(), {}, {"9_0": "FAILED"}, State.RUNNING),
+    ("gone, failed, its attempt silent for 80 s", status_of(attempt(heartbeat=iso(time.time() - 80))), Intent(), {},
+     {"9_0": "FAILED"}, State.FAILED),
     ("pending, never started, queue says pending", status_of(), Intent(), {"9_0": "PENDING"}, None, State.PENDING),
     ("pending, never started, gone", status_of(), Intent(), {}, {}, State.LOST),
     ("running record, queue says pending: requeued", status_of(attempt()), Intent(), {"9_0": "PENDING"}, None,
