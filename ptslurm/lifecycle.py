@@ -238,7 +238,9 @@ def refresh_snapshot(sweep_dir: Path, manifest: Manifest, indices: tp.Sequence[i
         if staged.experiment_name != info.name:
             raise UsageError(f"the experiment is now named {staged.experiment_name!r}, not {info.name!r}: its points' storage "
                              f"dirs would not match; start a new sweep")
-        same = next((v for v in range(manifest.latest_code, 0, -1) if manifest.code_of(v).sha256 == code_hash), None)
+        # the same code as a snapshot the sweep already has, when that one is still intact
+        same = next((v for v in range(manifest.latest_code, 0, -1) if manifest.code_of(v).sha256 == code_hash
+                     and _intact(sweep_dir, manifest, v)), None)
         if same is not None:  # the code is the same as a snapshot the sweep already has
             version = same
         else:
@@ -258,6 +260,19 @@ def refresh_snapshot(sweep_dir: Path, manifest: Manifest, indices: tp.Sequence[i
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def _intact(sweep_dir: Path, manifest: Manifest, version: int) -> bool:
+    """Whether snapshot ``version`` is all there and unchanged (a deleted or damaged one is
+    replaced by ``--refresh-code``, never reused)."""
+    from .errors import SnapshotError
+
+    code = manifest.code_of(version)
+    try:
+        snapshot.verify(sweep_dir / code.dir, code.sha256 or "", "")
+    except SnapshotError:
+        return False
+    return (sweep_dir / code.dir).is_dir()
 
 
 def changed_code(manifest: Manifest, sweep_dir: Path, version: tp.Optional[int] = None) -> tp.List[str]:

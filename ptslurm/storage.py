@@ -189,10 +189,21 @@ def fs_type(path: Path) -> str:
 
 
 def _lock(directory: Path):
+    """The allocation lock of a folder of storage dirs, one per user (a lock file another user
+    plants in a shared folder stops nobody); across users the ``mkdir`` that succeeds decides."""
     import filelock
 
     cls = filelock.SoftFileLock if fs_type(directory) in NETWORK_FS else filelock.FileLock
-    return cls(str(directory / LOCK), timeout=LOCK_TIMEOUT_S)
+    return cls(str(directory / f"{LOCK}.{os.geteuid()}"), timeout=LOCK_TIMEOUT_S, mode=0o600)
+
+
+def _lock_error(path: Path) -> StorageError:
+    import pwd
+    try:
+        owner = pwd.getpwuid(os.stat(path).st_uid).pw_name
+    except (OSError, KeyError):
+        owner = f"uid {os.stat(path).st_uid}"
+    return StorageError(f"lock file {str(path)!r} belongs to {owner}: ptslurm cannot take it; use another --root")
 
 
 def allocate_dirs(parent: Path, count: int, owner: tp.Optional[str] = None) -> tp.List[Path]:
@@ -203,9 +214,14 @@ def allocate_dirs(parent: Path, count: int, owner: tp.Optional[str] = None) -> t
     import filelock
 
     make_dirs(parent)
+    lock = _lock(parent)
     try:
-        with _lock(parent):
+        with lock:
             return _claim(parent, count, owner)
+    except PermissionError:
+        if os.path.exists(lock.lock_file) and os.stat(lock.lock_file).st_uid != os.geteuid():
+            raise _lock_error(Path(lock.lock_file)) from None  # somebody else's, under this user's name
+        raise
     except filelock.Timeout:
         # a stale lock file (killed holder on NFS): mkdir alone still guarantees uniqueness
         return _claim(parent, count, owner)
@@ -429,7 +445,7 @@ def manifest_lock(sweep_dir: Path, timeout: float = 120.0):
     import filelock
 
     cls = filelock.SoftFileLock if fs_type(Path(sweep_dir)) in NETWORK_FS else filelock.FileLock
-    return cls(str(Path(sweep_dir) / MANIFEST_LOCK), timeout=timeout)
+    return cls(str(Path(sweep_dir) / MANIFEST_LOCK), timeout=timeout, mode=0o600)  # whatever the umask
 
 
 def read_manifest(sweep_dir: Path) -> Manifest:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TEST_EXPERIMENTS, run_cli, tree
+from conftest import EXAMPLES, TEST_EXPERIMENTS, run_cli, tree
 
 PROBE = TEST_EXPERIMENTS / "probe.py"
 
@@ -214,3 +214,26 @@ def test_a_foreign_or_damaged_manifest_is_one_line_and_list_goes_on(tmp_path, no
     assert listed.returncode == 0, listed.stderr
     assert "fine" in listed.stdout and "completed 1" in listed.stdout
     assert listed.stdout.count("unreadable") == 3
+
+
+@pytest.mark.parametrize("damage", ["deleted", "edited"])
+def test_refresh_code_replaces_a_lost_or_damaged_snapshot(tmp_path, no_slurm, damage):
+    """With the sweep's code/ deleted (or a file of it edited), every point fails its code
+    check; `resubmit --refresh-code` must take a new snapshot (the live code is unchanged, so
+    it has the same hash as the broken one) and the point then completes."""
+    import shutil
+
+    proc = run_cli("sweep", "--json", "--root", tmp_path / "root", EXAMPLES / "tiny.py", "with", "steps=5")
+    assert proc.returncode == 0, proc.stderr
+    sweep_dir = Path(json.loads(proc.stdout)["sweep_dir"])
+    if damage == "deleted":
+        shutil.rmtree(sweep_dir / "code")
+    else:
+        (sweep_dir / "code" / "tiny.py").write_text("raise SystemExit('planted')\n")
+    failing = run_cli("resubmit", sweep_dir, "--points", "0", "--keep-code")
+    assert "snapshot" in (failing.stdout + failing.stderr + run_cli("status", sweep_dir).stdout)
+    again = run_cli("resubmit", sweep_dir, "--points", "0", "--refresh-code")
+    assert again.returncode == 0, again.stderr
+    manifest = json.loads((sweep_dir / "manifest.json").read_text())
+    assert manifest["points"][0]["code_version"] == 2 and (sweep_dir / "code-2").is_dir()
+    assert json.loads(run_cli("status", sweep_dir, "--json").stdout)[0]["state"] == "completed"

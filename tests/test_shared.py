@@ -117,3 +117,58 @@ def test_a_255_digit_directory_does_not_break_allocation(tmp_path, no_slurm):
     proc = run_cli("sweep", "--json", "--root", root, *TINY)
     assert proc.returncode == 0, proc.stderr
     assert Path(json.loads(proc.stdout)["points"][0]["storage_dir"]).name == "1"
+
+
+def _as_user(uid: int, call) -> str:
+    """Run ``call()`` in a forked child as user ``uid`` (this process's modules, another
+    user's rights); returns what it returned or raised, as text."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        os.close(read)
+        try:
+            os.setgroups([])
+            os.setgid(100)
+            os.setuid(uid)
+            out = f"ok {call()!r}"
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            out = f"{type(exc).__name__}: {exc}"
+        os.write(write, out.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        text = fh.read()
+    os.waitpid(pid, 0)
+    return text
+
+
+def test_a_lock_file_planted_in_a_shared_folder_stops_nobody(tmp_path, other_user, request):
+    """Another user's `.ptslurm.lock` in a shared, sticky experiment folder (as in /tmp): the
+    storage dirs are still allocated (the allocation lock is per user); a planted lock of the
+    user's own name is a one-line error naming its owner, not a PermissionError traceback."""
+    from ptslurm import storage
+    from ptslurm.errors import StorageError
+
+    import pwd  # noqa: F401 - the child cannot import once it is the other user (the interpreter is root's)
+    import encodings.ascii  # noqa: F401
+    import secrets  # noqa: F401
+
+    storage.allocate_dirs(tmp_path / "warm", 1)  # the same: every lazy import of the path done here
+    storage._lock_error(tmp_path)
+    import shutil
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="ptslurm-shared-", dir="/tmp"))  # the other user must reach it
+    request.addfinalizer(lambda: shutil.rmtree(top, ignore_errors=True))
+    os.chmod(top, 0o755)
+    shared = top / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    (shared / ".ptslurm.lock").write_text("")  # planted by root, the other user here
+    got = _as_user(other_user, lambda: [p.name for p in storage.allocate_dirs(shared, 2)])
+    assert got == "ok ['1', '2']", got
+    (shared / f".ptslurm.lock.{other_user}").write_text("")  # planted under the victim's own name
+    got = _as_user(other_user, lambda: [p.name for p in storage.allocate_dirs(shared, 1)])
+    # taken anyway (the mkdir decides), or refused in one line naming the owner: never a traceback
+    assert got == "ok ['3']" or (got.startswith(f"{StorageError.__name__}: lock file") and "belongs to root" in got
+                                 and "--root" in got), got
