@@ -66,6 +66,7 @@ class Lease:
         self.data = data
         self.callbacks: tp.List[tp.Callable[[], None]] = []
         self._stop = threading.Event()
+        self._writing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="ptslurm-heartbeat", daemon=True)
         self._thread.start()
 
@@ -80,13 +81,14 @@ class Lease:
             return False
 
     def beat(self) -> None:
-        if not self.mine():
-            return  # taken over (we were presumed dead): leave it alone
-        self.data["heartbeat"] = now()
-        try:
-            storage.atomic_write_json(self.path, self.data)
-        except OSError:
-            pass
+        with self._writing:  # never after release() removed the file: it would stand there, stale
+            if self._stop.is_set() or not self.mine():
+                return  # released, or taken over (we were presumed dead): leave it alone
+            self.data["heartbeat"] = now()
+            try:
+                storage.atomic_write_json(self.path, self.data)
+            except OSError:
+                pass
         for callback in self.callbacks:
             try:
                 callback()
@@ -94,12 +96,13 @@ class Lease:
                 pass
 
     def release(self) -> None:
-        self._stop.set()
-        if self.mine():
-            try:
-                self.path.unlink()
-            except OSError:
-                pass
+        with self._writing:
+            self._stop.set()
+            if self.mine():
+                try:
+                    self.path.unlink()
+                except OSError:
+                    pass
 
 
 def _scheduler_running(job: str) -> tp.Optional[bool]:

@@ -322,7 +322,21 @@ def copy(lay: Layout, listing: tp.Sequence[tp.Tuple[str, int]], dest: Path,
     dest.mkdir(parents=True, exist_ok=True)
     text = "".join(lines)
     hash_file(dest).write_text(text)
+    _nobody_else_writes(dest)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _nobody_else_writes(dest: Path) -> None:
+    """Under a group umask (002) the copies would be group-writable: a member of the group
+    could make every point fail the code check. The snapshot and its hash list are the
+    owner's to write alone, whatever the umask."""
+    for path in [dest, hash_file(dest)] + [Path(d) / n for d, dirs, files in os.walk(dest) for n in dirs + files]:
+        try:
+            st = os.lstat(path)
+            if st.st_mode & 0o022 and not os.path.islink(path):
+                os.chmod(path, st.st_mode & 0o7755)
+        except OSError:
+            continue
 
 
 def hash_file(code_dir: Path) -> Path:

@@ -15,17 +15,17 @@ a collision moves on to the next number, so no two callers ever share a director
 import inspect
 import json
 import os
+import shutil
 import tempfile
 import typing as tp
 from pathlib import Path
 
 from . import records
 from .errors import ManifestError, StorageError, UsageError
-from .records import CLAIM, LOCK, MANIFEST, SWEEPS, Manifest  # records owns the names
+from .locks import MANIFEST_LOCK, allocation_lock, lock_error, manifest_lock  # noqa: F401 - storage.manifest_lock
+from .records import CLAIM, MANIFEST, SWEEPS, Manifest  # records owns the names
 
 DEFAULT_ROOT = "~/ptslurm-runs"
-NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "fuse.glusterfs", "ceph", "fuse.sshfs"}
-LOCK_TIMEOUT_S = 60.0
 
 
 def _read_umask() -> int:
@@ -120,9 +120,9 @@ def unsafe_dir(path: Path) -> tp.Optional[str]:
         except OSError:
             continue
         if st.st_uid not in (me, 0):
-            return f"{str(folder)!r} belongs to {_user(st.st_uid)}"
+            return f"{str(folder)!r}, which belongs to {_user(st.st_uid)}"
         if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-            return f"{str(folder)!r} is writable by {'others' if st.st_mode & 0o002 else 'its group'}"
+            return f"{str(folder)!r}, which is writable by {'others' if st.st_mode & 0o002 else 'its group'}"
     return None
 
 
@@ -172,40 +172,6 @@ def check_root_writable(root: Path) -> None:
                            f"pass --root DIR or set $STORAGE_ROOT to a writable directory") from None
 
 
-def fs_type(path: Path) -> str:
-    """The mount type of ``path`` from /proc/mounts ('' when unknown)."""
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return ""
-    target, best = os.path.realpath(path), ("", "")
-    for line in mounts:
-        parts = line.split()
-        if len(parts) >= 3:
-            mnt = parts[1].replace("\\040", " ")
-            if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best[0]):
-                best = (mnt, parts[2])
-    return best[1]
-
-
-def _lock(directory: Path):
-    """The allocation lock of a folder of storage dirs, one per user (a lock file another user
-    plants in a shared folder stops nobody); across users the ``mkdir`` that succeeds decides."""
-    import filelock
-
-    cls = filelock.SoftFileLock if fs_type(directory) in NETWORK_FS else filelock.FileLock
-    return cls(str(directory / f"{LOCK}.{os.geteuid()}"), timeout=LOCK_TIMEOUT_S, mode=0o600)
-
-
-def _lock_error(path: Path) -> StorageError:
-    import pwd
-    try:
-        owner = pwd.getpwuid(os.stat(path).st_uid).pw_name
-    except (OSError, KeyError):
-        owner = f"uid {os.stat(path).st_uid}"
-    return StorageError(f"lock file {str(path)!r} belongs to {owner}: ptslurm cannot take it; use another --root")
-
-
 def allocate_dirs(parent: Path, count: int, owner: tp.Optional[str] = None) -> tp.List[Path]:
     """Create ``count`` new numbered directories ``parent/<n>`` (n = 1, 2, ...) and return
     them in order. Safe against any number of concurrent callers on one host or many.
@@ -214,13 +180,13 @@ def allocate_dirs(parent: Path, count: int, owner: tp.Optional[str] = None) -> t
     import filelock
 
     make_dirs(parent)
-    lock = _lock(parent)
+    lock = allocation_lock(parent)
     try:
         with lock:
             return _claim(parent, count, owner)
     except PermissionError:
         if os.path.exists(lock.lock_file) and os.stat(lock.lock_file).st_uid != os.geteuid():
-            raise _lock_error(Path(lock.lock_file)) from None  # somebody else's, under this user's name
+            raise lock_error(Path(lock.lock_file)) from None  # somebody else's, under this user's name
         raise
     except filelock.Timeout:
         # a stale lock file (killed holder on NFS): mkdir alone still guarantees uniqueness
@@ -269,11 +235,16 @@ def _claim(parent: Path, count: int, owner: tp.Optional[str] = None) -> tp.List[
         except FileExistsError:
             pass  # someone else won this number: try the next, don't re-list
         else:
-            os.chmod(path, dir_mode())
-            if owner is not None:
-                with open(path / CLAIM, "w") as fh:
-                    fh.write(owner)
             claimed.append(path)
+            try:
+                os.chmod(path, dir_mode())
+                if owner is not None:
+                    with open(path / CLAIM, "w") as fh:
+                        fh.write(owner)
+            except OSError:  # a full disk: give back what this call claimed, nothing half-made stays
+                for made in claimed:
+                    shutil.rmtree(made, ignore_errors=True)
+                raise
         candidate += 1
     return claimed
 
@@ -434,18 +405,6 @@ def require_own(sweep_dir: Path, doing: str) -> None:
         raise UsageError(f"sweep {str(sweep_dir)!r} belongs to {owner}: ptslurm {doing} only your own sweeps "
                          f"(reading them with status, collect, logs and show works); ask its owner, or start "
                          f"your own copy with `ptslurm sweep` under your own --root")
-
-
-MANIFEST_LOCK = ".manifest.lock"
-
-
-def manifest_lock(sweep_dir: Path, timeout: float = 120.0):
-    """The lock around every read-modify-write of a sweep's manifest (resubmit, cancel,
-    waves): two commands at once queue and record each job exactly once."""
-    import filelock
-
-    cls = filelock.SoftFileLock if fs_type(Path(sweep_dir)) in NETWORK_FS else filelock.FileLock
-    return cls(str(Path(sweep_dir) / MANIFEST_LOCK), timeout=timeout, mode=0o600)  # whatever the umask
 
 
 def read_manifest(sweep_dir: Path) -> Manifest:

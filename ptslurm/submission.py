@@ -109,12 +109,27 @@ def job_target() -> tp.Callable[..., tp.Any]:
     return run_task
 
 
+def _require_ours(sweep_dir: Path) -> None:
+    """A sweep dir of that name that another user made is theirs: never reused nor removed."""
+    owner = os.lstat(sweep_dir).st_uid
+    if owner != os.geteuid():
+        import pwd
+
+        try:
+            who = pwd.getpwuid(owner).pw_name
+        except KeyError:
+            who = f"uid {owner}"
+        raise UsageError(f"sweep dir {str(sweep_dir)!r} already exists and belongs to {who}; choose another "
+                         f"--name or your own --root")
+
+
 def existing(p: Plan) -> tp.Optional[Manifest]:
     """The manifest of a sweep of the same name, when one was submitted with the same spec.
     Raises UsageError when the name is taken by a different spec."""
     sweep_dir = p.sweep_dir
     if not sweep_dir.exists():
         return None
+    _require_ours(sweep_dir)
     if not (sweep_dir / records.MANIFEST).exists():
         # a submission killed before its manifest: nothing was queued yet; give back what
         # it claimed and start again
@@ -141,6 +156,7 @@ def create(p: Plan) -> storage.ManifestBook:
         sweep_dir.mkdir()
         os.chmod(sweep_dir, storage.dir_mode())
     except FileExistsError:
+        _require_ours(sweep_dir)
         raise UsageError(f"sweep {p.name!r} is being created by another process; choose another --name") from None
     assert p.staging is not None and p.layout is not None, "plan() stages the snapshot"
     try:

@@ -353,3 +353,30 @@ def test_a_lease_released_between_two_looks_is_taken(tmp_path, quiet, monkeypatc
         monkeypatch.setattr(pathlib.Path, "read_text", real)
         assert held is not None and json.loads(path.read_text())["job_id"] == "1_0", vanish_as
         held.release()
+
+
+def test_a_heartbeat_that_races_the_release_leaves_no_lease_behind(tmp_path, quiet, monkeypatch):
+    """The heartbeat thread checked the lease was its own, then release() removed it, then the
+    beat wrote it back: a stale lease after the attempt had ended (seen 1 in 8)."""
+    import threading
+
+    from ptslurm import storage
+
+    held = lease.acquire(tmp_path, "1_0", wait_s=0)
+    writing, release_done = threading.Event(), threading.Event()
+    real = storage.atomic_write_json
+
+    def slow_write(path, data, **kw):
+        writing.set()
+        release_done.wait(timeout=1.0)  # release() comes while the beat writes
+        return real(path, data, **kw)
+
+    monkeypatch.setattr(storage, "atomic_write_json", slow_write)
+    beat = threading.Thread(target=held.beat)
+    beat.start()
+    assert writing.wait(timeout=5)
+    releaser = threading.Thread(target=lambda: (held.release(), release_done.set()))
+    releaser.start()
+    beat.join(timeout=5)
+    releaser.join(timeout=5)
+    assert not (tmp_path / lease.LEASE).exists(), "the released lease was written back"

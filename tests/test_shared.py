@@ -42,7 +42,8 @@ def test_a_root_others_may_write_is_refused_unless_sticky(tmp_path, no_slurm, mo
     os.chmod(root, mode)
     proc = run_cli("sweep", "--json", "--root", root, *TINY)
     if refused:
-        assert proc.returncode == 2 and "is writable by" in proc.stderr and "chmod go-w" in proc.stderr
+        assert proc.returncode == 2 and "chmod go-w" in proc.stderr
+        assert f"would go under '{root}', which is writable by" in proc.stderr, proc.stderr
         assert tree(root) == set()
     else:
         assert proc.returncode == 0, proc.stderr
@@ -63,8 +64,12 @@ def test_with_a_group_umask_control_files_stay_ours_and_results_are_shared(tmp_p
     summary = json.loads(proc.stdout)
     sweep_dir, storage_dir = Path(summary["sweep_dir"]), Path(summary["points"][0]["storage_dir"])
     mode = lambda p: os.stat(p).st_mode & 0o777  # noqa: E731
+    again = umask_cli(0o002, "resubmit", sweep_dir, "--points", "0")  # takes the manifest's lock
+    assert again.returncode == 0, again.stderr
+    snapshot = [sweep_dir / "code", sweep_dir / "code.sha256", sweep_dir / ".manifest.lock",
+                *(sweep_dir / "code").rglob("*")]
     for control in (sweep_dir / "manifest.json", storage_dir / "ptslurm_status.json", sweep_dir, storage_dir,
-                    storage_dir.parent, root / "sweeps"):
+                    storage_dir.parent, root / "sweeps", *snapshot):
         assert not mode(control) & 0o022, f"{control} is writable by others ({oct(mode(control))})"
         assert mode(control) & 0o040, f"{control} is not readable by the group ({oct(mode(control))})"
     for result in (storage_dir / "config.json", next((storage_dir / "checkpoints").glob("ckpt_*.pth"))):
@@ -154,7 +159,7 @@ def test_a_lock_file_planted_in_a_shared_folder_stops_nobody(tmp_path, other_use
     import secrets  # noqa: F401
 
     storage.allocate_dirs(tmp_path / "warm", 1)  # the same: every lazy import of the path done here
-    storage._lock_error(tmp_path)
+    storage.lock_error(tmp_path)
     import shutil
     import tempfile
 
@@ -172,3 +177,15 @@ def test_a_lock_file_planted_in_a_shared_folder_stops_nobody(tmp_path, other_use
     # taken anyway (the mkdir decides), or refused in one line naming the owner: never a traceback
     assert got == "ok ['3']" or (got.startswith(f"{StorageError.__name__}: lock file") and "belongs to root" in got
                                  and "--root" in got), got
+
+
+def test_a_sweep_dir_another_user_made_under_the_name_is_named_as_theirs(tmp_path, no_slurm, other_user):
+    root = tmp_path / "runs"
+    (root / "sweeps" / "taken").mkdir(parents=True)
+    (root / "sweeps" / "taken" / "theirs.txt").write_text("x")
+    os.chown(root / "sweeps" / "taken", other_user, -1)
+    proc = run_cli("sweep", "--root", root, "--name", "taken", *TINY)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "belongs to ptslurm-other" in lines[0] and "being created by another process" not in lines[0], lines
+    assert (root / "sweeps" / "taken" / "theirs.txt").exists(), "another user's folder was removed"

@@ -148,3 +148,26 @@ def test_snapshot_files_keep_code_and_data_and_leave_out_the_rest(tmp_path):
     (code / "pkg" / "model.py").write_text("changed")
     with pytest.raises(snapshot.SnapshotError, match="pkg/model.py' was edited or removed; fix"):
         snapshot.verify(code, digest, "fix")
+
+
+def test_a_full_disk_while_claiming_leaves_no_claimed_folder(small_tmpfs):
+    """The claim marker cannot be written on a full disk: the folders this call made are
+    given back, so no empty, unclaimed storage dir stays (release_claims could not find it)."""
+    import errno
+
+    from ptslurm import storage
+
+    disk = small_tmpfs("64k")
+    parent = disk / "exp"
+    parent.mkdir()
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError):
+        storage.allocate_dirs(parent, 3, owner="/some/sweep")
+    assert [p.name for p in parent.iterdir() if p.name.isdigit()] == []
