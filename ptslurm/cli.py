@@ -11,9 +11,8 @@ import time
 import typing as tp
 
 from . import __version__
-from . import verbs
+from .argvalues import TAIL_DEFAULT, TAIL_FROM_MB, UNSET
 from .errors import PtslurmError, UsageError
-from .verbs import TAIL_DEFAULT, TAIL_FROM_MB, UNSET
 
 SWEEP_EPILOG = """\
 updates after `with` use sacred's syntax; a list value is a sweep axis:
@@ -317,6 +316,8 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
     rest, updates = split_with(argv)
     try:
         args = _parse(parser, rest, updates)
+        if args.command:
+            from . import verbs  # only a command's run needs them: `--help` stays light
         if args.command == "sweep":
             return verbs.cmd_sweep(args, argv, updates)
         if args.command:

@@ -14,7 +14,7 @@ from .errors import PtslurmError, UsageError
 from .state import ended, status_rows, sweep_states
 from .records import Cause, Executor
 
-UNSET = object()  # `none` given for a resource option: unset the profile's value
+from .argvalues import TAIL_DEFAULT, TAIL_FROM_MB, UNSET  # noqa: F401 - the parser's values
 
 
 def _resources(args, prof: dict, prof_path=None):
@@ -302,8 +302,6 @@ def cmd_resubmit(args: argparse.Namespace) -> int:
     return 0
 
 
-TAIL_DEFAULT = 1000  # lines of a big log that `logs` shows unless told otherwise
-TAIL_FROM_MB = 10
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

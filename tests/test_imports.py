@@ -39,3 +39,27 @@ def test_the_public_names_are_pinned_resolvable_and_typed():
     typed = source.split("if _tp.TYPE_CHECKING:", 1)[1].split("def __getattr__", 1)[0]
     lazy = set(ptslurm._LAZY)
     assert all(name in typed for name in lazy), sorted(n for n in lazy if n not in typed)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("argv", [["--help"], ["sweep", "--help"], ["status", "--help"]])
+def test_help_loads_only_the_parser(argv):
+    """`ptslurm --help` (and a verb's) loads the parser's modules and nothing of what the
+    verbs use: the pinned list; a new import on the way to --help fails here."""
+    code = ("import atexit, sys\n"
+            "def dump():\n"
+            "    sys.__stderr__.write('MODULES=' + repr(sorted(sys.modules)))\n"
+            "atexit.register(dump)\n"
+            f"sys.argv[1:] = {argv!r}\n"
+            "from ptslurm.cli import entry_point\n"
+            "entry_point()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and "usage: ptslurm" in proc.stdout, proc.stderr
+    import ast
+
+    modules = set(ast.literal_eval(proc.stderr.split("MODULES=")[1]))
+    assert {m for m in modules if m.split(".")[0] == "ptslurm"} == {"ptslurm", "ptslurm.argvalues", "ptslurm.cli",
+                                                                    "ptslurm.errors"}
+    slow = {"subprocess", "inspect", "socket", "tempfile", "getpass", "orjson", "uuid", "dataclasses",
+            "filelock", "yaml", "platform", "datetime"} & modules
+    assert not slow, f"--help imported {sorted(slow)}"
