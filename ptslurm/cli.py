@@ -138,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--sort", metavar="METRIC[:min|:max]",
                     help="best first by METRIC (or result:min|max); the direction comes from the name "
                          "(README: best means) unless given")
-    co.add_argument("--best", metavar="METRIC[:min|:max]", help="print only the winning point's storage dir")
+    co.add_argument("--best", metavar="METRIC[:min|:max]",
+                    help="print only the winning point's storage dir; among the completed points unless "
+                         "--where state=... chooses others")
     co.add_argument("--columns", "--metrics", dest="columns", metavar="PATTERNS",
                     help="only these columns (comma-separated names or globs, e.g. 'lr,loss/*'; "
                          "index, state and storage_dir stay)")

@@ -233,10 +233,19 @@ def cmd_collect(args: argparse.Namespace) -> int:
     if args.where:
         records = results.where(records, args.where)
     if args.best:
+        # the winner is a finished training unless asked otherwise: a point that failed, or
+        # was queued again, may hold a better value of a run that is not done
+        chose_states = any(w.partition("=")[0].strip() == "state" for w in args.where)
+        if not chose_states:
+            records = [r for r in records if r.get("state") == "completed"]
+            if not records:
+                raise UsageError(f"no point has completed yet, so none is the best by {args.best!r}; "
+                                 f"--where state=STATE ranks the points in another state")
         ranking = results.rank(records, args.best)
         if not isinstance(ranking.records[0].get(ranking.key), (int, float)):
-            raise UsageError(f"no point reported {args.best!r} yet")
-        print(f"ptslurm: {ranking.note()}", file=sys.stderr)
+            raise UsageError(f"no {'' if chose_states else 'completed '}point reported {args.best!r} yet")
+        among = "the points --where chose" if chose_states else f"the {len(records)} completed point(s)"
+        print(f"ptslurm: {ranking.note()}; among {among}", file=sys.stderr)
         print(ranking.records[0]["storage_dir"])
         save_cache()
         return 0

@@ -164,3 +164,29 @@ def test_preflight_is_as_lax_as_sacred_and_strict_on_typos(tmp_path, no_slurm):
     assert typo.returncode == 2 and "unknown config key 'step'; did you mean 'steps'?" in typo.stderr
     bare = run_cli("sweep", "--root", tmp_path / "runs2", exp, "with", "recipient=[Bob,Alice]")
     assert bare.returncode == 2 and "\"recipient=['Bob','Alice']\"" in bare.stderr
+
+
+def test_best_ranks_the_completed_points_unless_told_otherwise(tmp_path, no_slurm):
+    """A point that failed after logging a better loss must not win `collect --best` (README
+    feeds its output to Model.from_storage_dir); --where state=... ranks others on purpose."""
+    exp = tmp_path / "exp" / "failing.py"
+    exp.parent.mkdir()
+    exp.write_text(
+        "from sacred import Experiment\nex = Experiment('failing')\n\n@ex.config\ndef config():\n    loss = 1.0\n"
+        "    crash = False\n\n@ex.automain\ndef main(loss, crash, _run):\n    _run.log_scalar('loss', loss, 1)\n"
+        "    if crash:\n        raise RuntimeError('diverged')\n    return loss\n")
+    proc = run_cli("sweep", "--json", "--name", "b", "--root", tmp_path, exp, "with", "loss=[0.1,0.5,0.7]",
+                   "crash=[True,False]")
+    dirs = {(p["config"]["loss"], p["config"]["crash"]) if "config" in p else i: p["storage_dir"]
+            for i, p in enumerate(json.loads(proc.stdout)["points"])}
+    best = run_cli("collect", "b", "--root", tmp_path, "--best", "loss")
+    assert best.returncode == 0, best.stderr
+    winner = json.loads(run_cli("collect", "b", "--root", tmp_path, "--format", "json", "--where",
+                                "state=completed", "--sort", "loss").stdout)[0]
+    assert best.stdout.strip() == winner["storage_dir"] and winner["loss"] == 0.1 and not winner["crash"]
+    assert "among the 3 completed point(s)" in best.stderr
+    failed = run_cli("collect", "b", "--root", tmp_path, "--best", "loss", "--where", "state=failed")
+    rows = json.loads(run_cli("collect", "b", "--root", tmp_path, "--format", "json").stdout)
+    by_dir = {r["storage_dir"]: r for r in rows}
+    assert by_dir[failed.stdout.strip()]["state"] == "failed" and by_dir[failed.stdout.strip()]["loss"] == 0.1
+    assert len(dirs) == 6
