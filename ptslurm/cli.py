@@ -251,6 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_arg(sh)
     sh.add_argument("point", type=int, help="point index (see `ptslurm status`)")
 
+    cm = sub.add_parser("command", help="the shell command that runs one point by hand, outside ptslurm",
+                        description="Print `python EXP with ...`: the point's named configs and updates in "
+                                    "sacred's syntax and its seed, so that the command builds the point's config "
+                                    "(the storage dir is left to the experiment).",
+                        epilog="Example: ptslurm command tiny-c21eec89 3 --snapshot")
+    sweep_arg(cm)
+    cm.add_argument("point", type=int, help="point index (see `ptslurm status`)")
+    cm.add_argument("--snapshot", action="store_true",
+                    help="run the code the point ran (its snapshot) instead of the experiment as it is now")
+
     cp = sub.add_parser("completion", help="print a shell completion script",
                         description="Print the completion script of bash or zsh: commands, options, sweep "
                                     "names and point indices.",

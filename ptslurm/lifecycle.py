@@ -347,6 +347,30 @@ def point_config(manifest: Manifest, index: int) -> tp.Tuple[tp.Dict[str, tp.Any
             "not run yet: the updates, named configs and seed it will run with")
 
 
+def point_command(manifest: Manifest, index: int, snapshot_code: bool = False) -> str:
+    """The shell command that runs point ``index`` by hand, outside ptslurm (seml's
+    ``print-command``): ``python EXP with NAMED... KEY=VALUE... seed=N``, each update in
+    sacred's own value syntax, the seed ptslurm chose included, so sacred builds the point's
+    config. ``snapshot_code``: the code the point ran (``cd`` into its snapshot), else the
+    experiment file as it is now. The storage dir is left to the experiment."""
+    entry = manifest.point(index)
+    code = manifest.code_of(entry.code_version)
+    exp = Path(code.snapshot) if snapshot_code else Path(manifest.experiment.file)
+    words: tp.List[str] = []
+    for name in entry.named_configs:  # a config file named after `with` went into the snapshot
+        from_snapshot = name.startswith(snapshot.WITH_FILES + "/") and code.workdir
+        words.append(str(Path(code.workdir or "") / name) if from_snapshot else name)
+    updates = dict(entry.updates)
+    if manifest.storage_key:
+        updates.pop(manifest.storage_key, None)
+    if entry.seed is not None and entry.seed_source == "ptslurm":
+        updates.setdefault("seed", entry.seed)
+    words += [f"{key}={value!r}" for key, value in updates.items()]
+    head = f"cd {shlex.quote(str(exp.parent))} && " if snapshot_code else ""
+    return head + " ".join(["python", shlex.quote(str(exp))] + (["with"] + [shlex.quote(w) for w in words]
+                                                                  if words else []))
+
+
 def log_paths(sweep_dir: Path, manifest: Manifest, index: int, attempt: tp.Optional[int],
               live: bool = False, rank: int = 0) -> tp.Tuple[Path, tp.Optional[Attempt], tp.Optional[str]]:
     """The captured output of attempt ``attempt`` (1-based; default the latest) of a point:

@@ -460,6 +460,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_command(args: argparse.Namespace) -> int:
+    from . import lifecycle
+
+    _, manifest = _sweep(args)
+    print(lifecycle.point_command(manifest, args.point, snapshot_code=args.snapshot))
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from . import lifecycle, render
 

@@ -233,7 +233,7 @@ def test_list_default_warning(tmp_path, root, no_slurm):
 
 
 @pytest.mark.parametrize("command", ["", "sweep", "init", "status", "collect", "cancel", "resubmit", "logs",
-                                     "plot", "list", "run", "show"])
+                                     "plot", "list", "run", "show", "command"])
 def test_every_help_shows_an_example(command):
     proc = run_cli(*([command] if command else []), "--help")
     assert proc.returncode == 0
