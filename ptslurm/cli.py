@@ -118,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("sweep", help="sweep directory, or its name under the root")
         p.add_argument("--root", help="storage root for sweep names (default: $STORAGE_ROOT, else ~/ptslurm-runs)")
 
+    def filters(p, states: bool = True):
+        if states:
+            p.add_argument("--state", metavar="STATES", help="only points in these states, comma-separated "
+                                                             "(e.g. failed,timeout)")
+        p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                       help="only points whose column KEY (a config key, state, result...) equals VALUE, as "
+                            "`collect --where` (repeatable: all must hold), e.g. --where lr=0.001")
+
     st = sub.add_parser("status", help="one row per point: state, attempts, progress, heartbeat, job",
                         description="State of every point, from the files, reconciled with one squeue/sacct call.",
                         epilog="Example: ptslurm status tiny-c21eec89 --watch")
@@ -160,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="Example: ptslurm cancel tiny-c21eec89 --points 3,5-7")
     sweep_arg(ca)
     ca.add_argument("--points", metavar="LIST", help="indices and ranges, e.g. 0,2,5-7 (default: all)")
+    filters(ca)
 
     re_ = sub.add_parser("resubmit", help="queue chosen points again, resuming in their own storage dirs",
                          description="Queue ended points again, each into its own storage dir: they resume "
@@ -170,10 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 "         ptslurm resubmit tiny-c21eec89 --points 3 --time 2-00:00:00 --mem 64",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep_arg(re_)
-    which = re_.add_mutually_exclusive_group(required=True)
+    which = re_.add_mutually_exclusive_group()
     which.add_argument("--failed", action="store_true", help="points that failed, timed out, were preempted "
                                                             "too often or were lost")
     which.add_argument("--points", metavar="LIST", help="indices and ranges, e.g. 0,2,5-7")
+    filters(re_)
     code = re_.add_mutually_exclusive_group()
     code.add_argument("--refresh-code", action="store_true",
                       help="the points run a new snapshot of the experiment's current code (the earlier "
@@ -204,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "print-fail-trace).",
                         epilog="Example: ptslurm failures tiny-c21eec89")
     sweep_arg(fa)
+    filters(fa, states=False)
 
     pl = sub.add_parser("plot", help="learning curves of all points in one figure (needs matplotlib)",
                         description="One curve per point of a sacred metric over its steps, all attempts "
@@ -250,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="Example: ptslurm show tiny-c21eec89 3")
     sweep_arg(sh)
     sh.add_argument("point", type=int, help="point index (see `ptslurm status`)")
+
+    no = sub.add_parser("note", help="set (or show) a sweep's one-line note, after the fact",
+                        description="Set the sweep's note (seml's `description set`), shown by `ptslurm list`; "
+                                    "without TEXT, print it. An empty TEXT ('') removes it.",
+                        epilog="Example: ptslurm note tiny-c21eec89 'baseline: lr study, first try'")
+    sweep_arg(no)
+    no.add_argument("text", nargs="?", help="the note (one line)")
 
     cm = sub.add_parser("command", help="the shell command that runs one point by hand, outside ptslurm",
                         description="Print `python EXP with ...`: the point's named configs and updates in "

@@ -223,6 +223,28 @@ def _states(text: str) -> tp.Set[str]:
     return wanted
 
 
+def _selected(args: argparse.Namespace, sweep_dir: tp.Any, manifest: tp.Any,
+              indices: tp.Optional[tp.List[int]] = None) -> tp.List[int]:
+    """The points a verb acts on: ``--points`` (or ``indices``, default all), narrowed by
+    ``--state`` (the states `status` shows) and ``--where`` (the columns `collect` shows)."""
+    from . import lifecycle, results
+
+    chosen = lifecycle.select_points(manifest, getattr(args, "points", None)) if indices is None else indices
+    if getattr(args, "state", None):
+        wanted = _states(args.state)
+        states = sweep_states(sweep_dir, manifest)
+        chosen = [i for i in chosen if states[i].state in wanted]
+    if getattr(args, "where", None):
+        records, _ = results.read_records([sweep_dir], getattr(args, "root", None))
+        matching = {r["index"] for r in results.where(records, args.where)}
+        chosen = [i for i in chosen if i in matching]
+    return chosen
+
+
+def _filtered(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "state", None) or getattr(args, "where", None))
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     from . import render, results, storage
 
@@ -275,7 +297,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from . import lifecycle
 
     sweep_dir, manifest = _sweep(args)
-    done = lifecycle.cancel(sweep_dir, lifecycle.select_points(manifest, args.points))
+    chosen = _selected(args, sweep_dir, manifest)
+    if not chosen and _filtered(args):
+        print("no point matches --state/--where: nothing cancelled")
+        return 0
+    done = lifecycle.cancel(sweep_dir, chosen)
     print(f"cancelled {len(done)} point(s)" + (f": {', '.join(map(str, done))}" if done else
                                                " (nothing was queued or running)"))
     return 0
@@ -286,12 +312,16 @@ def cmd_resubmit(args: argparse.Namespace) -> int:
     from .records import RETRYABLE
 
     sweep_dir, manifest = _sweep(args)
+    if not (args.failed or args.points or _filtered(args)):
+        raise UsageError("say which points: --failed, --points LIST, --state STATES or --where KEY=VALUE")
     if args.failed:
-        indices = [r.index for r in sweep_states(sweep_dir, manifest) if r.state in RETRYABLE]
+        indices = _selected(args, sweep_dir, manifest,
+                            [r.index for r in sweep_states(sweep_dir, manifest) if r.state in RETRYABLE])
     else:
-        indices = lifecycle.select_points(manifest, args.points)
+        indices = _selected(args, sweep_dir, manifest)
     if not indices:
-        print("nothing to resubmit: no point failed", file=sys.stderr)
+        print("nothing to resubmit: " + ("no point matches --state/--where" if _filtered(args) and not args.failed
+                                         else "no point failed"), file=sys.stderr)
         return 0
     changes = _resource_changes(args)
     jobs = lifecycle.resubmit(sweep_dir, indices, refresh_code=args.refresh_code, keep_code=args.keep_code,
@@ -361,7 +391,10 @@ def cmd_failures(args: argparse.Namespace) -> int:
 
     sweep_dir, manifest = _sweep(args)
     groups: tp.Dict[str, tp.List[tp.Any]] = {}
+    chosen = set(_selected(args, sweep_dir, manifest))
     for row in sweep_states(sweep_dir, manifest):
+        if row.index not in chosen:
+            continue
         why = render.why(row)
         if why:
             groups.setdefault(why, []).append(row)
@@ -457,6 +490,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     except Exception as exc:  # the run's own failure: its traceback was printed by sacred
         print(f"ptslurm: point {args.point} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    from . import storage
+
+    sweep_dir, manifest = _sweep(args)
+    if args.text is None:
+        print(manifest.note or "(no note)")
+        return 0
+    text = _one_line(args.text, "the note") if args.text else None
+    storage.require_own(sweep_dir, "notes")
+    with storage.manifest_lock(sweep_dir):
+        current = storage.read_manifest(sweep_dir)
+        storage.ManifestBook(sweep_dir, current).save(current.replace(note=text))
+    print(f"{manifest.name}: " + (f"note set: {text}" if text else "note removed"))
     return 0
 
 

@@ -192,3 +192,17 @@ def test_notify_waits_for_resubmitted_points_and_ptslurm_run_sends_nothing(tmp_p
     write_intent(point.storage_dir, cancelled=False, submission=read_intent(point.path).submission + 1)
     assert not housekeeping.notify_if_ended(manifest, sweep_dir), "point 1's new job has not run yet"
     assert told.read_text() == "sent\n"
+
+
+def test_a_note_is_set_shown_and_removed_after_the_fact(tmp_path, no_slurm):
+    proc = run_cli("sweep", "--root", tmp_path / "runs", "--name", "n", TINY, "with", "steps=5")
+    assert proc.returncode == 0, proc.stderr
+    assert run_cli("note", "n", "--root", tmp_path / "runs").stdout.strip() == "(no note)"
+    set_ = run_cli("note", "n", "lr study: the baseline", "--root", tmp_path / "runs")
+    assert set_.returncode == 0 and "note set: lr study: the baseline" in set_.stdout
+    assert "lr study: the baseline" in run_cli("list", tmp_path / "runs").stdout
+    assert run_cli("note", "n", "--root", tmp_path / "runs").stdout.strip() == "lr study: the baseline"
+    bad = run_cli("note", "n", "two\nlines", "--root", tmp_path / "runs")
+    assert bad.returncode == 2 and "one line" in bad.stderr
+    assert run_cli("note", "n", "", "--root", tmp_path / "runs").stdout.strip() == "n: note removed"
+    assert "lr study" not in run_cli("list", tmp_path / "runs").stdout
