@@ -66,6 +66,7 @@ class SlurmBackend:
                     "account": r.account, "qos": r.qos,
                     "constraint": r.constraint, "array_parallelism": r.array_parallelism}
         params.update({k: v for k, v in optional.items() if v is not None})
+        params.update({k: list(v) for k, v in (("setup", r.setup), ("srun_args", r.srun_args)) if v})
         if r.gpus:
             params["gres"] = f"gpu:{r.gpus}"  # per node
         if r.nodes > 1:

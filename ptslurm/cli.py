@@ -65,6 +65,11 @@ def _add_resources(p: argparse.ArgumentParser,
                         "requeued (default 3); a stop after progress is always requeued")
     g.add_argument("--max-attempts", type=int, metavar="N",
                    help="optional cap on a point's attempts per submission (default: none)")
+    g.add_argument("--setup", action="append", default=[], metavar="LINE",
+                   help="a shell line the batch script runs before the job, e.g. --setup 'module load cuda/12' "
+                        "(repeatable; after the profile's and the sweep file's; SLURM jobs only)")
+    g.add_argument("--srun-arg", action="append", default=[], dest="srun_args", metavar="ARG",
+                   help="an extra argument of the job's srun, e.g. --srun-arg=--cpu-bind=cores (repeatable)")
     g.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
                    help="any other sbatch option, e.g. --sbatch mail-type=END or --sbatch exclusive (repeatable); "
                         "options ptslurm sets itself are refused, naming the ptslurm option to use")

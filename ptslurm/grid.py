@@ -242,6 +242,9 @@ def overlay(base: Block, top: Block) -> Block:
     resources.update(top.resources)
     if "sbatch_args" in base.resources and "sbatch_args" in top.resources:
         resources["sbatch_args"] = {**base.resources["sbatch_args"], **top.resources["sbatch_args"]}
+    for key in ("setup", "srun_args"):  # lines join: the top's, then the sub-grid's
+        if key in base.resources and key in top.resources:
+            resources[key] = tuple(base.resources[key]) + tuple(top.resources[key])
     return Block(fixed=fixed, named=base.named + top.named, axes=tuple(axes) + top.axes,
                  random=rnd, subgrids=dict(top.subgrids or base.subgrids), resources=resources)
 

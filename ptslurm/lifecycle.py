@@ -163,6 +163,9 @@ def _asking(old: Resources, changes: tp.Mapping[str, tp.Any]) -> Resources:
         changes["signal_delay_s"] = None
     if "sbatch_args" in changes:
         changes["sbatch_args"] = {**old.sbatch_args, **changes["sbatch_args"]}
+    for key in ("setup", "srun_args"):  # lines join, as they do for a sweep
+        if key in changes:
+            changes[key] = tuple(getattr(old, key)) + tuple(changes[key])
     return check_resources(dataclasses.replace(old, **changes))[0]
 
 

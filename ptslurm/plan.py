@@ -217,7 +217,12 @@ def _laid_over(requested: Resources, wanted: tp.Mapping[str, tp.Any], notes: tp.
     origins = dict(requested.origins)
     for key, value in wanted.items():
         name = "time" if key == "timeout_min" else key
-        if key == "sbatch_args":
+        if key in ("setup", "srun_args"):
+            # lines join: the profile's, the sweep file's, then the command line's
+            mine = tuple(getattr(requested, key))
+            cli = int(requested.origins.get(f"{key}:command line", "0") or 0)
+            changes[key] = mine[:len(mine) - cli] + tuple(value) + mine[len(mine) - cli:]
+        elif key == "sbatch_args":
             merged = dict(value)
             merged.update({k: v for k, v in requested.sbatch_args.items()
                            if requested.origins.get(k) == "command line" or k not in merged})
@@ -415,6 +420,11 @@ def check_resources(resources: Resources) -> tp.Tuple[Resources, tp.List[str]]:
                                  f"in sbatch options; give one KEY=VALUE per --sbatch")
     if resources.mem_gb is not None and not (math.isfinite(resources.mem_gb) and resources.mem_gb > 0):
         raise UsageError(f"--mem must be a positive number of GB, got {resources.mem_gb}")
+    for key in ("setup", "srun_args"):
+        for line in getattr(resources, key):
+            if not isinstance(line, str) or not line.strip() or any(ord(c) < 32 or ord(c) == 127 for c in line):
+                raise UsageError(f"--{key.replace('_', '-').rstrip('s')} {line!r}: one line each, without control "
+                                 f"characters (give several lines as several entries)")
     if resources.mem_gb is not None and round(resources.mem_gb * 1024) < 1:
         raise UsageError(f"--mem {resources.mem_gb:g} GB is less than 1 MB, which sbatch would get as --mem=0 "
                          f"(all of a node's memory); give at least 0.001")

@@ -11,7 +11,8 @@ PROFILE_NAME = "ptslurm.yaml"
 USER_PROFILE = "~/.config/ptslurm/profile.yaml"
 TOP_KEYS = ("executor", "root", "storage_key", "jobs", "resources")
 RESOURCE_KEYS = ("partition", "gpus", "cpus", "nodes", "tasks_per_node", "mem_gb", "time", "account", "qos", "constraint",
-                 "array_parallelism", "signal_delay_s", "max_requeues", "max_attempts", "points_per_job", "sbatch_args")
+                 "array_parallelism", "signal_delay_s", "max_requeues", "max_attempts", "points_per_job", "sbatch_args",
+                 "setup", "srun_args")
 
 
 def find(explicit: tp.Optional[str] = None) -> tp.Optional[Path]:
@@ -86,7 +87,7 @@ TYPES: tp.Dict[str, tp.Tuple[type, ...]] = {
     "gpus": (int,), "cpus": (int,), "nodes": (int,), "tasks_per_node": (int,), "mem_gb": (int, float),
     "time": (int, str), "account": (str,), "qos": (str,), "constraint": (str,), "array_parallelism": (int,),
     "signal_delay_s": (int,), "max_requeues": (int,), "max_attempts": (int,), "points_per_job": (int,),
-    "sbatch_args": (dict,)}
+    "sbatch_args": (dict,), "setup": (list, str), "srun_args": (list, str)}
 
 
 def describe(path: Path, data: dict) -> str:

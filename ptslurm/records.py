@@ -316,6 +316,8 @@ def _resources(value: tp.Any) -> Resources:
             return isinstance(v, (int, float)) and not isinstance(v, bool)
         if key in _TEXT:
             return isinstance(v, str)
+        if key in ("setup", "srun_args"):
+            return isinstance(v, list) and all(isinstance(x, str) for x in v)
         return key == "sbatch_args" and isinstance(v, dict)
 
     return Resources.from_json({k: v for k, v in value.items() if fits(k, v)})

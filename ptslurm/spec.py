@@ -106,9 +106,17 @@ class Resources:
     max_attempts: tp.Optional[int] = None  # an optional cap on the attempts of a submission
     points_per_job: int = 1  # points sharing one array task (its allocation), each its own process
     sbatch_args: tp.Dict[str, str] = dataclasses.field(default_factory=dict)
+    setup: tp.Tuple[str, ...] = ()  # shell lines the batch script runs before the job (`module load cuda/12`)
+    srun_args: tp.Tuple[str, ...] = ()  # extra arguments of the job's srun
     # where each value came from ("profile ./ptslurm.yaml", "command line"), for messages;
     # never written to disk nor part of the sweep's identity
     origins: tp.Dict[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:  # lists from JSON or YAML: tuples, so that equal requests are equal
+        for name in ("setup", "srun_args"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple([value] if isinstance(value, str) else value or ()))
 
     @property
     def tasks(self) -> int:

