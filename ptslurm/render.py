@@ -69,11 +69,12 @@ def _fit(text: str, width: int) -> str:
 
 
 def table(header: tp.Sequence[str], rows: tp.Sequence[tp.Sequence[str]], max_width: int = 40,
-          total_width: tp.Optional[int] = None) -> str:
+          total_width: tp.Optional[int] = None, keep: tp.Collection[str] = ()) -> str:
     """Aligned columns fitted to ``total_width`` (default: the terminal's): the widest
-    columns give up width first, down to their header's width (24 at most); a table that
-    still does not fit is printed in blocks of columns, each repeating the first column (as
-    pandas does). No line is wider than ``total_width``; floats are rounded, not cut."""
+    columns give up width first, down to their header's width (24 at most), those named in
+    ``keep`` only when no other can; a table that still does not fit is printed in blocks of
+    columns, each repeating the first column (as pandas does). No line is wider than
+    ``total_width``; floats are rounded, not cut."""
     total = total_width or terminal_width() or 10**6
     cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
     n = len(header)
@@ -86,6 +87,7 @@ def table(header: tp.Sequence[str], rows: tp.Sequence[tp.Sequence[str]], max_wid
     floor = [min(natural[i], max(6, min(len(h), 24))) for i, h in enumerate(header)]  # headers stay readable
     while used(widths) > total:
         candidates = [i for i in range(n) if widths[i] > floor[i]]
+        candidates = [i for i in candidates if header[i] not in keep] or candidates
         if not candidates:
             break  # still too wide: blocks of columns
         widest = max(candidates, key=lambda i: widths[i])
@@ -162,11 +164,43 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
                      ([f"v{manifest.point(r.index).code_version}"] if versions else []) + [str(r.state), str(r.attempts), progress, beat, duration(r.elapsed_s), job] +
                      ([ranks(manifest, r)] if spread else []) + ([notes[len(lines)] or ""] if any(notes) else []))
     width = 60  # the table fits itself to the terminal
-    shown = table(header, lines, max_width=width)
+    total = terminal_width() or 10**6
+
+    def natural() -> int:
+        return len(table(header, lines, max_width=10**6, total_width=10**6).split("\n")[1])
+
+    reasons = ""
+    if any(notes) and natural() > total:
+        # the reasons do not fit beside the table: under it, whole, one line per reason
+        header, lines = header[:-1], [line[:-1] for line in lines]
+        reasons = reasons_below(rows, notes, total)
+    for name in ("elapsed", "heartbeat", "att"):  # what matters least gives way first (status --json has it)
+        if natural() <= total:
+            break
+        at = header.index(name)
+        header, lines = header[:at] + header[at + 1:], [line[:at] + line[at + 1:] for line in lines]
+    shown = table(header, lines, max_width=width, keep=("state", "progress", "job"))
     if colour():
         shown = paint_column(shown, "state")
-    return (f"sweep {manifest.name} ({manifest.executor})\n" + shown + "\n"
+    return (f"sweep {manifest.name} ({manifest.executor})\n" + shown + "\n" + reasons
             + counts_line(rows, len(rows), 30, " ended"))
+
+
+def reasons_below(rows: tp.Sequence["PointRow"], notes: tp.Sequence[str], total: int) -> str:
+    """``why`` under the table: points of the same reason together, the reason whole (wrapped
+    at ``total``, never cut)."""
+    import textwrap
+
+    grouped: tp.Dict[str, tp.List[int]] = {}
+    for r, note in zip(rows, notes):
+        if note:
+            grouped.setdefault(f"{r.state}: {note}", []).append(r.index)
+    out = []
+    for text, indices in grouped.items():
+        head = f"why, point{'s' if len(indices) > 1 else ''} {', '.join(map(str, indices))} "
+        out += textwrap.wrap(head + text, width=max(total, 40), subsequent_indent="    ", break_long_words=False,
+                             break_on_hyphens=False)
+    return "\n".join(out) + "\n"
 
 
 # ANSI colours of the states: red for what needs a look, green done, yellow under way
@@ -202,8 +236,9 @@ def paint_column(text: str, name: str) -> str:
 
 
 def progress_cell(row: "PointRow", now: tp.Optional[float] = None) -> str:
-    """``it 150/1000 ep 2 12.5 it/s ETA 1:08:00``: where the training is, of how much (when
-    the code reports a total), how fast this attempt goes and when it ends at that rate."""
+    """``150/1000 ep 2 12.5/s ETA 1:08:00`` (``it 150 ep 2`` without a total): where the
+    training is, of how much (when the code reports a total), how fast this attempt goes
+    (iterations a second) and when it ends at that rate."""
     from .state import timestamp
 
     if row.iteration is None:
@@ -211,7 +246,7 @@ def progress_cell(row: "PointRow", now: tp.Optional[float] = None) -> str:
     progress = row.status.progress or {}
     given = progress.get("total")
     total: tp.Dict[str, tp.Any] = given if isinstance(given, dict) else {}
-    text = f"it {row.iteration}" + (f"/{total['iteration']}" if total.get("iteration") else "")
+    text = f"{row.iteration}/{total['iteration']}" if total.get("iteration") else f"it {row.iteration}"
     if row.epoch is not None:
         text += f" ep {row.epoch}" + (f"/{total['epoch']}" if total.get("epoch") else "")
     latest = row.latest
@@ -224,7 +259,7 @@ def progress_cell(row: "PointRow", now: tp.Optional[float] = None) -> str:
     if t0 is None or t1 is None or t1 <= t0 or done <= 0:
         return text
     rate = done / (t1 - t0)
-    text += f" {rate:.3g} it/s"
+    text += f" {rate:.3g}/s"
     if total.get("iteration"):
         left = (total["iteration"] - row.iteration) / rate - max(0.0, (now or time.time()) - t1)
         text += f" ETA {duration(max(left, 0))}"
@@ -293,7 +328,7 @@ def sweeps(rows: tp.Sequence[tp.Sequence[str]]) -> str:
     header = ["sweep", "experiment", "executor", "created", "points", "note"]
     if not any(len(r) > 5 and r[5] for r in rows):
         header, rows = header[:5], [r[:5] for r in rows]
-    return table(header, rows, max_width=40)
+    return table(header, rows, max_width=40, keep=("created", "points"))
 
 
 def sweep_row(manifest: Manifest, rows: tp.Sequence["PointRow"]) -> tp.List[str]:

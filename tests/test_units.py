@@ -353,9 +353,9 @@ def test_progress_shows_total_rate_and_eta():
     from ptslurm.state import timestamp
 
     text = render.progress_cell(row, now=timestamp("2026-12-01T10:00:30+00:00"))
-    assert text == "it 150/1000 ep 2 5 it/s ETA 0:02:50", text
+    assert text == "150/1000 ep 2 5/s ETA 0:02:50", text
     ended = row.replace(state=State.COMPLETED)
-    assert render.progress_cell(ended) == "it 150/1000 ep 2"
+    assert render.progress_cell(ended) == "150/1000 ep 2"
     assert render.progress_cell(row.replace(iteration=None)) == "-"
 
 
@@ -388,3 +388,43 @@ def test_points_that_set_different_seeds_differ(tmp_path, no_slurm):
 
     proc = run_cli("sweep", "--dry-run", "--root", tmp_path, EXAMPLES / "tiny.py", "with", "seed=[1,2,3]")
     assert proc.returncode == 0 and "same config" not in proc.stderr, proc.stderr
+
+
+def test_status_keeps_state_progress_and_job_whole_at_80_columns(tmp_path, monkeypatch):
+    """What a user reads first stays whole in an 80-column terminal: the state, the ETA of the
+    progress column, a shared job's `(2 points)`; elapsed time, heartbeat and attempts give way
+    (`status --json` has them)."""
+    import dataclasses
+
+    from ptslurm import render
+    from ptslurm.records import PointStatus, State
+    from ptslurm.state import PointRow
+
+    monkeypatch.setenv("COLUMNS", "80")
+    entries = [PointEntry(index=i, updates={"lr": 0.001, "batch_size": 16 * (i + 1)}, varied=("lr", "batch_size"),
+                          storage_dir=str(tmp_path / str(i)), job_id="33_0") for i in range(2)]
+    manifest = Manifest(name="wide", points=tuple(entries), varied=("lr", "batch_size"))
+    fields = {f.name for f in dataclasses.fields(PointRow)}
+    rows = [PointRow(**{k: v for k, v in dict(index=e.index, state=State.RUNNING, job_id="33_0",
+                                               storage_dir=e.storage_dir, status=PointStatus(), attempts=2,
+                                               varied=e.updates, heartbeat=None, elapsed_s=12000.0).items()
+                        if k in fields}) for e in entries]
+    monkeypatch.setattr(render, "progress_cell", lambda row, now=None: "150/1000 ep 2 12.5/s ETA 1:08:00")
+    text = render.status(manifest, rows)
+    assert max(map(len, text.splitlines())) <= 80, text
+    assert "ETA 1:08:00" in text and "33_0 (2 points)" in text and "running" in text and "…" not in text, text
+    assert "elapsed" not in text, "the least needed column gave way"
+
+
+def test_status_at_80_columns_puts_whole_reasons_under_the_table(tmp_path, no_slurm):
+    from conftest import EXAMPLES, run_cli
+
+    proc = run_cli("sweep", "--root", tmp_path, "--name", "w", "-j", "2", EXAMPLES / "tiny.py", "with",
+                   "lr=[0.05,0.1]", "fail=[False,True]", "steps=5")
+    assert proc.returncode == 1
+    narrow = run_cli("status", "w", "--root", tmp_path, env={"COLUMNS": "80"}).stdout
+    assert max(map(len, narrow.splitlines())) <= 80, narrow
+    assert "why, points 1, 3 failed: RuntimeError: tiny: failing on purpose (fail=True)" in narrow, narrow
+    assert "…" not in narrow, narrow
+    wide = run_cli("status", "w", "--root", tmp_path, env={"COLUMNS": "200"}).stdout
+    assert "why, points" not in wide and wide.count("RuntimeError: tiny: failing on purpose (fail=True)") == 2
