@@ -267,6 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_arg(sh)
     sh.add_argument("point", type=int, help="point index (see `ptslurm status`)")
 
+    for verb, what in (("hold", "keep queued points from starting (scontrol hold)"),
+                       ("release", "let held points start again (scontrol release)")):
+        ho = sub.add_parser(verb, help=what,
+                            description=f"{what[0].upper() + what[1:]}; `status` shows held points as "
+                                        f"'pending (held)'. A job shared by packed points is held as a whole.",
+                            epilog=f"Example: ptslurm {verb} tiny-c21eec89 --where lr=0.1")
+        sweep_arg(ho)
+        ho.add_argument("--points", metavar="LIST", help="indices and ranges, e.g. 0,2,5-7 (default: all)")
+        filters(ho)
+
     no = sub.add_parser("note", help="set (or show) a sweep's one-line note, after the fact",
                         description="Set the sweep's note (seml's `description set`), shown by `ptslurm list`; "
                                     "without TEXT, print it. An empty TEXT ('') removes it.",

@@ -350,6 +350,21 @@ def point_config(manifest: Manifest, index: int) -> tp.Tuple[tp.Dict[str, tp.Any
             "not run yet: the updates, named configs and seed it will run with")
 
 
+def hold(sweep_dir: Path, manifest: Manifest, indices: tp.Sequence[int], release: bool = False) -> tp.List[str]:
+    """``scontrol hold`` (or ``release``) the queued jobs of the points ``indices`` (a packed
+    job as a whole); returns the jobs. UsageError on a local sweep."""
+    from . import commands
+
+    storage.require_own(sweep_dir, "releases" if release else "holds")
+    if manifest.executor != Executor.SLURM:
+        raise UsageError(f"sweep {manifest.name!r} runs locally: hold and release are SLURM's")
+    rows = sweep_states(sweep_dir, manifest)
+    jobs = sorted({str(rows[i].job_id) for i in indices if rows[i].job_id and rows[i].state in (State.PENDING,
+                                                                                               State.REQUEUED)})
+    commands.hold(jobs, release=release)
+    return jobs
+
+
 def point_command(manifest: Manifest, index: int, snapshot_code: bool = False) -> str:
     """The shell command that runs point ``index`` by hand, outside ptslurm (seml's
     ``print-command``): ``python EXP with NAMED... KEY=VALUE... seed=N``, each update in

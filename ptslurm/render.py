@@ -160,8 +160,9 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
             beat = f"ended {age(r.ended, now)}" if r.ended else "-"
         else:
             beat = age(r.heartbeat, now)
+        state = str(r.state) + (f" ({waits_for(r.reason)})" if r.reason else "")
         lines.append([str(r.index)] + [cell(r.varied.get(k, ""), k) for k in varied] +
-                     ([f"v{manifest.point(r.index).code_version}"] if versions else []) + [str(r.state), str(r.attempts), progress, beat, duration(r.elapsed_s), job] +
+                     ([f"v{manifest.point(r.index).code_version}"] if versions else []) + [state, str(r.attempts), progress, beat, duration(r.elapsed_s), job] +
                      ([ranks(manifest, r)] if spread else []) + ([notes[len(lines)] or ""] if any(notes) else []))
     width = 60  # the table fits itself to the terminal
     total = terminal_width() or 10**6
@@ -184,6 +185,11 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
         shown = paint_column(shown, "state")
     return (f"sweep {manifest.name} ({manifest.executor})\n" + shown + "\n" + reasons
             + counts_line(rows, len(rows), 30, " ended"))
+
+
+def waits_for(reason: str) -> str:
+    """squeue's reason a job waits, in the words of ``status``: ``held`` for a hold."""
+    return "held" if reason.startswith("JobHeld") else reason
 
 
 def reasons_below(rows: tp.Sequence["PointRow"], notes: tp.Sequence[str], total: int) -> str:

@@ -120,6 +120,7 @@ class PointRow:
     elapsed_s: float = 0.0
     seed: tp.Optional[int] = None
     code: tp.Optional[str] = None  # the code snapshot the point runs (``v2 (1a2b3c4d)``)
+    reason: str = ""  # why its job waits, as squeue says (Priority, Resources, JobHeldUser...)
 
     @property
     def attempts(self) -> int:
@@ -139,7 +140,7 @@ class PointRow:
                 "storage_dir": self.storage_dir, "error": self.error, "damaged": list(self.damaged),
                 "varied": dict(self.varied), "iteration": self.iteration, "epoch": self.epoch,
                 "heartbeat": self.heartbeat, "ended": self.ended, "history": self.history(),
-                "elapsed_s": self.elapsed_s, "seed": self.seed, "code": self.code,
+                "elapsed_s": self.elapsed_s, "seed": self.seed, "code": self.code, "reason": self.reason or None,
                 "ranks": self.latest.ranks if self.latest is not None else None,
                 "nodes": self.latest.nodes if self.latest is not None else None,
                 # why the point is not requeued any more (the retry policy's words)
@@ -163,9 +164,12 @@ def point_states(manifest: Manifest, queue: tp.Optional[tp.Mapping[str, str]] = 
             state = State.UNKNOWN
         latest = status.latest
         failed = latest is not None and state in (State.FAILED, State.TIMEOUT, State.PREEMPTED)
+        queued = (queue or {}).get(entry.job_id or "")
+        waits = state in (State.PENDING, State.REQUEUED) and queued is not None
         rows.append(PointRow(index=entry.index, state=state, job_id=entry.job_id, storage_dir=entry.storage_dir,
                              status=status, error=latest.error if failed and latest else None,
-                             damaged=(found.damaged,) if found.damaged else ()))
+                             damaged=(found.damaged,) if found.damaged else (),
+                             reason=str(getattr(queued, "reason", "") or "") if waits else ""))
     return rows
 
 

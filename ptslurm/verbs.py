@@ -430,6 +430,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hold(args: argparse.Namespace, release: bool = False) -> int:
+    from . import lifecycle
+
+    sweep_dir, manifest = _sweep(args)
+    jobs = lifecycle.hold(sweep_dir, manifest, _selected(args, sweep_dir, manifest), release=release)
+    verb = "released" if release else "held"
+    print(f"{verb} {len(jobs)} job(s)" + (f": {', '.join(jobs)}" if jobs else " (no chosen point is queued)"))
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    return cmd_hold(args, release=True)
+
+
 def cmd_note(args: argparse.Namespace) -> int:
     from . import storage
 

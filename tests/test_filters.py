@@ -58,3 +58,45 @@ def test_cancel_takes_where_and_state_on_the_cluster(slurm_cluster, tmp_path):
     finally:
         hold.unlink()
         subprocess.run(["scancel", *(p["job_id"] for p in summary["points"])], capture_output=True)
+
+
+@pytest.mark.slurm
+def test_hold_and_release_queued_points_shown_in_status(slurm_cluster, tmp_path):
+    """seml's hold/release (scontrol hold): a held point does not start while the others run;
+    status says why a point waits, in squeue's words (`pending (held)`)."""
+    import time
+
+    hold_file = tmp_path / "hold"
+    hold_file.write_text("")
+    proc = run_cli("sweep", "--json", "--root", tmp_path / "runs", "--array-parallelism", "1",
+                   TEST_EXPERIMENTS / "probe.py", "with", "x=[1,2]", f"hold_while_exists={hold_file}",
+                   env={"PTSLURM_POLL_S": "0.5"})
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    sweep, dirs = summary["sweep_dir"], [Path(p["storage_dir"]) for p in summary["points"]]
+    try:
+        wait_for("point 0 to run", lambda: read_status(dirs[0]).get("state") == "running")
+        held = run_cli("hold", sweep, "--where", "x=2")
+        assert held.returncode == 0 and f"held 1 job(s): {summary['points'][1]['job_id']}" in held.stdout, held.stdout
+        rows = wait_for("squeue to say held", lambda: (r := json.loads(run_cli("status", sweep, "--json").stdout))
+                        and r[1]["reason"] and r[1]["reason"].startswith("JobHeld") and r)
+        assert rows[1]["state"] == "pending"
+        assert "pending (held)" in run_cli("status", sweep, env={"COLUMNS": "120"}).stdout
+        hold_file.unlink()
+        wait_for("point 0 to complete", lambda: read_status(dirs[0]).get("state") == "completed")
+        time.sleep(3)
+        assert read_status(dirs[1]) == {}, "a held point does not start"
+        released = run_cli("release", sweep)
+        assert released.returncode == 0 and "released 1 job(s)" in released.stdout, released.stdout
+        wait_for("point 1 to complete", lambda: read_status(dirs[1]).get("state") == "completed", timeout=120)
+    finally:
+        if hold_file.exists():
+            hold_file.unlink()
+        subprocess.run(["scancel", *(p["job_id"] for p in summary["points"])], capture_output=True)
+
+
+def test_hold_on_a_local_sweep_says_it_is_slurms(tmp_path, no_slurm):
+    proc = run_cli("sweep", "--root", tmp_path, "--name", "l", EXAMPLES / "tiny.py", "with", "steps=3")
+    assert proc.returncode == 0
+    held = run_cli("hold", "l", "--root", tmp_path)
+    assert held.returncode == 2 and "hold and release are SLURM's" in held.stderr

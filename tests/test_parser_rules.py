@@ -67,9 +67,13 @@ def test_marked_jobs_from_squeue():
 
 
 def test_the_queue_from_squeue():
-    text = "12_3 RUNNING\n12_[4-6,9%2] PENDING\n13 COMPLETING\nbad line here\n\n14\n"
-    assert commands.parse_queue(text) == {"12_3": "RUNNING", "12_4": "PENDING", "12_5": "PENDING", "12_6": "PENDING",
-                                          "12_9": "PENDING", "13": "COMPLETING"}
+    text = "12_3 RUNNING None\n12_[4-6,9%2] PENDING Priority\n13 COMPLETING\nbad line here\n\n14\n" \
+           "15 PENDING QOSMaxJobsPerUser\n16 PENDING JobHeldUser\n"
+    queue = commands.parse_queue(text)
+    assert queue == {"12_3": "RUNNING", "12_4": "PENDING", "12_5": "PENDING", "12_6": "PENDING",
+                     "12_9": "PENDING", "13": "COMPLETING", "15": "PENDING", "16": "PENDING"}
+    assert [queue[j].reason for j in ("12_3", "12_9", "13", "15", "16")] == [  # type: ignore[attr-defined]
+        "", "Priority", "", "QOSMaxJobsPerUser", "JobHeldUser"]
 
 
 def test_expand_ids():
