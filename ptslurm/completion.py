@@ -21,7 +21,7 @@ complete -o default -F _ptslurm_complete ptslurm
 ZSH = "# ptslurm completion (zsh): eval \"$(ptslurm completion zsh)\" in ~/.zshrc\n" \
       "autoload -U +X bashcompinit && bashcompinit\n" + BASH.split("\n", 1)[1]
 
-POINT_COMMANDS = ("logs", "run", "show")  # their second positional is a point index
+POINT_COMMANDS = ("logs", "run", "show", "command")  # their second positional is a point index
 
 
 def script(shell: str) -> str:

@@ -143,6 +143,14 @@ def test_completion_offers_commands_options_sweeps_and_points(tmp_path):
     assert candidates(parser, 5, ["ptslurm", "logs", "--root", str(root), "tiny-1234", ""]) == ["0", "1", "2"]
     assert "failed" in candidates(parser, 4, ["ptslurm", "status", "x", "--state", ""])
     assert candidates(parser, 2, ["ptslurm", "sweep", ""]) == [], "experiment files: the shell's own"
+    # the new verbs and options
+    assert {"hold", "release", "note", "command"} <= set(candidates(parser, 1, ["ptslurm", ""]))
+    assert {"--where", "--state", "--setup", "--srun-arg", "--time"} <= set(candidates(parser, 2, ["ptslurm",
+                                                                                                 "resubmit", "--"]))
+    assert {"--where", "--state"} <= set(candidates(parser, 2, ["ptslurm", "cancel", "--"]))
+    assert "--snapshot" in candidates(parser, 2, ["ptslurm", "command", "--"])
+    assert candidates(parser, 5, ["ptslurm", "command", "--root", str(root), "tiny-1234", ""]) == ["0", "1", "2"]
+    assert "failed" in candidates(parser, 4, ["ptslurm", "hold", "x", "--state", ""])
 
 
 def test_the_bash_completion_script_completes_in_bash_and_help_stays_light(tmp_path):
