@@ -216,6 +216,9 @@ def classify(exc: BaseException, storage_dir: tp.Optional[Path] = None) -> Cause
         return Cause.INTERRUPTED if stopped else Cause.FAILED
     if not stopped:
         return Cause.FAILED
+    parent = os.environ.get("PTSLURM_PACK_PARENT", "")  # (pack.ENV_PACK_PARENT)
+    if parent.isdigit() and os.getppid() != int(parent):
+        return Cause.TERMINATED  # the packed job's own process died: its end, not a cancel; resumable
     info = commands.job_info(os.environ["SLURM_JOB_ID"])
     if info.get("PreemptTime") not in (None, "", "None"):
         return Cause.PREEMPTED

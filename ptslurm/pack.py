@@ -29,6 +29,7 @@ from .records import Manifest, PointEntry, State, read_intent, read_status
 from .runtime import job_id, on_slurm
 
 ENV_PACK = "PTSLURM_PACK"  # set in a packed point's process: "<job id>:<points in the job>"
+ENV_PACK_PARENT = "PTSLURM_PACK_PARENT"  # the pid of the job's process that started the point
 CANCEL_GRACE_S = 15.0
 START_GRACE_S = 60.0  # a cancelled point that has not recorded its start by then is stopped anyway
 POLL_S = 0.5
@@ -121,6 +122,7 @@ def run_pack(sweep_dir: tp.Union[str, Path], indices: tp.Sequence[int]) -> tp.Di
     for entry, part in zip(todo, share(len(todo), gpus, cpus, allocated)):
         env = dict(os.environ, OMP_NUM_THREADS=str(part.threads), MKL_NUM_THREADS=str(part.threads))
         env[ENV_PACK] = f"{job}:{len(entries)}"
+        env[ENV_PACK_PARENT] = str(os.getpid())
         if part.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = part.gpu
         print(f"ptslurm: job {job} runs point {entry.index} ({len(entries)} points share the job): "

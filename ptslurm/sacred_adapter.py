@@ -325,18 +325,20 @@ def close_interrupted(run: tp.Any, line: str) -> None:
     import sys
     import time
 
+    # the running code goes on printing until the process ends: nothing of it after
+    # ptslurm's line, so its streams go nowhere first and the line goes to the capture after
+    captured = sys.stdout
+    devnull = open(os.devnull, "w")
+    sys.stdout = sys.stderr = devnull
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        captured.flush()
         run._get_captured_output()
         text = run.captured_out or ""
         # the capture tees it to the scheduler's log as well
-        print(("" if not text or text.endswith("\n") else "\n") + line, flush=True)
+        captured.write(("" if not text or text.endswith("\n") else "\n") + line + "\n")
+        captured.flush()
     except Exception:  # noqa: BLE001 - a closed stream must not stop the rest
         pass
-    # the running code goes on printing until the process ends: nothing after ptslurm's line
-    devnull = open(os.devnull, "w")
-    sys.stdout = sys.stderr = devnull
     try:
         os.dup2(devnull.fileno(), 1)
         os.dup2(devnull.fileno(), 2)

@@ -251,9 +251,12 @@ def test_ptslurms_observer_decides_the_run_id_and_the_users_own_keeps_working(tm
     for p in summary["points"]:
         assert p["state"] == "completed"
         assert sorted(os.listdir(Path(p["storage_dir"]) / "sacred")) == ["1", "_sources"]
-    theirs = Path(summary["sweep_dir"]) / "code" / "my_runs"
-    runs = [json.loads((d / "run.json").read_text()) for d in theirs.iterdir() if d.name.isdigit()]
-    assert sorted(r["status"] for r in runs) == ["COMPLETED"] * 3
+    # a relative observer folder is the point's own, in its working dir (never the shared snapshot)
+    assert not (Path(summary["sweep_dir"]) / "code" / "my_runs").exists()
+    for p in summary["points"]:
+        theirs = Path(p["storage_dir"]) / "work" / "my_runs"
+        runs = [json.loads((d / "run.json").read_text()) for d in theirs.iterdir() if d.name.isdigit()]
+        assert [(r["status"], r["result"]) for r in runs] == [("COMPLETED", p["index"] + 1)]
 
 
 def test_logs_show_what_logging_printed_and_fall_back_to_the_local_log(tmp_path, no_slurm):

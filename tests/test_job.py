@@ -75,6 +75,20 @@ def test_decisions_on_slurm(slurm_env, sig, fields, causes, expected):
     assert attempts.decide(exc, Record(causes), max_requeues=3)[:3] == expected
 
 
+def test_a_packed_point_whose_job_process_died_is_stopped_not_cancelled(slurm_env):
+    """SIGTERM from PR_SET_PDEATHSIG while the job is COMPLETING reads like scancel; with the
+    job's process gone (the point's parent is not the one that started it) it is the job's
+    end: resumable (resubmit --failed finds it), never 'cancelled'."""
+    import os
+
+    fake_info(slurm_env, JobState="COMPLETING")
+    interrupt.request_stop(signal.SIGTERM)
+    slurm_env.setenv("PTSLURM_PACK_PARENT", str(os.getppid()))  # its parent lives: a scancel
+    assert attempts.classify(interrupt.Interrupted("x")) == "cancelled"
+    slurm_env.setenv("PTSLURM_PACK_PARENT", str(os.getppid() + 100000))  # the parent is gone
+    assert attempts.classify(interrupt.Interrupted("x")) == "terminated"
+
+
 def test_outside_slurm_nothing_is_requeued(monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     interrupt.reset()

@@ -137,7 +137,19 @@ def test_a_second_attempt_never_trains_into_a_held_storage_dir(tmp_path, monkeyp
     held = lease.acquire(tmp_path, "123_4", wait_s=0)
     with pytest.raises(lease.LeaseHeld, match="in use by another live attempt"):
         lease.acquire(tmp_path, "999_0", wait_s=0.5, scheduler_running=lambda job: True)
-    # the scheduler no longer runs the holder: taken over
+    # the scheduler no longer runs the holder but it still beats (its packing parent was
+    # killed, it trains on): not taken over
+    with pytest.raises(lease.LeaseHeld):
+        lease.acquire(tmp_path, "999_0", wait_s=0, scheduler_running=lambda job: False)
+    # ... until it has been silent for two heartbeats: taken over
+    held._stop.set()
+    time.sleep(0.5)
+    import datetime
+
+    data = json.loads((tmp_path / lease.LEASE).read_text())
+    data["heartbeat"] = (datetime.datetime.now(datetime.timezone.utc)
+                         - datetime.timedelta(seconds=lease.ENDED_JOB_STALE_S + 5)).isoformat()
+    (tmp_path / lease.LEASE).write_text(json.dumps(data))
     taken = lease.acquire(tmp_path, "999_0", wait_s=0, scheduler_running=lambda job: False)
     assert not held.mine() and taken.mine()
     held.release()  # the old holder, back from the dead, does not remove the new lease

@@ -277,7 +277,7 @@ def test_a_killed_packing_parent_ends_its_points_and_resubmit_runs_each_once(slu
         first = read_status(d)["attempts"][0]
         assert first["state"] != "running" and first.get("ended"), first
     table = rows(summary["sweep_dir"])
-    assert all(r["state"] in ("failed", "lost", "timeout") for r in table), table
+    assert all(r["state"] in ("failed", "lost", "timeout") for r in table), [(r["state"], r["reason"]) for r in table]
     again = run_cli("resubmit", summary["sweep_dir"], "--failed")
     assert again.returncode == 0 and "resubmitted 2 point(s)" in again.stdout, again.stdout + again.stderr
     wait_for("both points to complete", lambda: all(read_status(d).get("state") == "completed" for d in dirs),

@@ -158,5 +158,8 @@ def test_a_sweep_without_time_gets_the_partitions_limit_from_the_experiments_own
     status = json.loads((Path(point["storage_dir"]) / "ptslurm_status.json").read_text())
     value, cwd = status["attempts"][-1]["result"]
     assert value == 27
-    assert Path(cwd) == Path(json.loads(unlimited.stdout)["sweep_dir"]) / "code", "the job runs in the snapshot"
+    # the job works in the point's own working dir, which mirrors the snapshot's experiment folder
+    assert Path(cwd) == Path(point["storage_dir"]) / "work", "the job works in its point's own dir"
+    assert (Path(cwd) / "data" / "values.txt").resolve() == \
+        Path(json.loads(unlimited.stdout)["sweep_dir"]) / "code" / "data" / "values.txt"
     subprocess.run(["scancel", *[p["job_id"] for p in summary["points"]]], capture_output=True)

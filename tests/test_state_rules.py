@@ -105,10 +105,6 @@ def status_of(*attempts: Attempt, **fields) -> PointStatus:
     ("gone, out of memory", status_of(attempt()), Intent(), {}, {"9_0": "OUT_OF_MEMORY"}, State.FAILED),
     ("gone, node failure", status_of(attempt()), Intent(), {}, {"9_0": "NODE_FAIL"}, State.FAILED),
     ("gone, failed", status_of(attempt()), Intent(), {}, {"9_0": "FAILED"}, State.FAILED),
-    ("gone, failed, but its attempt beats on (a killed packing parent)",
-     status_of(attempt(heartbeat=iso(time.time() - 20))), Intent(), {}, {"9_0": "FAILED"}, State.RUNNING),
-    ("gone, failed, its attempt silent for 80 s", status_of(attempt(heartbeat=iso(time.time() - 80))), Intent(), {},
-     {"9_0": "FAILED"}, State.FAILED),
     ("pending, never started, queue says pending", status_of(), Intent(), {"9_0": "PENDING"}, None, State.PENDING),
     ("pending, never started, gone", status_of(), Intent(), {}, {}, State.LOST),
     ("running record, queue says pending: requeued", status_of(attempt()), Intent(), {"9_0": "PENDING"}, None,
@@ -124,6 +120,16 @@ def status_of(*attempts: Attempt, **fields) -> PointStatus:
 def test_the_state_of_a_point(tmp_path, case, status, intent, queue, accounting, expected):
     m = manifest(tmp_path)
     assert state.point_state(m, m.points[0], status, intent, queue, accounting) == expected, case
+
+
+def test_a_point_whose_job_left_the_queue_but_which_still_beats_is_running(tmp_path):
+    """A killed packing parent: SLURM ended the job (FAILED) while the point's process still
+    trains and beats. It is running, not failed, until it has been silent for a while."""
+    m = manifest(tmp_path)
+    beating = status_of(attempt(heartbeat=iso(time.time() - 20)))
+    assert state.point_state(m, m.points[0], beating, Intent(), {}, {"9_0": "FAILED"}) == State.RUNNING
+    silent = status_of(attempt(heartbeat=iso(time.time() - 80)))
+    assert state.point_state(m, m.points[0], silent, Intent(), {}, {"9_0": "FAILED"}) == State.FAILED
 
 
 def test_waiting_is_only_a_point_of_a_sweep_in_waves_without_a_job(tmp_path):
