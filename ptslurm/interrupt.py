@@ -123,8 +123,10 @@ def reset() -> None:
     _state.update(asked=False, asked_after_signal=False, watchdog=None, finishing=False)
 
 
-def end_process() -> None:
-    """End this process now, as an unhandled SIGTERM would (exit status 143), from any thread
-    (the watchdog's: signal handlers can only be changed in the main thread). The attempt is
-    recorded before this; nothing of the running code's state is kept but its checkpoints."""
-    _exit(143)
+def end_process(status: int = 143) -> None:
+    """End this process now, as an unhandled SIGTERM would (exit status 143; 0 for a stop
+    that went as planned: the job is requeued, srun need not report an error), from any
+    thread (the watchdog's: signal handlers can only be changed in the main thread). The
+    attempt is recorded before this; nothing of the running code's state is kept but its
+    checkpoints."""
+    _exit(status)

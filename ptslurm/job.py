@@ -327,7 +327,7 @@ def _unheeded(record: AttemptRecord, max_requeues: int, held: tp.Any, max_attemp
         ended()
     sys.stdout.flush()
     sys.stderr.flush()
-    interrupt.end_process()
+    interrupt.end_process(0 if state == State.REQUEUED else 143)
 
 
 class _CurrentStream:

@@ -143,7 +143,8 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
     if versions:
         header.insert(header.index("state"), "code")
     notes = [why(r) for r in rows]
-    if any(notes):  # why a point failed, or why it is not requeued any more
+    noted = any(notes)
+    if noted:  # why a point failed, or why it is not requeued any more
         header.append("why")
     sharing: tp.Dict[str, int] = {}  # a job shared by packed points: how many
     for e in manifest.points:
@@ -163,7 +164,7 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
         state = str(r.state) + (f" ({waits_for(r.reason)})" if r.reason else "")
         lines.append([str(r.index)] + [cell(r.varied.get(k, ""), k) for k in varied] +
                      ([f"v{manifest.point(r.index).code_version}"] if versions else []) + [state, str(r.attempts), progress, beat, duration(r.elapsed_s), job] +
-                     ([ranks(manifest, r)] if spread else []) + ([notes[len(lines)] or ""] if any(notes) else []))
+                     ([ranks(manifest, r)] if spread else []) + ([notes[len(lines)] or ""] if noted else []))
     width = 60  # the table fits itself to the terminal
     total = terminal_width() or 10**6
 
@@ -171,7 +172,7 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
         return len(table(header, lines, max_width=10**6, total_width=10**6).split("\n")[1])
 
     reasons = ""
-    if any(notes) and natural() > total:
+    if noted and natural() > total:
         # the reasons do not fit beside the table: under it, whole, one line per reason
         header, lines = header[:-1], [line[:-1] for line in lines]
         reasons = reasons_below(rows, notes, total)

@@ -86,5 +86,6 @@ def test_a_stop_at_each_moment_of_an_attempt_is_recorded_and_resumed(slurm_clust
                next((Path(summary["sweep_dir"]) / "slurm").glob(f"{point['job_id']}_0_log.out")))
         text = log.read_text()
         assert "Traceback" not in text, (moment, text[-2000:])
+        assert "srun: error" not in text, (moment, text[-2000:])  # a planned stop is no error
         if moment != "after":
             assert "ptslurm: this attempt stopped for scontrol requeue" in text, (moment, text[-1500:])
