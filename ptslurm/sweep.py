@@ -94,9 +94,12 @@ def run(request: SweepRequest, wait: bool = False, events: tp.Optional[Events] =
     tests hand in ``backends.FakeCluster.backend``)."""
     import time
 
+    from .rerun import remember, rerun
+
     events = events or Quiet()
     started = time.perf_counter()
-    p = plan(request, scheduler_given=make is not None)
+    shortcut = rerun(request, scheduler_given=make is not None)
+    p = shortcut or plan(request, scheduler_given=make is not None)
     try:
         for warning in p.warnings:
             events.warning(warning)
@@ -105,6 +108,8 @@ def run(request: SweepRequest, wait: bool = False, events: tp.Optional[Events] =
         preflight = time.perf_counter() - started
         outcome = execute(p, events, make)
         outcome.timing["preflight"] = preflight
+        if shortcut is None and outcome.sweep_dir is not None and outcome.manifest is not None:
+            remember(p, outcome.sweep_dir, outcome.manifest)
     finally:
         p.discard()
     if wait and outcome.rows is None and outcome.sweep_dir is not None:

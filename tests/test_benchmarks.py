@@ -57,3 +57,8 @@ def test_bench_ddp():
 def test_bench_packing(slurm_cluster):
     out = run("bench_packing.py", "--points", "8", "--per-job", "4")
     assert "packed/unpacked: wall time" in out and "array tasks 2/8" in out
+
+
+def test_bench_noop():
+    out = run("bench_noop.py", "--points", "3", "--repeats", "1")
+    assert "no-op re-run / print_config:" in out
