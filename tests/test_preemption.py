@@ -84,7 +84,7 @@ def test_requeue_and_preemption_resume_bit_identical(slurm_cluster, tmp_path, re
     cout = (storage_dir / "sacred" / "3" / "cout.txt").read_text()
     assert "resuming from ckpt_" in cout
     assert_same(reference, storage_dir)
-    sweep_dir = next((tmp_path / "sweeps").iterdir())
+    sweep_dir = next(p for p in (tmp_path / "sweeps").iterdir() if (p / "manifest.json").exists())
     rows = json.loads(run_cli("collect", sweep_dir, "--format", "json").stdout)
     assert len(rows) == 1, "a resumed point is reported once"
     from conftest import joined_metrics as join_metrics

@@ -82,7 +82,7 @@ def test_failed_point_makes_wait_exit_non_zero(slurm_cluster, tmp_path):
     assert proc.returncode == 1
     assert "1 of 2 points did not complete (point 1 failed: ValueError: probe failing on purpose" in proc.stderr
     # resubmitted with a longer limit and more memory: the new job asks SLURM for them
-    sweep_dir = next((tmp_path / "sweeps").iterdir())
+    sweep_dir = next(p for p in (tmp_path / "sweeps").iterdir() if (p / "manifest.json").exists())
     again = run_cli("resubmit", sweep_dir, "--points", "1", "--time", "7", "--mem", "0.5")
     assert again.returncode == 0, again.stderr
     assert "the resubmitted points ask for: mem 0.5 GB, time 7 min" in again.stdout, again.stdout
