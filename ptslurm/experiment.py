@@ -24,7 +24,8 @@ from .spec import Point
 _MISSING = object()
 
 
-def load(path: tp.Union[str, Path], module_name: tp.Optional[str] = None, light: bool = False):
+def load(path: tp.Union[str, Path], module_name: tp.Optional[str] = None, light: bool = False,
+         keep_links: bool = False):
     """Import an experiment file and return ``(module, experiment)``.
 
     The file's folder goes first on ``sys.path``, as when running ``python exp.py``; the
@@ -43,12 +44,14 @@ def load(path: tp.Union[str, Path], module_name: tp.Optional[str] = None, light:
     if path.suffix != ".py":
         raise ExperimentError(f"experiment file {str(path)!r} is not a Python file (.py)")
     name = module_name or path.stem
-    folder = str(path.resolve().parent)
+    # ``keep_links``: the job imports it from the point's working dir, whose files are links to
+    # the snapshot's, so that ``__file__`` (and what the code writes next to it) is the point's
+    where = os.path.abspath(path) if keep_links else str(path.resolve())
+    folder = os.path.dirname(where)
     if folder not in sys.path:
         sys.path.insert(0, folder)
     # from source, never from a __pycache__ (in a job's snapshot it is not covered by the hash list)
-    spec = importlib.util.spec_from_file_location(name, str(path.resolve()),
-                                                  loader=SourceOnlyLoader(name, str(path.resolve())))
+    spec = importlib.util.spec_from_file_location(name, where, loader=SourceOnlyLoader(name, where))
     if spec is None or spec.loader is None:
         raise ExperimentError(f"experiment file {str(path)!r} cannot be imported as a module")
     module = importlib.util.module_from_spec(spec)
@@ -66,7 +69,7 @@ def load(path: tp.Union[str, Path], module_name: tp.Optional[str] = None, light:
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise ExperimentError(f"experiment file {str(path)!r} failed to import: "
-                              f"{_describe(exc, str(path.resolve()))}") from None
+                              f"{_describe(exc, where)}") from None
     found = [(k, v) for k, v in vars(module).items() if sacred_adapter.is_experiment(v)]
     unique = {id(v): (k, v) for k, v in found}
     if not unique:

@@ -157,7 +157,7 @@ def _follow(manifest: Manifest, entry: PointEntry, sweep_dir: Path) -> tp.Any:
     if read_intent(entry.path).cancelled:
         return None
     enter_snapshot(manifest, sweep_dir, entry.index, entry.path)
-    run = _create_run(manifest, entry, None, observe=False)
+    run = _create_run(manifest, entry, None, observe=False, sweep_dir=sweep_dir)
     runtime.activate(run, None)
     route_logging()
     try:
@@ -195,7 +195,7 @@ def _attempt(manifest: Manifest, entry: PointEntry, sweep_dir: Path, record: Att
 
     try:
         enter_snapshot(manifest, sweep_dir, entry.index, entry.path)
-        run = _create_run(manifest, entry, record, on_error=said)
+        run = _create_run(manifest, entry, record, on_error=said, sweep_dir=sweep_dir)
         runtime.activate(run, record)
         route_logging()
         result = run()
@@ -382,23 +382,42 @@ def enter_snapshot(manifest: Manifest, sweep_dir: Path, index: int, storage_dir:
     if version.sha256:
         snapshot.verify(code, version.sha256, f"to run the new code: `ptslurm resubmit {sweep_dir} "
                                               f"--points {index} --refresh-code`")
-    if version.workdir and storage_dir is not None:
-        os.chdir(snapshot.workspace(code, Path(version.workdir), storage_dir / records.WORK))
+    mirror = storage_dir / records.WORK if storage_dir is not None and version.workdir else None
+    if mirror is not None:
+        os.chdir(snapshot.workspace(code, Path(tp.cast(str, version.workdir)), mirror))
+        # the code runs from the point's mirror (its files are links to the verified ones):
+        # whatever it writes next to its own files (``Path(__file__).parent / 'out'``) is the point's
+        snapshot.source_only(mirror)
     elif version.workdir:
         os.chdir(version.workdir)
     if version.source_root:
-        snapshot.isolate(Path(version.source_root), code)
+        snapshot.isolate(Path(version.source_root), mirror if mirror is not None else code)
+
+
+def _experiment_file(manifest: Manifest, entry: PointEntry, sweep_dir: tp.Optional[Path]) -> tp.Tuple[Path, bool]:
+    """The experiment file a job imports: its link in the point's mirror (``work/``, which
+    mirrors the snapshot folder) when there is one, else the snapshot's copy; and whether it
+    is that link."""
+    version = manifest.code_of(entry.code_version)
+    copy = Path(version.snapshot)
+    if sweep_dir is None:
+        return copy, False
+    rel = os.path.relpath(os.path.realpath(copy), os.path.realpath(sweep_dir / version.dir))
+    linked = entry.path / records.WORK / rel
+    return (linked, True) if not rel.startswith("..") and linked.is_symlink() else (copy, False)
 
 
 def _create_run(manifest: Manifest, entry: PointEntry, record: tp.Optional[AttemptRecord] = None,
-                observe: bool = True, on_error: tp.Optional[tp.Callable[[BaseException], str]] = None) -> tp.Any:
+                observe: bool = True, on_error: tp.Optional[tp.Callable[[BaseException], str]] = None,
+                sweep_dir: tp.Optional[Path] = None) -> tp.Any:
     """The sacred Run of this attempt, built from the snapshot with the point's updates,
     named configs and seed; ptslurm's FileStorageObserver first (it decides the run id, so
     attempt n of a point is ``sacred/<n>``), the experiment's own observers after it."""
     from . import experiment
 
     storage_dir = entry.path
-    _, ex = experiment.load(Path(manifest.code_of(entry.code_version).snapshot), module_name=manifest.experiment.module)
+    path, linked = _experiment_file(manifest, entry, sweep_dir)
+    _, ex = experiment.load(path, module_name=manifest.experiment.module, keep_links=linked)
     # the snapshot is not the repository; the submission's git state is recorded below
     ex.save_git_info = False
     updates = dict(entry.updates)

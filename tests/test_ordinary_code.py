@@ -1,8 +1,8 @@
 """Research code as it is written, never having heard of ptslurm: it reads ``data/x.txt``
 relative to its working directory and writes ``result.txt``, ``runs/`` and Lightning's
-``lightning_logs/version_<n>/`` there. Every point must complete with outputs of its own, in
-its storage dir's ``work/``, and nothing may land in the shared code snapshot (whose check
-would then fail every later point)."""
+``lightning_logs/version_<n>/`` there, and a file beside itself through ``__file__``. Every
+point must complete with outputs of its own, in its storage dir's ``work/``, and nothing may
+land in the shared code snapshot (whose check would then fail every later point)."""
 import json
 from pathlib import Path
 
@@ -34,7 +34,8 @@ def _points_own_their_outputs(summary: dict) -> None:
         assert (work / "lightning_logs" / "version_0" / "metrics.csv").read_text().splitlines()[1] == \
             f"{lr},{float(lr) * 3}"
         assert (work / "data" / "x.txt").is_symlink(), "the code's files are linked, not copied"
-    written = {"result.txt", "runs", "lightning_logs"}
+        assert (work / "next_to_me.txt").read_text() == f"{lr}\n", "written beside __file__: the point's own"
+    written = {"result.txt", "runs", "lightning_logs", "next_to_me.txt"}
     for code in sweep_dir.glob("code*"):
         if code.is_dir():
             assert not written & {p.name for p in code.rglob("*")}, "nothing written into the snapshot"

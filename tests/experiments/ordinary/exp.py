@@ -1,8 +1,12 @@
 """An experiment written the way research code is, never having heard of ptslurm: it reads its
 data relative to the working directory and writes its outputs there too (a result file, a
-TensorBoard-style ``runs/`` folder, Lightning's default ``lightning_logs/version_<n>/``)."""
+TensorBoard-style ``runs/`` folder, Lightning's default ``lightning_logs/version_<n>/``, a file
+beside itself through ``__file__``), and imports a module that lies beside it."""
 import os
 import time
+from pathlib import Path
+
+from helpers import scale  # a module of the project beside the script
 
 from sacred import Experiment
 
@@ -20,7 +24,9 @@ def main(lr, delay_s):
     with open("data/x.txt") as fh:
         x = float(fh.read())
     time.sleep(delay_s)
-    result = x * lr
+    result = scale(x, lr)
+    with open(Path(__file__).parent / "next_to_me.txt", "w") as fh:  # beside the script, as many do
+        fh.write(f"{lr}\n")
     with open("result.txt", "w") as fh:
         fh.write(f"{lr} {result}\n")
     os.makedirs("runs/exp", exist_ok=True)
