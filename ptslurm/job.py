@@ -100,7 +100,8 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int, notify: bool = True) -
         asked = manifest.resources_of(index)
         max_requeues, max_attempts = asked.max_requeues, asked.max_attempts
         interrupt.on_unheeded(lambda: _unheeded(record, max_requeues, held, max_attempts,
-                                                 (lambda: _notify(manifest, sweep_dir)) if notify else (lambda: None)))
+                                                 (lambda: _notify(manifest, sweep_dir)) if notify else (lambda: None),
+                                                 index, sweep_dir))
         return _attempt(manifest, entry, sweep_dir, record, max_requeues, max_attempts)
     finally:
         interrupt.on_unheeded(None)
@@ -156,8 +157,8 @@ def _follow(manifest: Manifest, entry: PointEntry, sweep_dir: Path) -> tp.Any:
     and requeues the job; a stop reaches every rank through the Trainer's agreement)."""
     if read_intent(entry.path).cancelled:
         return None
-    enter_snapshot(manifest, sweep_dir, entry.index, entry.path)
-    run = _create_run(manifest, entry, None, observe=False, sweep_dir=sweep_dir)
+    experiment_file = enter_snapshot(manifest, sweep_dir, entry.index, entry.path)
+    run = _create_run(manifest, entry, experiment_file, None, observe=False)
     runtime.activate(run, None)
     route_logging()
     try:
@@ -194,8 +195,8 @@ def _attempt(manifest: Manifest, entry: PointEntry, sweep_dir: Path, record: Att
         return ended[0]
 
     try:
-        enter_snapshot(manifest, sweep_dir, entry.index, entry.path)
-        run = _create_run(manifest, entry, record, on_error=said, sweep_dir=sweep_dir)
+        experiment_file = enter_snapshot(manifest, sweep_dir, entry.index, entry.path)
+        run = _create_run(manifest, entry, experiment_file, record, on_error=said)
         runtime.activate(run, record)
         route_logging()
         result = run()
@@ -209,9 +210,14 @@ def _attempt(manifest: Manifest, entry: PointEntry, sweep_dir: Path, record: Att
         raise
 
 
+class ReturnedAfterStop(interrupt.Interrupted):
+    """The code's main function returned after ``should_stop()`` told it to stop, short of
+    its budget: a stop, recorded and resumed as one."""
+
+
 def _how_stopped(exc: BaseException) -> str:
     """How the code took the stop, for the record's line."""
-    if "returned after ptslurm.should_stop()" in str(exc):
+    if isinstance(exc, ReturnedAfterStop):
         return "the code returned after ptslurm.should_stop() was True"
     if interrupt.received() is not None and interrupt.heeded():
         return "the code stopped at ptslurm.should_stop()"
@@ -292,7 +298,7 @@ def _local_iso(text: tp.Optional[str]) -> tp.Optional[str]:
 
 
 def _unheeded(record: AttemptRecord, max_requeues: int, held: tp.Any, max_attempts: tp.Optional[int] = None,
-              ended: tp.Callable[[], None] = lambda: None) -> None:
+              ended: tp.Callable[[], None] = lambda: None, index: int = 0, sweep_dir: Path = Path("SWEEP")) -> None:
     """The watchdog's action for code that did not ask ``should_stop()``: on a time limit,
     use the allocation to its end (``_use_allocation``); then record the attempt, requeue it
     within the caps and end the process; the next attempt resumes from the code's own
@@ -308,11 +314,10 @@ def _unheeded(record: AttemptRecord, max_requeues: int, held: tp.Any, max_attemp
                   error=f"stop request ({cause}) not heeded by the running code: the process was ended; "
                         f"the next attempt resumes from the code's own latest checkpoint")
     run = runtime.active_run()
-    point = os.environ.get(ENV_POINT, "?")
     how = ("the experiment was still starting: ended by ptslurm" if run is None
            else "the code did not ask ptslurm.should_stop(): ended by ptslurm" if interrupt.never_asked()
            else "the code did not stop within the grace time: ended by ptslurm")
-    line = story(decision, int(point) if point.isdigit() else 0, Path(os.environ.get(ENV_SWEEP_DIR, "SWEEP")), how)
+    line = story(decision, index, sweep_dir, how)
     if run is not None:
         sacred_adapter.close_interrupted(run, line)
     else:
@@ -364,13 +369,15 @@ def route_logging() -> None:
                     handler.setStream(_CurrentStream(name))
 
 
-def enter_snapshot(manifest: Manifest, sweep_dir: Path, index: int, storage_dir: tp.Optional[Path] = None) -> None:
+def enter_snapshot(manifest: Manifest, sweep_dir: Path, index: int, storage_dir: tp.Optional[Path] = None) -> Path:
     """Check that the code snapshot is what was submitted, then run from it: nothing of the
     user's live tree is importable, and the working directory is the point's own
     ``<storage_dir>/work/`` (``snapshot.workspace``: the snapshot's folders with its files
     linked in, at the experiment's folder), so that relative reads find the code's files and
     relative writes stay the point's. Without ``storage_dir``, the snapshot's copy of the
-    experiment's folder. Raises SnapshotError (never retried) when a file changed."""
+    experiment's folder. Returns the experiment file to import: its link in the mirror (so
+    that what the code writes beside itself is the point's too), else the snapshot's copy.
+    Raises SnapshotError (never retried) when a file changed."""
     from . import snapshot
 
     version = manifest.code_of(manifest.point(index).code_version)
@@ -382,42 +389,34 @@ def enter_snapshot(manifest: Manifest, sweep_dir: Path, index: int, storage_dir:
     if version.sha256:
         snapshot.verify(code, version.sha256, f"to run the new code: `ptslurm resubmit {sweep_dir} "
                                               f"--points {index} --refresh-code`")
+    experiment = Path(version.snapshot)
     mirror = storage_dir / records.WORK if storage_dir is not None and version.workdir else None
     if mirror is not None:
         os.chdir(snapshot.workspace(code, Path(tp.cast(str, version.workdir)), mirror))
-        # the code runs from the point's mirror (its files are links to the verified ones):
-        # whatever it writes next to its own files (``Path(__file__).parent / 'out'``) is the point's
         snapshot.source_only(mirror)
+        # imported through its link, whatever it writes beside itself (``__file__``) is the point's
+        rel = os.path.relpath(os.path.realpath(experiment), os.path.realpath(code))
+        if not rel.startswith("..") and (mirror / rel).is_symlink():
+            experiment = mirror / rel
     elif version.workdir:
         os.chdir(version.workdir)
     if version.source_root:
         snapshot.isolate(Path(version.source_root), mirror if mirror is not None else code)
+    return experiment
 
 
-def _experiment_file(manifest: Manifest, entry: PointEntry, sweep_dir: tp.Optional[Path]) -> tp.Tuple[Path, bool]:
-    """The experiment file a job imports: its link in the point's mirror (``work/``, which
-    mirrors the snapshot folder) when there is one, else the snapshot's copy; and whether it
-    is that link."""
-    version = manifest.code_of(entry.code_version)
-    copy = Path(version.snapshot)
-    if sweep_dir is None:
-        return copy, False
-    rel = os.path.relpath(os.path.realpath(copy), os.path.realpath(sweep_dir / version.dir))
-    linked = entry.path / records.WORK / rel
-    return (linked, True) if not rel.startswith("..") and linked.is_symlink() else (copy, False)
-
-
-def _create_run(manifest: Manifest, entry: PointEntry, record: tp.Optional[AttemptRecord] = None,
-                observe: bool = True, on_error: tp.Optional[tp.Callable[[BaseException], str]] = None,
-                sweep_dir: tp.Optional[Path] = None) -> tp.Any:
-    """The sacred Run of this attempt, built from the snapshot with the point's updates,
-    named configs and seed; ptslurm's FileStorageObserver first (it decides the run id, so
-    attempt n of a point is ``sacred/<n>``), the experiment's own observers after it."""
+def _create_run(manifest: Manifest, entry: PointEntry, experiment_file: Path,
+                record: tp.Optional[AttemptRecord] = None, observe: bool = True,
+                on_error: tp.Optional[tp.Callable[[BaseException], str]] = None) -> tp.Any:
+    """The sacred Run of this attempt, built from ``experiment_file`` (``enter_snapshot``'s)
+    with the point's updates, named configs and seed; ptslurm's FileStorageObserver first (it
+    decides the run id, so attempt n of a point is ``sacred/<n>``), the experiment's own
+    observers after it."""
     from . import experiment
 
     storage_dir = entry.path
-    path, linked = _experiment_file(manifest, entry, sweep_dir)
-    _, ex = experiment.load(path, module_name=manifest.experiment.module, keep_links=linked)
+    _, ex = experiment.load(experiment_file, module_name=manifest.experiment.module,
+                            keep_links=experiment_file.is_symlink())
     # the snapshot is not the repository; the submission's git state is recorded below
     ex.save_git_info = False
     updates = dict(entry.updates)
@@ -453,8 +452,8 @@ def _returned() -> None:
     reaching its budget (``report_progress(..., total=...)``)."""
     interrupt.finishing()
     if interrupt.heeded() and not runtime.budget_done():
-        raise interrupt.Interrupted("the code returned after ptslurm.should_stop() was True (its checkpoint "
-                                    "saved, its budget not reached): this attempt stopped")
+        raise ReturnedAfterStop("the code returned after ptslurm.should_stop() was True (its checkpoint saved, "
+                                "its budget not reached): this attempt stopped")
 
 
 def main(argv: tp.Optional[tp.List[str]] = None) -> int:
