@@ -18,7 +18,7 @@ import typing as tp
 import uuid
 from pathlib import Path
 
-from . import storage
+from . import records, storage
 from .errors import LeaseHeld  # noqa: F401 - lease.LeaseHeld, what callers catch
 from .records import LEASE, SLURM_ON_NODE
 from .state import alive, timestamp
@@ -26,7 +26,7 @@ from .runtime import now
 
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 150.0  # five missed heartbeats
-ENDED_JOB_STALE_S = 75.0  # two missed heartbeats, for a holder whose job the scheduler says has ended
+ENDED_JOB_STALE_S = records.LIVE_HEARTBEAT_S  # a holder whose job the scheduler says has ended, silent
 WAIT_S = float(os.environ.get("PTSLURM_LEASE_WAIT_S", "120"))
 
 

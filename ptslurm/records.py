@@ -51,6 +51,11 @@ METRICS = "metrics.json"
 MANIFEST_SCHEMA = 1  # a manifest of a newer schema is refused (see storage.read_manifest)
 
 
+#: an attempt whose heartbeat (every 30 s) is younger than this is alive, whatever the scheduler
+#: says of its job (a packed point whose job's process was killed trains on): never shown
+#: failed, its lease never taken over
+LIVE_HEARTBEAT_S = 75.0
+
 #: ptslurm's own files at the top of a storage dir (not the point's code's)
 OWN_FILES = frozenset({STATUS, INTENT, LEASE, CONFIG, CLAIM})
 

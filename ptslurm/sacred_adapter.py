@@ -250,14 +250,21 @@ def say(run: tp.Any, line: str) -> None:
     import sys
 
     try:
-        sys.stdout.flush()
         sys.stderr.flush()
-        run._get_captured_output()
-        text = run.captured_out or ""
-        print(("" if not text or text.endswith("\n") else "\n") + line, flush=True)
+        _write_own_line(run, sys.stdout, line)
         run._emit_heartbeat()
     except Exception:  # noqa: BLE001 - the attempt is recorded already
         pass
+
+
+def _write_own_line(run: tp.Any, stream: tp.Any, line: str) -> None:
+    """``line`` to ``stream`` (the run's capture, teed to the job's log) on a line of its own:
+    after a newline when what the code printed last did not end with one (a ``\r`` bar)."""
+    stream.flush()
+    run._get_captured_output()
+    text = run.captured_out or ""
+    stream.write(("" if not text or text.endswith("\n") else "\n") + line + "\n")
+    stream.flush()
 
 
 def run_id(run: tp.Any) -> tp.Any:
@@ -331,12 +338,7 @@ def close_interrupted(run: tp.Any, line: str) -> None:
     devnull = open(os.devnull, "w")
     sys.stdout = sys.stderr = devnull
     try:
-        captured.flush()
-        run._get_captured_output()
-        text = run.captured_out or ""
-        # the capture tees it to the scheduler's log as well
-        captured.write(("" if not text or text.endswith("\n") else "\n") + line + "\n")
-        captured.flush()
+        _write_own_line(run, captured, line)
     except Exception:  # noqa: BLE001 - a closed stream must not stop the rest
         pass
     try:

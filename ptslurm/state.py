@@ -53,12 +53,9 @@ def alive(host: tp.Optional[str], pid: tp.Optional[int]) -> bool:
     return True
 
 
-LIVE_HEARTBEAT_S = 75.0  # an attempt that beat this recently is alive (it beats every 30 s)
-
-
 def _beating(heartbeat: tp.Optional[str]) -> bool:
     when = timestamp(heartbeat)
-    return when is not None and abs(time.time() - when) < LIVE_HEARTBEAT_S  # (a node's clock may run a little ahead)
+    return when is not None and abs(time.time() - when) < records.LIVE_HEARTBEAT_S  # (a node's clock may run a little ahead)
 
 
 def point_state(manifest: Manifest, entry: PointEntry, status: PointStatus, intent: Intent,
