@@ -36,14 +36,22 @@ def allocation_lock(directory: Path):
     return cls(str(directory / f"{LOCK}.{os.geteuid()}"), timeout=LOCK_TIMEOUT_S, mode=0o600)
 
 
-def lock_error(path: Path) -> StorageError:
-    """A lock file of somebody else's: one line naming its owner."""
+def user_name(uid: int) -> str:
+    """``alice (uid 1001)``, or ``uid 1001`` for a uid without a name."""
     import pwd
 
     try:
-        owner = pwd.getpwuid(os.stat(path).st_uid).pw_name
-    except (OSError, KeyError):
-        owner = f"uid {os.stat(path).st_uid}"
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def lock_error(path: Path) -> StorageError:
+    """A lock file of somebody else's: one line naming its owner."""
+    try:
+        owner = user_name(os.stat(path).st_uid)
+    except OSError:
+        owner = "another user"
     return StorageError(f"lock file {str(path)!r} belongs to {owner}: ptslurm cannot take it; use another --root")
 
 

@@ -37,14 +37,11 @@ def _require_trusted(path: Path) -> None:
 
     st = path.stat()
     if st.st_uid != os.geteuid():
-        import pwd
+        from .locks import user_name
 
-        try:
-            owner = pwd.getpwuid(st.st_uid).pw_name
-        except KeyError:
-            owner = f"uid {st.st_uid}"
-        raise UsageError(f"profile {str(path.resolve())!r} in this folder belongs to {owner}: ptslurm does not take "
-                         f"another user's settings unasked; read it and pass --profile {PROFILE_NAME} to use it, "
+        raise UsageError(f"profile {str(path.resolve())!r} in this folder belongs to {user_name(st.st_uid)}: "
+                         f"ptslurm does not take another user's settings unasked; read it and pass --profile "
+                         f"{PROFILE_NAME} to use it, "
                          f"or run from another folder")
     if st.st_mode & stat.S_IWOTH:  # (group-writable is umask 002's normal: the group may edit the code too)
         raise UsageError(f"profile {str(path.resolve())!r} in this folder may be written by anyone: "

@@ -7,6 +7,23 @@ from .argvalues import UNSET
 from .errors import UsageError
 
 
+#: the resource options whose value is a Resources field of the same name (``--time`` is
+#: ``timeout_min``, ``--sbatch``, ``--setup``, ``--srun-arg`` are lists)
+SCALAR_OPTIONS = ("partition", "gpus", "cpus", "nodes", "tasks_per_node", "mem_gb", "account", "qos", "constraint",
+                  "array_parallelism", "signal_delay_s", "max_requeues", "max_attempts", "points_per_job")
+
+
+def sbatch_options(items: tp.Iterable[str]) -> tp.Dict[str, tp.Any]:
+    """``--sbatch KEY=VALUE`` (or ``--sbatch FLAG``) options as sbatch_args."""
+    out: tp.Dict[str, tp.Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key.strip().lstrip("-"):
+            raise UsageError(f"--sbatch {item!r}: expected KEY=VALUE or a FLAG, e.g. --sbatch mail-type=END")
+        out[key.strip().lstrip("-")] = value if sep else True  # `--sbatch exclusive`: a flag
+    return out
+
+
 def resources(args: tp.Any, prof: dict, prof_path: tp.Any = None) -> tp.Any:
     """The Resources a sweep command asks for: the profile's, the command line's over them."""
     from .profile import parse_time
@@ -15,8 +32,7 @@ def resources(args: tp.Any, prof: dict, prof_path: tp.Any = None) -> tp.Any:
     res = dict(prof.get("resources") or {})
     from_profile = f"profile {prof_path}"
     origins = {key: from_profile for key, value in res.items() if value is not None and key != "sbatch_args"}
-    for key in ("partition", "gpus", "cpus", "nodes", "tasks_per_node", "mem_gb", "account", "qos", "constraint",
-                "array_parallelism", "signal_delay_s", "max_requeues", "max_attempts", "points_per_job"):
+    for key in SCALAR_OPTIONS:
         value = getattr(args, key)
         if value is UNSET:  # `--mem none`: drop the profile's value, the cluster's default applies
             res[key] = None
@@ -35,13 +51,9 @@ def resources(args: tp.Any, prof: dict, prof_path: tp.Any = None) -> tp.Any:
             origins[f"{key}:command line"] = str(len(given))
     extra = dict(res.pop("sbatch_args", None) or {})
     origins.update({key: from_profile for key in extra})
-    for item in args.sbatch:
-        key, sep, value = item.partition("=")
-        if not key.strip().lstrip("-"):
-            raise UsageError(f"--sbatch {item!r}: expected KEY=VALUE or a FLAG, e.g. --sbatch mail-type=END")
-        name = key.strip().lstrip("-")
-        extra[name] = value if sep else True  # `--sbatch exclusive`: a flag
-        origins[name] = "command line"
+    options = sbatch_options(args.sbatch)
+    extra.update(options)
+    origins.update({name: "command line" for name in options})
     timeout = parse_time(res.pop("time", None))
     res["origins"] = origins
     return Resources(timeout_min=timeout, sbatch_args=extra, **res)  # sweep.check_resources checks the values
@@ -52,8 +64,7 @@ def resource_changes(args: tp.Any) -> tp.Dict[str, tp.Any]:
     from .profile import parse_time
 
     changes: tp.Dict[str, tp.Any] = {}
-    for key in ("partition", "gpus", "cpus", "nodes", "tasks_per_node", "mem_gb", "account", "qos", "constraint",
-                "array_parallelism", "signal_delay_s", "max_requeues", "max_attempts", "points_per_job"):
+    for key in SCALAR_OPTIONS:
         value = getattr(args, key, None)
         if value is not None:
             changes[key] = None if value is UNSET else value
@@ -62,12 +73,7 @@ def resource_changes(args: tp.Any) -> tp.Dict[str, tp.Any]:
     for key in ("setup", "srun_args"):
         if getattr(args, key, None):
             changes[key] = tuple(getattr(args, key))
-    extra = {}
-    for item in getattr(args, "sbatch", None) or ():
-        key, sep, value = item.partition("=")
-        if not key.strip().lstrip("-"):
-            raise UsageError(f"--sbatch {item!r}: expected KEY=VALUE or a FLAG, e.g. --sbatch mail-type=END")
-        extra[key.strip().lstrip("-")] = value if sep else True
+    extra = sbatch_options(getattr(args, "sbatch", None) or ())
     if extra:
         changes["sbatch_args"] = extra
     return changes

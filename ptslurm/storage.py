@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import records
 from .errors import ManifestError, StorageError, UsageError
-from .locks import MANIFEST_LOCK, allocation_lock, lock_error, manifest_lock  # noqa: F401 - storage.manifest_lock
+from .locks import MANIFEST_LOCK, allocation_lock, lock_error, manifest_lock, user_name  # noqa: F401 - re-exported
 from .records import CLAIM, MANIFEST, SWEEPS, Manifest  # records owns the names
 
 DEFAULT_ROOT = "~/ptslurm-runs"
@@ -120,7 +120,7 @@ def unsafe_dir(path: Path) -> tp.Optional[str]:
         except OSError:
             continue
         if st.st_uid not in (me, 0):
-            return f"{str(folder)!r}, which belongs to {_user(st.st_uid)}"
+            return f"{str(folder)!r}, which belongs to {user_name(st.st_uid)}"
         if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
             return f"{str(folder)!r}, which is writable by {'others' if st.st_mode & 0o002 else 'its group'}"
     return None
@@ -374,15 +374,6 @@ def _find_sweep(name_or_path: str, root: tp.Optional[str] = None) -> Path:
                        f"{str(sweeps_dir(resolve_root(root)))!r}; `ptslurm list` shows the sweeps")
 
 
-def _user(uid: int) -> str:
-    import pwd
-
-    try:
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except KeyError:
-        return f"uid {uid}"
-
-
 def foreign_owner(sweep_dir: Path) -> tp.Optional[str]:
     """The user other than the caller who owns the sweep dir or its manifest (the control
     files every command that acts on a sweep trusts), else None."""
@@ -393,7 +384,7 @@ def foreign_owner(sweep_dir: Path) -> tp.Optional[str]:
         except OSError:
             continue
         if uid != me:
-            return _user(uid)
+            return user_name(uid)
     return None
 
 
@@ -415,7 +406,7 @@ def read_manifest(sweep_dir: Path) -> Manifest:
         raise ManifestError(f"{str(path)!r} is missing; is {str(sweep_dir)!r} a sweep directory?")
     if not os.access(path, os.R_OK):
         try:
-            owner = _user(os.stat(path).st_uid)
+            owner = user_name(os.stat(path).st_uid)
         except OSError:
             owner = "its owner"
         raise ManifestError(f"{str(path)!r} is not readable by you (it belongs to {owner}); ask its owner to "

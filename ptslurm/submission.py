@@ -113,14 +113,8 @@ def _require_ours(sweep_dir: Path) -> None:
     """A sweep dir of that name that another user made is theirs: never reused nor removed."""
     owner = os.lstat(sweep_dir).st_uid
     if owner != os.geteuid():
-        import pwd
-
-        try:
-            who = pwd.getpwuid(owner).pw_name
-        except KeyError:
-            who = f"uid {owner}"
-        raise UsageError(f"sweep dir {str(sweep_dir)!r} already exists and belongs to {who}; choose another "
-                         f"--name or your own --root")
+        raise UsageError(f"sweep dir {str(sweep_dir)!r} already exists and belongs to {storage.user_name(owner)}; "
+                         f"choose another --name or your own --root")
 
 
 def existing(p: Plan) -> tp.Optional[Manifest]:
