@@ -134,11 +134,12 @@ def choose_executor(requested: str, dry_run: bool = False) -> Executor:
     return Executor(requested)
 
 
-def plan(request: SweepRequest, scheduler_given: bool = False) -> Plan:
+def plan(request: SweepRequest, scheduler_given: bool = False, executor: tp.Optional[Executor] = None) -> Plan:
     """All checks without side effects outside a temporary folder: the code snapshot is
     made there and the pre-flight loads the experiment from it, in a fresh process, as the
     job will. Raises a UsageError subclass on bad input. Call ``discard()`` when done.
-    ``scheduler_given``: the caller hands in a scheduler backend (no SLURM to look for)."""
+    ``scheduler_given``: the caller hands in a scheduler backend (no SLURM to look for);
+    ``executor``: already chosen (``rerun`` asked the scheduler once)."""
     if request.jobs < 1:
         raise UsageError(f"-j/--jobs must be at least 1, got {request.jobs}")
     if not request.max_snapshot_mb > 0:
@@ -151,7 +152,7 @@ def plan(request: SweepRequest, scheduler_given: bool = False) -> Plan:
     storage.check_root_writable(root)
     storage.require_safe_dir(storage.sweeps_dir(root), "the sweep's control files (manifest, job pickles)")
     path = Path(request.experiment)
-    chosen = Executor.SLURM if scheduler_given else choose_executor(request.executor, request.dry_run)
+    chosen = executor or (Executor.SLURM if scheduler_given else choose_executor(request.executor, request.dry_run))
     if request.name is not None:
         check_name(request.name)
     keys = (request.storage_key,) if request.storage_key else FALLBACK_STORAGE_KEYS

@@ -57,35 +57,40 @@ def remember(p: Plan, sweep_dir: Path, manifest: tp.Any) -> None:
         pass
 
 
-def rerun(request: SweepRequest, scheduler_given: bool = False) -> tp.Optional[Plan]:
+def rerun(request: SweepRequest, scheduler_given: bool = False
+          ) -> tp.Tuple[tp.Optional[Plan], tp.Optional[Executor]]:
     """The plan of a sweep that this very command made before and submitted in full: from its
     manifest, with no snapshot, no experiment loaded and no config built (a re-run of the
-    same command submits nothing new: it only has to be recognised). None when it is not such
-    a re-run (anything else goes through ``plan``)."""
+    same command submits nothing new: it only has to be recognised); None when it is not such
+    a re-run (anything else goes through ``plan``). And the executor chosen on the way (None
+    for a dry run), so that ``plan`` need not ask the scheduler again."""
     from .records import read_json
 
     if request.dry_run:
-        return None
-    request = dataclasses.replace(request, resources=check_resources(request.resources)[0])
-    executor = Executor.SLURM if scheduler_given else choose_executor(request.executor)
+        return None, None
+    try:
+        request = dataclasses.replace(request, resources=check_resources(request.resources)[0])
+        executor = Executor.SLURM if scheduler_given else choose_executor(request.executor)
+    except UsageError:
+        return None, None  # ``plan`` says it, in its order of checks
     key = request_key(request, executor)
     if key is None:
-        return None
+        return None, executor
     root = storage.resolve_root(request.root)
     hint = read_json(storage.sweeps_dir(root) / REQUESTS / key)
     if not isinstance(hint, dict) or not isinstance(hint.get("name"), str):
-        return None
+        return None, executor
     sweep_dir = storage.sweeps_dir(root) / hint["name"]
     try:
         if os.lstat(sweep_dir).st_uid != os.geteuid():
-            return None
+            return None, executor
         manifest = storage.read_manifest(sweep_dir)
     except (OSError, PtslurmError):
-        return None
+        return None, executor
     if manifest.state != "submitted" or manifest.spec_hash != hint.get("spec_hash") or manifest.executor != executor:
-        return None
+        return None, executor
     return Plan(request=request, points=[e.to_point() for e in manifest.points], root=root,
                 experiment_name=manifest.experiment.name, module_name=manifest.experiment.module,
                 experiment_file=Path(manifest.experiment.file), storage_key=manifest.storage_key,
                 predicted_dirs=[], warnings=[], executor=executor, name=manifest.name,
-                spec_hash=manifest.spec_hash)
+                spec_hash=manifest.spec_hash), executor

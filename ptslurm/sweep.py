@@ -98,8 +98,8 @@ def run(request: SweepRequest, wait: bool = False, events: tp.Optional[Events] =
 
     events = events or Quiet()
     started = time.perf_counter()
-    shortcut = rerun(request, scheduler_given=make is not None)
-    p = shortcut or plan(request, scheduler_given=make is not None)
+    shortcut, executor = rerun(request, scheduler_given=make is not None)
+    p = shortcut or plan(request, scheduler_given=make is not None, executor=executor)
     try:
         for warning in p.warnings:
             events.warning(warning)
