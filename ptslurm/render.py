@@ -168,8 +168,9 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
     width = 60  # the table fits itself to the terminal
     total = terminal_width() or 10**6
 
-    def natural() -> int:
-        return len(table(header, lines, max_width=10**6, total_width=10**6).split("\n")[1])
+    def natural() -> int:  # the table's width with every cell whole
+        widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
+        return sum(widths) + 2 * (len(widths) - 1)
 
     reasons = ""
     if noted and natural() > total:
