@@ -78,10 +78,9 @@ def test_ptslurm_ends_a_process_whose_experiment_is_still_being_imported(tmp_pat
         experiment.load({str(slow)!r})
         print("the import finished: the process was not ended")
     """)
-    start = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 143, proc.stdout + proc.stderr
-    assert time.monotonic() - start < 15
+    assert "the import finished" not in proc.stdout, "the process ran on to the end of the import"
 
 
 def test_an_os_exit_of_the_experiments_own_import_is_still_refused(tmp_path):
