@@ -136,23 +136,24 @@ class SlurmBackend:
             on_array(ids)
         return job_ids
 
-    def submit_wave_job(self, after: tp.Sequence[str], marker: str) -> str:
-        """A one-CPU job that submits the sweep's next wave once the jobs ``after`` (array ids)
-        all ended; returns its job id."""
+    def submit_wave_job(self, after: tp.Sequence[str], marker: str, what: str = "waves") -> str:
+        """A one-CPU job that runs ``python -m ptslurm.<what> SWEEP_DIR`` once the jobs
+        ``after`` (array ids) all ended: the sweep's next wave, or successive halving's next
+        decision (``promote``); returns its job id."""
         r = self.resources
         self.folder.mkdir(parents=True, exist_ok=True)
-        options = [f"--job-name={self.job_name}-waves", f"--comment={marker}:wave", "--cpus-per-task=1",
+        options = [f"--job-name={self.job_name}-{what}", f"--comment={marker}:{what}", "--cpus-per-task=1",
                    "--mem=500M", "--time=10", "--kill-on-invalid-dep=yes",
-                   f"--output={self.folder / 'waves_%j.out'}", "--open-mode=append"]
+                   f"--output={self.folder / (what + '_%j.out')}", "--open-mode=append"]
         if after:
             options.append("--dependency=afterany:" + ":".join(after))
         options += [f"--{k}={v}" for k, v in (("partition", r.partition), ("account", r.account), ("qos", r.qos))
                     if v]
         self.sbatch_calls += 1
         try:
-            return commands.sbatch_wrap(options, [sys.executable, "-m", "ptslurm.waves", str(self.sweep_dir)])
+            return commands.sbatch_wrap(options, [sys.executable, "-m", f"ptslurm.{what}", str(self.sweep_dir)])
         except SubmissionError as exc:
-            raise SubmissionError(f"the next wave: {exc}") from None
+            raise SubmissionError(f"the next {'wave' if what == 'waves' else 'decision'}: {exc}") from None
 
     def ensure_pickles(self, jobs: tp.Mapping[str, tp.Sequence[int]], target: tp.Callable[..., tp.Any],
                        args_for: ArgsFor) -> None:
@@ -337,7 +338,7 @@ class Scheduler(tp.Protocol):
                on_array: tp.Callable[[tp.Dict[int, str]], None],
                marker: tp.Optional[str] = None) -> tp.Dict[int, str]: ...
 
-    def submit_wave_job(self, after: tp.Sequence[str], marker: str) -> str: ...
+    def submit_wave_job(self, after: tp.Sequence[str], marker: str, what: str = "waves") -> str: ...
 
     def ensure_pickles(self, jobs: tp.Mapping[str, tp.Sequence[int]], target: tp.Callable[..., tp.Any],
                        args_for: ArgsFor) -> None: ...
@@ -456,10 +457,10 @@ class FakeBackend:
             on_array(array)
         return job_ids
 
-    def submit_wave_job(self, after: tp.Sequence[str], marker: str) -> str:
+    def submit_wave_job(self, after: tp.Sequence[str], marker: str, what: str = "waves") -> str:
         self.sbatch_calls += 1
-        return self.cluster.sbatch([{"comment": f"{marker}:wave", "after": list(after), "wave": True,
-                                     "sweep": str(self.sweep_dir)}])[0]
+        return self.cluster.sbatch([{"comment": f"{marker}:{what}", "after": list(after), "wave": what == "waves",
+                                     "promote": what == "promote", "sweep": str(self.sweep_dir)}])[0]
 
     def ensure_pickles(self, jobs: tp.Mapping[str, tp.Sequence[int]], target: tp.Callable[..., tp.Any],
                        args_for: ArgsFor) -> None:

@@ -197,6 +197,28 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the points run the code they ran before, although the experiment changed")
     _add_resources(re_, "SLURM resources the points ask for from now on (default: what they asked before)")
 
+    ex_ = sub.add_parser("extend", help="train ended points longer: resume them with a larger budget",
+                         description="Continue ended points from their latest checkpoint with a larger value of "
+                                     "the budget key, in the same storage dirs, as a new attempt running the code "
+                                     "they ran; `show` prints each point's budget history. Only the budget key may "
+                                     "change (anything else would not be the same training).",
+                         epilog="Example: ptslurm extend tiny-c21eec89 --points 0-3 with steps=3000\n"
+                                "         ptslurm extend run-1 --budget-key trainer.stop_trigger "
+                                "with \"trainer.stop_trigger=(60000,'iteration')\"",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep_arg(ex_)
+    ex_.add_argument("--points", metavar="LIST", help="indices and ranges, e.g. 0,2,5-7 (default: all)")
+    filters(ex_)
+    ex_.add_argument("--budget-key", metavar="KEY", help="the config key that says how long a point trains "
+                                                         "(default: the one the sweep declared)")
+    pr = sub.add_parser("promote", help="successive halving: decide and queue the promotions due now",
+                        description="Decide the promotions a sweep's `halving:` section calls for now (each recorded "
+                                    "before it is carried out; a decision a killed decider left is finished), "
+                                    "extend the promoted points to the next rung's budget and queue them; a "
+                                    "local sweep runs them here. Also goes on with a search that `cancel` stopped.",
+                        epilog="Example: ptslurm promote tiny-c21eec89")
+    sweep_arg(pr)
+
     lo = sub.add_parser("logs", help="a point's captured output (and traceback when it failed)",
                         description="What a point's run printed (sacred's cout.txt of the attempt, logging "
                                     "included), else the scheduler's or the local log; the traceback of a "
@@ -338,11 +360,12 @@ def _parse(parser: argparse.ArgumentParser, rest: tp.List[str], updates: tp.List
     """argparse, with a hint for sacred updates given without `with`."""
     args, extra = parser.parse_known_args(rest)
     if extra:
-        looks_like_updates = args.command == "sweep" and not updates and all(
+        looks_like_updates = args.command in ("sweep", "extend") and not updates and all(
             not e.startswith("-") for e in extra)
         if looks_like_updates:
+            what = f"sweep {args.experiment}" if args.command == "sweep" else f"extend {args.sweep}"
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}; config updates go after `with`: "
-                             f"ptslurm sweep {args.experiment} with {' '.join(extra)}")
+                             f"ptslurm {what} with {' '.join(extra)}")
         parser.parse_args(rest)  # argparse's own message and exit code 2
     return args
 
@@ -365,6 +388,10 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
             from . import verbs  # only a command's run needs them: `--help` stays light
         if args.command == "sweep":
             return verbs.cmd_sweep(args, argv, updates)
+        if args.command in ("extend", "promote"):
+            from . import searchverbs
+
+            return tp.cast(int, getattr(searchverbs, "cmd_" + args.command)(args, updates))
         if args.command:
             return tp.cast(int, getattr(verbs, "cmd_" + args.command)(args))
         if updates:

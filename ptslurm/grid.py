@@ -73,6 +73,7 @@ class Block:
     subgrids: tp.Dict[str, "Block"] = dataclasses.field(default_factory=dict)
     # a sweep file's ``resources:`` (Resources field names -> values; a sub-grid's win key by key)
     resources: tp.Dict[str, tp.Any] = dataclasses.field(default_factory=dict)
+    search: tp.Any = None  # a sweep file's ``halving:`` section (``halving.Search``), top level only
 
 
 # ----------------------------------------------------------------------------- parsing

@@ -112,7 +112,26 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int, notify: bool = True) -
         held.release()
         runtime.activate(None, None)
         if notify:
+            _decide(manifest, sweep_dir)
             _notify(manifest, sweep_dir)
+
+
+def _decide(manifest: Manifest, sweep_dir: Path) -> None:
+    """Successive halving on SLURM: this point's end may make promotions due (ASHA's at once,
+    a full rung's); decided by ``python -m ptslurm.promote`` outside this job's SLURM
+    settings. A failure is a warning: the decision job, --wait or `promote` decide later."""
+    if not manifest.search or manifest.executor != "slurm":
+        return  # a local search is decided by the command that runs it
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLURM_", "SBATCH_", "SRUN_")) or k == "SLURM_CONF"}
+    env["PTSLURM_DECIDER"] = job_id() or "?"
+    try:
+        out = commands.python_module("ptslurm.promote", [str(sweep_dir)], sweep_dir, 300, env)
+        said = (out.stderr or "").strip().splitlines()
+        if out.returncode != 0 or said:
+            print(f"ptslurm: successive halving: {said[-1] if said else out.returncode}", file=sys.stderr, flush=True)
+    except Exception as exc:  # noqa: BLE001 - never the point's failure
+        print(f"ptslurm: warning: successive halving: {exc}", file=sys.stderr, flush=True)
 
 
 def _notify(manifest: Manifest, sweep_dir: Path) -> None:

@@ -48,6 +48,16 @@ def write_intent(storage_dir: tp.Union[str, Path], **fields: tp.Any) -> None:
     storage.atomic_write_json(Path(storage_dir) / records.INTENT, intent.to_json())
 
 
+def _stop_search(sweep_dir: Path) -> tp.List[str]:
+    """``cancel`` stopped every point still going: no decider promotes on until ``ptslurm
+    promote`` is asked by hand (``promote.decide``). Returns the decision job to cancel."""
+    log = records.read_json(Path(sweep_dir) / records.SEARCH)
+    log = log if isinstance(log, dict) else {}
+    log["stopped"] = now()
+    storage.atomic_write_json(Path(sweep_dir) / records.SEARCH, log)
+    return [str(log["job"])] if log.get("job") else []
+
+
 CANCEL_GRACE_S = 15.0  # a local point gets this long to checkpoint after SIGTERM, then SIGKILL
 
 
@@ -87,8 +97,11 @@ def _cancel(sweep_dir: Path, indices: tp.Sequence[int],
                 if r.index not in chosen and r.state not in TERMINAL and manifest.points[r.index].job_id}
     jobs = sorted({str(manifest.points[i].job_id) for i in chosen if manifest.points[i].job_id} - going_on)
     wave_job = (manifest.waves or {}).get("job")
-    if wave_job and len(chosen) == sum(r.state not in TERMINAL for r in rows):
+    everything = len(chosen) == sum(r.state not in TERMINAL for r in rows)
+    if wave_job and everything:
         jobs.append(wave_job)  # every point still going is cancelled: so is the next wave
+    if manifest.search and everything and chosen:  # and the search: nothing is promoted on
+        jobs += _stop_search(sweep_dir)
     if on_slurm and jobs:
         try:
             backend.cancel(j for j in jobs if j)
@@ -104,23 +117,27 @@ def _cancel(sweep_dir: Path, indices: tp.Sequence[int],
 
 def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = False,
              keep_code: bool = False, make: tp.Optional[backends.BackendFactory] = None,
-             resources: tp.Optional[tp.Mapping[str, tp.Any]] = None) -> tp.Dict[int, str]:
+             resources: tp.Optional[tp.Mapping[str, tp.Any]] = None,
+             updates: tp.Optional[tp.Mapping[str, tp.Any]] = None) -> tp.Dict[int, str]:
     """Queue the chosen points again, each into its own storage dir (resuming from its
     checkpoints). Points still pending or running are refused. When the experiment's code
     changed since the newest snapshot, the caller must choose: ``refresh_code`` (the points
     run a new snapshot) or ``keep_code`` (they run the code they ran before). ``resources``:
     fields of ``Resources`` that the points ask for from now on instead of their own (a longer
-    ``timeout_min``, more ``mem_gb``; ``sbatch_args`` join theirs), checked as a sweep's are."""
+    ``timeout_min``, more ``mem_gb``; ``sbatch_args`` join theirs), checked as a sweep's are.
+    ``updates``: the budget key's new value (``promote.extend``)."""
     storage.require_own(sweep_dir, "resubmits")
     if resources:  # bad values fail before anything is written
         current = storage.read_manifest(sweep_dir)
         for i in indices:
             _asking(current.resources_of(i), resources)
     with storage.manifest_lock(sweep_dir):
-        book, local = _resubmit(sweep_dir, indices, refresh_code, keep_code, make, resources)
+        book, local = _resubmit(sweep_dir, indices, refresh_code, keep_code, make, resources, updates)
         if not local:  # packed again with their group's --points-per-job, among the resubmitted points
             return backends_of(sweep_dir, book.manifest, make).submit(book, units(book.manifest, indices),
                                                                       marker=submit_marker(sweep_dir))
+    if updates:
+        book.save(book.manifest)  # the new budget, before the points run
     run_local(book, 1, list(indices))
     return {i: "local" for i in indices}
 
@@ -184,7 +201,12 @@ def _with_resources(manifest: Manifest, indices: tp.Sequence[int], changes: tp.M
 
 def _resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool, keep_code: bool,
               make: tp.Optional[backends.BackendFactory] = None,
-              resources: tp.Optional[tp.Mapping[str, tp.Any]] = None) -> tp.Tuple[storage.ManifestBook, bool]:
+              resources: tp.Optional[tp.Mapping[str, tp.Any]] = None,
+              updates: tp.Optional[tp.Mapping[str, tp.Any]] = None,
+              by: str = "extend") -> tp.Tuple[storage.ManifestBook, bool]:
+    """Mark the points resubmitted (intents, job history; ``updates``: the budget key's new
+    value, recorded in each point's budget history) and save the manifest for SLURM;
+    (book, whether they run here)."""
     manifest = storage.read_manifest(sweep_dir)
     rows = sweep_states(sweep_dir, manifest, backend_of(sweep_dir, manifest, make))
     busy = [i for i in indices if rows[i].state in BUSY]
@@ -202,13 +224,16 @@ def _resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool, ke
         if note:
             raise UsageError(f"{note}: choose --refresh-code (the points run the new code) or --keep-code "
                              f"(they run the code they ran before)")
+    submissions = {}
     for i in indices:
         entry = manifest.points[i]
         entry.path.mkdir(parents=True, exist_ok=True)
         previous = max(read_intent(entry.path).submission, records.read_status(entry.path).submission)
+        submissions[i] = previous + 1
         write_intent(entry.storage_dir, cancelled=False, submission=previous + 1)
     manifest = manifest.with_points(
-        lambda e: e.replace(job_history=e.job_history + ((e.job_id,) if e.job_id else ())), indices)
+        lambda e: extended(e.replace(job_history=e.job_history + ((e.job_id,) if e.job_id else ())), updates or {},
+                           submissions[e.index], by), indices)
     if resources:
         manifest = _with_resources(manifest, indices, resources)
     book = storage.ManifestBook(sweep_dir, manifest)
@@ -216,6 +241,30 @@ def _resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool, ke
         return book, True
     book.save(manifest)
     return book, False
+
+
+def extended(entry: PointEntry, updates: tp.Mapping[str, tp.Any], submission: int, by: str) -> PointEntry:
+    """``entry`` asked to train with ``updates`` (the budget key's value) from submission
+    ``submission`` on; its budget history keeps the earlier value first."""
+    if not updates:
+        return entry
+    history = list(entry.budgets)
+    for key, value in updates.items():
+        if not history:
+            history.append({"key": key, "value": current_value(entry, key), "submission": 1, "by": "sweep"})
+        history.append({"key": key, "value": value, "submission": submission, "by": by, "time": now()})
+    return entry.replace(updates={**entry.updates, **updates}, budgets=tuple(history))
+
+
+def current_value(entry: PointEntry, key: str) -> tp.Any:
+    """The value of the dotted ``key`` the point runs with: its update, else the resolved
+    config of its latest attempt (None when neither has it)."""
+    if key in entry.updates:
+        return entry.updates[key]
+    node: tp.Any = records.read_json(entry.path / records.CONFIG)
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def refresh_snapshot(sweep_dir: Path, manifest: Manifest, indices: tp.Sequence[int],

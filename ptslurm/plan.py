@@ -66,6 +66,7 @@ class Plan:
     # points ask for ``request.resources``)
     groups: tp.List[Resources] = dataclasses.field(default_factory=list)
     point_groups: tp.List[int] = dataclasses.field(default_factory=list)
+    search: tp.Any = None  # a sweep file's successive halving (``halving.Search``)
 
     def group_resources(self) -> tp.List[tp.Tuple[Resources, tp.List[int]]]:
         """Each resource group with the indices of its points (one group without a sweep
@@ -92,8 +93,9 @@ class Plan:
 
 
 def expand_points(request: SweepRequest, notes: tp.Optional[tp.List[str]] = None
-                  ) -> tp.Tuple[tp.List[Point], tp.List[tp.Any]]:
-    """The sweep's points and the keys given as flat lists on the command line; ``notes``
+                  ) -> tp.Tuple[tp.List[Point], tp.List[tp.Any], tp.Any]:
+    """The sweep's points, the keys given as flat lists on the command line, and the sweep
+    file's successive halving (each point starts at its bracket's budget); ``notes``
     receives what the expansion dropped."""
     cli = grid.parse_with(request.with_tokens)
     if notes is not None:
@@ -103,13 +105,20 @@ def expand_points(request: SweepRequest, notes: tp.Optional[tp.List[str]] = None
                          notes=notes)
     # each flat list as written (repeats included): the hint shows the list literally
     flat = [[a.keys[0], [v[0] for v in a.values]] for a in cli.axes if a.flat_list]
-    return points, flat
+    if base.search is not None:
+        from .halving import first_budgets
+
+        points = first_budgets(base.search, points)
+    return points, flat, base.search
 
 
 def spec_hash(experiment_file: Path, points: tp.Sequence[Point], resources: Resources,
-              storage_key: tp.Optional[str], per_point: tp.Sequence[Resources] = ()) -> str:
+              storage_key: tp.Optional[str], per_point: tp.Sequence[Resources] = (),
+              search: tp.Any = None) -> str:
     spec: tp.Dict[str, tp.Any] = {"experiment": str(experiment_file), "points": [p.identity() for p in points],
             "resources": resources.to_json(), "storage_key": storage_key}
+    if search is not None:  # successive halving (absent: the hash of earlier versions)
+        spec["search"] = search.to_json()
     if per_point:  # a sweep file's resources per point (absent: the hash of earlier versions)
         spec["per_point"] = [r.to_json() for r in per_point]
     blob = json.dumps(spec, sort_keys=True, default=repr)
@@ -145,7 +154,7 @@ def plan(request: SweepRequest, scheduler_given: bool = False, executor: tp.Opti
     if not request.max_snapshot_mb > 0:
         raise UsageError(f"--max-snapshot-mb must be a positive number, got {request.max_snapshot_mb!r}")
     resources, notes = check_resources(request.resources)
-    points, flat_axes = expand_points(request, notes)
+    points, flat_axes, search = expand_points(request, notes)
     groups, point_groups = resource_groups(request.resources, points, notes)
     request = dataclasses.replace(request, resources=resources)
     root = storage.resolve_root(request.root)
@@ -168,7 +177,7 @@ def plan(request: SweepRequest, scheduler_given: bool = False, executor: tp.Opti
     injected = checked["injected"]
     digest = spec_hash(path.resolve(), points, request.resources if chosen == Executor.SLURM else Resources(), injected,
                        [groups[g] for g in point_groups] if chosen == Executor.SLURM else
-                       [Resources(points_per_job=groups[g].points_per_job) for g in point_groups])
+                       [Resources(points_per_job=groups[g].points_per_job) for g in point_groups], search)
     name = request.name or f"{exp_name}-{digest}"
     try:
         check_name(name)
@@ -189,7 +198,8 @@ def plan(request: SweepRequest, scheduler_given: bool = False, executor: tp.Opti
                 module_name=module_name, experiment_file=path.resolve(), storage_key=injected,
                 predicted_dirs=predicted, warnings=warnings, executor=chosen, name=name,
                 spec_hash=digest, layout=lay, staging=staging, code_hash=staged.code_hash,
-                code_bytes=staged.code_bytes, seeds=checked["seeds"], groups=groups, point_groups=point_groups)
+                code_bytes=staged.code_bytes, seeds=checked["seeds"], groups=groups, point_groups=point_groups,
+                search=search)
 
 
 def resource_groups(requested: Resources, points: tp.Sequence[Point], notes: tp.List[str]

@@ -38,6 +38,7 @@ COLLECT_CACHE = "collect_cache.json"  # collect's records keyed by their files' 
 # in a storage dir
 STATUS = "ptslurm_status.json"  # the job's record of its attempts
 INTENT = "ptslurm_intent.json"  # what the command line asked (cancel, resubmit)
+SEARCH = "search.json"  # in the sweep dir: successive halving's decisions (``promote``)
 LEASE = "ptslurm_lease.json"  # which attempt writes here now
 CLAIM = ".ptslurm-claim"  # which sweep claimed the dir (to reclaim a killed submission's)
 CONFIG = "config.json"  # the resolved config of the latest attempt
@@ -237,6 +238,10 @@ class PointStatus(Record):
         return next((a.result for a in reversed(self.attempts) if a.state == State.COMPLETED), None)
 
 
+def _dicts(value: tp.Any) -> tp.Tuple[tp.Dict[str, tp.Any], ...]:
+    return tuple(dict(v) for v in value if isinstance(v, dict)) if isinstance(value, list) else ()
+
+
 @dataclasses.dataclass(frozen=True)
 class PointEntry(Record):
     """One point in the manifest: its config request, storage dir, seed and job."""
@@ -252,6 +257,9 @@ class PointEntry(Record):
     job_history: tp.Tuple[str, ...] = field(factory=tuple, load=_strings)
     code_version: int = field(1, load=_int)  # which snapshot of the sweep the point runs
     group: int = field(0, load=_int)  # which of the manifest's resource groups the point asks for
+    # `extend` and successive halving: each budget the point was asked to train to, in order
+    # ({"value", "submission", "time", "by"}); empty for a point never extended
+    budgets: tp.Tuple[tp.Dict[str, tp.Any], ...] = field(factory=tuple, load=_dicts, omit_none=True)
 
     @property
     def path(self) -> Path:
@@ -370,6 +378,9 @@ class Manifest(Record):
     # snapshots taken after the first (``--refresh-code``): "2" -> {"dir", "sha256", "bytes",
     # "snapshot", "workdir", "source_root", "taken"}; version 1 is ``code``/``experiment``
     code_versions: tp.Dict[str, tp.Any] = field(factory=dict, load=_mapping, omit_none=True)
+    # the budget key (`extend`, successive halving) and the sweep file's `halving:` section
+    budget_key: tp.Optional[str] = field(None, load=_str, omit_none=True)
+    search: tp.Optional[tp.Dict[str, tp.Any]] = field(None, load=_opt_mapping, omit_none=True)
 
     def code_of(self, version: int = 1) -> "CodeVersion":
         """Where snapshot ``version`` lies and its hash (version 1: the sweep's first)."""

@@ -186,6 +186,8 @@ def create(p: Plan) -> storage.ManifestBook:
         storage_key=p.storage_key,
         note=p.request.note,
         notify=p.request.notify,
+        budget_key=p.search.budget if p.search is not None else None,
+        search=p.search.to_json() if p.search is not None else None,
         resources=p.request.resources,
         groups=tuple(p.groups),
         varied=tuple(p.points[0].varied) if p.points else (),

@@ -154,9 +154,17 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
             events.message(f"running the {_plural(len(left), 'point')} an interrupted run left (resuming from "
                            f"their checkpoints)")
             resubmit(p.sweep_dir, left)
+            outcome.rows = _search_here(p, events) or sweep_states(p.sweep_dir, storage.read_manifest(p.sweep_dir))
             outcome.manifest = storage.read_manifest(p.sweep_dir)
-            outcome.rows = sweep_states(p.sweep_dir, outcome.manifest)
             return
+        if manifest.search and runner_gone:  # a search killed between rungs goes on
+            earlier = storage.read_manifest(p.sweep_dir)
+            outcome.rows = _search_here(p, events)
+            outcome.manifest = storage.read_manifest(p.sweep_dir)
+            if outcome.manifest != earlier:
+                events.message(f"went on with the successive halving of {p.name!r} an interrupted run left")
+                return
+            outcome.rows = None
     if manifest is not None:
         if p.request.note and p.request.note != manifest.note:  # a note after the fact: kept, not dropped
             with storage.manifest_lock(p.sweep_dir):
@@ -197,7 +205,11 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
                            f"{manifest.waves.get('job') or '-'} submits the next)")
         for note in dict.fromkeys(n for n in notes if n):
             events.message(note)
-        outcome.manifest, outcome.sbatch_calls = manifest, backend.sbatch_calls
+        if manifest.search:  # a decision job after the first rung
+            from .promote import decide
+
+            decide(p.sweep_dir, make, by="sweep")
+        outcome.manifest, outcome.sbatch_calls = storage.read_manifest(p.sweep_dir), backend.sbatch_calls
         return
     book = create(p)
     per_job = max(r.points_per_job for r, _ in p.group_resources())
@@ -206,8 +218,20 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
     events.message(f"no SLURM here: running {_plural(n, 'point')} of {p.experiment_name!r} locally, {at_a_time}"
                    if p.request.executor == "auto" else f"running {_plural(n, 'point')} locally, {at_a_time}")
     outcome.rows = run_local(book, p.request.jobs, [pt.index for pt in p.points], on_change=events.progress)
+    outcome.rows = _search_here(p, events) or outcome.rows
     events.progress(outcome.rows, final=True)
-    outcome.manifest = book.manifest
+    outcome.manifest = storage.read_manifest(p.sweep_dir)
+
+
+def _search_here(p: Plan, events: Events) -> tp.Optional[tp.List[PointRow]]:
+    """A local sweep's successive halving: the next rungs, in order, here; the rows after."""
+    manifest = storage.read_manifest(p.sweep_dir)
+    if not manifest.search:
+        return None
+    from .promote import run_local as search_locally
+
+    search_locally(p.sweep_dir, p.request.jobs, on_change=events.progress)
+    return sweep_states(p.sweep_dir, storage.read_manifest(p.sweep_dir))
 
 
 def wait_for(sweep_dir: Path, events: tp.Optional[Events] = None,
@@ -222,6 +246,11 @@ def wait_for(sweep_dir: Path, events: tp.Optional[Events] = None,
         rows = sweep_states(sweep_dir, manifest, backend_of(sweep_dir, manifest, make))
         if top_up(sweep_dir, manifest, rows, make):
             continue
+        if manifest.search and ended(rows) and storage.foreign_owner(sweep_dir) is None:
+            from .promote import decide
+
+            if decide(sweep_dir, make, by="sweep --wait") or storage.read_manifest(sweep_dir) != manifest:
+                continue  # promoted: wait for the next rung
         done = ended(rows)
         events.progress(rows, final=done)
         if done:

@@ -14,6 +14,7 @@
       adam: {fixed: {optimizer: adam}, grid: {lr: [1e-3, 1e-4]}}
       sgd:  {fixed: {optimizer: sgd}, grid: {momentum: [0.0, 0.9]}}
     resources: {gpus: 1, time: "4:00:00"}           # what the points ask the scheduler for
+    halving: {budget: steps, min: 2, max: 18, eta: 3, metric: loss}   # successive halving (``halving``)
 
 ``resources:`` (at the top and in any sub-grid, whose keys win) takes the keys of a profile's
 ``resources`` (partition, gpus, nodes, tasks_per_node, cpus, mem_gb, time, points_per_job, ...);
@@ -29,7 +30,7 @@ from pathlib import Path
 from .errors import SpecError
 from .grid import NAMED, Axis, Block, RandomSpec, arange, check_key, check_named, linspace
 
-SECTIONS = ("fixed", "grid", "zip", "random", "named_configs", "subgrids", "resources")
+SECTIONS = ("fixed", "grid", "zip", "random", "named_configs", "subgrids", "resources", "halving")
 GRID_TYPES = ("choice", "range", "linspace", "logspace")
 RANDOM_TYPES = ("uniform", "loguniform", "choice", "randint")
 
@@ -182,6 +183,13 @@ def _block(data: tp.Any, where: str, top: bool = True) -> Block:
     if not isinstance(subgrids, dict):
         raise SpecError(f"{where}: subgrids: expected a mapping of name -> sub-grid")
     rnd = _random(data["random"], f"{where}: random", top=top) if data.get("random") is not None else None
+    search = None
+    if "halving" in data:
+        if not top:
+            raise SpecError(f"{where}: halving belongs at the top of the sweep file (one search per sweep)")
+        from . import halving
+
+        search = halving.parse(data["halving"], f"{where}: halving")
     _no_key_twice(fixed, axes, rnd, where)
     return Block(
         resources=_resources(data.get("resources"), f"{where}: resources"),
@@ -190,6 +198,7 @@ def _block(data: tp.Any, where: str, top: bool = True) -> Block:
         axes=tuple(axes) + named_axes,
         random=rnd,
         subgrids={str(k): _block(v, f"{where}: subgrids.{k}", top=False) for k, v in subgrids.items()},
+        search=search,
     )
 
 

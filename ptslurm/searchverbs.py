@@ -1,0 +1,46 @@
+"""The command line's verbs of successive halving and training longer: ``extend`` and
+``promote`` (``cli`` parses, ``promote`` does the work)."""
+import argparse
+import sys
+import typing as tp
+
+from .errors import UsageError
+
+
+def cmd_extend(args: argparse.Namespace, updates: tp.Sequence[str]) -> int:
+    from . import promote
+    from .verbs import _selected, _sweep
+
+    if not updates:
+        raise UsageError("give the budget's new value after `with`, e.g. ptslurm extend SWEEP with steps=3000")
+    sweep_dir, manifest = _sweep(args)
+    indices = _selected(args, sweep_dir, manifest)
+    if not indices:
+        print("nothing to extend: no point matches --state/--where", file=sys.stderr)
+        return 0
+    key, value, jobs = promote.extend(sweep_dir, indices, updates, args.budget_key)
+    where = ", ".join(f"{i} ({j})" for i, j in jobs.items())
+    print(f"extended {len(jobs)} point(s) to {key}={value!r}: {where}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace, updates: tp.Sequence[str]) -> int:
+    from . import promote
+    from .records import Executor
+    from .verbs import _sweep
+
+    if updates:
+        raise UsageError("`with` belongs after `ptslurm sweep EXPERIMENT` or `ptslurm extend SWEEP`")
+    sweep_dir, manifest = _sweep(args)
+    before = len(promote.read_log(sweep_dir)["decisions"])
+    if manifest.executor == Executor.LOCAL:  # the next rungs run here, in order
+        promote.run_local(sweep_dir, 1, by="promote")
+    else:
+        promote.decide(sweep_dir, by="promote")
+    log = promote.read_log(sweep_dir)
+    for d in log["decisions"][before:]:
+        print(f"promoted {len(d['points'])} point(s) of bracket {d['bracket']} from rung {d['rung']} to budget "
+              f"{d['budget']}: {', '.join(map(str, d['points'])) or '-'}")
+    if len(log["decisions"]) == before:
+        print("no promotion is due now", file=sys.stderr)
+    return 0
