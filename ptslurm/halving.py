@@ -229,3 +229,53 @@ def decide(search: Search, views: tp.Sequence[View], promoted: tp.Mapping[tp.Tup
                     continue
             out.append(Promotion(b, k, chosen))
     return out
+
+
+def standing(section: tp.Any, log: tp.Any, points: tp.Sequence[tp.Tuple[tp.Any, str]]
+             ) -> tp.List[tp.Tuple[tp.Optional[int], str]]:
+    """Each point's rung and where the search left it, for ``collect`` and ``status``
+    (``points``: each point's budget and state): ``final`` (it reached the last rung),
+    ``promoted`` (chosen for the next rung, running or queued there), ``stopped`` (its rung
+    was decided without it; ``ptslurm extend`` can still train it longer), ``waiting`` (for
+    its rung's decision), or empty (still at its rung, or failed: the state says it)."""
+    search = from_json(section)
+    if search is None:
+        return [(None, "") for _ in points]
+    decisions = [d for d in (log or {}).get("decisions") or [] if isinstance(d, dict)] if isinstance(log, dict) else []
+    promoted = {(int(i), int(d.get("rung", -1))) for d in decisions for i in d.get("points") or []}
+    decided = {(int(d.get("bracket", 0)), int(d.get("rung", -1))) for d in decisions}
+    brackets = brackets_of(search, len(points)) if len(points) >= search.brackets else [0] * len(points)
+    last = len(search.rungs) - 1
+    out: tp.List[tp.Tuple[tp.Optional[int], str]] = []
+    for i, (budget, state) in enumerate(points):
+        rung = search.rungs.index(budget) if budget in search.rungs else None
+        if rung is None:
+            said = ""
+        elif (i, rung) in promoted:
+            said = "promoted"  # the decision is recorded; its extension is on the way
+        elif state == "completed":
+            said = ("final" if rung == last else
+                    "stopped" if search.promotion == "sync" and (brackets[i], rung) in decided else "waiting")
+        elif state in ("pending", "running", "requeued") and rung > brackets[i]:
+            said = "promoted"
+        else:
+            said = ""
+        out.append((rung, said))
+    return out
+
+
+def summary(section: tp.Any, standings: tp.Sequence[tp.Tuple[tp.Optional[int], str]]) -> str:
+    """One line under ``status``: how far each rung got (points there now or beyond)."""
+    search = from_json(section)
+    if search is None:
+        return ""
+    parts = []
+    for k, budget in enumerate(search.rungs):
+        there = sum(1 for rung, _ in standings if rung is not None and rung >= k)
+        moved = sum(1 for rung, said in standings if rung is not None and (rung > k or (rung == k and said == "promoted")))
+        parts.append(f"rung {k} ({search.budget}={budget}): {there}" + (f", {moved} on" if k < len(search.rungs) - 1 else ""))
+    waiting = sum(1 for _, said in standings if said == "waiting")
+    mode = "ASHA" if search.promotion == "async" else "successive halving"
+    brackets = f", {search.brackets} brackets" if search.brackets > 1 else ""
+    return (f"{mode} (eta {search.eta}{brackets}, by {search.metric}): " + "; ".join(parts)
+            + (f"; {waiting} waiting for a decision" if waiting else ""))

@@ -251,7 +251,8 @@ def extended(entry: PointEntry, updates: tp.Mapping[str, tp.Any], submission: in
     history = list(entry.budgets)
     for key, value in updates.items():
         if not history:
-            history.append({"key": key, "value": current_value(entry, key), "submission": 1, "by": "sweep"})
+            history.append({"key": key, "value": current_value(entry, key), "submission": submission - 1,
+                            "by": "sweep"})
         history.append({"key": key, "value": value, "submission": submission, "by": by, "time": now()})
     return entry.replace(updates={**entry.updates, **updates}, budgets=tuple(history))
 

@@ -155,7 +155,7 @@ def _act(sweep_dir: Path, decision: tp.Mapping[str, tp.Any], search: halving.Sea
     fresh = [i for i in chosen if search.budget_of(manifest.points[i].updates.get(search.budget)) != target]
     if fresh:
         book, _ = _resubmit(sweep_dir, fresh, False, True, make, updates={search.budget: search.value(target)},
-                            by=f"halving (decision {decision['id']})")
+                            by=f"halving decision {decision['id']}")
         book.save(book.manifest)
         manifest = book.manifest
     if manifest.executor != Executor.SLURM:

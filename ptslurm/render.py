@@ -403,6 +403,9 @@ def summary_json(outcome: "Outcome") -> tp.Dict[str, tp.Any]:
 
 
 def point_header(index: int, manifest: Manifest, source: str) -> str:
-    code = manifest.code_of(manifest.point(index).code_version)
+    entry = manifest.point(index)
+    code = manifest.code_of(entry.code_version)
+    history = " -> ".join(f"{b.get('value')!r} ({b.get('by')})" for b in entry.budgets)
     return (f"# point {index} of {manifest.name}: {source}\n"
-            f"# code: snapshot {code.label} in {code.dir}/, taken {code.taken or '?'}")
+            f"# code: snapshot {code.label} in {code.dir}/, taken {code.taken or '?'}"
+            + (f"\n# budget {entry.budgets[0].get('key')}: {history}" if entry.budgets else ""))

@@ -17,7 +17,7 @@ from pathlib import Path
 from . import storage
 from .errors import UsageError
 from .records import TERMINAL, Attempt, Intent, Manifest, PointEntry, PointStatus, State, read, read_intent, read_json, read_status
-from .records import COLLECT_CACHE, INTENT, MANIFEST, METRICS, SACRED, STATUS
+from .records import COLLECT_CACHE, INTENT, MANIFEST, METRICS, SACRED, SEARCH, STATUS
 from .state import point_state, sweep_states
 
 # Which way a metric is better, by the words of its name (split at anything not a letter or
@@ -153,6 +153,10 @@ def _record(manifest: Manifest, entry: PointEntry) -> tp.Tuple[dict, dict]:
     if manifest.code_versions:  # the points ran different code: say which
         record["code"] = manifest.code_of(entry.code_version).label
     record["result"] = status.result()
+    if manifest.budget_key:  # trained longer (`extend`, successive halving): to what
+        from .halving import budget_number
+
+        record["budget"] = budget_number(entry.updates.get(manifest.budget_key))
     broken: tp.List[str] = []
     for metric, series in sorted(join_metrics(base, status.attempts, broken).items()):
         values = series["values"]
@@ -209,6 +213,12 @@ def _sweep_records(sweep_dir: Path, use_cache: bool,
         # something is still going: the scheduler has a say (the same rows as `status`)
         for record, row in zip(records, sweep_states(Path(sweep_dir), manifest)):
             record["state"] = row.state.value
+    if manifest.search:  # each point's rung and where successive halving left it
+        from .halving import standing
+
+        for record, (rung, said) in zip(records, standing(manifest.search, read_json(Path(sweep_dir) / SEARCH),
+                                                          [(r["budget"], r["state"]) for r in records])):
+            record["rung"], record["halving"] = rung, said
 
     def save() -> None:
         if todo and use_cache:
@@ -281,6 +291,8 @@ class Ranking:
         text = f"ranked by {self.key}, {order} first ({self.why})" if self.why else (
             f"ranked by {self.key}, {order} first: its name says nothing of its direction; "
             f"say {self.key.split('/')[0]}:max if higher is better")
+        if any(isinstance(r.get("rung"), int) for r in self.records):
+            text = "successive halving: the highest rung reached first, then " + text
         if self.ties:
             text += f"; tie: points {', '.join(map(str, self.ties))} share the best value, the first is shown"
         return text
@@ -305,7 +317,10 @@ def rank(records: tp.List[dict], metric: str) -> Ranking:
     present = [r for r in records if number(values[id(r)])]
     missing = [r for r in records if not number(values[id(r)])]
     ordered = sorted(present, key=lambda r: values[id(r)], reverse=way == "max") + missing
-    ties = [r.get("index") for r in present if values[id(r)] == values[id(ordered[0])]] if present else []
+    # successive halving: a point that reached a higher rung trained longer; it ranks first
+    ordered.sort(key=lambda r: -(r.get("rung") if isinstance(r.get("rung"), int) else -1))
+    ties = [r.get("index") for r in present if values[id(r)] == values[id(ordered[0])]
+            and r.get("rung") == ordered[0].get("rung")] if present else []
     return Ranking(ordered, key, way, why, ties if len(ties) > 1 else [])
 
 

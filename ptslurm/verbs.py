@@ -140,6 +140,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(json.dumps([r.to_json() for r in rows], indent=2))
         else:
             text = render.status(manifest, rows)
+            if manifest.search:
+                from . import records
+                from .halving import budget_number, standing, summary
+
+                key = manifest.search.get("budget")
+                text += "\n" + summary(manifest.search, standing(
+                    manifest.search, records.read_json(sweep_dir / records.SEARCH),
+                    [(budget_number(manifest.points[r.index].updates.get(key)), r.state.value) for r in states]))
             if args.watch and sys.stdout.isatty():
                 sys.stdout.write("\033[H\033[J")
             print(text, flush=True)
