@@ -130,6 +130,8 @@ def _decide(sweep_dir: Path, make: tp.Any, by: str, own_job: tp.Optional[str]) -
         log["decisions"].append({"id": len(log["decisions"]) + 1, "bracket": p.bracket, "rung": p.rung,
                                  "points": list(p.points), "budget": search.rungs[p.rung + 1],
                                  "values": {str(i): values.get((i, p.rung)) for i in p.points},
+                                 "reached": sum(1 for v in seen if v.bracket == p.bracket and
+                                                (v.rung > p.rung or (v.rung == p.rung and v.ended))),
                                  "by": by, "time": now(), "acted": False})
     if due or log["values"]:
         storage.atomic_write_json(sweep_dir / SEARCH, log)  # recorded before it is acted on

@@ -1,0 +1,65 @@
+"""Successive halving on the real SLURM cluster, with nothing running between the commands:
+the points' own jobs and the decision job decide. A packed sweep (9 points per job) halves
+27 points to 3 exactly as locally; ASHA promotes points before their rung is full, only
+points in the top third of what had reached the rung then, and each point at most once per
+rung; the promoted points end bit-identical to a run straight to their budget."""
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, wait_for
+from test_halving import CURVES, check_exact_and_counted, log_of, points_of, sweep_file
+
+pytestmark = pytest.mark.slurm
+
+
+def search_done(sweep_dir: Path, decisions: int):
+    def check():
+        rows = json.loads(run_cli("status", sweep_dir, "--json").stdout or "[]")
+        if not rows or any(r["state"] != "completed" for r in rows):
+            return None
+        log = log_of(sweep_dir) if (sweep_dir / "search.json").exists() else {"decisions": []}
+        return log if len(log["decisions"]) >= decisions and all(d["acted"] for d in log["decisions"]) else None
+    return check
+
+
+def submit(tmp_path, *options, **halving) -> Path:
+    proc = run_cli("sweep", "--root", tmp_path / "root", "--json", *options, "-f", sweep_file(tmp_path, **halving),
+                   CURVES, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return Path(json.loads(proc.stdout)["sweep_dir"])
+
+
+def test_a_packed_sweep_halves_27_points_to_3_with_its_jobs_deciding(slurm_cluster, tmp_path):
+    sweep_dir = submit(tmp_path, "--points-per-job", "9")
+    log = wait_for("the search to end", search_done(sweep_dir, 2), timeout=600, every=2)
+    assert [(d["rung"], len(d["points"])) for d in log["decisions"]] == [(0, 9), (1, 3)]
+    values = {tuple(map(int, k.split(":"))): v for k, v in log["values"].items()}
+    assert sorted(log["decisions"][0]["points"]) == sorted(sorted(range(27), key=lambda i: values[(i, 0)])[:9])
+    points = points_of(sweep_dir)
+    rung1_jobs = {(points[i]["job_history"] + [points[i]["job_id"]])[1] for i in log["decisions"][0]["points"]}
+    assert len(rung1_jobs) == 1, "the 9 promoted points share one job, as their sweep asked"
+    check_exact_and_counted(sweep_dir, set(log["decisions"][0]["points"]))
+    assert all(len(set(d["points"])) == len(d["points"]) for d in log["decisions"])
+
+
+def test_asha_promotes_as_soon_as_a_point_is_in_the_top_third_of_its_rung_so_far(slurm_cluster, tmp_path):
+    sweep_dir = submit(tmp_path, promotion="async")
+    log = wait_for("the search to end", search_done(sweep_dir, 2), timeout=600, every=2)
+    values = {tuple(map(int, k.split(":"))): v for k, v in log["values"].items()}
+    per_rung = {}
+    for d in log["decisions"]:
+        for i in d["points"]:
+            assert (i, d["rung"]) not in per_rung, f"point {i} promoted twice from rung {d['rung']}"
+            per_rung[(i, d["rung"])] = d
+        assert len(d["points"]) <= d["reached"] // 3
+    early = [d for d in log["decisions"] if d["rung"] == 0 and d["reached"] < 27]
+    assert early, "a promotion before the rung was full: asynchronous"
+    promoted0 = {i for (i, r) in per_rung if r == 0}
+    assert len(promoted0) >= 9, "at least the final top third of rung 0"
+    best9 = set(sorted(range(27), key=lambda i: values[(i, 0)])[:9])
+    assert best9 <= promoted0, "whatever came early, the best third of the full rung went on"
+    finals = [i for i in promoted0 if (i, 1) in per_rung]
+    assert finals, "rung 1 promoted its best"
+    check_exact_and_counted(sweep_dir, promoted0, at_most=0.5)
