@@ -13,6 +13,7 @@ still run. ``status`` only reads.
 """
 import contextlib
 import os
+import signal
 import sys
 import typing as tp
 from pathlib import Path
@@ -135,12 +136,14 @@ def _decide(sweep_dir: Path, make: tp.Any, by: str, own_job: tp.Optional[str]) -
                                  "by": by, "time": now(), "acted": False})
     if due or log["values"]:
         storage.atomic_write_json(sweep_dir / SEARCH, log)  # recorded before it is acted on
+        _failpoint("recorded")
     here: tp.List[int] = []
     for d in log["decisions"]:
         if not d.get("acted"):
             here += _act(sweep_dir, d, search, make)
             d["acted"] = True
             storage.atomic_write_json(sweep_dir / SEARCH, log)
+            _failpoint("acted")
     if on_slurm:
         _decision_job(sweep_dir, log, make, own_job)
     return here
@@ -160,10 +163,20 @@ def _act(sweep_dir: Path, decision: tp.Mapping[str, tp.Any], search: halving.Sea
                             by=f"halving decision {decision['id']}")
         book.save(book.manifest)
         manifest = book.manifest
+        _failpoint("extended")
     if manifest.executor != Executor.SLURM:
         return [i for i in chosen if _not_started(manifest, i)]
     _queue(sweep_dir, manifest, chosen, make)
     return []
+
+
+def _failpoint(name: str) -> None:
+    """Crash tests: ``PTSLURM_FAILPOINT=<name>`` ends this process here as SIGKILL would
+    (``recorded``: a decision written, not acted on; ``extended``: its points' new budget
+    saved, not queued or run; ``queued``: their jobs queued, not recorded; ``acted``: marked
+    done, its local points not run yet)."""
+    if os.environ.get("PTSLURM_FAILPOINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _not_started(manifest: Manifest, index: int) -> bool:
@@ -183,7 +196,7 @@ def _queue(sweep_dir: Path, manifest: Manifest, chosen: tp.Sequence[int], make: 
     need = [i for i in chosen if waiting(manifest.points[i])]
     if not need:
         return
-    book = storage.ManifestBook(sweep_dir, manifest)
+    book = _Book(sweep_dir, manifest)
     scheduler = backends_of(sweep_dir, manifest, make)
     marker = submit_marker(sweep_dir)
     found = scheduler.main.marked_jobs(marker)
@@ -202,6 +215,12 @@ def _queue(sweep_dir: Path, manifest: Manifest, chosen: tp.Sequence[int], make: 
     rest = [i for i in need if i not in adopted]
     if rest:
         scheduler.submit(book, units(book.manifest, rest), marker=marker)
+
+
+class _Book(storage.ManifestBook):
+    def set_jobs(self, ids: tp.Mapping[int, tp.Optional[str]]) -> None:
+        _failpoint("queued")  # crash tests: sbatch answered, the job ids not recorded yet
+        super().set_jobs(ids)
 
 
 def _decision_job(sweep_dir: Path, log: tp.Dict[str, tp.Any], make: tp.Any, own_job: tp.Optional[str]) -> None:

@@ -4,6 +4,7 @@ the points' own jobs and the decision job decide. A packed sweep (9 points per j
 points in the top third of what had reached the rung then, and each point at most once per
 rung; the promoted points end bit-identical to a run straight to their budget."""
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,41 @@ def test_asha_promotes_as_soon_as_a_point_is_in_the_top_third_of_its_rung_so_far
     finals = [i for i in promoted0 if (i, 1) in per_rung]
     assert finals, "rung 1 promoted its best"
     check_exact_and_counted(sweep_dir, promoted0, at_most=0.5)
+
+
+@pytest.mark.parametrize("failpoint", ["extended", "queued"])
+def test_deciders_killed_mid_decision_leave_it_to_the_next_which_queues_each_point_once(failpoint, slurm_cluster,
+                                                                                     tmp_path, tmp_path_factory):
+    """Every decider of this sweep that reaches the failpoint dies there (SIGKILL): after
+    extending the promoted points, or after sbatch queued them but before their job ids were
+    recorded. The next decider (the decision job, else `ptslurm promote` by hand) finishes the
+    decision: each point queued once, run once, exactly."""
+    from test_halving_kills import GRID, HALVING, check, reference
+
+    expected = reference(tmp_path_factory)
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(json.dumps({"grid": GRID, "halving": HALVING}))
+    proc = run_cli("sweep", "--root", tmp_path / "root", "--json", "-f", spec, CURVES,
+                   env={"PTSLURM_FAILPOINT": failpoint})
+    assert proc.returncode == 0, proc.stderr
+    sweep_dir = Path(json.loads(proc.stdout)["sweep_dir"])
+
+    def quiet():
+        log = log_of(sweep_dir) if (sweep_dir / "search.json").exists() else {"decisions": []}
+        queue = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True).stdout
+        return log["decisions"] and sweep_dir.name not in queue and log
+    log = wait_for("the deciders to end", quiet, timeout=300, every=1)
+    killed = [p for p in (sweep_dir / "slurm").glob("*.out") if "successive halving: -9" in p.read_text()]
+    assert killed, "a decider died at the failpoint"
+    if not log["decisions"][0]["acted"]:  # every decider died: the user's command finishes it
+        promoted = run_cli("promote", sweep_dir, env={"PTSLURM_FAILPOINT": ""})
+        assert promoted.returncode == 0, promoted.stderr
+    wait_for("the search to end", search_done(sweep_dir, 1), timeout=300, every=2)
+    check(sweep_dir, expected)
+    points = points_of(sweep_dir)
+    chosen = log_of(sweep_dir)["decisions"][0]["points"]
+    arrays = sorted(p.name for p in (sweep_dir / "slurm").glob("*_submission.sh"))
+    assert len(arrays) == 2, f"the first rung's array and one for the promoted points, never two: {arrays}"
+    for i in chosen:  # each promoted point ran its new budget once
+        attempts = json.loads(Path(points[i]["storage_dir"], "ptslurm_status.json").read_text())["attempts"]
+        assert [a["state"] for a in attempts] == ["completed", "completed"], attempts
