@@ -108,9 +108,6 @@ def parse(data: tp.Any, where: str = "halving") -> Search:
     metric = data.get("metric", "loss")
     if not isinstance(metric, str) or not metric:
         raise SpecError(f"{where}: metric must name a sacred metric (or result:min / result:max)")
-    from .results import direction
-
-    direction(metric)  # result without a direction: UsageError with the fix
     unit = data.get("unit")
     if unit is not None and not isinstance(unit, str):
         raise SpecError(f"{where}: unit must be a word like iteration or epoch, got {unit!r}")

@@ -318,7 +318,7 @@ def rank(records: tp.List[dict], metric: str) -> Ranking:
     missing = [r for r in records if not number(values[id(r)])]
     ordered = sorted(present, key=lambda r: values[id(r)], reverse=way == "max") + missing
     # successive halving: a point that reached a higher rung trained longer; it ranks first
-    ordered.sort(key=lambda r: -(r.get("rung") if isinstance(r.get("rung"), int) else -1))
+    ordered.sort(key=lambda r: -r["rung"] if isinstance(r.get("rung"), int) else 1)
     ties = [r.get("index") for r in present if values[id(r)] == values[id(ordered[0])]
             and r.get("rung") == ordered[0].get("rung")] if present else []
     return Ranking(ordered, key, way, why, ties if len(ties) > 1 else [])

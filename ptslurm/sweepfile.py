@@ -189,7 +189,10 @@ def _block(data: tp.Any, where: str, top: bool = True) -> Block:
             raise SpecError(f"{where}: halving belongs at the top of the sweep file (one search per sweep)")
         from . import halving
 
+        from .results import direction
+
         search = halving.parse(data["halving"], f"{where}: halving")
+        direction(search.metric)  # the result without a direction: UsageError with the fix
     _no_key_twice(fixed, axes, rnd, where)
     return Block(
         resources=_resources(data.get("resources"), f"{where}: resources"),

@@ -50,9 +50,12 @@ def test_a_bad_section_is_refused_naming_the_field_and_the_fix(changes, message)
 
 
 def test_the_result_as_metric_needs_a_direction_as_collect_best_does():
+    from ptslurm import sweepfile
+
     with pytest.raises(UsageError, match="result:min or result:max"):
-        search(metric="result")
-    assert search(metric="result:max").metric == "result:max"
+        sweepfile.parse({"grid": {"lr": [1, 2]}, "halving": {**BASE, "metric": "result"}})
+    block = sweepfile.parse({"grid": {"lr": [1, 2]}, "halving": {**BASE, "metric": "result:max"}})
+    assert block.search.metric == "result:max"
 
 
 def test_the_grid_may_not_set_the_budget_key_itself():
