@@ -66,3 +66,28 @@ def test_extend_continues_a_padertorch_style_point_to_a_larger_stop_trigger_exac
     assert "# budget trainer.stop_trigger: [10, 'iteration'] (sweep) -> [30, 'iteration'] (extend)" in shown.stderr
     again = run_cli("extend", "--root", root, name, "with", "trainer.stop_trigger=(30,'iteration')")
     assert "point 0 already trains to trainer.stop_trigger=30" in again.stderr, "the key is remembered"
+
+
+def test_extend_of_ptslurms_trainer_ends_bit_identical_to_a_run_straight_to_the_new_budget(tmp_path):
+    """examples/train.py (ptslurm's Trainer: dropout, shuffled batches, validation): 25
+    iterations, extended to 75, against 75 at once with the same seed."""
+    import torch
+
+    train = Path(__file__).resolve().parent.parent / "examples" / "train.py"
+    root = tmp_path / "root"
+
+    def run(*words):
+        proc = run_cli(*words, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    short = json.loads(run("sweep", "--root", root, "--executor", "local", "--json", train, "with",
+                           "trainer.stop_trigger=(25,'iteration')", "seed=7").stdout)
+    run("extend", "--root", root, short["name"], "--budget-key", "trainer.stop_trigger", "with",
+        "trainer.stop_trigger=(75,'iteration')")
+    straight = json.loads(run("sweep", "--root", root, "--executor", "local", "--json", train, "with",
+                              "trainer.stop_trigger=(75,'iteration')", "seed=7").stdout)
+    ours, theirs = (torch.load(Path(s["points"][0]["storage_dir"], "checkpoints", "ckpt_75.pth"), weights_only=False)
+                    for s in (short, straight))
+    assert all(torch.equal(ours["model"][k], theirs["model"][k]) for k in theirs["model"])
+    assert ours["best_loss"] == theirs["best_loss"]

@@ -102,3 +102,32 @@ def test_deciders_killed_mid_decision_leave_it_to_the_next_which_queues_each_poi
     for i in chosen:  # each promoted point ran its new budget once
         attempts = json.loads(Path(points[i]["storage_dir"], "ptslurm_status.json").read_text())["attempts"]
         assert [a["state"] for a in attempts] == ["completed", "completed"], attempts
+
+
+def test_cancel_of_every_point_stops_the_search_until_promote_resumes_it(slurm_cluster, tmp_path):
+    from test_halving_kills import GRID
+
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(json.dumps({"grid": GRID, "fixed": {"delay_s": 1},
+                                "halving": {"budget": "steps", "min": 2, "max": 6, "eta": 3, "metric": "loss"}}))
+    proc = run_cli("sweep", "--root", tmp_path / "root", "--json", "-f", spec, CURVES)
+    assert proc.returncode == 0, proc.stderr
+    sweep_dir = Path(json.loads(proc.stdout)["sweep_dir"])
+    decision_job = wait_for("the decision job", lambda: log_of(sweep_dir).get("job")
+                            if (sweep_dir / "search.json").exists() else None, timeout=60)
+    cancelled = run_cli("cancel", sweep_dir)
+    assert cancelled.returncode == 0, cancelled.stderr
+    log = log_of(sweep_dir)
+    assert log.get("stopped") and not log["decisions"]
+    queue = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    assert decision_job not in queue, "the decision job went with the points"
+    # the points run again by hand: the search stays stopped
+    again = run_cli("resubmit", sweep_dir, "--state", "cancelled")
+    assert again.returncode == 0, again.stderr
+    wait_for("the points to end", lambda: all(r["state"] == "completed" for r in json.loads(
+        run_cli("status", sweep_dir, "--json").stdout)), timeout=300, every=2)
+    assert not log_of(sweep_dir)["decisions"], "a stopped search decides nothing by itself"
+    resumed = run_cli("promote", sweep_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "promoted 3 point(s) of bracket 0 from rung 0 to budget 6" in resumed.stdout
+    wait_for("the search to end", search_done(sweep_dir, 1), timeout=300, every=2)
