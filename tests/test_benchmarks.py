@@ -62,3 +62,11 @@ def test_bench_packing(slurm_cluster):
 def test_bench_noop():
     out = run("bench_noop.py", "--points", "3", "--repeats", "1")
     assert "no-op re-run / print_config:" in out
+
+
+def test_bench_halving():
+    out = run("bench_halving.py", "--points", "9", timeout=600)
+    rows = {line[:28].strip(): line[28:].split() for line in out.splitlines()[2:]}
+    assert set(rows) == {"full grid (18 steps each)", "successive halving", "ASHA (rungs in order)",
+                         "Hyperband (3 brackets)"}
+    assert rows["full grid (18 steps each)"][0] == "162" and float(rows["successive halving"][1]) < 0.5
