@@ -74,6 +74,7 @@ class Block:
     # a sweep file's ``resources:`` (Resources field names -> values; a sub-grid's win key by key)
     resources: tp.Dict[str, tp.Any] = dataclasses.field(default_factory=dict)
     search: tp.Any = None  # a sweep file's ``halving:`` section (``halving.Search``), top level only
+    optuna: tp.Optional[tp.Dict[str, tp.Any]] = None  # its ``optuna:`` section (``optuna_search.parse``)
 
 
 # ----------------------------------------------------------------------------- parsing

@@ -67,6 +67,7 @@ class Plan:
     groups: tp.List[Resources] = dataclasses.field(default_factory=list)
     point_groups: tp.List[int] = dataclasses.field(default_factory=list)
     search: tp.Any = None  # a sweep file's successive halving (``halving.Search``)
+    optuna: tp.Optional[tp.Dict[str, tp.Any]] = None  # its Optuna search (``optuna_search.parse``)
 
     def group_resources(self) -> tp.List[tp.Tuple[Resources, tp.List[int]]]:
         """Each resource group with the indices of its points (one group without a sweep
@@ -93,9 +94,9 @@ class Plan:
 
 
 def expand_points(request: SweepRequest, notes: tp.Optional[tp.List[str]] = None
-                  ) -> tp.Tuple[tp.List[Point], tp.List[tp.Any], tp.Any]:
+                  ) -> tp.Tuple[tp.List[Point], tp.List[tp.Any], grid.Block]:
     """The sweep's points, the keys given as flat lists on the command line, and the sweep
-    file's successive halving (each point starts at its bracket's budget); ``notes``
+    file's block (its successive halving: each point starts at its bracket's budget); ``notes``
     receives what the expansion dropped."""
     cli = grid.parse_with(request.with_tokens)
     if notes is not None:
@@ -109,16 +110,18 @@ def expand_points(request: SweepRequest, notes: tp.Optional[tp.List[str]] = None
         from .halving import first_budgets
 
         points = first_budgets(base.search, points)
-    return points, flat, base.search
+    return points, flat, base
 
 
 def spec_hash(experiment_file: Path, points: tp.Sequence[Point], resources: Resources,
               storage_key: tp.Optional[str], per_point: tp.Sequence[Resources] = (),
-              search: tp.Any = None) -> str:
+              search: tp.Any = None, asking: tp.Optional[tp.Dict[str, tp.Any]] = None) -> str:
     spec: tp.Dict[str, tp.Any] = {"experiment": str(experiment_file), "points": [p.identity() for p in points],
             "resources": resources.to_json(), "storage_key": storage_key}
     if search is not None:  # successive halving (absent: the hash of earlier versions)
         spec["search"] = search.to_json()
+    if asking is not None:  # Optuna proposes the random values
+        spec["optuna"] = asking
     if per_point:  # a sweep file's resources per point (absent: the hash of earlier versions)
         spec["per_point"] = [r.to_json() for r in per_point]
     blob = json.dumps(spec, sort_keys=True, default=repr)
@@ -154,7 +157,8 @@ def plan(request: SweepRequest, scheduler_given: bool = False, executor: tp.Opti
     if not request.max_snapshot_mb > 0:
         raise UsageError(f"--max-snapshot-mb must be a positive number, got {request.max_snapshot_mb!r}")
     resources, notes = check_resources(request.resources)
-    points, flat_axes, search = expand_points(request, notes)
+    points, flat_axes, base = expand_points(request, notes)
+    search, asking = base.search, base.optuna
     groups, point_groups = resource_groups(request.resources, points, notes)
     request = dataclasses.replace(request, resources=resources)
     root = storage.resolve_root(request.root)
@@ -177,7 +181,7 @@ def plan(request: SweepRequest, scheduler_given: bool = False, executor: tp.Opti
     injected = checked["injected"]
     digest = spec_hash(path.resolve(), points, request.resources if chosen == Executor.SLURM else Resources(), injected,
                        [groups[g] for g in point_groups] if chosen == Executor.SLURM else
-                       [Resources(points_per_job=groups[g].points_per_job) for g in point_groups], search)
+                       [Resources(points_per_job=groups[g].points_per_job) for g in point_groups], search, asking)
     name = request.name or f"{exp_name}-{digest}"
     try:
         check_name(name)
@@ -199,7 +203,7 @@ def plan(request: SweepRequest, scheduler_given: bool = False, executor: tp.Opti
                 predicted_dirs=predicted, warnings=warnings, executor=chosen, name=name,
                 spec_hash=digest, layout=lay, staging=staging, code_hash=staged.code_hash,
                 code_bytes=staged.code_bytes, seeds=checked["seeds"], groups=groups, point_groups=point_groups,
-                search=search)
+                search=search, optuna=asking)
 
 
 def resource_groups(requested: Resources, points: tp.Sequence[Point], notes: tp.List[str]

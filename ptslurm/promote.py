@@ -21,6 +21,7 @@ from pathlib import Path
 from . import halving, records, storage
 from .errors import SubmissionError, UsageError
 from .records import TERMINAL, Executor, Manifest, State
+from .results import rung_value
 from .runtime import now
 
 SEARCH = records.SEARCH  # the decisions and each point's metric per rung
@@ -41,20 +42,6 @@ def search_of(manifest: Manifest) -> halving.Search:
         raise UsageError(f"sweep {manifest.name!r} has no successive halving (a sweep file's `halving:` section); "
                          f"to train points longer use `ptslurm extend`")
     return search
-
-
-def rung_value(entry: records.PointEntry, status: records.PointStatus, metric: str) -> tp.Optional[float]:
-    """The metric a completed point reached at the end of its latest attempt: a sacred
-    metric's last value, or the run's result (``result:min``/``result:max``)."""
-    from .results import direction, join_metrics
-
-    name = direction(metric)[0]
-    if name == "result":
-        value = status.result()
-    else:
-        series = join_metrics(entry.path, status.attempts).get(name)
-        value = series["values"][-1] if series and series.get("values") else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def views(manifest: Manifest, search: halving.Search, rows: tp.Sequence[tp.Any]) -> tp.List[halving.View]:
@@ -108,12 +95,12 @@ def decide(sweep_dir: tp.Union[str, Path], make: tp.Any = None, by: str = "promo
 
 
 def _decide(sweep_dir: Path, make: tp.Any, by: str, own_job: tp.Optional[str]) -> tp.List[int]:
-    from .results import direction
     from .state import sweep_states
     from .submission import backend_of
 
     manifest = storage.read_manifest(sweep_dir)
-    search = search_of(manifest)
+    if not manifest.search and not manifest.optuna:
+        search_of(manifest)  # the UsageError that says what this sweep is
     log = read_log(sweep_dir)
     if log.get("stopped"):
         if by != "promote":
@@ -121,6 +108,30 @@ def _decide(sweep_dir: Path, make: tp.Any, by: str, own_job: tp.Optional[str]) -
         del log["stopped"]
     on_slurm = manifest.executor == Executor.SLURM
     rows = sweep_states(sweep_dir, manifest, backend_of(sweep_dir, manifest, make) if on_slurm else None)
+    here: tp.List[int] = []
+    if manifest.search:
+        here += _halve(sweep_dir, manifest, rows, log, make, by)
+    if manifest.optuna:
+        from . import optuna_search
+
+        manifest, start = optuna_search.step(sweep_dir, manifest, rows, log,
+                                             lambda: storage.atomic_write_json(sweep_dir / SEARCH, log), _failpoint)
+        if on_slurm and start:
+            _queue(sweep_dir, manifest, start, make)
+        elif not on_slurm:
+            here += start
+    if on_slurm:
+        _decision_job(sweep_dir, log, make, own_job)
+    return here
+
+
+def _halve(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[tp.Any], log: tp.Dict[str, tp.Any], make: tp.Any,
+           by: str) -> tp.List[int]:
+    """Successive halving's part of a decision: record the promotions due, then act on
+    every decision not acted on yet; the points to run here (a local sweep)."""
+    from .results import direction
+
+    search = search_of(manifest)
     seen = views(manifest, search, rows)
     for v in seen:  # what each point reached at its rung, kept after it moves on
         if v.ended and v.value is not None:
@@ -144,8 +155,6 @@ def _decide(sweep_dir: Path, make: tp.Any, by: str, own_job: tp.Optional[str]) -
             d["acted"] = True
             storage.atomic_write_json(sweep_dir / SEARCH, log)
             _failpoint("acted")
-    if on_slurm:
-        _decision_job(sweep_dir, log, make, own_job)
     return here
 
 

@@ -381,6 +381,7 @@ class Manifest(Record):
     # the budget key (`extend`, successive halving) and the sweep file's `halving:` section
     budget_key: tp.Optional[str] = field(None, load=_str, omit_none=True)
     search: tp.Optional[tp.Dict[str, tp.Any]] = field(None, load=_opt_mapping, omit_none=True)
+    optuna: tp.Optional[tp.Dict[str, tp.Any]] = field(None, load=_opt_mapping, omit_none=True)  # its `optuna:`
 
     def code_of(self, version: int = 1) -> "CodeVersion":
         """Where snapshot ``version`` lies and its hash (version 1: the sweep's first)."""

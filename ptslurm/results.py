@@ -102,6 +102,18 @@ def join_metrics(storage_dir: tp.Union[str, Path], attempts: tp.Sequence[Attempt
     return joined
 
 
+def rung_value(entry: PointEntry, status: PointStatus, metric: str) -> tp.Optional[float]:
+    """The metric a completed point reached at the end of its latest attempt: a sacred
+    metric's last value, or the run's result (``result:min``/``result:max``)."""
+    name = direction(metric)[0]
+    if name == "result":
+        value = status.result()
+    else:
+        series = join_metrics(entry.path, status.attempts).get(name)
+        value = series["values"][-1] if series and series.get("values") else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def best_of(name: str, values: tp.Sequence[float], way: tp.Optional[str] = None) -> tp.Optional[float]:
     """The best value in the metric's ``direction`` (``way``: "min"/"max" to override); NaN
     and non-numbers are ignored."""

@@ -188,6 +188,7 @@ def create(p: Plan) -> storage.ManifestBook:
         notify=p.request.notify,
         budget_key=p.search.budget if p.search is not None else None,
         search=p.search.to_json() if p.search is not None else None,
+        optuna=p.optuna,
         resources=p.request.resources,
         groups=tuple(p.groups),
         varied=tuple(p.points[0].varied) if p.points else (),
@@ -245,6 +246,9 @@ def submit(book: storage.ManifestBook, backend: Backends) -> int:
     array by array; an interrupted submission's queued jobs are adopted first (``adopt``).
     Returns how many points were adopted."""
     sweep_dir = book.sweep_dir
+    if book.manifest.optuna:  # its points go out as Optuna proposes them (``promote.decide``)
+        book.update(state="submitted")
+        return 0
     adopted = adopt(book, backend)
     todo = units(book.manifest, [e.index for e in book.manifest.points if not e.job_id])
     limit = backend.main.submit_limit()

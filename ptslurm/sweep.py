@@ -157,7 +157,7 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
             outcome.rows = _search_here(p, events) or sweep_states(p.sweep_dir, storage.read_manifest(p.sweep_dir))
             outcome.manifest = storage.read_manifest(p.sweep_dir)
             return
-        if manifest.search and runner_gone:  # a search killed between rungs goes on
+        if (manifest.search or manifest.optuna) and runner_gone:  # a search killed between rungs goes on
             earlier = storage.read_manifest(p.sweep_dir)
             outcome.rows = _search_here(p, events)
             outcome.manifest = storage.read_manifest(p.sweep_dir)
@@ -172,6 +172,11 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
                 manifest = manifest.replace(note=p.request.note)
                 storage.ManifestBook(p.sweep_dir, manifest).save(manifest)
             events.message(f"sweep {p.name!r}: its note is now {p.request.note!r}")
+        if (manifest.search or manifest.optuna) and manifest.executor == Executor.SLURM:
+            from .promote import decide  # a search whose sweep command was killed goes on
+
+            decide(p.sweep_dir, make, by="sweep")
+            manifest = storage.read_manifest(p.sweep_dir)
         note = code_change_note(manifest, p.sweep_dir)
         events.message(f"sweep {p.name!r} already exists with this spec: nothing new to submit"
                        + (f"; {note}: its points ran the submitted code. To run the new code: `ptslurm resubmit "
@@ -205,7 +210,7 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
                            f"{manifest.waves.get('job') or '-'} submits the next)")
         for note in dict.fromkeys(n for n in notes if n):
             events.message(note)
-        if manifest.search:  # a decision job after the first rung
+        if manifest.search or manifest.optuna:  # the first asks; a decision job after the first rung
             from .promote import decide
 
             decide(p.sweep_dir, make, by="sweep")
@@ -217,8 +222,9 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
                  f"{p.request.jobs} job(s) of up to {per_job} points at a time (--points-per-job)")
     events.message(f"no SLURM here: running {_plural(n, 'point')} of {p.experiment_name!r} locally, {at_a_time}"
                    if p.request.executor == "auto" else f"running {_plural(n, 'point')} locally, {at_a_time}")
-    outcome.rows = run_local(book, p.request.jobs, [pt.index for pt in p.points], on_change=events.progress)
-    outcome.rows = _search_here(p, events) or outcome.rows
+    if not book.manifest.optuna:  # (Optuna's points go out as it proposes them)
+        outcome.rows = run_local(book, p.request.jobs, [pt.index for pt in p.points], on_change=events.progress)
+    outcome.rows = _search_here(p, events) or outcome.rows or []
     events.progress(outcome.rows, final=True)
     outcome.manifest = storage.read_manifest(p.sweep_dir)
 
@@ -226,7 +232,7 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
 def _search_here(p: Plan, events: Events) -> tp.Optional[tp.List[PointRow]]:
     """A local sweep's successive halving: the next rungs, in order, here; the rows after."""
     manifest = storage.read_manifest(p.sweep_dir)
-    if not manifest.search:
+    if not manifest.search and not manifest.optuna:
         return None
     from .promote import run_local as search_locally
 
@@ -246,7 +252,7 @@ def wait_for(sweep_dir: Path, events: tp.Optional[Events] = None,
         rows = sweep_states(sweep_dir, manifest, backend_of(sweep_dir, manifest, make))
         if top_up(sweep_dir, manifest, rows, make):
             continue
-        if manifest.search and ended(rows) and storage.foreign_owner(sweep_dir) is None:
+        if (manifest.optuna or (manifest.search and ended(rows))) and storage.foreign_owner(sweep_dir) is None:
             from .promote import decide
 
             if decide(sweep_dir, make, by="sweep --wait") or storage.read_manifest(sweep_dir) != manifest:

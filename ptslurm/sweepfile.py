@@ -30,7 +30,7 @@ from pathlib import Path
 from .errors import SpecError
 from .grid import NAMED, Axis, Block, RandomSpec, arange, check_key, check_named, linspace
 
-SECTIONS = ("fixed", "grid", "zip", "random", "named_configs", "subgrids", "resources", "halving")
+SECTIONS = ("fixed", "grid", "zip", "random", "named_configs", "subgrids", "resources", "halving", "optuna")
 GRID_TYPES = ("choice", "range", "linspace", "logspace")
 RANDOM_TYPES = ("uniform", "loguniform", "choice", "randint")
 
@@ -193,6 +193,21 @@ def _block(data: tp.Any, where: str, top: bool = True) -> Block:
 
         search = halving.parse(data["halving"], f"{where}: halving")
         direction(search.metric)  # the result without a direction: UsageError with the fix
+    asking = None
+    if "optuna" in data:
+        if not top:
+            raise SpecError(f"{where}: optuna belongs at the top of the sweep file (one study per sweep)")
+        from . import optuna_search
+        from .results import direction
+
+        if search is not None:
+            raise SpecError(f"{where}: optuna and halving in one sweep are not supported yet; run Optuna's search, "
+                            f"then `ptslurm extend` its best points (README: adaptive search)")
+        if axes or named_axes or subgrids:
+            raise SpecError(f"{where}: optuna proposes every varied value from the random: section; move the "
+                            f"grid's axes and sub-grids into random: (type: choice), or keep them fixed")
+        asking = optuna_search.parse(data["optuna"], f"{where}: optuna", rnd)
+        direction(asking["metric"])
     _no_key_twice(fixed, axes, rnd, where)
     return Block(
         resources=_resources(data.get("resources"), f"{where}: resources"),
@@ -202,6 +217,7 @@ def _block(data: tp.Any, where: str, top: bool = True) -> Block:
         random=rnd,
         subgrids={str(k): _block(v, f"{where}: subgrids.{k}", top=False) for k, v in subgrids.items()},
         search=search,
+        optuna=asking,
     )
 
 
@@ -394,6 +410,7 @@ def _sampler(spec: dict, where: str):
         raise SpecError(f"{where}: 'seed' must be an integer, got {own!r}")
     fn = _draw(spec, where)
     setattr(fn, "seed", own)
+    setattr(fn, "spec", {k: v for k, v in spec.items() if k != "seed"})  # what Optuna's distributions need
     return fn
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "sacred", "submitit", "numpy", "yaml")
+HEAVY = ("torch", "sacred", "submitit", "numpy", "yaml", "optuna")
 
 
 @pytest.mark.parametrize("code", [
@@ -42,7 +42,7 @@ def test_the_public_names_are_pinned_resolvable_and_typed():
 
 
 @pytest.mark.fast
-@pytest.mark.parametrize("argv", [["--help"], ["sweep", "--help"], ["status", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["sweep", "--help"], ["status", "--help"], ["promote", "--help"]])
 def test_help_loads_only_the_parser(argv):
     """`ptslurm --help` (and a verb's) loads the parser's modules and nothing of what the
     verbs use: the pinned list; a new import on the way to --help fails here."""
