@@ -151,7 +151,10 @@ def _halve(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[tp.Any], log: 
     here: tp.List[int] = []
     for d in log["decisions"]:
         if not d.get("acted"):
-            here += _act(sweep_dir, d, search, make)
+            try:
+                here += _act(sweep_dir, d, search, make)
+            except _Later:
+                continue  # the submit limit: the next decider queues the rest
             d["acted"] = True
             storage.atomic_write_json(sweep_dir / SEARCH, log)
             _failpoint("acted")
@@ -175,7 +178,8 @@ def _act(sweep_dir: Path, decision: tp.Mapping[str, tp.Any], search: halving.Sea
         _failpoint("extended")
     if manifest.executor != Executor.SLURM:
         return [i for i in chosen if _not_started(manifest, i)]
-    _queue(sweep_dir, manifest, chosen, make)
+    if not _queue(sweep_dir, manifest, chosen, make):
+        raise _Later()
     return []
 
 
@@ -193,10 +197,11 @@ def _not_started(manifest: Manifest, index: int) -> bool:
     return records.read_status(entry.path).submission < records.read_intent(entry.path).submission
 
 
-def _queue(sweep_dir: Path, manifest: Manifest, chosen: tp.Sequence[int], make: tp.Any) -> None:
+def _queue(sweep_dir: Path, manifest: Manifest, chosen: tp.Sequence[int], make: tp.Any) -> bool:
     """Queue the points of ``chosen`` that have no job for their current submission: a job a
     killed decider queued (its comment names the point) or that already ran (the status file
-    names it) is recorded instead."""
+    names it) is recorded instead. Under a submit limit, as many as fit (the next decider
+    queues the rest). True when every point has its job."""
     from .submission import backends_of, submit_marker, units
 
     def waiting(entry: records.PointEntry) -> bool:
@@ -204,7 +209,7 @@ def _queue(sweep_dir: Path, manifest: Manifest, chosen: tp.Sequence[int], make: 
 
     need = [i for i in chosen if waiting(manifest.points[i])]
     if not need:
-        return
+        return True
     book = _Book(sweep_dir, manifest)
     scheduler = backends_of(sweep_dir, manifest, make)
     marker = submit_marker(sweep_dir)
@@ -222,8 +227,18 @@ def _queue(sweep_dir: Path, manifest: Manifest, chosen: tp.Sequence[int], make: 
         scheduler.ensure_pickles(manifest, {i: j for i, j in adopted.items() if j in found.values()})
         book.set_jobs(adopted)
     rest = [i for i in need if i not in adopted]
-    if rest:
-        scheduler.submit(book, units(book.manifest, rest), marker=marker)
+    todo = units(book.manifest, rest)
+    limit = scheduler.main.submit_limit() if rest else None
+    if limit is not None:  # the cluster's submit limit: what fits, a slot kept for the decision job
+        free = limit - (scheduler.main.queued_count() or 0)
+        todo = todo if len(todo) <= free else todo[:max(free - 1, 0)]
+    if todo:
+        scheduler.submit(book, todo, marker=marker)
+    return sum(len(u) for _, u in todo) == len(rest)
+
+
+class _Later(Exception):
+    """A decision's points did not all fit under the cluster's submit limit."""
 
 
 class _Book(storage.ManifestBook):

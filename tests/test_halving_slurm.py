@@ -11,6 +11,7 @@ import pytest
 
 from conftest import run_cli, wait_for
 from test_halving import CURVES, check_exact_and_counted, log_of, points_of, sweep_file
+from test_jobcontrol import submit_limit_4  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slurm
 
@@ -131,3 +132,17 @@ def test_cancel_of_every_point_stops_the_search_until_promote_resumes_it(slurm_c
     assert resumed.returncode == 0, resumed.stderr
     assert "promoted 3 point(s) of bracket 0 from rung 0 to budget 6" in resumed.stdout
     wait_for("the search to end", search_done(sweep_dir, 1), timeout=300, every=2)
+
+
+@pytest.mark.slurm
+def test_a_search_under_a_submit_limit_of_4_goes_in_waves_and_promotes_each_point_once(submit_limit_4, tmp_path):
+    """27 points, then 9 promoted, with at most 4 jobs queued: the points go in waves, the
+    promotions as many at a time as fit (a decision stays open until all its points have
+    their jobs)."""
+    sweep_dir = submit(tmp_path)
+    log = wait_for("the search to end", search_done(sweep_dir, 2), timeout=900, every=2)
+    assert [(d["rung"], len(d["points"])) for d in log["decisions"]] == [(0, 9), (1, 3)]
+    check_exact_and_counted(sweep_dir, set(log["decisions"][0]["points"]))
+    points = points_of(sweep_dir)
+    rung1 = {(p["job_history"] + [p["job_id"]])[1].split("_")[0] for p in points if p["index"] in log["decisions"][0]["points"]}
+    assert len(rung1) >= 3, f"the 9 promotions went out in several submissions under the limit: {rung1}"
