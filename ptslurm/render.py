@@ -134,14 +134,18 @@ def counts_line(rows: tp.Sequence["PointRow"], total: int, width: int, what: str
     return f"[{bar:<{width}}] {done}/{total}{what}  " + "  ".join(f"{k} {v}" for k, v in c.items())
 
 
-def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[float] = None) -> str:
-    """``ptslurm status``: one row per point and a summary line."""
+def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[float] = None,
+           rungs: tp.Optional[tp.Mapping[int, str]] = None) -> str:
+    """``ptslurm status``: one row per point and a summary line. ``rungs``: successive
+    halving's cell per point index (``2 final``, ``0 stopped``)."""
     varied = list(manifest.varied)
     spread = any(r.world_size > 1 for r in (manifest.groups or (manifest.resources,)))  # distributed points
     header = ["#"] + varied + ["state", "att", "progress", "heartbeat", "elapsed", "job"] + (["ranks"] if spread else [])
     versions = bool(manifest.code_versions)  # several code snapshots: which one each point ran
     if versions:
         header.insert(header.index("state"), "code")
+    if rungs is not None:
+        header.insert(header.index("state"), "rung")
     notes = [why(r) for r in rows]
     noted = any(notes)
     if noted:  # why a point failed, or why it is not requeued any more
@@ -163,7 +167,9 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
             beat = age(r.heartbeat, now)
         state = str(r.state) + (f" ({waits_for(r.reason)})" if r.reason else "")
         lines.append([str(r.index)] + [cell(r.varied.get(k, ""), k) for k in varied] +
-                     ([f"v{manifest.point(r.index).code_version}"] if versions else []) + [state, str(r.attempts), progress, beat, duration(r.elapsed_s), job] +
+                     ([f"v{manifest.point(r.index).code_version}"] if versions else []) +
+                     ([rungs.get(r.index, "-")] if rungs is not None else []) +
+                     [state, str(r.attempts), progress, beat, duration(r.elapsed_s), job] +
                      ([ranks(manifest, r)] if spread else []) + ([notes[len(lines)] or ""] if noted else []))
     width = 60  # the table fits itself to the terminal
     total = terminal_width() or 10**6

@@ -447,9 +447,18 @@ def plot(sweep_dir: Path, metric: str, output: tp.Optional[Path] = None) -> tp.A
         # a curve of one value (a point that failed after its first log) is a line of no
         # length: draw its value as a dot
         ax.plot(steps, values, label=label, marker="o" if len(values) == 1 else None)
-    ax.set_xlabel("step")
+    manifest = storage.read_manifest(sweep_dir)
+    from .halving import from_json
+
+    search = from_json(manifest.search)
+    for k, budget in enumerate(search.rungs if search is not None else []):  # where each rung ends
+        ax.axvline(budget, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(f"rung {k}", (budget, 1), xycoords=("data", "axes fraction"), fontsize="small",
+                    ha="right", va="top", rotation=90, color="grey")
+    ax.set_xlabel("step" if search is None else f"step (rungs at {search.budget} = "
+                  f"{', '.join(map(str, search.rungs))})")
     ax.set_ylabel(metric)
-    ax.set_title(f"{storage.read_manifest(sweep_dir).name}: {metric}")
+    ax.set_title(f"{manifest.name}: {metric}")
     ax.legend(fontsize="small")
     fig.tight_layout()
     if output is not None:

@@ -136,24 +136,34 @@ def cmd_status(args: argparse.Namespace) -> int:
             for r in rows:
                 _warn_damaged(r.index, r.damaged)
             warned = True
-        if args.json:
-            print(json.dumps([r.to_json() for r in rows], indent=2))
+        if args.json:  # (successive halving: each point's rung and where the search left it)
+            extra = {i: {"rung": rung, "halving": said} for i, (rung, said) in
+                     enumerate(_standings(sweep_dir, manifest, states) if manifest.search else [])}
+            print(json.dumps([{**r.to_json(), **extra.get(r.index, {})} for r in rows], indent=2))
         else:
-            text = render.status(manifest, rows)
-            if manifest.search:
-                from . import records
-                from .halving import budget_number, standing, summary
+            standings = _standings(sweep_dir, manifest, states) if manifest.search else None
+            text = render.status(manifest, rows, rungs=None if standings is None else {
+                i: f"{rung} {said}".strip() if rung is not None else "-" for i, (rung, said) in enumerate(standings)})
+            if standings is not None:
+                from .halving import summary
 
-                key = manifest.search.get("budget")
-                text += "\n" + summary(manifest.search, standing(
-                    manifest.search, records.read_json(sweep_dir / records.SEARCH),
-                    [(budget_number(manifest.points[r.index].updates.get(key)), r.state.value) for r in states]))
+                text += "\n" + summary(manifest.search, standings)
             if args.watch and sys.stdout.isatty():
                 sys.stdout.write("\033[H\033[J")
             print(text, flush=True)
         if not args.watch or ended(rows):
             return 0
         time.sleep(args.interval)
+
+
+def _standings(sweep_dir: tp.Any, manifest: tp.Any, states: tp.Any) -> tp.List[tp.Tuple[tp.Optional[int], str]]:
+    """Each point's rung and where successive halving left it (``halving.standing``)."""
+    from . import records
+    from .halving import budget_number, standing
+
+    key = manifest.search.get("budget")
+    return standing(manifest.search, records.read_json(sweep_dir / records.SEARCH),
+                    [(budget_number(manifest.points[r.index].updates.get(key)), r.state.value) for r in states])
 
 
 def _states(text: str) -> tp.Set[str]:
@@ -367,7 +377,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     sweep_dir, _ = _sweep(args)
     output = Path(args.output) if args.output else sweep_dir / f"{args.metric.replace('/', '_')}.png"
     fig = results.plot(sweep_dir, args.metric, output)
-    print(f"wrote {output} ({len(fig.axes[0].get_lines())} curves)")
+    print(f"wrote {output} ({len(fig.axes[0].get_legend_handles_labels()[0])} curves)")
     return 0
 
 

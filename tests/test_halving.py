@@ -106,6 +106,15 @@ def test_successive_halving_keeps_the_best_third_continues_them_exactly_and_trai
     assert all(r["budget"] == budgets[r["index"]] for r in table)
     shown = run_cli("show", "--root", tmp_path / "root", summary["name"], str(winner))
     assert "# budget steps: 2 (sweep) -> 6 (halving decision 1) -> 18 (halving decision 2)" in shown.stderr
+    rows = json.loads(status_json := run_cli("status", "--root", tmp_path / "root", summary["name"], "--json").stdout)
+    assert {r["index"]: r["halving"] for r in rows} == said and rows[winner]["rung"] == 2, status_json[:300]
+    assert f"{winner:<4}" in status.stdout and "2 final" in status.stdout.splitlines()[3 + winner]
+    plotted = run_cli("plot", "--root", tmp_path / "root", summary["name"], "--metric", "loss", "-o", tmp_path / "l.png")
+    assert plotted.returncode == 0 and "(27 curves)" in plotted.stdout, plotted.stdout + plotted.stderr
+    from ptslurm.results import plot
+
+    marks = [line.get_xdata()[0] for line in plot(sweep_dir, "loss").axes[0].get_lines() if line.get_linestyle() == ":"]
+    assert marks == [2, 6, 18], "the plot marks where each rung ends"
     # the same command again: nothing is decided twice
     again = run_sweep(tmp_path)
     assert again["sweep_dir"] == summary["sweep_dir"] and log_of(sweep_dir)["decisions"] == log["decisions"]
