@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a shell command run once when every point has ended (by the job that ends last, no "
                          "daemon), with PTSLURM_SWEEP, PTSLURM_SWEEP_NAME and PTSLURM_COUNTS set, e.g. "
                          "--notify 'mail -s \"$PTSLURM_SWEEP_NAME: $PTSLURM_COUNTS\" me@lab.org < /dev/null'")
+    sw.add_argument("--halving", metavar="FIELD=VALUE,...",
+                    help="successive halving, as a sweep file's halving: section (fields given here win), e.g. "
+                         "--halving budget=steps,min=2,max=18,eta=3,metric=loss[,promotion=async][,brackets=3]")
     _add_resources(sw)
 
     def sweep_arg(p):

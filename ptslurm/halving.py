@@ -115,6 +115,25 @@ def parse(data: tp.Any, where: str = "halving") -> Search:
                   promotion=promotion, brackets=brackets)
 
 
+def from_flag(text: str, section: tp.Optional[Search] = None) -> Search:
+    """``--halving budget=steps,min=2,max=18``: the fields laid over a sweep file's section."""
+    fields: tp.Dict[str, tp.Any] = dict(section.to_json()) if section is not None else {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise SpecError(f"--halving {text!r}: write FIELD=VALUE pairs separated by commas, e.g. "
+                            f"budget=steps,min=2,max=18,eta=3,metric=loss")
+        word: tp.Any = value.strip()
+        for kind in (int, float):
+            try:
+                word = kind(word)
+                break
+            except ValueError:
+                pass
+        fields[name.strip()] = word
+    return parse(fields, "--halving")
+
+
 def from_json(data: tp.Any) -> tp.Optional[Search]:
     """The Search a manifest recorded (None: no search, or a damaged record)."""
     if not isinstance(data, dict):

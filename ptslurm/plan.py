@@ -14,7 +14,7 @@ import typing as tp
 from pathlib import Path
 
 from . import commands, grid, records, snapshot, storage, sweepfile
-from .errors import UsageError
+from .errors import SpecError, UsageError
 from .records import Executor
 from .spec import DEFAULT_SIGNAL_DELAY_S, Point, Resources, default_signal_delay
 
@@ -39,6 +39,7 @@ class SweepRequest:
     keep_duplicates: bool = False  # run points that repeat an earlier one (else dropped with a note)
     note: tp.Optional[str] = None  # a description, shown by `ptslurm list`
     notify: tp.Optional[str] = None  # a shell command run once when every point has ended
+    halving: tp.Optional[str] = None  # `--halving budget=steps,min=2,...`: laid over the sweep file's section
 
 
 @dataclasses.dataclass
@@ -106,6 +107,15 @@ def expand_points(request: SweepRequest, notes: tp.Optional[tp.List[str]] = None
                          notes=notes)
     # each flat list as written (repeats included): the hint shows the list literally
     flat = [[a.keys[0], [v[0] for v in a.values]] for a in cli.axes if a.flat_list]
+    if request.halving is not None:
+        from .halving import from_flag
+        from .results import direction
+
+        base = dataclasses.replace(base, search=from_flag(request.halving, base.search))
+        direction(base.search.metric)  # the result without a direction: UsageError with the fix
+        if base.optuna is not None:
+            raise SpecError("--halving: optuna and halving in one sweep are not supported yet; run Optuna's search, "
+                            "then `ptslurm extend` its best points (README: adaptive search)")
     if base.search is not None:
         from .halving import first_budgets
 

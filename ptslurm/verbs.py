@@ -37,7 +37,7 @@ def cmd_sweep(args: argparse.Namespace, argv: tp.List[str], updates: tp.List[str
         max_snapshot_mb=args.max_snapshot_mb if args.max_snapshot_mb is not None else snapshot.DEFAULT_MAX_MB,
         max_points=args.max_points if args.max_points is not None else grid.DEFAULT_MAX_POINTS,
         keep_duplicates=args.keep_duplicates, note=_one_line(args.note, "--note"),
-        notify=_one_line(args.notify, "--notify"),
+        notify=_one_line(args.notify, "--notify"), halving=args.halving,
     )
     outcome = sweeps.run(request, wait=args.wait, events=Printer())
     if args.dry_run:

@@ -134,3 +134,17 @@ def test_hyperband_brackets_start_at_their_rungs_and_halve_within_themselves(tmp
         assert set(d["points"]) <= set(by_bracket[d["bracket"]])
     promoted = {i for d in log["decisions"] for i in d["points"]}
     check_exact_and_counted(sweep_dir, promoted, at_most=0.5)  # its brackets that start higher cost more
+
+
+def test_the_halving_flag_makes_the_same_sweep_as_the_section(tmp_path):
+    def name(*words):
+        proc = run_cli("sweep", "--root", tmp_path / "root", "--executor", "local", "--dry-run", "--json", *words)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)["name"]
+
+    grid_only = tmp_path / "grid.yaml"
+    grid_only.write_text(json.dumps({"grid": GRID}))
+    flag = name("-f", grid_only, "--halving", "budget=steps,min=2,max=18,eta=3,metric=loss", CURVES)
+    assert flag == name("-f", sweep_file(tmp_path), CURVES)
+    assert flag != name("-f", grid_only, "--halving", "budget=steps,min=2,max=18,eta=3,metric=loss,promotion=async",
+                        CURVES)

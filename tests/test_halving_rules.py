@@ -131,3 +131,16 @@ def test_a_full_rung_keeps_exactly_the_best_of_each_nth_and_at_least_one(values,
     worst_kept = max(values[i] for i in got.points)
     assert all(values[i] >= worst_kept for i in range(len(values)) if i not in got.points)
     assert math.isfinite(worst_kept)
+
+
+def test_the_halving_flag_is_the_sections_fields_and_wins_over_them():
+    section = search()
+    assert halving.from_flag("budget=steps,min=2,max=18,eta=3,metric=loss") == section
+    assert halving.from_flag("promotion=async,brackets=2", section) == halving.parse(
+        {**BASE, "promotion": "async", "brackets": 2})
+    assert halving.from_flag("min=0.5,max=4.5", section).rungs == [0.5, 1.5, 4.5]
+    with pytest.raises(SpecError) as err:
+        halving.from_flag("budget steps")
+    assert err.value.message.startswith("--halving 'budget steps': write FIELD=VALUE pairs separated by commas")
+    with pytest.raises(SpecError, match="--halving: missing field 'min'"):
+        halving.from_flag("budget=steps,max=18")
