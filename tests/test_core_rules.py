@@ -174,12 +174,15 @@ def test_a_stop_signal_while_the_job_starts_is_recorded_not_fatal(tmp_path):
     import subprocess
     import sys
 
-    (tmp_path / "slow_runner.py").write_text("import sys, time\ntime.sleep(2)\nprint('ran', sys.argv[1:])\n")
+    # the runner (submitit's, in a job) says when it loads; the signal comes then, whatever
+    # the machine's load (no fixed sleep)
+    (tmp_path / "slow_runner.py").write_text("import sys, time\nprint('loading', flush=True)\ntime.sleep(2)\n"
+                                             "print('ran', sys.argv[1:])\n")
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
 
     def started_with(*command):
         proc = subprocess.Popen([sys.executable, *command], stdout=subprocess.PIPE, text=True, env=env)
-        time.sleep(0.7)
+        assert proc.stdout.readline().strip() == "loading"
         proc.send_signal(signal.SIGUSR2)
         return proc.returncode if proc.wait() is None else proc.returncode, proc.stdout.read()
 

@@ -55,7 +55,7 @@ def check(code, err, root):
     assert not root.exists() or not any(root.iterdir()), "something was left behind"
 
 
-@settings(max_examples=150, deadline=10_000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(options=st.lists(st.tuples(OPTIONS, VALUE), max_size=4), updates=st.lists(UPDATE, max_size=4))
 def test_sweep_command_lines(tmp_path, monkeypatch, options, updates):
     monkeypatch.setenv("SLURM_CONF", str(tmp_path / "none.conf"))
@@ -69,7 +69,7 @@ def test_sweep_command_lines(tmp_path, monkeypatch, options, updates):
     check(code, err, root)
 
 
-@settings(max_examples=150, deadline=10_000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=SWEEP_FILE, updates=st.lists(UPDATE, max_size=2))
 def test_sweep_files(tmp_path, monkeypatch, document, updates):
     import yaml
