@@ -20,13 +20,17 @@ class Record:
         self.status = PointStatus(attempts=tuple(Attempt(cause=c, progressed=progressed) for c in causes)
                                   + (Attempt(),))
         self.progress, self.previous = progress, previous
+        self.asked = []  # the any_file argument of each made_progress call
 
     count = attempts.AttemptRecord.count
     stalls = attempts.AttemptRecord.stalls
     attempts_in_submission = attempts.AttemptRecord.attempts_in_submission
 
     def made_progress(self, any_file=False):
-        return self.progress
+        """``progress``: True (reported, or a new checkpoint), "files" (only files the code
+        wrote: progress only when the caller counts any file), or False."""
+        self.asked.append(any_file)
+        return self.progress is True or (any_file and self.progress == "files")
 
     def previous_failure(self):
         return None if self.previous is None else Attempt(cause="failed", fingerprint=self.previous)
@@ -164,6 +168,26 @@ def test_stops_without_progress_in_a_row_are_capped(slurm_env, earlier, expected
     decision = attempts.decide(interrupt.Interrupted("x"), record, max_requeues=3)
     assert decision.action == expected and decision.progressed is False
     assert (why is None and decision.gave_up is None) or why in decision.gave_up
+
+
+@pytest.mark.parametrize("exc, expected", [
+    ("stop", "requeue"),  # a time limit: the files it wrote are its progress
+    ("failure", None),  # a crash: only reported progress or a checkpoint counts
+])
+def test_files_written_count_as_progress_for_a_stop_but_not_for_a_failure(slurm_env, exc, expected):
+    """Code that never reports (a plain loop with its own state file) is judged by its
+    files when it is stopped; a crash that only touched files is not progress."""
+    fake_info(slurm_env)
+    record = Record([], progress="files")
+    record.status = PointStatus(attempts=tuple(Attempt(cause="timeout", progressed=False) for _ in range(3))
+                                + (Attempt(),))
+    if exc == "stop":
+        interrupt.request_stop(signal.SIGUSR2)
+        decision = attempts.decide(interrupt.Interrupted("x"), record, max_requeues=3)
+    else:
+        decision = attempts.decide(RuntimeError("boom"), record, max_requeues=3)
+    assert decision.action == expected
+    assert record.asked == ([True] if exc == "stop" else [False])
 
 
 def test_max_attempts_is_an_optional_total_budget(slurm_env):
