@@ -166,3 +166,15 @@ def test_reading_a_sweep_in_waves_submits_nothing(planned):
     cluster.end([wave], "CANCELLED")  # the wave job killed: status's explicit top-up submits the next wave
     assert submission.top_up(sweep_dir, manifest, rows, make=cluster.backend)
     assert cluster.sbatch_calls > calls
+
+
+def test_a_sweep_that_fits_the_limit_alone_but_not_beside_queued_jobs_goes_in_waves(planned):
+    cluster = FakeCluster(limit=10)
+    cluster.sbatch([{"comment": "someone else's"} for _ in range(4)])  # 4 of the 10 slots taken
+    outcome, sweep_dir = sweep(planned, "beside-queued", cluster)
+    assert outcome.manifest is not None and outcome.manifest.waves and outcome.manifest.waves["limit"] == 10
+    assert len(cluster.queued()) == 10, "the free slots: 5 points and the wave job"
+    most: list = []
+    run_waves(cluster, sweep_dir, most)
+    jobs = cluster.point_jobs(sweep_dir)
+    assert sorted(jobs) == list(range(POINTS)) and all(len(j) == 1 for j in jobs.values())
