@@ -117,10 +117,10 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int, notify: bool = True) -
 
 
 def _decide(manifest: Manifest, sweep_dir: Path) -> None:
-    """Successive halving on SLURM: this point's end may make promotions due (ASHA's at once,
-    a full rung's); decided by ``python -m ptslurm.promote`` outside this job's SLURM
+    """A search on SLURM: this point's end may make promotions (ASHA's, a full rung's) or
+    Optuna's next asks due; decided by ``python -m ptslurm.promote`` outside this job's SLURM
     settings. A failure is a warning: the decision job, --wait or `promote` decide later."""
-    if not manifest.search or manifest.executor != "slurm":
+    if not (manifest.search or manifest.optuna) or manifest.executor != "slurm":
         return  # a local search is decided by the command that runs it
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SLURM_", "SBATCH_", "SRUN_")) or k == "SLURM_CONF"}

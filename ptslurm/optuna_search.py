@@ -110,10 +110,12 @@ def study(sweep_dir: Path, name: str, config: tp.Mapping[str, tp.Any], way: str,
 
 
 def step(sweep_dir: Path, manifest: tp.Any, rows: tp.Sequence[tp.Any], log: tp.Dict[str, tp.Any],
-         save: tp.Callable[[], None], failpoint: tp.Callable[[str], None]) -> tp.Tuple[tp.Any, tp.List[int]]:
+         save: tp.Callable[[], None], failpoint: tp.Callable[[str], None],
+         by: str = "") -> tp.Tuple[tp.Any, tp.List[int]]:
     """Tell the ended points' results, ask for waiting points while fewer than ``parallel``
     run, and write the asked values into their manifest entries. Returns the manifest and
-    the points to start now (asked, never started). ``log["trials"]``: point -> trial."""
+    the points to start now (asked, never started). ``log["trials"]``: point -> trial;
+    ``log["asked_by"]``: point -> the decider (``by``) that asked for it."""
     from optuna.trial import TrialState
 
     from . import storage as files
@@ -148,6 +150,7 @@ def step(sweep_dir: Path, manifest: tp.Any, rows: tp.Sequence[tp.Any], log: tp.D
             number = orphans.pop(0) if orphans else s.ask(dists).number  # the journal holds the ask
             failpoint("asked")
             trials[str(index)] = number
+            log.setdefault("asked_by", {})[str(index)] = by
             save()
         known = {t.number: t for t in s.get_trials(deepcopy=False)}
     params = {int(i): known[n].params for i, n in trials.items() if n in known}

@@ -115,7 +115,8 @@ def _decide(sweep_dir: Path, make: tp.Any, by: str, own_job: tp.Optional[str]) -
         from . import optuna_search
 
         manifest, start = optuna_search.step(sweep_dir, manifest, rows, log,
-                                             lambda: storage.atomic_write_json(sweep_dir / SEARCH, log), _failpoint)
+                                             lambda: storage.atomic_write_json(sweep_dir / SEARCH, log), _failpoint,
+                                             by)
         if on_slurm and start:
             _queue(sweep_dir, manifest, start, make)
         elif not on_slurm:

@@ -95,3 +95,7 @@ def test_thirty_trials_four_at_a_time_on_slurm_survive_a_killed_sweep_command(sl
     wait_for("the last result told", lambda: all(t.state.name == "COMPLETE" for t in study_of(sweep_dir).trials),
              timeout=120, every=1)
     check_trials(sweep_dir, 30)
+    outs = [p.read_text() for p in (sweep_dir / "slurm").glob("*_0_log.out")]
+    assert not any("successive halving" in o for o in outs), "every point's own decider ran cleanly"
+    asked_by = json.loads((sweep_dir / "search.json").read_text()).get("asked_by", {})
+    assert any(by.startswith("job ") for by in asked_by.values()), "the points' jobs ask as they end"
