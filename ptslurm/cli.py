@@ -201,9 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_resources(re_, "SLURM resources the points ask for from now on (default: what they asked before)")
 
     ex_ = sub.add_parser("extend", help="train ended points longer: resume them with a larger budget",
-                         description="Continue ended points from their latest checkpoint with a larger value of "
-                                     "the budget key, in the same storage dirs, as a new attempt running the code "
-                                     "they ran; `show` prints each point's budget history. Only the budget key may "
+                         description="ptslurm extend SWEEP [options] with KEY=VALUE\n\n"
+                                     "Continue ended points from their latest checkpoint with a larger value of\n"
+                                     "the budget key, in the same storage dirs, as a new attempt running the code\n"
+                                     "they ran; `show` prints each point's budget history. Only the budget key may\n"
                                      "change (anything else would not be the same training).",
                          epilog="Example: ptslurm extend tiny-c21eec89 --points 0-3 with steps=3000\n"
                                 "         ptslurm extend run-1 --budget-key trainer.stop_trigger "

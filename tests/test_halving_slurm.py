@@ -146,3 +146,19 @@ def test_a_search_under_a_submit_limit_of_4_goes_in_waves_and_promotes_each_poin
     points = points_of(sweep_dir)
     rung1 = {(p["job_history"] + [p["job_id"]])[1].split("_")[0] for p in points if p["index"] in log["decisions"][0]["points"]}
     assert len(rung1) >= 3, f"the 9 promotions went out in several submissions under the limit: {rung1}"
+
+
+def test_hyperband_with_wait_returns_when_every_bracket_is_done(slurm_cluster, tmp_path):
+    """`sweep --wait` of a Hyperband search (3 brackets starting at 2, 6 and 18 steps) on the
+    cluster: it returns once every bracket is decided and run, with its points exact."""
+    proc = run_cli("sweep", "--root", tmp_path / "root", "--json", "--wait", "-f", sweep_file(tmp_path, brackets=3),
+                   CURVES, env={"PTSLURM_POLL_S": "1"}, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    sweep_dir = Path(summary["sweep_dir"])
+    assert [p["state"] for p in summary["points"]] == ["completed"] * 27
+    log = log_of(sweep_dir)
+    assert sorted((d["bracket"], d["rung"], len(d["points"])) for d in log["decisions"]) == [(0, 0, 4), (0, 1, 1),
+                                                                                              (1, 1, 3)]
+    assert all(d["acted"] for d in log["decisions"])
+    check_exact_and_counted(sweep_dir, {i for d in log["decisions"] for i in d["points"]}, at_most=0.5)
