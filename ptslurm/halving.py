@@ -272,7 +272,7 @@ def standing(section: tp.Any, log: tp.Any, points: tp.Sequence[tp.Tuple[tp.Any, 
         elif state == "completed":
             said = ("final" if rung == last else
                     "stopped" if search.promotion == "sync" and (brackets[i], rung) in decided else "waiting")
-        elif state in ("pending", "running", "requeued") and rung > brackets[i]:
+        elif state in ("waiting", "pending", "running", "requeued") and rung > brackets[i]:
             said = "promoted"
         else:
             said = ""

@@ -170,12 +170,17 @@ def _act(sweep_dir: Path, decision: tp.Mapping[str, tp.Any], search: halving.Sea
     manifest = storage.read_manifest(sweep_dir)
     target = search.rungs[int(decision["rung"]) + 1]
     chosen = [int(i) for i in decision["points"]]
-    fresh = [i for i in chosen if search.budget_of(manifest.points[i].updates.get(search.budget)) != target]
+    def below(i: int) -> bool:  # (a point a later decision extended further is past this one)
+        had = search.budget_of(manifest.points[i].updates.get(search.budget))
+        return had is None or had < target
+
+    fresh = [i for i in chosen if below(i)]
     if fresh:
         book, _ = _resubmit(sweep_dir, fresh, False, True, make, updates={search.budget: search.value(target)},
                             by=f"halving decision {decision['id']}")
-        book.save(book.manifest)
-        manifest = book.manifest
+        # no job for the new budget yet: waiting (a submit limit may keep some waiting a while)
+        manifest = book.save(book.manifest.with_jobs({i: None for i in fresh}) if book.manifest.executor ==
+                             Executor.SLURM else book.manifest)
         _failpoint("extended")
     if manifest.executor != Executor.SLURM:
         return [i for i in chosen if _not_started(manifest, i)]

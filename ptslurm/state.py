@@ -74,9 +74,9 @@ def point_state(manifest: Manifest, entry: PointEntry, status: PointStatus, inte
     if status.cancelled and state != State.COMPLETED:  # written by older versions
         state = State.CANCELLED
     job = entry.job_id
-    if (not job and latest is None and state == State.PENDING
-            and ((manifest.executor == Executor.SLURM and manifest.waves) or manifest.optuna)):
-        return State.WAITING  # over the cluster's submit limit, or not asked of Optuna yet
+    if not job and state == State.PENDING and (manifest.optuna or manifest.search or (
+            latest is None and manifest.executor == Executor.SLURM and manifest.waves)):
+        return State.WAITING  # over the cluster's submit limit, not asked of Optuna, or promoted and not queued yet
     if queue is not None and job and job != "local" and state not in TERMINAL:
         queued = queue.get(job)
         if queued is None and state == State.RUNNING and latest is not None and _beating(latest.heartbeat):

@@ -157,7 +157,7 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
             outcome.rows = _search_here(p, events) or sweep_states(p.sweep_dir, storage.read_manifest(p.sweep_dir))
             outcome.manifest = storage.read_manifest(p.sweep_dir)
             return
-        if (manifest.search or manifest.optuna) and runner_gone:  # a search killed between rungs goes on
+        if (manifest.search or manifest.optuna) and (runner_gone or not runner):  # a search killed between rungs
             earlier = storage.read_manifest(p.sweep_dir)
             outcome.rows = _search_here(p, events)
             outcome.manifest = storage.read_manifest(p.sweep_dir)
@@ -252,7 +252,7 @@ def wait_for(sweep_dir: Path, events: tp.Optional[Events] = None,
         rows = sweep_states(sweep_dir, manifest, backend_of(sweep_dir, manifest, make))
         if top_up(sweep_dir, manifest, rows, make):
             continue
-        if (manifest.optuna or (manifest.search and ended(rows))) and storage.foreign_owner(sweep_dir) is None:
+        if (manifest.optuna or manifest.search) and storage.foreign_owner(sweep_dir) is None:
             from .promote import decide
 
             if decide(sweep_dir, make, by="sweep --wait") or storage.read_manifest(sweep_dir) != manifest:

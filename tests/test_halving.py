@@ -65,6 +65,9 @@ def check_exact_and_counted(sweep_dir: Path, promoted: set, at_most: float = 1 /
         if p["index"] in promoted:  # continued rung after rung: as if run straight to its budget
             updates = {k: v for k, v in p["updates"].items()}
             assert Path(p["storage_dir"], "checkpoints", "state.json").read_text() == straight_run(updates), p["index"]
+    for p in points:  # one attempt per budget the point was asked to train to: none ran twice
+        attempts = json.loads(Path(p["storage_dir"], "ptslurm_status.json").read_text())["attempts"]
+        assert len(attempts) == max(1, len(p.get("budgets") or [])), (p["index"], p.get("budgets"), attempts)
     trained = sum(steps_trained(p["storage_dir"]) for p in points)
     budgets = sum(p["updates"]["steps"] for p in points)
     grid = len(points) * 18
