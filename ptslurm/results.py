@@ -225,6 +225,11 @@ def _sweep_records(sweep_dir: Path, use_cache: bool,
         # something is still going: the scheduler has a say (the same rows as `status`)
         for record, row in zip(records, sweep_states(Path(sweep_dir), manifest)):
             record["state"] = row.state.value
+    if manifest.optuna:  # the Optuna trial each point is (none before it was asked)
+        log = read_json(Path(sweep_dir) / SEARCH)
+        asked = log.get("trials") if isinstance(log, dict) and isinstance(log.get("trials"), dict) else {}
+        for record in records:
+            record["trial"] = asked.get(str(record["index"]))
     if manifest.search:  # each point's rung and where successive halving left it
         from .halving import standing
 

@@ -76,6 +76,8 @@ def test_a_local_optuna_search_asks_as_results_come_in_and_survives_a_kill_after
     check_trials(sweep_dir, 8)
     table = json.loads(run_cli("collect", sweep_dir, "--format", "json").stdout)
     assert [r["state"] for r in table] == ["completed"] * 8
+    mapping = json.loads((sweep_dir / "search.json").read_text())["trials"]
+    assert {r["index"]: r["trial"] for r in table} == {int(i): n for i, n in mapping.items()}
 
 
 @pytest.mark.slurm
