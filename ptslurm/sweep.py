@@ -201,9 +201,10 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
         tasks = len({e.job_id for e in manifest.points if e.job_id})
         shared = f", {tasks} jobs shared by up to {max(r.points_per_job for r, _ in groups)} points each" \
             if tasks < now else ""
-        events.message(f"queued {_plural(now, 'point')} of {p.experiment_name!r} as {len(arrays)} job "
-                       f"array{'s' if len(arrays) != 1 else ''} ({', '.join(arrays)}{shared})"
-                       + (f" for {len(groups)} resource groups" if len(groups) > 1 else ""))
+        if not manifest.optuna:  # (Optuna's points are queued as it proposes them, below)
+            events.message(f"queued {_plural(now, 'point')} of {p.experiment_name!r} as {len(arrays)} job "
+                           f"array{'s' if len(arrays) != 1 else ''} ({', '.join(arrays)}{shared})"
+                           + (f" for {len(groups)} resource groups" if len(groups) > 1 else ""))
         if manifest.waves:
             events.message(f"the cluster lets you queue {manifest.waves['limit']} jobs: the other {n - now} points "
                            f"wait and are submitted in waves as these end (job "
@@ -211,9 +212,17 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
         for note in dict.fromkeys(n for n in notes if n):
             events.message(note)
         if manifest.search or manifest.optuna:  # the first asks; a decision job after the first rung
-            from .promote import decide
+            from .promote import decide, read_log
 
             decide(p.sweep_dir, make, by="sweep")
+            job = read_log(p.sweep_dir).get("job")
+            what = (f"successive halving to {p.search.budget}={p.search.rungs[-1]} (rungs "
+                    f"{', '.join(map(str, p.search.rungs))})" if p.search is not None else
+                    f"Optuna's {manifest.optuna['sampler']} proposes {len(manifest.points)} trials, "
+                    f"{manifest.optuna['parallel']} at a time")
+            events.message(f"{what}: the points' jobs decide as they end" +
+                           (f", and decision job {job} after them" if job else "") +
+                           f"; `ptslurm status {p.name}` shows where it stands")
         outcome.manifest, outcome.sbatch_calls = storage.read_manifest(p.sweep_dir), backend.sbatch_calls
         return
     book = create(p)
