@@ -227,7 +227,9 @@ def _sweep_records(sweep_dir: Path, use_cache: bool,
             record["state"] = row.state.value
     if manifest.optuna:  # the Optuna trial each point is (none before it was asked)
         log = read_json(Path(sweep_dir) / SEARCH)
-        asked = log.get("trials") if isinstance(log, dict) and isinstance(log.get("trials"), dict) else {}
+        asked: tp.Dict[str, tp.Any] = {}
+        if isinstance(log, dict) and isinstance(log.get("trials"), dict):
+            asked = log["trials"]
         for record in records:
             record["trial"] = asked.get(str(record["index"]))
     if manifest.search:  # each point's rung and where successive halving left it

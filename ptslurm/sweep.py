@@ -216,10 +216,11 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
 
             decide(p.sweep_dir, make, by="sweep")
             job = read_log(p.sweep_dir).get("job")
+            asking = manifest.optuna or {}
             what = (f"successive halving to {p.search.budget}={p.search.rungs[-1]} (rungs "
                     f"{', '.join(map(str, p.search.rungs))})" if p.search is not None else
-                    f"Optuna's {manifest.optuna['sampler']} proposes {len(manifest.points)} trials, "
-                    f"{manifest.optuna['parallel']} at a time")
+                    f"Optuna's {asking.get('sampler')} proposes {len(manifest.points)} trials, "
+                    f"{asking.get('parallel')} at a time")
             events.message(f"{what}: the points' jobs decide as they end" +
                            (f", and decision job {job} after them" if job else "") +
                            f"; `ptslurm status {p.name}` shows where it stands")

@@ -122,7 +122,9 @@ def test_cancel_of_every_point_stops_the_search_until_promote_resumes_it(slurm_c
     assert log.get("stopped") and not log["decisions"]
     queue = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
     assert decision_job not in queue, "the decision job went with the points"
-    # the points run again by hand: the search stays stopped
+    # the points run again by hand once their jobs ended: the search stays stopped
+    wait_for("the cancelled jobs to end", lambda: sweep_dir.name not in subprocess.run(
+        ["squeue", "-h", "-o", "%j"], capture_output=True, text=True).stdout, timeout=120, every=0.5)
     again = run_cli("resubmit", sweep_dir, "--state", "cancelled")
     assert again.returncode == 0, again.stderr
     wait_for("the points to end", lambda: all(r["state"] == "completed" for r in json.loads(
