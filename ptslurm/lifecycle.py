@@ -131,6 +131,7 @@ def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = Fa
         current = storage.read_manifest(sweep_dir)
         for i in indices:
             _asking(current.resources_of(i), resources)
+    _await_cancelled(storage.read_manifest(sweep_dir), indices)
     with storage.manifest_lock(sweep_dir):
         book, local = _resubmit(sweep_dir, indices, refresh_code, keep_code, make, resources, updates)
         if not local:  # packed again with their group's --points-per-job, among the resubmitted points
@@ -140,6 +141,26 @@ def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = Fa
         book.save(book.manifest)  # the new budget, before the points run
     run_local(book, 1, list(indices))
     return {i: "local" for i in indices}
+
+
+#: how long a resubmit waits for the attempts of points cancelled just before to end (SLURM
+#: sends SIGTERM, waits KillWait, 30 s by default, then kills)
+CANCEL_WAIT_S = 60.0
+
+
+def _await_cancelled(manifest: Manifest, indices: tp.Sequence[int]) -> None:
+    """Wait (up to ``CANCEL_WAIT_S``) until no point of ``indices`` that the user cancelled
+    still has a live attempt holding its storage dir: ``cancel`` then ``resubmit`` at once
+    works, and the new attempt is the only writer. Points not cancelled are left to
+    ``_resubmit``'s refusal."""
+    import time
+
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    dying = [manifest.points[i] for i in indices if read_intent(manifest.points[i].path).cancelled]
+    while dying and time.monotonic() < deadline:
+        dying = [e for e in dying if _running_elsewhere(e)]
+        if dying:
+            time.sleep(0.2)
 
 
 def _running_elsewhere(entry: PointEntry) -> tp.Optional[str]:

@@ -13,7 +13,7 @@ from conftest import TEST_EXPERIMENTS, fake_sweep
 
 from ptslurm import lifecycle, records, state, storage, submission
 from ptslurm.backends import FakeCluster
-from ptslurm.errors import SubmissionError
+from ptslurm.errors import SubmissionError, UsageError
 from ptslurm.plan import plan
 from ptslurm.records import State
 from ptslurm.spec import Resources
@@ -178,3 +178,37 @@ def test_a_sweep_that_fits_the_limit_alone_but_not_beside_queued_jobs_goes_in_wa
     run_waves(cluster, sweep_dir, most)
     jobs = cluster.point_jobs(sweep_dir)
     assert sorted(jobs) == list(range(POINTS)) and all(len(j) == 1 for j in jobs.values())
+
+
+def test_resubmit_right_after_cancel_waits_for_the_dying_attempt_and_is_then_the_only_writer(planned):
+    import threading
+
+    from ptslurm import lease
+
+    cluster = FakeCluster()
+    _, sweep_dir = sweep(planned, "cancel-resubmit", cluster)
+    storage_dir = Path(manifest_of(sweep_dir)["points"][0]["storage_dir"])
+    held = lease.acquire(storage_dir, "local-dying", wait_s=0)  # the cancelled attempt, still ending
+    assert lifecycle.cancel(sweep_dir, [0], make=cluster.backend) == [0]
+    ended = threading.Timer(1.0, held.release)
+    ended.start()
+    jobs = lifecycle.resubmit(sweep_dir, [0], make=cluster.backend)
+    assert not (storage_dir / records.LEASE).exists(), "resubmitted while the cancelled attempt still held the dir"
+    assert list(jobs) == [0] and manifest_of(sweep_dir)["points"][0]["job_id"] == jobs[0]
+
+
+def test_resubmit_refuses_a_cancelled_point_whose_attempt_outlives_the_wait(planned, monkeypatch):
+    from ptslurm import lease
+
+    monkeypatch.setattr(lifecycle, "CANCEL_WAIT_S", 0.5)
+    cluster = FakeCluster()
+    _, sweep_dir = sweep(planned, "cancel-stuck", cluster)
+    held = lease.acquire(Path(manifest_of(sweep_dir)["points"][0]["storage_dir"]), "local-stuck", wait_s=0)
+    lifecycle.cancel(sweep_dir, [0], make=cluster.backend)
+    calls = cluster.sbatch_calls
+    try:
+        with pytest.raises(UsageError, match=r"point\(s\) 0 \(job local-stuck\) still run an attempt"):
+            lifecycle.resubmit(sweep_dir, [0], make=cluster.backend)
+    finally:
+        held.release()
+    assert cluster.sbatch_calls == calls, "nothing was submitted"
