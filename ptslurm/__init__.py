@@ -13,7 +13,7 @@ __all__ = ["__version__", "PtslurmError", "Interrupted", "get_storage_dir", "get
 _LAZY = {"Interrupted": "interrupt", "get_storage_dir": "runtime", "should_stop": "runtime", "dump_config": "runtime",
          "report_progress": "runtime", "active_run": "runtime", "distributed": "runtime",
          "init_process_group": "runtime",
-         "get_new_storage_dir": "storage", "Configurable": "configurable", "Model": "trainer", "Trainer": "trainer",
+         "get_new_storage_dir": "claims", "Configurable": "configurable", "Model": "trainer", "Trainer": "trainer",
          "Adam": "trainer", "SGD": "trainer", "Batches": "batches", "collect": "results", "to_frame": "results"}
 
 
@@ -25,7 +25,7 @@ if _tp.TYPE_CHECKING:  # what type checkers see of the lazy names below (nothing
     from .results import collect, to_frame
     from .runtime import (active_run, distributed, dump_config, get_storage_dir, init_process_group,
                           report_progress, should_stop)
-    from .storage import get_new_storage_dir
+    from .claims import get_new_storage_dir
     from .batches import Batches
     from .trainer import SGD, Adam, Model, Trainer
 

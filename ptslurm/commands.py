@@ -180,21 +180,67 @@ def requeue(job_id: str) -> None:
         raise SubmissionError(f"scontrol requeue {job_id} failed: {first_error_line(out.stderr)}")
 
 
+#: the accounting queries of ``submit_limit`` started ahead (``prefetch_submit_limit``)
+_PREFETCHED: tp.List["subprocess.Popen[str]"] = []
+
+
+def _limit_queries() -> tp.List["subprocess.Popen[str]"]:
+    """Both of ``submit_limit``'s ``sacctmgr`` queries, started at once (they read only)."""
+    user = getpass.getuser()
+    asked = [["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={user}", "format=User,Account,MaxSubmit,DefaultQOS"],
+             ["sacctmgr", "-n", "-P", "show", "qos", "format=Name,MaxSubmitPU"]]
+    started: tp.List["subprocess.Popen[str]"] = []
+    try:
+        for args in asked:
+            started.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    except OSError:
+        _reap(started)
+        return []
+    return started
+
+
+def _reap(procs: tp.List["subprocess.Popen[str]"]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def prefetch_submit_limit() -> None:
+    """Start ``submit_limit``'s accounting queries in the background (slurmdbd answers in a
+    few tenths of a second), so that ``submit_limit`` later finds the answer waiting; left
+    unread, they are ended when the process exits."""
+    import atexit
+
+    if _PREFETCHED or shutil.which("sacctmgr") is None:
+        return
+    _PREFETCHED.extend(_limit_queries())
+    atexit.register(_reap, _PREFETCHED)
+
+
 def submit_limit(qos: tp.Optional[str] = None) -> tp.Optional[int]:
     """How many jobs (array tasks count one each) this user may have queued: the smallest
     of the association's MaxSubmitJobs and the QOS's MaxSubmitJobsPerUser (the given QOS,
     else the association's default). None when accounting does not say."""
     if shutil.which("sacctmgr") is None:
         return None
-    assoc = _answer(["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={getpass.getuser()}",
-                     "format=User,Account,MaxSubmit,DefaultQOS"], 30)
-    qos_out = _answer(["sacctmgr", "-n", "-P", "show", "qos", "format=Name,MaxSubmitPU"], 30)
-    if assoc is None or qos_out is None or assoc.returncode != 0 or qos_out.returncode != 0:
+    procs = list(_PREFETCHED) or _limit_queries()
+    _PREFETCHED.clear()
+    answers: tp.List[tp.Optional[str]] = []
+    for proc in procs:
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            _reap(procs)
+            return None
+        answers.append(out if proc.returncode == 0 else None)
+    assoc, qos_out = answers if len(answers) == 2 else (None, None)
+    if assoc is None or qos_out is None:
         return None
-    assocs = parse_pipe_table(assoc.stdout, ["user", "account", "max_submit", "default_qos"])
+    assocs = parse_pipe_table(assoc, ["user", "account", "max_submit", "default_qos"])
     limits = [_int(a["max_submit"]) for a in assocs]
     chosen = qos or next((a["default_qos"] for a in assocs if a["default_qos"]), "normal")
-    for q in parse_pipe_table(qos_out.stdout, ["name", "max_submit_pu"]):
+    for q in parse_pipe_table(qos_out, ["name", "max_submit_pu"]):
         if q["name"] == chosen:
             limits.append(_int(q["max_submit_pu"]))
     known = [x for x in limits if x is not None]

@@ -13,7 +13,7 @@ import tempfile
 import typing as tp
 from pathlib import Path
 
-from . import commands, grid, records, snapshot, storage, sweepfile
+from . import claims, commands, grid, records, snapshot, storage, sweepfile
 from .errors import SpecError, UsageError
 from .records import Executor
 from .spec import DEFAULT_SIGNAL_DELAY_S, Point, Resources, default_signal_delay
@@ -181,9 +181,11 @@ def plan(request: SweepRequest, scheduler_given: bool = False, executor: tp.Opti
     keys = (request.storage_key,) if request.storage_key else FALLBACK_STORAGE_KEYS
 
     def placeholders(exp_name: str) -> tp.List[Path]:
-        return storage.predict_dirs(root / exp_name, len(points))
+        return claims.predict_dirs(root / exp_name, len(points))
 
     points, extra = with_files(points)
+    if chosen == Executor.SLURM and not scheduler_given and not request.dry_run:
+        commands.prefetch_submit_limit()  # answered while the experiment loads
     staged = stage(path, root, points, keys, placeholders, flat_axes, request.max_snapshot_mb, extra)
     lay, staging, checked = staged.layout, staged.staging, staged.checked
     exp_name = staged.experiment_name

@@ -11,7 +11,7 @@ import shutil
 import typing as tp
 from pathlib import Path
 
-from . import backends, records, snapshot, storage
+from . import backends, claims, records, snapshot, storage
 from .errors import StorageError, UsageError
 from .plan import Plan, versions
 from .records import Executor, ExperimentInfo, Manifest, PointEntry, State, read_intent
@@ -127,7 +127,7 @@ def existing(p: Plan) -> tp.Optional[Manifest]:
     if not (sweep_dir / records.MANIFEST).exists():
         # a submission killed before its manifest: nothing was queued yet; give back what
         # it claimed and start again
-        storage.release_claims(p.root / p.experiment_name, str(sweep_dir))
+        claims.release_claims(p.root / p.experiment_name, str(sweep_dir))
         shutil.rmtree(sweep_dir, ignore_errors=True)
         return None
     manifest = storage.read_manifest(sweep_dir)
@@ -162,9 +162,9 @@ def create(p: Plan) -> storage.ManifestBook:
             first = exc.args[0][0][2] if exc.args and exc.args[0] else str(exc)
             raise StorageError(f"cannot write the code snapshot to {str(code)!r}: {first}; free space or "
                                f"choose another --root") from None
-        dirs = storage.allocate_dirs(p.root / p.experiment_name, len(p.points), owner=str(sweep_dir))
+        dirs = claims.allocate_dirs(p.root / p.experiment_name, len(p.points), owner=str(sweep_dir))
     except BaseException:
-        storage.release_claims(p.root / p.experiment_name, str(sweep_dir))
+        claims.release_claims(p.root / p.experiment_name, str(sweep_dir))
         _remove_sweep_dir(sweep_dir)
         raise
     rng = random.SystemRandom()

@@ -212,3 +212,27 @@ def test_the_spelling_the_hint_suggests_for_booleans_means_booleans_to_sacred():
 
     assert convert_value("[False,True]") == [False, True]
     assert [p.updates["fail"] for p in grid.expand(grid.Block(), grid.parse_with(["fail=[False,True]"]))] == [False, True]
+
+
+def _typed(value):
+    """A value with the type of every part, so that 1 and True (or 1 and 1.0) differ."""
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__, [_typed(v) for v in value]
+    if isinstance(value, dict):
+        return "dict", sorted((repr(_typed(k)), _typed(v)) for k, v in value.items())
+    return type(value).__name__, value
+
+
+_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=6)
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner)
+                    | st.dictionaries(st.text(max_size=3) | st.integers(), inner, max_size=2), max_leaves=6))
+def test_every_literal_value_reads_as_sacreds_own_parser_reads_it(value):
+    from ptslurm.sacred_adapter import convert_value
+
+    text = repr(value)
+    ours = grid.parse_value(text, f"k={text}")
+    ours = ours.value if isinstance(ours, grid.Literal) else ours
+    assert _typed(ours) == _typed(convert_value(text))

@@ -1,6 +1,8 @@
 """The scheduler's output, read by pure parsers: literal tables of what sbatch, squeue, sacct,
 sacctmgr and scontrol print, SLURM's special values included (captured formats; the SLURM
 tier checks the same parsers against the real programs)."""
+import os
+
 import pytest
 
 from ptslurm import commands
@@ -130,3 +132,34 @@ def test_pipe_table_values_are_kept_as_printed():
     rows = commands.parse_pipe_table("dave|lab|X\neve|grp|5 \n", ["user", "account", "max_submit"])
     assert rows == [{"user": "dave", "account": "lab", "max_submit": "X"},
                     {"user": "eve", "account": "grp", "max_submit": "5 "}]
+
+
+@pytest.fixture
+def fake_sacctmgr(tmp_path, monkeypatch):
+    """A ``sacctmgr`` on PATH that logs each call: association limit 7 with default QOS
+    ``low`` (3 per user); QOS ``normal`` has 5."""
+    log = tmp_path / "calls.log"
+    script = tmp_path / "bin" / "sacctmgr"
+    script.parent.mkdir()
+    script.write_text(f"#!/bin/bash\necho \"$*\" >> '{log}'\n"
+                      'case "$*" in *assoc*) echo "me|lab|7|low";; *qos*) printf "normal|5\\nlow|3\\n";; esac\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{script.parent}:{os.environ['PATH']}")
+    monkeypatch.setattr(commands, "_PREFETCHED", [])
+    return log
+
+
+def test_the_submit_limit_is_the_smallest_of_the_association_and_its_qos(fake_sacctmgr):
+    assert commands.submit_limit() == 3  # the association's default QOS, low
+    assert commands.submit_limit("normal") == 5
+    assert commands.submit_limit("other") == 7
+    assert len(fake_sacctmgr.read_text().splitlines()) == 6, "two queries a call"
+
+
+def test_a_prefetched_submit_limit_is_read_once_and_not_asked_again(fake_sacctmgr):
+    commands.prefetch_submit_limit()
+    commands.prefetch_submit_limit()  # already under way: nothing more is started
+    assert commands.submit_limit("normal") == 5
+    assert len(fake_sacctmgr.read_text().splitlines()) == 2
+    assert commands.submit_limit() == 3, "a later call asks afresh"
+    assert len(fake_sacctmgr.read_text().splitlines()) == 4

@@ -151,14 +151,14 @@ def test_a_lock_file_planted_in_a_shared_folder_stops_nobody(tmp_path, other_use
     """Another user's `.ptslurm.lock` in a shared, sticky experiment folder (as in /tmp): the
     storage dirs are still allocated (the allocation lock is per user); a planted lock of the
     user's own name is a one-line error naming its owner, not a PermissionError traceback."""
-    from ptslurm import storage
+    from ptslurm import claims, storage
     from ptslurm.errors import StorageError
 
     import pwd  # noqa: F401 - the child cannot import once it is the other user (the interpreter is root's)
     import encodings.ascii  # noqa: F401
     import secrets  # noqa: F401
 
-    storage.allocate_dirs(tmp_path / "warm", 1)  # the same: every lazy import of the path done here
+    claims.allocate_dirs(tmp_path / "warm", 1)  # the same: every lazy import of the path done here
     storage.lock_error(tmp_path)
     import shutil
     import tempfile
@@ -170,10 +170,10 @@ def test_a_lock_file_planted_in_a_shared_folder_stops_nobody(tmp_path, other_use
     shared.mkdir()
     os.chmod(shared, 0o1777)
     (shared / ".ptslurm.lock").write_text("")  # planted by root, the other user here
-    got = _as_user(other_user, lambda: [p.name for p in storage.allocate_dirs(shared, 2)])
+    got = _as_user(other_user, lambda: [p.name for p in claims.allocate_dirs(shared, 2)])
     assert got == "ok ['1', '2']", got
     (shared / f".ptslurm.lock.{other_user}").write_text("")  # planted under the victim's own name
-    got = _as_user(other_user, lambda: [p.name for p in storage.allocate_dirs(shared, 1)])
+    got = _as_user(other_user, lambda: [p.name for p in claims.allocate_dirs(shared, 1)])
     # taken anyway (the mkdir decides), or refused in one line naming the owner: never a traceback
     assert got == "ok ['3']" or (got.startswith(f"{StorageError.__name__}: lock file") and "belongs to root" in got
                                  and "--root" in got), got

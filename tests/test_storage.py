@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from ptslurm import storage
+from ptslurm import claims, storage
 from ptslurm.errors import ManifestError, StorageError
 from ptslurm.spec import Point, Resources
 
@@ -18,7 +18,7 @@ ODD = "odd dir 'q' ; x"
 
 def _allocate(args):
     parent, count = args
-    return [str(p) for p in storage.allocate_dirs(parent, count)]
+    return [str(p) for p in claims.allocate_dirs(parent, count)]
 
 
 def test_32_processes_allocating_at_once_never_share_a_directory(tmp_path):
@@ -46,15 +46,15 @@ def test_allocation_skips_numbers_taken_meanwhile(tmp_path, monkeypatch):
         return real_mkdir(self, *a, **k)
 
     monkeypatch.setattr(type(parent), "mkdir", racing_mkdir)
-    got = storage.allocate_dirs(parent, 2)
+    got = claims.allocate_dirs(parent, 2)
     assert [p.name for p in got] == ["3", "4"]
 
 
 def test_predict_matches_allocate_and_creates_nothing(tmp_path):
     parent = tmp_path / "exp"
-    assert storage.predict_dirs(parent, 2) == [parent / "1", parent / "2"]
+    assert claims.predict_dirs(parent, 2) == [parent / "1", parent / "2"]
     assert not parent.exists()
-    assert storage.allocate_dirs(parent, 2) == [parent / "1", parent / "2"]
+    assert claims.allocate_dirs(parent, 2) == [parent / "1", parent / "2"]
 
 
 def test_atomic_write_survives_a_killed_writer(tmp_path):
@@ -150,12 +150,13 @@ def test_snapshot_files_keep_code_and_data_and_leave_out_the_rest(tmp_path):
         snapshot.verify(code, digest, "fix")
 
 
-def test_a_full_disk_while_claiming_leaves_no_claimed_folder(small_tmpfs):
+@pytest.mark.parametrize("count", [3, 100])  # one by one; in threads
+def test_a_full_disk_while_claiming_leaves_no_claimed_folder(small_tmpfs, count):
     """The claim marker cannot be written on a full disk: the folders this call made are
     given back, so no empty, unclaimed storage dir stays (release_claims could not find it)."""
     import errno
 
-    from ptslurm import storage
+    from ptslurm import claims
 
     disk = small_tmpfs("64k")
     parent = disk / "exp"
@@ -169,5 +170,5 @@ def test_a_full_disk_while_claiming_leaves_no_claimed_folder(small_tmpfs):
     finally:
         os.close(fd)
     with pytest.raises(OSError):
-        storage.allocate_dirs(parent, 3, owner="/some/sweep")
+        claims.allocate_dirs(parent, count, owner="/some/sweep")
     assert [p.name for p in parent.iterdir() if p.name.isdigit()] == []

@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ptslurm import backends, snapshot, storage
+from ptslurm import backends, claims, snapshot, storage
 from ptslurm.errors import SnapshotError
 
 pytestmark = pytest.mark.fast
@@ -57,10 +59,72 @@ def test_an_edited_hash_list_fails_the_check(code):
 
 def test_giving_back_claims_removes_only_this_submissions_empty_dirs(tmp_path):
     parent = tmp_path / "exp"
-    dirs = storage.allocate_dirs(parent, 4, owner="sweep-a")
+    dirs = claims.allocate_dirs(parent, 4, owner="sweep-a")
     (dirs[1] / "checkpoints").mkdir()  # the job already wrote here
     (dirs[2] / storage.CLAIM).write_text("sweep-b")  # another submission's
-    assert storage.release_claims(parent, "sweep-a") == 2
+    assert claims.release_claims(parent, "sweep-a") == 2
     assert [d.exists() for d in dirs] == [False, True, True, False]
     assert (dirs[1] / storage.CLAIM).read_text() == "sweep-a", "a dir with files keeps its claim marker"
     assert sorted(os.listdir(dirs[1])) == sorted([storage.CLAIM, "checkpoints"])
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text("ab", max_size=3) | st.integers(-3, 3), inner, max_size=3), max_leaves=10))
+def test_a_manifest_reads_back_as_written_whatever_values_its_points_hold(value):
+    import json
+    import math
+
+    def same(a, b):
+        if isinstance(a, float) and math.isnan(a):
+            return isinstance(b, float) and math.isnan(b)
+        if isinstance(a, dict):
+            return isinstance(b, dict) and list(map(str, a)) == list(b) and all(map(same, a.values(), b.values()))
+        if isinstance(a, list):
+            return isinstance(b, list) and len(a) == len(b) and all(map(same, a, b))
+        return type(a) is type(b) and a == b
+
+    data = {"schema": 1, "points": [{"updates": {"v": value}}]}
+    text = storage.json_bytes(data)
+    assert text.endswith(b"\n") and b'\n  "points"' in text, "indented, one value per line"
+    assert same(data, json.loads(text)), text
+
+
+@pytest.mark.parametrize("count", [5, 200])  # one by one; in threads
+def test_claiming_skips_numbers_another_creator_won_and_marks_every_dir_it_returns(tmp_path, monkeypatch, count):
+    parent = tmp_path / "exp"
+    parent.mkdir()
+    for taken in (2, 4, 90, 199):  # made by another creator after this one listed the parent
+        (parent / str(taken)).mkdir()
+    monkeypatch.setattr(claims, "_next_number", lambda _: 1)
+    dirs = claims.allocate_dirs(parent, count, owner="sweep-a")
+    numbers = [int(d.name) for d in dirs]
+    assert len(numbers) == count and numbers == sorted(numbers) and not {2, 4, 90, 199} & set(numbers)
+    assert numbers == [n for n in range(1, count + 5) if n not in (2, 4, 90, 199)][:count]
+    assert all((d / ".ptslurm-claim").read_text() == "sweep-a" for d in dirs)
+    assert sorted(p.name for p in parent.iterdir() if p.name.isdigit()) == sorted(map(str, numbers + [2, 4, 90, 199]))
+
+
+@pytest.mark.parametrize("count, fail_at", [(5, 3), (100, 50)])  # one by one; in threads
+def test_a_claim_that_fails_midway_gives_back_every_dir_it_made(tmp_path, monkeypatch, count, fail_at):
+    import builtins
+    import errno
+    import itertools
+    import threading
+
+    calls, guard = itertools.count(1), threading.Lock()
+
+    def full_after(path, *args, **kwargs):
+        with guard:
+            n = next(calls)
+        if n >= fail_at:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    parent = tmp_path / "exp"
+    parent.mkdir()
+    monkeypatch.setattr(claims, "open", full_after, raising=False)
+    with pytest.raises(OSError, match="No space left"):
+        claims.allocate_dirs(parent, count, owner="sweep-a")
+    assert [p.name for p in parent.iterdir() if p.name.isdigit()] == []
