@@ -450,13 +450,13 @@ def read(path: tp.Union[str, Path], kind: tp.Type[R]) -> "Read[R]":
 
 def read_status(storage_dir: tp.Union[str, Path]) -> PointStatus:
     """A point's status record; an empty one when it is missing or damaged."""
-    return read(Path(storage_dir) / STATUS, PointStatus).record or PointStatus()
+    return read(os.path.join(storage_dir, STATUS), PointStatus).record or PointStatus()
 
 
 def read_intent(storage_dir: tp.Union[str, Path]) -> Intent:
     """A point's intent record; the default (submission 0, not cancelled) when missing, or
     when another user wrote it (only the sweep's owner may cancel or resubmit its points)."""
-    path = Path(storage_dir) / INTENT
+    path = os.path.join(storage_dir, INTENT)  # a string: status reads thousands
     try:
         if os.stat(path).st_uid != os.geteuid():
             return Intent()

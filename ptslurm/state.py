@@ -154,9 +154,9 @@ def point_states(manifest: Manifest, queue: tp.Optional[tp.Mapping[str, str]] = 
     and is named in ``damaged``."""
     rows = []
     for entry in manifest.points:
-        found = read(entry.path / records.STATUS, PointStatus)
+        found = read(os.path.join(entry.storage_dir, records.STATUS), PointStatus)
         status = found.record or PointStatus()
-        state = point_state(manifest, entry, status, read_intent(entry.path), queue, accounting)
+        state = point_state(manifest, entry, status, read_intent(entry.storage_dir), queue, accounting)
         if found.damaged:
             state = State.UNKNOWN
         latest = status.latest

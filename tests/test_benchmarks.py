@@ -70,3 +70,9 @@ def test_bench_halving():
     assert set(rows) == {"full grid (18 steps each)", "successive halving", "ASHA (rungs in order)",
                          "Hyperband (3 brackets)"}
     assert rows["full grid (18 steps each)"][0] == "162" and float(rows["successive halving"][1]) < 0.5
+
+
+@pytest.mark.slurm
+def test_bench_status_pending(slurm_cluster):
+    out = run("bench_status.py", "--pending", "--points", "5")
+    assert "5 pending points (5 shown pending)" in out and "squeue -r of the array" in out
