@@ -1,4 +1,5 @@
 """The benchmark scripts README quotes still run (tiny sizes; the figures come from full runs)."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -6,6 +7,17 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent / "benchmarks"
+
+
+@pytest.fixture
+def held_partitions(slurm_cluster):
+    """For benchmarks that set the partitions DOWN while they measure: UP again and nothing
+    of theirs queued afterwards, even when one is killed at its timeout."""
+    yield
+    names = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True).stdout.split()
+    for name in {n.rstrip("*") for n in names}:
+        subprocess.run(["scontrol", "update", f"partitionname={name}", "state=UP"], check=True)
+    subprocess.run(["scancel", "--user", str(os.getuid())], check=True)
 
 
 def run(script, *args, timeout=300):
@@ -31,7 +43,7 @@ def test_bench_trainer():
 
 
 @pytest.mark.slurm
-def test_bench_submit(slurm_cluster):
+def test_bench_submit(held_partitions):
     out = run("bench_submit.py", "--sizes", "3")
     assert out.strip().splitlines()[-1].split()[0] == "3"
 
@@ -73,6 +85,6 @@ def test_bench_halving():
 
 
 @pytest.mark.slurm
-def test_bench_status_pending(slurm_cluster):
+def test_bench_status_pending(held_partitions):
     out = run("bench_status.py", "--pending", "--points", "5")
     assert "5 pending points (5 shown pending)" in out and "squeue -r of the array" in out
