@@ -210,31 +210,96 @@ def preflight(ex, points: tp.Sequence[Point], storage_keys: tp.Sequence[str],
                                   f"{_scope_error(exc)}") from None
         known = flat_keys(default)
         taken = sacred_adapter.captured_arguments(ex)  # sacred passes these to functions: not typos
-        configs, seeds = [], []
-        for point, placeholder in zip(points, placeholder_dirs):
-            updates = dict(point.updates)
-            if inject:
-                updates[inject] = placeholder
-            where = f"point {point.index} ({point.label})"
-            try:
-                config, added, own_seed = sacred_adapter.build_config(ex, updates, point.named_configs)
-            except KeyError as exc:
-                msg = exc.args[0] if exc.args else str(exc)
-                raise ExperimentError(f"{where}: {msg}") from None
-            except Exception as exc:
-                raise ExperimentError(f"{where}: config scope failed: {_scope_error(exc)}") from None
-            for key in point.updates:
-                bad = [a for a in added if a == key or a.startswith(key + ".")]
-                # sacred is lax here, and so is ptslurm: new sub-keys in a dict the config has
-                # (optimizer={'name': 'sgd', 'momentum': 0.9}), a key a captured function takes
-                if not bad or key in known or key.split(".")[0] in taken:
-                    continue
-                hint = [h for h in difflib.get_close_matches(key, known, n=3) if h != key][:1]
-                fix = f"did you mean {hint[0]!r}?" if hint else "check the spelling against `python EXP.py print_config`"
-                raise ExperimentError(f"{where}: unknown config key {key!r}; {fix}")
-            configs.append(config)
-            seeds.append(config.get("seed") if own_seed else None)
+        pairs = list(zip(points, placeholder_dirs))
+        workers = min(_cores(), len(pairs) // PARALLEL_FROM)
+        built = _in_parallel(ex, inject, known, taken, pairs, workers) if workers > 1 else None
+        if built is None:
+            built = _build(ex, inject, known, taken, pairs)
+        if isinstance(built, ExperimentError):
+            raise built
+        configs, seeds = [c for c, _ in built], [s for _, s in built]
     return default, configs, inject, seeds
+
+
+#: from this many points a core, the pre-flight builds configs in forked processes
+PARALLEL_FROM = 1000
+
+
+def _cores() -> int:
+    """The cores this process may run on (a login node's cgroup or taskset, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def _build(ex: tp.Any, inject: tp.Optional[str], known: tp.Collection[str], taken: tp.Collection[str],
+           pairs: tp.Sequence[tp.Tuple[Point, str]]) -> tp.Union[tp.List[tp.Tuple[dict, tp.Any]], ExperimentError]:
+    """``(config, seed)`` of each point in order, or the error of the first that fails."""
+    built = []
+    for point, placeholder in pairs:
+        updates = dict(point.updates)
+        if inject:
+            updates[inject] = placeholder
+        where = f"point {point.index} ({point.label})"
+        try:
+            config, added, own_seed = sacred_adapter.build_config(ex, updates, point.named_configs)
+        except KeyError as exc:
+            msg = exc.args[0] if exc.args else str(exc)
+            return ExperimentError(f"{where}: {msg}")
+        except Exception as exc:
+            return ExperimentError(f"{where}: config scope failed: {_scope_error(exc)}")
+        for key in point.updates:
+            bad = [a for a in added if a == key or a.startswith(key + ".")]
+            # sacred is lax here, and so is ptslurm: new sub-keys in a dict the config has
+            # (optimizer={'name': 'sgd', 'momentum': 0.9}), a key a captured function takes
+            if not bad or key in known or key.split(".")[0] in taken:
+                continue
+            hint = [h for h in difflib.get_close_matches(key, known, n=3) if h != key][:1]
+            fix = f"did you mean {hint[0]!r}?" if hint else "check the spelling against `python EXP.py print_config`"
+            return ExperimentError(f"{where}: unknown config key {key!r}; {fix}")
+        built.append((config, config.get("seed") if own_seed else None))
+    return built
+
+
+_FORKED: tp.List[tp.Any] = []  # what forked workers build from (inherited, never pickled)
+
+
+def _build_chunk(bounds: tp.Tuple[int, int]) -> tp.Any:
+    ex, inject, known, taken, pairs = _FORKED
+    try:
+        return _build(ex, inject, known, taken, pairs[bounds[0]:bounds[1]])
+    except BaseException:  # noqa: BLE001 - a scope that exits: the caller builds here, as without workers
+        return None
+
+
+def _in_parallel(ex: tp.Any, inject: tp.Optional[str], known: tp.Collection[str], taken: tp.Collection[str],
+                 pairs: tp.Sequence[tp.Tuple[Point, str]], workers: int) -> tp.Any:
+    """``_build`` over ``workers`` forked processes (the experiment loaded once, before the
+    fork), in point order; the first error by point order. None when the configs cannot come
+    back (a value that does not pickle: a lambda in a config) or a worker ended (a scope that
+    exits): the caller builds them here, with the outcome it has without workers."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = -(-len(pairs) // workers)
+    chunks = [(start, min(start + size, len(pairs))) for start in range(0, len(pairs), size)]
+    _FORKED[:] = [ex, inject, known, taken, pairs]
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            parts = list(pool.map(_build_chunk, chunks))
+    except Exception:  # noqa: BLE001 - a config that does not pickle, a worker that died
+        return None
+    finally:
+        _FORKED.clear()
+    built: tp.List[tp.Tuple[dict, tp.Any]] = []
+    for part in parts:
+        if part is None:
+            return None
+        if isinstance(part, ExperimentError):
+            return part
+        built += part
+    return built
 
 
 def _scope_error(exc: BaseException) -> str:

@@ -118,3 +118,79 @@ def test_setup_cfg_pins_the_ranges_the_adapters_were_tested_with():
     cfg.read(Path(__file__).resolve().parent.parent / "setup.cfg")
     requires = cfg["options"]["install_requires"].split()
     assert sacred_adapter.TESTED in requires and submitit_adapter.TESTED in requires
+
+
+PARALLEL = EXPERIMENT.replace("\n@ex.main\n", textwrap.dedent('''
+    @ex.named_config
+    def stop():
+        import sys
+        sys.exit(3)  # a scope that exits the process building it
+
+    @ex.main
+'''))
+
+
+def preflights(tmp_path, monkeypatch, points):
+    """Calls of the pre-flight of ``points``: built in this process, built in forked workers
+    (three of them: 13 points, 4 a worker at least), and the worker counts asked for."""
+    from ptslurm import experiment
+
+    path = tmp_path / "probe.py"
+    path.write_text(PARALLEL)
+    _, ex = experiment.load(path)
+    dirs = [f"/runs/probe/{p.index + 1}" for p in points]
+    monkeypatch.setattr(experiment, "_cores", lambda: 3)
+    forked = []
+    monkeypatch.setattr(experiment, "_in_parallel", lambda *a, f=experiment._in_parallel: forked.append(a[-1])
+                        or f(*a))
+
+    def build(every):
+        monkeypatch.setattr(experiment, "PARALLEL_FROM", every)
+        return experiment.preflight(ex, points, ["storage_dir"], dirs)
+
+    return lambda: build(10 ** 9), lambda: build(4), forked
+
+
+def test_configs_built_in_forked_workers_are_those_built_in_one_process(tmp_path, monkeypatch):
+    from ptslurm.spec import Point
+
+    points = [Point(index=i, updates={"lr": 0.1 * i, **({"seed": i} if i % 2 else {})},
+                    named_configs=("big",) if i % 3 == 0 else ()) for i in range(13)]
+    serial, parallel, forked = preflights(tmp_path, monkeypatch, points)
+
+    def fixed(built):  # sacred draws the seed of a point that sets none: each build differently
+        default, configs, inject, seeds = built
+        drawn = [dict(c, seed=None) if s is None else c for c, s in zip(configs, seeds)]
+        return dict(default, seed=None), drawn, inject, seeds
+
+    one = serial()
+    assert forked == []
+    assert fixed(parallel()) == fixed(one) and forked == [3], "three workers built the same configs and seeds"
+    assert one[3][:2] == [None, 1] and one[1][3]["layers"] == [64, 64, 64]
+    assert [c["lr"] for c in one[1]] == [0.1 * i for i in range(13)]
+
+
+@pytest.mark.parametrize("bad", [{5: {"lrr": 1}, 11: {"lrr": 2}}, {11: {"lrr": 2}}])
+def test_the_first_failing_point_is_named_whichever_worker_built_it(tmp_path, monkeypatch, bad):
+    from ptslurm.errors import ExperimentError
+    from ptslurm.spec import Point
+
+    points = [Point(index=i, updates=bad.get(i, {"lr": 0.1})) for i in range(13)]
+    first = min(bad)
+    serial, parallel, forked = preflights(tmp_path, monkeypatch, points)
+    for build in serial, parallel:
+        with pytest.raises(ExperimentError, match=rf"^point {first} \(.*\): unknown config key 'lrr'"):
+            build()
+    assert forked == [3]
+
+
+def test_a_scope_that_exits_in_a_worker_exits_as_it_does_without_workers(tmp_path, monkeypatch):
+    from ptslurm.spec import Point
+
+    points = [Point(index=i, updates={}, named_configs=("stop",) if i == 9 else ()) for i in range(13)]
+    serial, parallel, forked = preflights(tmp_path, monkeypatch, points)
+    for build in serial, parallel:
+        with pytest.raises(SystemExit) as caught:
+            build()
+        assert caught.value.code == 3
+    assert forked == [3]

@@ -53,6 +53,7 @@ def test_bench_requeue(slurm_cluster):
     out = run("bench_requeue.py", "--repeats", "1")
     assert "signal -> durable checkpoint" in out and "bare sleep job" in out and "non-polling point" in out
     assert "job start -> first training step" in out and "bare `srun python exp.py`" in out
+    assert "requeue -> training again / goal" in out
 
 
 def test_bench_startup():

@@ -188,6 +188,9 @@ def main():
           f"(signal -> next attempt running its own resume)")
     print(f"requeue turnaround, bare sleep job:    {med(sleeps):8.2f} s  (SLURM's own requeue; the training "
           f"point's turnaround less it: {med(p[1] for p in points) - med(sleeps):.2f} s)")
+    goal = 1.2 * med(sleeps) + bare_start
+    print(f"requeue -> training again / goal:      {med(p[1] for p in points):8.2f} s of {goal:.2f} s (1.2x SLURM's "
+          f"own requeue plus the bare start's imports and first step)")
     print("the turnaround is dominated by SLURM's requeue delay (AuthInfo=cred_expire=5 on the test cluster)")
 
 
