@@ -147,16 +147,23 @@ class PointRow:
         return dataclasses.replace(self, **changes)
 
 
+def point_files(manifest: Manifest) -> tp.List[tp.Tuple["records.Read[PointStatus]", records.Intent]]:
+    """Each point's status and intent records, as read from its storage dir."""
+    return [(read(os.path.join(e.storage_dir, records.STATUS), PointStatus), read_intent(e.storage_dir))
+            for e in manifest.points]
+
+
 def point_states(manifest: Manifest, queue: tp.Optional[tp.Mapping[str, str]] = None,
-                 accounting: tp.Optional[tp.Mapping[str, str]] = None) -> tp.List[PointRow]:
+                 accounting: tp.Optional[tp.Mapping[str, str]] = None,
+                 files: tp.Optional[tp.Sequence[tp.Tuple["records.Read[PointStatus]", records.Intent]]] = None
+                 ) -> tp.List[PointRow]:
     """One row per point: its state (``point_state``), job, storage dir, status record and
     the error of an attempt that failed; a damaged status file makes the point ``unknown``
-    and is named in ``damaged``."""
+    and is named in ``damaged``. ``files``: ``point_files(manifest)`` when already read."""
     rows = []
-    for entry in manifest.points:
-        found = read(os.path.join(entry.storage_dir, records.STATUS), PointStatus)
+    for entry, (found, intent) in zip(manifest.points, point_files(manifest) if files is None else files):
         status = found.record or PointStatus()
-        state = point_state(manifest, entry, status, read_intent(entry.storage_dir), queue, accounting)
+        state = point_state(manifest, entry, status, intent, queue, accounting)
         if found.damaged:
             state = State.UNKNOWN
         latest = status.latest
@@ -182,13 +189,14 @@ def sweep_states(sweep_dir: Path, manifest: Manifest, scheduler: tp.Optional[Ask
             queue = asker.queue_states(jobs)
         except (SubmissionError, OSError):
             queue = None
-    rows = point_states(manifest, queue)
+    files = point_files(manifest)
+    rows = point_states(manifest, queue, files=files)
     lost_attempts = any(a.state == State.LOST and a.job_id for r in rows for a in r.status.attempts)
     if queue is not None and (lost_attempts or any(r.state == State.LOST for r in rows)):
         # one sacct call answers both: how a vanished job ended, and why killed attempts died
         history = asker.accounting_history(jobs)
         accounting = {job: runs[-1][1] for job, runs in history.items() if runs}
-        rows = killed_causes(point_states(manifest, queue, accounting), history)
+        rows = killed_causes(point_states(manifest, queue, accounting, files), history)
     return rows
 
 
