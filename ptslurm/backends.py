@@ -137,9 +137,8 @@ class SlurmBackend:
         return job_ids
 
     def submit_wave_job(self, after: tp.Sequence[str], marker: str, what: str = "waves") -> str:
-        """A one-CPU job that runs ``python -m ptslurm.<what> SWEEP_DIR`` once the jobs
-        ``after`` (array ids) all ended: the sweep's next wave, or successive halving's next
-        decision (``promote``); returns its job id."""
+        """A one-CPU job running ``python -m ptslurm.<what> SWEEP_DIR`` once the arrays ``after``
+        ended: the next wave (run again if killed: it adopts what it queued) or decision."""
         r = self.resources
         self.folder.mkdir(parents=True, exist_ok=True)
         options = [f"--job-name={self.job_name}-{what}", f"--comment={marker}:{what}", "--cpus-per-task=1",
@@ -147,11 +146,13 @@ class SlurmBackend:
                    f"--output={self.folder / (what + '_%j.out')}", "--open-mode=append"]
         if after:
             options.append("--dependency=afterany:" + ":".join(after))
-        options += [f"--{k}={v}" for k, v in (("partition", r.partition), ("account", r.account), ("qos", r.qos))
-                    if v]
+        options += [f"--{k}={v}" for k, v in (("partition", r.partition), ("account", r.account), ("qos", r.qos)) if v]
+        command = [sys.executable, "-m", f"ptslurm.{what}", str(self.sweep_dir)]
+        if what == "waves":
+            command = ["/bin/sh", "-c", 'for n in 1 2 3; do "$@" && exit 0; done; exit 1', "sh", *command]
         self.sbatch_calls += 1
         try:
-            return commands.sbatch_wrap(options, [sys.executable, "-m", f"ptslurm.{what}", str(self.sweep_dir)])
+            return commands.sbatch_wrap(options, command)
         except SubmissionError as exc:
             raise SubmissionError(f"the next {'wave' if what == 'waves' else 'decision'}: {exc}") from None
 

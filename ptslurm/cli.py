@@ -222,6 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
                                     "local sweep runs them here. Also goes on with a search that `cancel` stopped.",
                         epilog="Example: ptslurm promote tiny-c21eec89")
     sweep_arg(pr)
+    nw = sub.add_parser("next-wave", help="submit a sweep's next wave now (its wave job is gone)",
+                        description="A sweep over the cluster's submit limit goes in waves, each submitted by a "
+                                    "small wave job when the last one ended; the points' jobs submit it too when "
+                                    "the wave job is gone. `status` says when points wait and no wave job is "
+                                    "queued (cancelled, or killed after the last point ended): this submits the "
+                                    "points that fit now, and a wave job for the rest.",
+                        epilog="Example: ptslurm next-wave tiny-c21eec89")
+    sweep_arg(nw)
 
     lo = sub.add_parser("logs", help="a point's captured output (and traceback when it failed)",
                         description="What a point's run printed (sacred's cout.txt of the attempt, logging "
@@ -392,10 +400,10 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
             from . import verbs  # only a command's run needs them: `--help` stays light
         if args.command == "sweep":
             return verbs.cmd_sweep(args, argv, updates)
-        if args.command in ("extend", "promote"):
+        if args.command in ("extend", "promote", "next-wave"):
             from . import searchverbs
 
-            return tp.cast(int, getattr(searchverbs, "cmd_" + args.command)(args, updates))
+            return tp.cast(int, getattr(searchverbs, "cmd_" + args.command.replace("-", "_"))(args, updates))
         if args.command:
             return tp.cast(int, getattr(verbs, "cmd_" + args.command)(args))
         if updates:

@@ -117,21 +117,24 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int, notify: bool = True) -
 
 
 def _decide(manifest: Manifest, sweep_dir: Path) -> None:
-    """A search on SLURM: this point's end may make promotions (ASHA's, a full rung's) or
-    Optuna's next asks due; decided by ``python -m ptslurm.promote`` outside this job's SLURM
-    settings. A failure is a warning: the decision job, --wait or `promote` decide later."""
-    if not (manifest.search or manifest.optuna) or manifest.executor != "slurm":
-        return  # a local search is decided by the command that runs it
+    """On SLURM a point's end may make a search's promotions due (``ptslurm.promote``) or find
+    a sweep in waves whose wave job is gone (``ptslurm.waves``): run outside this job's SLURM
+    settings. A failure is a warning: the decision or wave job, --wait or the verbs go on."""
+    if manifest.executor != "slurm":
+        return  # a local sweep is run and decided by the command that runs it
+    wanted = [m for m, due in (("ptslurm.promote", manifest.search or manifest.optuna),
+                               ("ptslurm.waves", manifest.waves)) if due]
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SLURM_", "SBATCH_", "SRUN_")) or k == "SLURM_CONF"}
     env["PTSLURM_DECIDER"] = job_id() or "?"
-    try:
-        out = commands.python_module("ptslurm.promote", [str(sweep_dir)], sweep_dir, 300, env)
-        said = (out.stderr or "").strip().splitlines()
-        if out.returncode != 0 or said:
-            print(f"ptslurm: successive halving: {said[-1] if said else out.returncode}", file=sys.stderr, flush=True)
-    except Exception as exc:  # noqa: BLE001 - never the point's failure
-        print(f"ptslurm: warning: successive halving: {exc}", file=sys.stderr, flush=True)
+    for module in wanted:
+        try:
+            out = commands.python_module(module, [str(sweep_dir)], sweep_dir, 300, env)
+            said = (out.stderr or "").strip().splitlines()
+            if out.returncode != 0 or said:
+                print(f"ptslurm: {module}: {said[-1] if said else out.returncode}", file=sys.stderr, flush=True)
+        except Exception as exc:  # noqa: BLE001 - never the point's failure
+            print(f"ptslurm: warning: {module}: {exc}", file=sys.stderr, flush=True)
 
 
 def _notify(manifest: Manifest, sweep_dir: Path) -> None:

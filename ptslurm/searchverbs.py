@@ -1,5 +1,6 @@
-"""The command line's verbs of successive halving and training longer: ``extend`` and
-``promote`` (``cli`` parses, ``promote`` does the work)."""
+"""The command line's verbs that make a sweep go on: ``extend`` and ``promote`` (successive
+halving and training longer; ``promote`` does the work) and ``next-wave`` (a sweep in waves
+whose wave job is gone; ``submission.next_wave`` does the work). ``cli`` parses."""
 import argparse
 import sys
 import typing as tp
@@ -43,4 +44,24 @@ def cmd_promote(args: argparse.Namespace, updates: tp.Sequence[str]) -> int:
               f"{d['budget']}: {', '.join(map(str, d['points'])) or '-'}")
     if len(log["decisions"]) == before:
         print("no promotion is due now", file=sys.stderr)
+    return 0
+
+
+def cmd_next_wave(args: argparse.Namespace, updates: tp.Sequence[str]) -> int:
+    from . import storage, submission
+    from .state import sweep_states
+    from .verbs import _sweep
+
+    if updates:
+        raise UsageError("`with` belongs after `ptslurm sweep EXPERIMENT` or `ptslurm extend SWEEP`")
+    sweep_dir, manifest = _sweep(args)
+    storage.require_own(sweep_dir, "submits waves for")
+    if not manifest.waves:
+        print("no point of this sweep waits for a wave", file=sys.stderr)
+        return 0
+    if not submission.waves_stalled(sweep_dir, manifest, sweep_states(sweep_dir, manifest)):
+        print(f"the wave job {manifest.waves.get('job')} is queued: it submits the next wave when the points "
+              f"it waits for have ended", file=sys.stderr)
+        return 0
+    print(f"submitted {submission.next_wave(sweep_dir)} waiting point(s)")
     return 0

@@ -305,9 +305,13 @@ def _wave(book: storage.ManifestBook, backend: Backends, limit: int) -> int:
     free = limit - queued
     tasks = units(book.manifest, waiting)  # each array task takes one queue slot
     chosen = tasks if len(tasks) <= free else tasks[:max(free - 1, 0)]  # a slot for the wave job
-    if not chosen:
-        return 0
     marker = submit_marker(book.sweep_dir)
+    if not chosen:  # no room for a point: the last slot waits for this sweep's queued jobs
+        going = backend.main.queue_states([e.job_id for e in book.manifest.points if e.job_id]) if free else {}
+        arrays = sorted({job.split("_")[0] for job in going})
+        if arrays:
+            book.update(waves={"limit": limit, "job": backend.main.submit_wave_job(arrays, marker)})
+        return 0
     jobs = backend.submit(book, chosen, marker=marker)
     if len(chosen) < len(tasks):
         arrays = sorted({job.split("_")[0] for job in jobs.values()})
@@ -356,20 +360,28 @@ def run_local(book: storage.ManifestBook, jobs: int, indices: tp.Sequence[int],
     return point_states(book.manifest)
 
 
-def top_up(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[PointRow],
-           make: tp.Optional[backends.BackendFactory] = None) -> bool:
-    """The one write step of ``status`` and ``--wait``, called explicitly (reading a sweep,
-    ``collect`` and ``list`` included, never submits): when points of a sweep in waves
-    wait and no wave job is queued to submit them (it was killed, or its tasks were), submit
-    the next wave now. Only for a sweep whose control files the caller owns. True when it
-    submitted something."""
+def waves_stalled(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[PointRow],
+                  make: tp.Optional[backends.BackendFactory] = None) -> bool:
+    """Whether points of a sweep in waves wait and no wave job is queued to submit them (it
+    was cancelled or killed after the last point ended). Asks the scheduler; submits nothing."""
     if manifest.executor != Executor.SLURM or not manifest.waves or not any(r.state == State.WAITING for r in rows):
         return False
-    if storage.foreign_owner(sweep_dir) is not None:
+    job = manifest.waves.get("job")
+    try:
+        return not job or job not in backends_of(sweep_dir, manifest, make).main.queue_states([job])
+    except Exception:  # noqa: BLE001 - no scheduler to ask: nothing to say
+        return False
+
+
+def top_up(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[PointRow],
+           make: tp.Optional[backends.BackendFactory] = None) -> bool:
+    """``sweep --wait``'s and ``ptslurm next-wave``'s write step (``status``, ``collect`` and
+    ``list`` never submit): when points of a sweep in waves wait and no wave job is queued to
+    submit them, submit the next wave now. Only for a sweep whose control files the caller
+    owns. True when it submitted something."""
+    if not waves_stalled(sweep_dir, manifest, rows, make) or storage.foreign_owner(sweep_dir) is not None:
         return False
     try:
         return bool(next_wave(sweep_dir, make=make))
-    except Exception:  # noqa: BLE001 - the next status or --wait tries again
+    except Exception:  # noqa: BLE001 - the next --wait round tries again
         return False
-
-

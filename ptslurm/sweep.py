@@ -261,6 +261,8 @@ def wait_for(sweep_dir: Path, events: tp.Optional[Events] = None,
         manifest = storage.read_manifest(sweep_dir)  # waves add job ids as they go
         rows = sweep_states(sweep_dir, manifest, backend_of(sweep_dir, manifest, make))
         if top_up(sweep_dir, manifest, rows, make):
+            events.warning("no wave job was queued for the waiting points: --wait submitted the next wave "
+                           "(as `ptslurm next-wave` does)")
             continue
         if (manifest.optuna or manifest.search) and storage.foreign_owner(sweep_dir) is None:
             from .promote import decide

@@ -126,9 +126,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     warned = False
     while True:
         states = sweep_states(sweep_dir, manifest)
-        if submission.top_up(sweep_dir, manifest, states):  # the only write `status` makes
-            manifest = storage.read_manifest(sweep_dir)
-            states = sweep_states(sweep_dir, manifest)
+        if not warned and submission.waves_stalled(sweep_dir, manifest, states):  # status only reads
+            print(f"ptslurm: points wait for a wave and no wave job is queued to submit them: "
+                  f"`ptslurm next-wave {sweep_dir}` submits the next one", file=sys.stderr)
         rows = status_rows(manifest, states)
         if args.state:
             rows = [r for r in rows if r.state in _states(args.state)]
@@ -154,6 +154,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not args.watch or ended(rows):
             return 0
         time.sleep(args.interval)
+        manifest = storage.read_manifest(sweep_dir)  # waves and promotions add jobs as they go
 
 
 def _standings(sweep_dir: tp.Any, manifest: tp.Any, states: tp.Any) -> tp.List[tp.Tuple[tp.Optional[int], str]]:

@@ -212,3 +212,24 @@ def test_resubmit_refuses_a_cancelled_point_whose_attempt_outlives_the_wait(plan
     finally:
         held.release()
     assert cluster.sbatch_calls == calls, "nothing was submitted"
+
+
+def test_a_point_ending_after_the_wave_job_was_killed_queues_a_new_wave_job_when_no_point_fits(planned):
+    """What each point's job does as it ends (``python -m ptslurm.waves``): with the wave job
+    gone and the queue full but for one slot, the slot goes to a new wave job waiting for the
+    sweep's queued points, which then finishes the sweep; status only reads."""
+    cluster = FakeCluster(limit=4)
+    _, sweep_dir = sweep(planned, "wave-killed", cluster)
+    killed = manifest_of(sweep_dir)["waves"]["job"]
+    cluster.end([killed], state="CANCELLED")  # 3 points queued, one slot free, no wave job
+    rows = state.sweep_states(sweep_dir, storage.read_manifest(sweep_dir), cluster.backend(sweep_dir, Resources(), "x"))
+    manifest = storage.read_manifest(sweep_dir)
+    assert submission.waves_stalled(sweep_dir, manifest, rows, make=cluster.backend)
+    assert submission.next_wave(sweep_dir, make=cluster.backend) == 0  # a point's job ending: no point fits
+    wave = manifest_of(sweep_dir)["waves"]["job"]
+    assert wave != killed and wave in cluster.queued() and len(cluster.queued()) == 4
+    assert sorted(cluster.jobs[wave]["after"]) == sorted({j.split("_")[0] for j in recorded(sweep_dir).values() if j})
+    assert submission.next_wave(sweep_dir, make=cluster.backend) == 0 and manifest_of(sweep_dir)["waves"]["job"] == wave
+    run_waves(cluster, sweep_dir, [])
+    jobs = cluster.point_jobs(sweep_dir)
+    assert sorted(jobs) == list(range(POINTS)) and all(len(j) == 1 for j in jobs.values()), jobs

@@ -340,6 +340,7 @@ def test_a_sweep_over_the_submit_limit_runs_in_waves_and_cancel_stops_them(submi
                           f"x=[{','.join(map(str, range(20)))}]", env={"PTSLURM_POLL_S": "1"}, timeout=400)
     assert proc.returncode == 0, proc.stderr
     assert [p["state"] for p in summary["points"]] == ["completed"] * 20
+    assert "--wait submitted the next wave" not in proc.stderr, "the wave jobs alone went on"
     arrays = {p["job_id"].split("_")[0] for p in summary["points"]}
     assert len(arrays) >= 5, "at most 4 queued at a time: several waves"
     # a second sweep: cancel while it waits; nothing of it runs or stays queued afterwards
@@ -363,11 +364,12 @@ def test_a_sweep_over_the_submit_limit_runs_in_waves_and_cancel_stops_them(submi
 
 
 @pytest.mark.slurm
-def test_a_wave_job_killed_right_after_its_sbatch_is_finished_by_status(submit_limit_4, tmp_path):
+def test_a_wave_job_killed_right_after_its_sbatch_is_finished_by_the_points_jobs(submit_limit_4, tmp_path):
     """The wave job is SIGKILLed the moment its sbatch returned (an sbatch on PATH that kills
     its caller once): the next wave is queued but recorded nowhere and no wave job is left.
-    `ptslurm status` adopts the queued wave and tops up the rest: every point runs exactly
-    once (sacct), and every queued job is recorded."""
+    The points' jobs, as they end, adopt the queued wave and submit the rest (a new wave job
+    when no point fits); `status` only reads: every point runs exactly once (sacct), and
+    every queued job is recorded."""
     from ptslurm.commands import expand_ids
 
     real = subprocess.run(["which", "sbatch"], capture_output=True, text=True, check=True).stdout.strip()
@@ -397,7 +399,7 @@ exit $rc
         rows = json.loads(run_cli("status", sweep_dir, "--json").stdout)
         return all(r["state"] == "completed" for r in rows)
 
-    wait_for("status to finish the sweep", finished, timeout=300, every=2)
+    wait_for("the points' jobs to finish the sweep", finished, timeout=300, every=2)
     manifest = json.loads((sweep_dir / "manifest.json").read_text())
     recorded = [e["job_id"] for e in manifest["points"]]
     assert all(recorded) and len(set(recorded)) == n

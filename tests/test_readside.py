@@ -1,6 +1,7 @@
 """Reading a sweep never submits (issues 17 and 20): `collect`, `list` and `ptslurm.collect()`
-make no sbatch call whatever the sweep's state; `status` tops up a stalled wave only for a
-sweep the caller owns; commands that change a sweep refuse another user's."""
+make no sbatch call whatever the sweep's state, `status` included (issue 29): it names `next-wave`,
+which tops up a stalled wave of a sweep the caller owns; commands that change a sweep refuse
+another user's."""
 import json
 import os
 import shutil
@@ -73,8 +74,9 @@ def test_collect_list_and_the_python_api_never_submit(stalled_sweep):
 
 
 @pytest.mark.parametrize("lost", [True, False], ids=["a-point-lost", "wave-job-killed-after-its-sbatch"])
-def test_status_tops_up_a_stalled_wave_of_your_own_sweep(stalled_sweep, lost):
-    """Whenever points wait and no wave job is queued, not only when a point was lost."""
+def test_status_only_reads_a_stalled_wave_and_next_wave_submits_it(stalled_sweep, lost):
+    """Whenever points wait and no wave job is queued, not only when a point was lost:
+    `status` says so and submits nothing; `ptslurm next-wave` submits the waiting points."""
     sweep, log = stalled_sweep
     if not lost:  # point 1 completed too: nothing is lost, only the wave job is gone
         manifest = json.loads((sweep / "manifest.json").read_text())
@@ -83,8 +85,14 @@ def test_status_tops_up_a_stalled_wave_of_your_own_sweep(stalled_sweep, lost):
         for attempt in status.get("attempts", []):
             attempt["job_id"] = "5_1"
         (Path(manifest["points"][1]["storage_dir"]) / "ptslurm_status.json").write_text(json.dumps(status))
-    proc = run_cli("status", sweep, "--json")
-    assert proc.returncode == 0, proc.stderr
+    before = (sweep / "manifest.json").read_text()
+    for args in (["status", sweep, "--json"], ["status", sweep]):
+        proc = run_cli(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert f"`ptslurm next-wave {sweep}` submits the next one" in proc.stderr
+    assert sbatch_calls(log) == 0 and (sweep / "manifest.json").read_text() == before, "status wrote"
+    proc = run_cli("next-wave", sweep)
+    assert proc.returncode == 0 and proc.stdout.startswith("submitted 2 waiting point(s)"), proc
     assert sbatch_calls(log) >= 1, "the waiting points were submitted"
     manifest = json.loads((sweep / "manifest.json").read_text())
     assert all(e["job_id"] for e in manifest["points"][2:]), manifest["points"]
@@ -124,7 +132,7 @@ def test_reading_another_users_sweep_never_submits_and_changing_it_is_refused(st
         assert proc.returncode == 0, proc.stderr
     assert sbatch_calls(log) == 0, "another user's sweep ran jobs as you"
     for args in (["resubmit", sweep, "--failed"], ["resubmit", sweep, "--points", "1"], ["cancel", sweep],
-                 ["run", sweep, "1"]):
+                 ["run", sweep, "1"], ["next-wave", sweep]):
         proc = run_cli(*args)
         assert proc.returncode == 2, (args, proc.stderr)
         lines = proc.stderr.strip().splitlines()
