@@ -32,7 +32,7 @@ def test_the_public_names_are_pinned_resolvable_and_typed():
     assert ptslurm.__all__ == ["__version__", "PtslurmError", "Interrupted", "get_storage_dir", "get_new_storage_dir",
                                "should_stop", "report_progress", "active_run", "distributed", "init_process_group",
                                "Configurable", "Model", "Trainer", "Adam", "SGD", "Batches", "dump_config", "collect",
-                               "to_frame"]
+                               "to_frame", "Client", "Sweep"]
     for name in ptslurm.__all__:
         assert getattr(ptslurm, name) is not None
     source = (Path(ptslurm.__file__)).read_text()

@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
-BLOCK = re.compile(r"<!-- test:(\w+) -->\n```bash\n(.*?)```", re.S)
+BLOCK = re.compile(r"<!-- test:(\w+) -->\n```(?:bash|python)\n(.*?)```", re.S)
 
 
 def blocks(kind):
@@ -65,6 +65,16 @@ def test_readme_examples_run(block, tmp_path, no_slurm):
         proc = subprocess.run(["bash", "-c", line], cwd=work, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, f"{line}\n{proc.stderr}"
         assert "error" not in proc.stderr.lower(), proc.stderr
+
+
+@pytest.mark.parametrize("block", blocks("python"))
+def test_readme_python_runs(block, tmp_path, no_slurm):
+    work = repo_copy(tmp_path / "repo")
+    (work / "readme_example.py").write_text(block)
+    proc = subprocess.run([sys.executable, "readme_example.py"], cwd=work, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, STORAGE_ROOT=str(tmp_path / "runs")))
+    assert proc.returncode == 0, proc.stderr
+    assert "['completed', 'completed']" in proc.stdout and "0.1 completed" in proc.stdout, proc.stdout
 
 
 def test_ci_proves_the_quick_start_outside_pytest():
