@@ -191,9 +191,28 @@ def pytest_runtest_makereport(item, call):
     """In CI a skipped SLURM test is a failure: the integration tier must run there."""
     outcome = yield
     report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
     if IN_CI and report.skipped and item.get_closest_marker("slurm") is not None:
         report.outcome = "failed"
         report.longrepr = f"SLURM test skipped in CI ({report.longrepr}): the SLURM tier must run"
+
+
+@pytest.fixture(autouse=True)
+def _a_failed_slurm_test_leaves_an_empty_queue(request):
+    """A SLURM test that failed (a timeout, say) may have left jobs on the shared test cluster:
+    cancel this user's jobs and wait until the queue is empty, so that no later test fails on
+    its leftovers."""
+    yield
+    report = getattr(request.node, "report_call", None)
+    if report is None or not report.failed or cluster_group(request.node) != "slurm":
+        return
+    import time
+
+    subprocess.run(["scancel", "--user", str(os.getuid())], capture_output=True, timeout=60)
+    deadline = time.time() + 120
+    while time.time() < deadline and subprocess.run(["squeue", "-h", "-u", str(os.getuid())], capture_output=True,
+                                                    text=True, timeout=60).stdout.strip():
+        time.sleep(0.5)
 
 
 @pytest.fixture

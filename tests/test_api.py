@@ -22,8 +22,10 @@ def test_a_notebook_plans_submits_waits_cancels_resubmits_and_collects_a_sweep(s
 
     sweep = client.sweep(TEST_EXPERIMENTS / "probe.py", sweep_file=str(spec), name="notebook")
     assert [p["job_id"] for p in sweep.status()] == [e.job_id for e in sweep.manifest.points]
-    wait_for("point 2 to run", lambda: sweep.states()[2] == "running", timeout=120)
+    wait_for("point 2's attempt to run", lambda: (lambda row: row["state"] == "running" and row["attempts"])(
+        sweep.status()[2]), timeout=120)
     assert sweep.cancel([2]) == [2]
+    wait_for("the cancelled attempt to end", lambda: sweep.status()[2]["history"][-1]["state"] == "cancelled")
     hold.unlink()
     assert sweep.wait() == ["completed", "completed", "cancelled"]
 

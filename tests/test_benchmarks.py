@@ -10,14 +10,22 @@ BENCH = Path(__file__).resolve().parent / "benchmarks"
 
 
 @pytest.fixture
-def held_partitions(slurm_cluster):
-    """For benchmarks that set the partitions DOWN while they measure: UP again and nothing
-    of theirs queued afterwards, even when one is killed at its timeout."""
+def left_clean(slurm_cluster):
+    """A benchmark on the test cluster leaves it as it found it, even when it is killed at its
+    timeout (its own clean-up never runs then): every partition UP (some set them DOWN while
+    they measure) and none of its jobs queued, waited for, so that the next test starts on an
+    empty queue."""
+    import time
+
     yield
     names = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True).stdout.split()
     for name in {n.rstrip("*") for n in names}:
         subprocess.run(["scontrol", "update", f"partitionname={name}", "state=UP"], check=True)
     subprocess.run(["scancel", "--user", str(os.getuid())], check=True)
+    deadline = time.time() + 120
+    while subprocess.run(["squeue", "-h", "-u", str(os.getuid())], capture_output=True, text=True).stdout.strip():
+        assert time.time() < deadline, "the benchmark's jobs did not leave the queue"
+        time.sleep(0.5)
 
 
 def run(script, *args, timeout=300):
@@ -43,13 +51,13 @@ def test_bench_trainer():
 
 
 @pytest.mark.slurm
-def test_bench_submit(held_partitions):
+def test_bench_submit(left_clean):
     out = run("bench_submit.py", "--sizes", "3")
     assert out.strip().splitlines()[-1].split()[0] == "3"
 
 
 @pytest.mark.slurm
-def test_bench_requeue(slurm_cluster):
+def test_bench_requeue(left_clean):
     out = run("bench_requeue.py", "--repeats", "1")
     assert "signal -> durable checkpoint" in out and "bare sleep job" in out and "non-polling point" in out
     assert "job start -> first training step" in out and "bare `srun python exp.py`" in out
@@ -67,7 +75,7 @@ def test_bench_ddp():
 
 
 @pytest.mark.slurm
-def test_bench_packing(slurm_cluster):
+def test_bench_packing(left_clean):
     out = run("bench_packing.py", "--points", "8", "--per-job", "4")
     assert "packed/unpacked: wall time" in out and "array tasks 2/8" in out
 
@@ -86,6 +94,6 @@ def test_bench_halving():
 
 
 @pytest.mark.slurm
-def test_bench_status_pending(held_partitions):
+def test_bench_status_pending(left_clean):
     out = run("bench_status.py", "--pending", "--points", "5")
     assert "5 pending points (5 shown pending)" in out and "squeue -r of the array" in out
