@@ -13,6 +13,8 @@ from ptslurm import claims, storage
 from ptslurm.errors import ManifestError, StorageError
 from ptslurm.spec import Point, Resources
 
+pytestmark = pytest.mark.fast  # in-process rules, seconds (the inner loop runs them)
+
 ODD = "odd dir 'q' ; x"
 
 

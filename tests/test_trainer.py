@@ -16,6 +16,8 @@ from ptslurm import interrupt
 from ptslurm.configurable import from_config
 from ptslurm.errors import UsageError
 
+pytestmark = pytest.mark.fast  # in-process rules, seconds (the inner loop runs them)
+
 
 class Net(pt.Model):
     def __init__(self, hidden=8, dropout=0.3, stop_at=()):
