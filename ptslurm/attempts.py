@@ -11,7 +11,7 @@ import traceback
 import typing as tp
 from pathlib import Path
 
-from . import commands, interrupt, records, storage
+from . import commands, interrupt, records, sampler, storage
 from .records import (OWN_FILES, STOPS, Action, Cause, SLURM_COMPLETING, SLURM_REQUEUING, STATUS, Attempt,
                       PointStatus, State, read_intent)
 from .runtime import job_id, now, on_slurm
@@ -34,6 +34,7 @@ class AttemptRecord:
         found = records.read(self.path, PointStatus).record or PointStatus()
         # the command line's intent decides the submission
         self.status = found.replace(submission=submission, code_dir=code_dir or found.code_dir)
+        self.sampler: tp.Optional[sampler.Sampler] = None  # what the attempt uses, from its start
 
     @property
     def latest(self) -> Attempt:
@@ -41,6 +42,8 @@ class AttemptRecord:
 
     def start(self, **fields: tp.Any) -> Attempt:
         with self._lock:
+            self.sampler = sampler.Sampler().start()
+            fields.setdefault("usage", self.sampler.usage())
             # an attempt still "running" was killed without a word: SIGKILL, node failure
             earlier = tuple(a.replace(state=State.LOST, ended=a.heartbeat) if a.state == State.RUNNING else a
                             for a in self.status.attempts)
@@ -59,6 +62,10 @@ class AttemptRecord:
             entry = self.latest
             if entry.final:
                 return  # already recorded as ended (the watchdog got there first)
+            if self.sampler is not None:  # each write brings the usage up to date; the end stops it
+                fields.setdefault("usage", self.sampler.usage())
+                if fields.get("final"):
+                    self.sampler.stop()
             self._save(self.status.attempts[:-1] + (entry.replace(**fields),))
 
     def beat(self) -> None:

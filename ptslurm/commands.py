@@ -247,6 +247,18 @@ def submit_limit(qos: tp.Optional[str] = None) -> tp.Optional[int]:
     return min(known) if known else None
 
 
+def has_nvidia_smi() -> bool:
+    return shutil.which("nvidia-smi") is not None
+
+
+def gpu_query() -> tp.Optional[str]:
+    """``nvidia-smi``'s index, utilisation and memory of each GPU it sees (CSV, no units), or
+    None when it does not answer."""
+    out = _answer(["nvidia-smi", "--query-gpu=index,utilization.gpu,memory.used,memory.total",
+                   "--format=csv,noheader,nounits"], 20)
+    return out.stdout if out is not None and out.returncode == 0 else None
+
+
 def queued_count() -> tp.Optional[int]:
     """This user's jobs in the queue (array tasks one each); None when squeue fails."""
     out = _answer(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i"], 60)

@@ -206,6 +206,8 @@ class Attempt(Record):
     progressed: tp.Optional[bool] = field(None, load=bool, omit_none=True)  # set when it ended
     gave_up: tp.Optional[str] = field(None, load=_str, omit_none=True)  # why it was not requeued
     final: tp.Optional[bool] = field(None, load=bool, omit_none=True)  # recorded as ended: later updates are ignored
+    # what it used (``usage.Sampler``): peak host memory, each visible GPU's mean use and peak memory
+    usage: tp.Optional[tp.Dict[str, tp.Any]] = field(None, load=_opt_mapping, omit_none=True)
 
 
 def _attempts(value: tp.Any) -> tp.Tuple[Attempt, ...]:

@@ -192,7 +192,19 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
     if colour():
         shown = paint_column(shown, "state")
     return (f"sweep {manifest.name} ({manifest.executor})\n" + shown + "\n" + reasons
-            + counts_line(rows, len(rows), 30, " ended"))
+            + counts_line(rows, len(rows), 30, " ended") + usage_hints(manifest, rows))
+
+
+def usage_hints(manifest: Manifest, rows: tp.Sequence["PointRow"]) -> str:
+    """Under the table: a line for each ended point that wasted what it asked for (an idle
+    GPU, most of its memory), naming the option to change (``usage.hints``)."""
+    from .usage import hints
+
+    found = [line for r in rows if r.state in TERMINAL and r.latest is not None
+             for line in hints(r.index, r.latest.usage, manifest.resources_of(r.index).mem_gb,
+                               manifest.resources_of(r.index).gpus)]
+    return "".join(f"\nhint: {line}" for line in found[:5]) + (f"\nhint: and {len(found) - 5} more (status --json "
+                                                             f"has each point's usage)" if len(found) > 5 else "")
 
 
 def waits_for(reason: str) -> str:

@@ -14,7 +14,7 @@ import re
 import typing as tp
 from pathlib import Path
 
-from . import storage
+from . import storage, usage
 from .errors import UsageError
 from .records import TERMINAL, Attempt, Intent, Manifest, PointEntry, PointStatus, State, read, read_intent, read_json, read_status
 from .records import COLLECT_CACHE, INTENT, MANIFEST, METRICS, SACRED, SEARCH, STATUS
@@ -174,6 +174,7 @@ def _record(manifest: Manifest, entry: PointEntry) -> tp.Tuple[dict, dict]:
         values = series["values"]
         record[f"{metric}/final"] = values[-1] if values else None
         record[f"{metric}/best"] = best_of(metric, values)
+    record.update(usage.columns(next((a.usage for a in reversed(status.attempts) if a.usage), None)))
     record["storage_dir"] = base
     if found.damaged:
         broken.append(found.damaged)

@@ -141,7 +141,8 @@ class PointRow:
                 "ranks": self.latest.ranks if self.latest is not None else None,
                 "nodes": self.latest.nodes if self.latest is not None else None,
                 # why the point is not requeued any more (the retry policy's words)
-                "gave_up": self.latest.gave_up if self.latest is not None else None}
+                "gave_up": self.latest.gave_up if self.latest is not None else None,
+                "usage": self.latest.usage if self.latest is not None else None}
 
     def replace(self, **changes: tp.Any) -> "PointRow":
         return dataclasses.replace(self, **changes)

@@ -40,3 +40,28 @@ assert len({s["uuid"] for s in seen}) == n, "each GPU of the job used by its sha
 print(f"packed points: {2 * n} points on {n} GPU(s), each seeing one, round-robin: ok")
 PY
 rm -rf "$work"
+# what each point used: a point that keeps its GPU busy shows its use and memory in `collect`
+cat > "$work/busy.py" <<'PY'
+import time
+import torch
+from sacred import Experiment
+ex = Experiment("busy")
+@ex.config
+def config():
+    seconds = 4
+@ex.automain
+def main(seconds):
+    a = torch.randn(4096, 4096, device="cuda")
+    end = time.time() + seconds
+    while time.time() < end:
+        a = (a @ a).tanh()
+    torch.cuda.synchronize()
+PY
+CUDA_VISIBLE_DEVICES=0 PTSLURM_SAMPLE_S=0.5 $py -m ptslurm sweep --executor local --root "$work/busy" --name busy \
+    "$work/busy.py" > /dev/null
+$py - "$work/busy/sweeps/busy" <<'PY'
+import sys, ptslurm
+(row,) = ptslurm.collect([sys.argv[1]])
+assert row.get("gpu_util", 0) > 10 and row.get("gpu_mem_peak_mb", 0) > 64, row
+print(f"usage: GPU {row['gpu_util']}% busy, {row['gpu_mem_peak_mb']:.0f} MiB at the peak, host {row['max_rss_mb']:.0f} MiB: ok")
+PY

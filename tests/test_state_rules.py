@@ -295,7 +295,7 @@ def test_status_json_of_a_row(tmp_path):
         {"attempt": 2, "state": "failed", "cause": "failed", "job_id": "9_0", "sacred_id": 2}]
     assert set(out) == {"index", "state", "attempts", "job_id", "storage_dir", "error", "damaged", "varied",
                         "iteration", "epoch", "heartbeat", "ended", "history", "elapsed_s", "seed", "code",
-                        "ranks", "nodes", "gave_up", "reason"}
+                        "ranks", "nodes", "gave_up", "reason", "usage"}
     json.dumps(out)  # plain JSON
     empty = PointRow(index=3, state=State.PENDING, job_id=None, storage_dir="d", status=PointStatus()).to_json()
     assert empty["ranks"] is None and empty["nodes"] is None and empty["gave_up"] is None and empty["history"] == []

@@ -1,0 +1,96 @@
+"""What a point used (issue 30): nvidia-smi's output read, the sampler's figures for a
+process tree and the GPUs it was given (a fake nvidia-smi on PATH), and the hints that name
+the option to change. Fast: no scheduler, no GPU."""
+import os
+import time
+
+import pytest
+
+from ptslurm import sampler, usage
+
+pytestmark = pytest.mark.fast
+
+SMI = "0, 3, 1200, 81559\n1, 97, 70000, 81559\n2, [N/A], [N/A], 81559\n"
+
+
+def test_nvidia_smis_csv_is_read_and_what_it_cannot_say_is_left_out():
+    assert usage.parse_gpus(SMI) == [(0, 3.0, 1200.0, 81559.0), (1, 97.0, 70000.0, 81559.0)]
+    assert usage.parse_gpus("") == [] and usage.parse_gpus("No devices were found\n") == []
+
+
+@pytest.mark.parametrize("variable, seen", [("1", {1}), ("0,2", {0, 2}), ("GPU-5d2c,GPU-77aa", None), (None, None)])
+def test_the_gpus_sampled_are_those_cuda_visible_devices_names(variable, seen):
+    assert sampler.visible(variable) == seen
+
+
+@pytest.fixture
+def fake_smi(tmp_path, monkeypatch):
+    """An nvidia-smi that answers the next line of ``answers`` each call (then the last)."""
+    answers = tmp_path / "answers"
+    script = tmp_path / "bin" / "nvidia-smi"
+    script.parent.mkdir()
+    count = tmp_path / "count"
+    count.write_text("0")
+    script.write_text(f"""#!/bin/bash
+n=$(cat '{count}'); echo $((n + 1)) > '{count}'
+awk -v n=$n 'BEGIN{{RS="---\\n"}} NR==n+1{{printf "%s", $0; found=1}} END{{if(!found) printf "%s", $0}}' '{answers}'
+""")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{script.parent}:{os.environ['PATH']}")
+    return answers
+
+
+def test_the_sampler_averages_the_given_gpus_use_and_keeps_their_peak_memory(fake_smi, monkeypatch):
+    fake_smi.write_text("0, 90, 100, 1000\n1, 10, 300, 1000\n---\n0, 90, 100, 1000\n1, 30, 200, 1000\n")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    s = sampler.Sampler(interval_s=3600)
+    s.sample()
+    s.sample()
+    used = s.usage()
+    assert used["samples"] == 2 and used["gpus"] == [{"index": 1, "util_mean": 20.0, "mem_peak_mb": 300.0,
+                                                      "mem_total_mb": 1000.0}]
+    assert usage.columns(used) == {"max_rss_mb": used["max_rss_mb"], "gpu_util": 20.0, "gpu_mem_peak_mb": 300.0}
+
+
+def test_a_point_given_no_gpu_never_samples_the_nodes_gpus(fake_smi, monkeypatch):
+    fake_smi.write_text("0, 90, 100, 1000\n")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    s = sampler.Sampler(interval_s=3600)
+    s.sample()
+    assert "gpus" not in s.usage() and "gpu_util" not in usage.columns(s.usage())
+
+
+def test_the_peak_memory_counts_what_the_process_tree_holds(tmp_path):
+    import subprocess
+    import sys
+
+    s = sampler.Sampler(interval_s=3600)
+    s.sample()
+    before = s.usage()["max_rss_mb"]
+    child = subprocess.Popen([sys.executable, "-c", "import sys, time; b = bytearray(300 * 2**20); "
+                              "b[::4096] = b'x' * len(b[::4096]); print('held', flush=True); time.sleep(30)"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        s.sample()
+        assert s.usage()["max_rss_mb"] >= before + 290, "a child's 300 MB count"
+    finally:
+        child.kill()
+        child.wait()
+    time.sleep(0)
+    s.sample()
+    assert s.usage()["max_rss_mb"] >= before + 290, "a peak is kept"
+
+
+@pytest.mark.parametrize("used, mem_gb, gpus, expected", [
+    ({"max_rss_mb": 900, "samples": 3, "gpus": [{"util_mean": 4.0}, {"util_mean": 6.0}]}, None, 2,
+     ["point 3 kept its 2 GPU(s) 5% busy on average: the work waits elsewhere (data loading?); ask for fewer "
+      "with --gpus, or give each GPU more work"]),
+    ({"max_rss_mb": 1500, "samples": 3}, 32, 0,
+     ["point 3 used 1.5 of the 32 GB of memory it asked for: --mem 3 would do"]),
+    ({"max_rss_mb": 9000, "samples": 3, "gpus": [{"util_mean": 55.0}]}, 16, 1, []),  # well used
+    ({"max_rss_mb": 100, "samples": 3}, None, 0, []),  # the cluster's default memory: nothing to say
+    (None, 32, 1, []),
+])
+def test_a_hint_names_the_option_for_an_idle_gpu_or_mostly_unused_memory(used, mem_gb, gpus, expected):
+    assert usage.hints(3, used, mem_gb, gpus) == expected
