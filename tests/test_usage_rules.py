@@ -94,3 +94,18 @@ def test_the_peak_memory_counts_what_the_process_tree_holds(tmp_path):
 ])
 def test_a_hint_names_the_option_for_an_idle_gpu_or_mostly_unused_memory(used, mem_gb, gpus, expected):
     assert usage.hints(3, used, mem_gb, gpus) == expected
+
+
+@pytest.mark.parametrize("per_job, hinted", [(1, True), (4, False)])
+def test_packed_points_are_measured_against_their_share_of_the_jobs_memory(per_job, hinted):
+    from ptslurm.records import Attempt, Manifest, PointEntry, PointStatus, State
+    from ptslurm.render import usage_hints
+    from ptslurm.spec import Resources
+    from ptslurm.state import PointRow
+
+    manifest = Manifest(name="s", points=(PointEntry(index=0),), resources=Resources(mem_gb=32, points_per_job=per_job))
+    used = Attempt(state=State.COMPLETED, usage={"max_rss_mb": 6 * 1024, "samples": 4})
+    row = PointRow(index=0, state=State.COMPLETED, job_id="1_0", storage_dir="/x", status=PointStatus(attempts=(used,)))
+    shown = usage_hints(manifest, [row])
+    assert (shown == "\nhint: point 0 used 6.0 of the 32 GB of memory it asked for: --mem 9 would do") == hinted, shown
+    assert hinted or shown == "", "6 GB of a quarter of 32 GB is well used"
