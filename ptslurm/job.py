@@ -11,7 +11,7 @@ import traceback
 import typing as tp
 from pathlib import Path
 
-from . import commands, interrupt, records, runtime, sacred_adapter, storage
+from . import commands, ending, interrupt, records, runtime, sacred_adapter, storage
 from .attempts import AttemptRecord, classify, decide, fingerprint
 from .records import Action, Cause, Manifest, PointEntry, State, read_intent, read_status
 from .runtime import ENV_POINT, ENV_STORAGE_DIR, ENV_SWEEP_DIR, job_id, now, on_slurm
@@ -100,7 +100,7 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int, notify: bool = True) -
         asked = manifest.resources_of(index)
         max_requeues, max_attempts = asked.max_requeues, asked.max_attempts
         interrupt.on_unheeded(lambda: _unheeded(record, max_requeues, held, max_attempts,
-                                                 (lambda: _notify(manifest, sweep_dir)) if notify else (lambda: None),
+                                                 (lambda: ending.notify(manifest, sweep_dir)) if notify else (lambda: None),
                                                  index, sweep_dir))
         return _attempt(manifest, entry, sweep_dir, record, max_requeues, max_attempts)
     finally:
@@ -112,41 +112,8 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int, notify: bool = True) -
         held.release()
         runtime.activate(None, None)
         if notify:
-            _decide(manifest, sweep_dir)
-            _notify(manifest, sweep_dir)
-
-
-def _decide(manifest: Manifest, sweep_dir: Path) -> None:
-    """On SLURM a point's end may make a search's promotions due (``ptslurm.promote``) or find
-    a sweep in waves whose wave job is gone (``ptslurm.waves``): run outside this job's SLURM
-    settings. A failure is a warning: the decision or wave job, --wait or the verbs go on."""
-    if manifest.executor != "slurm":
-        return  # a local sweep is run and decided by the command that runs it
-    wanted = [m for m, due in (("ptslurm.promote", manifest.search or manifest.optuna),
-                               ("ptslurm.waves", manifest.waves)) if due]
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLURM_", "SBATCH_", "SRUN_")) or k == "SLURM_CONF"}
-    env["PTSLURM_DECIDER"] = job_id() or "?"
-    for module in wanted:
-        try:
-            out = commands.python_module(module, [str(sweep_dir)], sweep_dir, 300, env)
-            said = (out.stderr or "").strip().splitlines()
-            if out.returncode != 0 or said:
-                print(f"ptslurm: {module}: {said[-1] if said else out.returncode}", file=sys.stderr, flush=True)
-        except Exception as exc:  # noqa: BLE001 - never the point's failure
-            print(f"ptslurm: warning: {module}: {exc}", file=sys.stderr, flush=True)
-
-
-def _notify(manifest: Manifest, sweep_dir: Path) -> None:
-    """``sweep --notify``: this job may be the one that ended the sweep's last point."""
-    if not manifest.notify:
-        return
-    try:
-        from .housekeeping import notify_if_ended
-
-        notify_if_ended(manifest, sweep_dir)
-    except Exception as exc:  # noqa: BLE001 - a notification never fails the point
-        print(f"ptslurm: warning: --notify: {exc}", file=sys.stderr, flush=True)
+            ending.after(manifest, sweep_dir, index)
+            ending.notify(manifest, sweep_dir)
 
 
 def _clear_leftovers(ckpt_dir: Path) -> None:

@@ -336,7 +336,7 @@ ENV_DECIDER = "PTSLURM_DECIDER"  # set by a point's job that runs this after its
 
 def main(sweep_dir: str) -> int:
     """``python -m ptslurm.promote SWEEP_DIR``: the body of the decision job, and what a
-    point's job runs when its point ended (``job._decide``)."""
+    point's job runs when its point ended (``ending.after``)."""
     point_job = os.environ.get(ENV_DECIDER)
     own = os.environ.get("SLURM_JOB_ID")
     decide(sweep_dir, by=f"job {point_job}" if point_job else f"decision job {own}", own_job=None if point_job else own)

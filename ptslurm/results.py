@@ -146,6 +146,11 @@ def _stamp(path: str) -> tp.Optional[tp.List[int]]:
     return [st.st_mtime_ns, st.st_size, st.st_ino]
 
 
+def point_record(manifest: Manifest, entry: PointEntry) -> dict:
+    """One point's ``collect`` record, from its files (no cache)."""
+    return _record(manifest, entry)[0]
+
+
 def _record(manifest: Manifest, entry: PointEntry) -> tp.Tuple[dict, dict]:
     """The point's record and the stamps of the files it was read from."""
     base = entry.storage_dir

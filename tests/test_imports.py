@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "sacred", "submitit", "numpy", "yaml", "optuna")
+HEAVY = ("torch", "sacred", "submitit", "numpy", "yaml", "optuna", "tensorboard")
 
 
 @pytest.mark.parametrize("code", [
