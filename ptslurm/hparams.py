@@ -3,7 +3,7 @@
 values), how it ended, and each sacred metric's final and best value as a scalar, so that
 ``tensorboard --logdir <sweep dir>`` lists every point with its settings and metrics in one
 table (and the parallel coordinates view). Written with tensorboard's own protocol buffers
-and event writer; without tensorboard installed (``pip install 'ptslurm[report]'``), nothing.
+and event writer; without tensorboard installed (``pip install 'ptslurm[tensorboard]'``), nothing.
 """
 import os
 import shutil

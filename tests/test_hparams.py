@@ -8,7 +8,7 @@ import pytest
 
 from conftest import EXAMPLES, run_cli
 
-pytest.importorskip("tensorboard", reason="the report extra: pip install 'ptslurm[report]'")
+pytest.importorskip("tensorboard", reason="the tensorboard extra: pip install 'ptslurm[tensorboard]'")
 
 
 def read_back(logdir: Path):
