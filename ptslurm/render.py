@@ -13,7 +13,6 @@ import typing as tp
 from .records import TERMINAL, Manifest, State
 
 if tp.TYPE_CHECKING:  # pragma: no cover
-    from .spec import Resources
     from .state import PointRow
     from .plan import Plan
     from .sweep import Outcome
@@ -201,12 +200,12 @@ def usage_hints(manifest: Manifest, rows: tp.Sequence["PointRow"]) -> str:
     GPU, most of its memory), naming the option to change (``usage.hints``)."""
     from .usage import hints
 
-    def share(r: "Resources") -> tp.Optional[float]:  # packed points share their job's memory
-        return r.mem_gb / max(1, r.points_per_job) if r.mem_gb else None
+    def of(row: "PointRow") -> tp.List[str]:  # packed points share their job's memory
+        asked = manifest.resources_of(row.index)
+        share = asked.mem_gb / max(1, asked.points_per_job) if asked.mem_gb else None
+        return hints(row.index, row.latest.usage if row.latest is not None else None, share, asked.gpus)
 
-    found = [line for r in rows if r.state in TERMINAL and r.latest is not None
-             for line in hints(r.index, r.latest.usage, share(manifest.resources_of(r.index)),
-                               manifest.resources_of(r.index).gpus)]
+    found = [line for r in rows if r.state in TERMINAL for line in of(r)]
     return "".join(f"\nhint: {line}" for line in found[:5]) + (f"\nhint: and {len(found) - 5} more (status --json "
                                                              f"has each point's usage)" if len(found) > 5 else "")
 

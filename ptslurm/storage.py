@@ -343,12 +343,13 @@ def json_bytes(data: tp.Any) -> bytes:
     10,000-point manifest in milliseconds, where json's indenting encoder takes tenths of a
     second); by json, as before, when a float is not finite (orjson would write NaN and
     Infinity as null) or a key is not a string."""
-    try:
-        import orjson
-    except ImportError:  # pragma: no cover - orjson is a dependency
-        return (json.dumps(data, indent=2, default=_json_default) + "\n").encode()
     if _orjson_safe(data):
-        return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+        try:
+            import orjson
+        except ImportError:  # pragma: no cover - orjson is a dependency
+            pass
+        else:
+            return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     return (json.dumps(data, indent=2, default=_json_default) + "\n").encode()
 
 

@@ -37,7 +37,7 @@ def hints(index: int, usage: tp.Optional[tp.Mapping[str, tp.Any]], mem_gb: tp.Op
     out = []
     held = usage.get("gpus") or []
     if held and gpus:
-        mean = sum(g["util_mean"] for g in held) / len(held)
+        mean = _mean_use(held)
         if mean < IDLE_GPU_PERCENT:
             out.append(f"point {index} kept its {len(held)} GPU(s) {mean:.0f}% busy on average: the work waits "
                        f"elsewhere (data loading?); ask for fewer with --gpus, or give each GPU more work")
@@ -57,6 +57,11 @@ def columns(used: tp.Optional[tp.Mapping[str, tp.Any]]) -> tp.Dict[str, tp.Any]:
     out: tp.Dict[str, tp.Any] = {"max_rss_mb": used.get("max_rss_mb")}
     held = used.get("gpus") or []
     if held:
-        out["gpu_util"] = round(sum(g["util_mean"] for g in held) / len(held), 1)
+        out["gpu_util"] = round(_mean_use(held), 1)
         out["gpu_mem_peak_mb"] = max(g["mem_peak_mb"] for g in held)
     return out
+
+
+def _mean_use(gpus: tp.Sequence[tp.Mapping[str, tp.Any]]) -> float:
+    """The mean utilisation (%) over the GPUs sampled."""
+    return sum(g["util_mean"] for g in gpus) / len(gpus)
