@@ -6,14 +6,17 @@ claims a directory. On local disks the lock is ``FileLock`` (flock); on network 
 ``SoftFileLock`` (an O_EXCL lock file). Either way correctness rests on atomic ``mkdir``: a
 collision moves on to the next number, so no two callers ever share a directory. Each
 claimed dir holds a ``CLAIM`` marker naming its sweep until the sweep's manifest records it,
-so that a submission killed in between gives its dirs back (``release_claims``).
+so that a submission killed in between gives its dirs back (``release_claims``). A dir is born
+with the sticky bit (``HALF_MADE``) and loses it only once its marker is whole: one that still
+has it was left by a claimer killed between ``mkdir`` and marker, and is given back too.
 """
 import os
 import shutil
+import stat
 import typing as tp
 from pathlib import Path
 
-from .locks import allocation_lock, lock_error
+from .locks import LOCK_TIMEOUT_S, allocation_lock, lock_error
 from .records import CLAIM
 from .storage import dir_mode, make_dirs, resolve_root
 
@@ -41,25 +44,42 @@ def allocate_dirs(parent: Path, count: int, owner: tp.Optional[str] = None) -> t
 
 def release_claims(parent: Path, owner: str) -> int:
     """Remove the still-empty storage dirs under ``parent`` that ``owner`` claimed (a
-    submission killed before its manifest recorded them). Returns how many."""
-    released = 0
+    submission killed before its manifest recorded them), and this user's half-made ones (a
+    claimer killed between ``mkdir`` and marker; only while holding the allocation lock, so
+    that no live claimer of this user is half-way). Returns how many."""
+    import filelock
+
     try:
-        entries = list(os.scandir(parent))
+        entries = [e for e in os.scandir(parent) if e.name.isdigit()]
     except OSError:
         return 0
-    for entry in entries:
-        if not entry.name.isdigit():
-            continue
-        marker = os.path.join(entry.path, CLAIM)
-        try:
-            if open(marker).read() != owner or os.listdir(entry.path) != [CLAIM]:
-                continue
+    lock = allocation_lock(parent)
+    try:
+        with lock.acquire(timeout=LOCK_TIMEOUT_S):
+            return sum(_release(entry, owner, half_made_too=True) for entry in entries)
+    except (filelock.Timeout, PermissionError):  # a stale or foreign lock: whole claims only
+        return sum(_release(entry, owner, half_made_too=False) for entry in entries)
+
+
+def _release(entry: "os.DirEntry[str]", owner: str, half_made_too: bool) -> bool:
+    """Give back one storage dir when it is ``owner``'s unused claim or (``half_made_too``)
+    a half-made one of this user's; True when it was removed."""
+    marker = os.path.join(entry.path, CLAIM)
+    try:
+        info = entry.stat(follow_symlinks=False)
+        if not stat.S_ISDIR(info.st_mode):
+            return False
+        inside = os.listdir(entry.path)
+        if half_made_too and info.st_mode & HALF_MADE and info.st_uid == os.geteuid() and set(inside) <= {CLAIM}:
+            pass  # killed before its marker was whole: nobody's
+        elif inside != [CLAIM] or open(marker).read() != owner:
+            return False
+        if inside:
             os.unlink(marker)
-            os.rmdir(entry.path)
-            released += 1
-        except OSError:
-            continue
-    return released
+        os.rmdir(entry.path)
+        return True
+    except OSError:
+        return False
 
 
 def _next_number(parent: Path) -> int:
@@ -97,22 +117,23 @@ def _claim(parent: Path, count: int, owner: tp.Optional[str] = None) -> tp.List[
 
 
 CLAIM_THREADS, CLAIM_THREADS_FROM = 8, 64
+HALF_MADE = stat.S_ISVTX  # the mode bit of a storage dir whose claim is not yet whole
 
 
 def _claim_one(path: Path, owner: tp.Optional[str]) -> tp.Union[Path, OSError, None]:
     """``path`` created and marked as ``owner``'s; None when another creator has it; the
     error (nothing left behind) when it cannot be made."""
     try:
-        path.mkdir()
+        os.mkdir(path, HALF_MADE | 0o700)  # half-made until its marker is whole
     except FileExistsError:
         return None  # someone else won this number: the caller takes further ones
     except OSError as exc:
         return exc
     try:
-        os.chmod(path, dir_mode())
         if owner is not None:
             with open(path / CLAIM, "w") as fh:
                 fh.write(owner)
+        os.chmod(path, dir_mode())  # whole now
     except OSError as exc:
         shutil.rmtree(path, ignore_errors=True)
         return exc

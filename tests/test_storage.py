@@ -3,6 +3,7 @@ with spaces, quotes and ';')."""
 import json
 import multiprocessing
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -40,14 +41,14 @@ def test_allocation_skips_numbers_taken_meanwhile(tmp_path, monkeypatch):
     parent = tmp_path / "exp"
     parent.mkdir()
     (parent / "1").mkdir()
-    real_mkdir = type(parent).mkdir
+    real_mkdir = os.mkdir
 
-    def racing_mkdir(self, *a, **k):
-        if self.name == "2" and not self.exists():
-            real_mkdir(self)  # another host wins number 2 between listing and mkdir
-        return real_mkdir(self, *a, **k)
+    def racing_mkdir(path, *a, **k):
+        if Path(path).name == "2" and not os.path.exists(path):
+            real_mkdir(path)  # another host wins number 2 between listing and mkdir
+        return real_mkdir(path, *a, **k)
 
-    monkeypatch.setattr(type(parent), "mkdir", racing_mkdir)
+    monkeypatch.setattr(os, "mkdir", racing_mkdir)
     got = claims.allocate_dirs(parent, 2)
     assert [p.name for p in got] == ["3", "4"]
 
