@@ -264,6 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "lists them)")
     pl.add_argument("-o", "--output", default=None, metavar="FILE.png", help="default: <sweep>/<metric>.png")
 
+    rp = sub.add_parser("report", help="one self-contained HTML page of a sweep (needs plotly)",
+                        description="The points table (sortable, filterable), every metric's curves with the "
+                                    "steps where an attempt resumed, the varied keys against the ranking "
+                                    "metric, each point's attempts as SLURM ran them, the failures grouped by "
+                                    "error and the resources used, in one HTML file that opens offline.",
+                        epilog="Example: ptslurm report tiny-c21eec89 -o tiny.html --watch")
+    sweep_arg(rp)
+    rp.add_argument("--metric", default=None, help="the metric that ranks the points, as collect --best takes "
+                                                   "it (loss, acc:max); default: the first of a known direction")
+    rp.add_argument("-o", "--output", default=None, metavar="FILE.html", help="default: <sweep>/report.html")
+    rp.add_argument("--watch", action="store_true", help="rewrite the file as the sweep runs, until it has ended")
+    rp.add_argument("--every", type=float, default=30.0, metavar="SECONDS", help="with --watch (default: 30)")
+
     li = sub.add_parser("list", help="the sweeps under a root with their counts by state",
                         description="Every sweep under the storage root: name, experiment, executor, "
                                     "creation time and its points counted by state.",
@@ -400,6 +413,10 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
             from . import verbs  # only a command's run needs them: `--help` stays light
         if args.command == "sweep":
             return verbs.cmd_sweep(args, argv, updates)
+        if args.command == "report":
+            from . import report
+
+            return report.cmd_report(args)
         if args.command in ("extend", "promote", "next-wave"):
             from . import searchverbs
 

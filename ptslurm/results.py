@@ -80,18 +80,27 @@ def _metrics(path: str, broken: tp.Optional[tp.List[str]]) -> dict:
     return data
 
 
+def attempt_metrics(storage_dir: tp.Union[str, Path], sacred_id: tp.Any,
+                    broken: tp.Optional[tp.List[str]] = None) -> dict:
+    """One attempt's sacred metrics ({name: {"steps", "values", "timestamps"}})."""
+    return _metrics(f"{storage_dir}/{SACRED}/{sacred_id}/{METRICS}", broken)
+
+
 def join_metrics(storage_dir: tp.Union[str, Path], attempts: tp.Sequence[Attempt],
                  broken: tp.Optional[tp.List[str]] = None) -> tp.Dict[str, tp.Dict[str, list]]:
-    """The sacred metrics of all attempts, joined in order: an attempt that resumed from an
-    earlier checkpoint replaces the steps it reports again."""
-    ids = [a.sacred_id for a in attempts if a.sacred_id]
-    base = f"{storage_dir}/{SACRED}"
-    if len(ids) == 1:  # the common case: no joining, no copies
-        metrics = _metrics(f"{base}/{ids[0]}/{METRICS}", broken)
-        return {k: v for k, v in metrics.items() if v["steps"]}
+    """The sacred metrics of all attempts, joined in order (``join_series``)."""
+    parts = [attempt_metrics(storage_dir, a.sacred_id, broken) for a in attempts if a.sacred_id]
+    if len(parts) == 1:  # the common case: no joining, no copies
+        return {k: v for k, v in parts[0].items() if v["steps"]}
+    return join_series(parts)
+
+
+def join_series(parts: tp.Sequence[dict]) -> tp.Dict[str, tp.Dict[str, list]]:
+    """Attempts' metrics joined in order: an attempt that resumed from an earlier checkpoint
+    replaces the steps it reports again."""
     joined: tp.Dict[str, tp.Dict[str, list]] = {}
-    for sid in ids:
-        for name, series in _metrics(f"{base}/{sid}/{METRICS}", broken).items():
+    for part in parts:
+        for name, series in part.items():
             steps, values = series["steps"], series["values"]
             if not steps:
                 continue

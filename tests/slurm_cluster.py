@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-PACKAGES = ["slurmctld", "slurmd", "slurm-client", "slurmdbd", "mariadb-server-core", "mariadb-client-core"]
+PACKAGES = ["slurmctld", "slurmd", "slurm-client", "slurmdbd", "mariadb-server-core", "mariadb-client-core",
+            "chromium-headless-shell"]  # the browser that opens `ptslurm report`'s page (tests/browser.py)
 CLUSTER = "ptslurmtest"
 ACCOUNT = "lab"
 DB_PORT = 33061
@@ -30,7 +31,8 @@ SLURMD_PORT = 36818
 
 
 def installed() -> bool:
-    return all(shutil.which(b) for b in ("slurmctld", "slurmd", "slurmdbd", "sbatch", "mariadbd"))
+    return all(shutil.which(b) for b in ("slurmctld", "slurmd", "slurmdbd", "sbatch", "mariadbd",
+                                         "chromium-headless-shell"))
 
 
 def install() -> None:

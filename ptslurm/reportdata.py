@@ -1,0 +1,170 @@
+"""What ``ptslurm report`` shows, gathered from a sweep's files alone (no scheduler, no
+plotting library): the points table (``collect``'s records), every metric's curve per point
+with the steps where an attempt resumed, each point's attempts as a timeline (waiting,
+running, how each ended, the share of it that trained), the failures grouped by error, and
+the resources each point used. A plain dict of lists, so that the page is built without
+looking at a file again."""
+import os
+import typing as tp
+from pathlib import Path
+
+from . import results, storage, usage
+from .records import STOPS, Attempt, Manifest, PointEntry, State, read_status
+from .runtime import now
+from .state import timestamp
+
+CURVE_POINTS = 200  # the most steps of one curve kept (evenly thinned, the last one always)
+CAUSE_WORDS = {"timeout": "time limit", "preempted": "preempted", "requeued": "requeued",
+               "terminated": "stopped (SIGTERM)", "lost": "killed / node failure", "node_fail": "node failure",
+               "failed": "failed", "cancelled": "cancelled", "interrupted": "interrupted",
+               "no_space": "disk full"}
+#: attempts that the scheduler ended (or `scontrol requeue`): a stop mark on the timeline
+STOP_MARKS = frozenset(STOPS | {"requeued", "node_fail"})
+
+
+def gather(sweep_dir: Path, metric: tp.Optional[str] = None) -> tp.Dict[str, tp.Any]:
+    """Everything the report of ``sweep_dir`` shows. ``metric`` picks the one that ranks
+    the points (as ``collect --best`` takes it); default: the first with a known direction."""
+    manifest = storage.read_manifest(sweep_dir)
+    records, _ = results.read_records([sweep_dir], use_cache=False)
+    names = results.metric_names(records)
+    ranking = _ranking(records, names, metric)
+    by_index = {r["index"]: r for r in records}
+    points, failures = [], {}  # type: tp.List[dict], tp.Dict[str, dict]
+    created = timestamp(manifest.created)
+    for entry in manifest.points:
+        status = read_status(entry.storage_dir)
+        parts = [results.attempt_metrics(entry.storage_dir, a.sacred_id) if a.sacred_id else {}
+                 for a in status.attempts]
+        points.append(_point(manifest, entry, status.attempts, parts, created))
+        for attempt in status.attempts:
+            if attempt.error and attempt.state in (State.FAILED, State.LOST) or attempt.cause == "failed":
+                _add_failure(failures, entry, attempt)
+    best = ranking.records[0]["index"] if ranking is not None and _has(ranking.records[0], ranking.key) else None
+    return {
+        "name": manifest.name,
+        "created": manifest.created,
+        "made": now(),
+        "experiment": manifest.experiment.name,
+        "varied": list(manifest.varied),
+        "metrics": names,
+        "rank": None if ranking is None else {"key": ranking.key, "way": ranking.way, "note": ranking.note(),
+                                              "metric": ranking.key.split("/")[0]},
+        "best": best,
+        "records": [_plain(by_index.get(p["index"], {})) for p in points],
+        "points": points,
+        "failures": sorted(failures.values(), key=lambda f: -len(f["points"])),
+    }
+
+
+def _has(record: dict, key: str) -> bool:
+    value = record.get(key)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _ranking(records: tp.List[dict], names: tp.List[str], metric: tp.Optional[str]) -> tp.Optional[results.Ranking]:
+    if metric is not None:
+        return results.rank(records, metric)  # an unknown one: UsageError naming the known ones
+    known = [n for n in names if results.direction(n)[2]] + names
+    return results.rank(records, known[0]) if known else None
+
+
+def _plain(record: dict) -> dict:
+    """A record as the table shows it (no private keys)."""
+    return {k: v for k, v in record.items() if not k.startswith("_")}
+
+
+def _point(manifest: Manifest, entry: PointEntry, attempts: tp.Sequence[Attempt], parts: tp.List[dict],
+           created: tp.Optional[float]) -> dict:
+    """One point's curves, resume steps and timeline."""
+    joined = results.join_series([p for p in parts if p])
+    resumes: tp.Dict[str, tp.List[tp.Any]] = {}
+    seen: tp.Set[str] = set()
+    for part in parts:
+        for name, series in part.items():
+            if series["steps"] and name in seen:  # a later attempt's first step: a resume
+                resumes.setdefault(name, []).append(series["steps"][0])
+            if series["steps"]:
+                seen.add(name)
+    label = " ".join(f"{k}={v}" for k, v in entry.varied_values(manifest.varied).items()) or f"point {entry.index}"
+    return {
+        "index": entry.index,
+        "label": label,
+        "curves": {name: thin(series["steps"], series["values"]) for name, series in joined.items()},
+        "resumes": resumes,
+        "attempts": timeline(attempts, parts, created),
+    }
+
+
+def thin(steps: tp.Sequence[tp.Any], values: tp.Sequence[tp.Any], most: int = CURVE_POINTS) -> tp.Dict[str, list]:
+    """At most ``most`` evenly spread (step, value) pairs of a curve, its last one kept."""
+    n = len(steps)
+    if n <= most:
+        return {"steps": list(steps), "values": [_number(v) for v in values]}
+    keep = sorted({round(i * (n - 1) / (most - 1)) for i in range(most)})
+    return {"steps": [steps[i] for i in keep], "values": [_number(values[i]) for i in keep]}
+
+
+def _number(value: tp.Any) -> tp.Any:
+    """A value the page can draw: NaN and infinities as None (JSON has neither)."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    return value
+
+
+def timeline(attempts: tp.Sequence[Attempt], parts: tp.Sequence[dict], created: tp.Optional[float]) -> tp.List[dict]:
+    """Each attempt as the timeline draws it: waited (from the submission, or from the end
+    of the attempt before), ran (start to end, or to its last heartbeat while it runs), how
+    it ended, whether the scheduler stopped it, and the share of its time that trained:
+    from its first to its last logged step, plus one step's time for the first (None where
+    it logged no step)."""
+    out = []
+    before = created
+    for attempt, part in zip(attempts, parts):
+        start = timestamp(attempt.started)
+        end = timestamp(attempt.ended) or timestamp(attempt.heartbeat) or start
+        if start is None or end is None:
+            continue
+        cause = attempt.cause or (attempt.state.value if attempt.state != State.RUNNING else None)
+        out.append({
+            "attempt": attempt.attempt,
+            "job": attempt.job_id,
+            "host": attempt.host,
+            "waited_from": before if before is not None and before <= start else start,
+            "start": start,
+            "end": end,
+            "state": attempt.state.value,
+            "running": attempt.ended is None and attempt.state == State.RUNNING,
+            "cause": cause,
+            "why": CAUSE_WORDS.get(cause or "", cause or ("running" if attempt.ended is None else "completed")),
+            "stopped": cause in STOP_MARKS,
+            "packed": attempt.packed,
+            "trained": trained_share(part, start, end),
+            "usage": usage.columns(attempt.usage),
+        })
+        before = end
+    return out
+
+
+def trained_share(part: dict, start: float, end: float) -> tp.Optional[float]:
+    """The share of ``start``..``end`` that an attempt spent between logged steps (see
+    ``timeline``), from sacred's metric timestamps; None without any."""
+    stamps = sorted(t for series in part.values() for t in (timestamp(s) for s in series.get("timestamps") or [])
+                    if t is not None)
+    if not stamps or end <= start:
+        return None
+    steps = max(len(series.get("steps") or []) for series in part.values())
+    span = stamps[-1] - stamps[0]
+    trained = span + (span / (steps - 1) if steps > 1 else 0.0)
+    return round(max(0.0, min(1.0, trained / (end - start))), 3)
+
+
+def _add_failure(failures: tp.Dict[str, dict], entry: PointEntry, attempt: Attempt) -> None:
+    """Failed attempts grouped by their error's fingerprint (the error line when none)."""
+    key = attempt.fingerprint or (attempt.error or "no error recorded").splitlines()[0]
+    group = failures.setdefault(key, {"error": attempt.error or "no error recorded", "points": [],
+                                      "traceback": attempt.traceback or "", "storage_dir": entry.storage_dir})
+    if entry.index not in group["points"]:
+        group["points"].append(entry.index)
+
+
