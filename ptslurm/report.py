@@ -88,8 +88,11 @@ def render(data: tp.Dict[str, tp.Any], js: bytes) -> str:
 
 
 def _script_json(value: tp.Any) -> str:
-    """JSON that is safe inside a <script> element."""
-    return storage.json_bytes(value).decode().replace("</", "<\\/")
+    """Compact JSON that is safe inside a <script> element (NaN and infinities as null,
+    which JSON.parse reads)."""
+    import orjson
+
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode().replace("</", "<\\/")
 
 
 def _hover(point: dict, extra: str) -> str:

@@ -14,6 +14,7 @@ from .runtime import now
 from .state import timestamp
 
 CURVE_POINTS = 200  # the most steps of one curve kept (evenly thinned, the last one always)
+CURVE_BUDGET = 80_000  # the most steps of all curves together (a thousand points' page stays small)
 CAUSE_WORDS = {"timeout": "time limit", "preempted": "preempted", "requeued": "requeued",
                "terminated": "stopped (SIGTERM)", "lost": "killed / node failure", "node_fail": "node failure",
                "failed": "failed", "cancelled": "cancelled", "interrupted": "interrupted",
@@ -26,17 +27,18 @@ def gather(sweep_dir: Path, metric: tp.Optional[str] = None) -> tp.Dict[str, tp.
     """Everything the report of ``sweep_dir`` shows. ``metric`` picks the one that ranks
     the points (as ``collect --best`` takes it); default: the first with a known direction."""
     manifest = storage.read_manifest(sweep_dir)
-    records, _ = results.read_records([sweep_dir], use_cache=False)
+    records, _ = results.read_records([sweep_dir])  # the collect cache where fresh; never saved
     names = results.metric_names(records)
     ranking = _ranking(records, names, metric)
     by_index = {r["index"]: r for r in records}
     points, failures = [], {}  # type: tp.List[dict], tp.Dict[str, dict]
     created = timestamp(manifest.created)
+    most = max(20, min(CURVE_POINTS, CURVE_BUDGET // max(1, len(manifest.points) * max(1, len(names)))))
     for entry in manifest.points:
         status = read_status(entry.storage_dir)
         parts = [results.attempt_metrics(entry.storage_dir, a.sacred_id) if a.sacred_id else {}
                  for a in status.attempts]
-        points.append(_point(manifest, entry, status.attempts, parts, created))
+        points.append(_point(manifest, entry, status.attempts, parts, created, most))
         for attempt in status.attempts:
             if attempt.error and attempt.state in (State.FAILED, State.LOST) or attempt.cause == "failed":
                 _add_failure(failures, entry, attempt)
@@ -75,7 +77,7 @@ def _plain(record: dict) -> dict:
 
 
 def _point(manifest: Manifest, entry: PointEntry, attempts: tp.Sequence[Attempt], parts: tp.List[dict],
-           created: tp.Optional[float]) -> dict:
+           created: tp.Optional[float], most: int = CURVE_POINTS) -> dict:
     """One point's curves, resume steps and timeline."""
     joined = results.join_series([p for p in parts if p])
     resumes: tp.Dict[str, tp.List[tp.Any]] = {}
@@ -90,7 +92,7 @@ def _point(manifest: Manifest, entry: PointEntry, attempts: tp.Sequence[Attempt]
     return {
         "index": entry.index,
         "label": label,
-        "curves": {name: thin(series["steps"], series["values"]) for name, series in joined.items()},
+        "curves": {name: thin(series["steps"], series["values"], most) for name, series in joined.items()},
         "resumes": resumes,
         "attempts": timeline(attempts, parts, created),
     }
@@ -106,9 +108,12 @@ def thin(steps: tp.Sequence[tp.Any], values: tp.Sequence[tp.Any], most: int = CU
 
 
 def _number(value: tp.Any) -> tp.Any:
-    """A value the page can draw: NaN and infinities as None (JSON has neither)."""
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
+    """A value as the curve draws it: six significant digits; NaN and infinities as None
+    (JSON has neither)."""
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return None
+        return float(f"{value:.6g}")
     return value
 
 
@@ -148,13 +153,18 @@ def timeline(attempts: tp.Sequence[Attempt], parts: tp.Sequence[dict], created: 
 
 def trained_share(part: dict, start: float, end: float) -> tp.Optional[float]:
     """The share of ``start``..``end`` that an attempt spent between logged steps (see
-    ``timeline``), from sacred's metric timestamps; None without any."""
-    stamps = sorted(t for series in part.values() for t in (timestamp(s) for s in series.get("timestamps") or [])
-                    if t is not None)
-    if not stamps or end <= start:
+    ``timeline``), from sacred's metric timestamps (in the order logged); None without any."""
+    firsts, lasts, steps = [], [], 0
+    for series in part.values():
+        stamps = series.get("timestamps") or []
+        if stamps:
+            firsts.append(timestamp(stamps[0]))
+            lasts.append(timestamp(stamps[-1]))
+            steps = max(steps, len(stamps))
+    firsts, lasts = [t for t in firsts if t is not None], [t for t in lasts if t is not None]
+    if not firsts or not lasts or end <= start:
         return None
-    steps = max(len(series.get("steps") or []) for series in part.values())
-    span = stamps[-1] - stamps[0]
+    span = max(lasts) - min(firsts)
     trained = span + (span / (steps - 1) if steps > 1 else 0.0)
     return round(max(0.0, min(1.0, trained / (end - start))), 3)
 

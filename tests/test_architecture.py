@@ -119,7 +119,7 @@ def test_the_read_side_cannot_reach_a_submission():
     import re
 
     graph = internal_graph()
-    for start in ("state", "results"):
+    for start in ("state", "results", "reportdata"):
         reach = reachable(graph, start) | {start}
         assert not reach & {"backends", "submission", "lifecycle", "sweep", "job", "submitit_adapter", "waves",
                             "housekeeping", "verbs", "cli"}, (start, reach)

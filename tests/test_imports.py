@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "sacred", "submitit", "numpy", "yaml", "optuna", "tensorboard")
+HEAVY = ("torch", "sacred", "submitit", "numpy", "yaml", "optuna", "tensorboard", "plotly")
 
 
 @pytest.mark.parametrize("code", [
     "import ptslurm.cli, sys\ntry:\n    ptslurm.cli.main(['--help'])\nexcept SystemExit:\n    pass",
     "import ptslurm.cli, sys\ntry:\n    ptslurm.cli.main(['sweep', '--help'])\nexcept SystemExit:\n    pass",
+    "import ptslurm.cli, sys\ntry:\n    ptslurm.cli.main(['report', '--help'])\nexcept SystemExit:\n    pass",
     "import ptslurm",
 ])
 def test_start_up_imports_no_heavy_module(code):

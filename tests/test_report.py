@@ -1,0 +1,93 @@
+"""``ptslurm report`` (issue 30): the page of a real sweep on the test cluster (two points
+packed in one job that `scontrol requeue` stops mid-training, and a point that fails) opened
+in headless Chromium: what a user sees there (a row per point, a curve per point that logged,
+the resumes and the timeline's stop marks, the failure with its trace), no console error and
+no network request, and a screenshot (the README's picture comes from the same script). The
+figures are checked against plotly's own schema, without a browser, in the fast tier."""
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import browser
+from conftest import TEST_EXPERIMENTS, run_cli, wait_for
+
+REPORTED = TEST_EXPERIMENTS / "reported.py"
+FAST = {"PTSLURM_POLL_S": "0.5"}
+
+# what the page shows, read from the DOM after its scripts ran
+SEEN = """(() => {
+  const rows = Array.from(document.querySelectorAll('#points tbody tr'));
+  const curve = m => document.querySelector('.curve[data-metric="' + m + '"]');
+  const traces = div => Array.from(div.querySelectorAll('g.trace.scatter'));
+  const timeline = document.getElementById('timeline');
+  const marks = (div, kind) => {
+    const i = div.data.findIndex(t => t.meta && t.meta.marks === kind);
+    return i < 0 ? 0 : traces(div)[i].querySelectorAll('path.point').length;
+  };
+  return {
+    rows: rows.map(r => [Number(r.dataset.index), r.querySelector('[class*=state-]').textContent]),
+    best: Array.from(document.querySelectorAll('#points tr.best')).map(r => Number(r.dataset.index)),
+    curves: Object.fromEntries(['loss', 'accuracy'].map(m => [m, traces(curve(m)).filter(
+      t => (t.querySelector('path.js-line') || {getAttribute: () => ''}).getAttribute('d')).length])),
+    resumes: marks(curve('loss'), 'resumed'),
+    stops: marks(timeline, 'stopped'),
+    bars: timeline.querySelectorAll('g.trace.bars path').length,
+    parallel: document.querySelectorAll('#parallel .parcoords').length,
+    failures: Array.from(document.querySelectorAll('#failures details summary')).map(s => s.textContent),
+    trace: (document.querySelector('#failures pre') || {}).textContent || '',
+  };
+})()"""
+
+
+@pytest.mark.slurm
+def test_the_report_of_a_requeued_packed_and_failed_sweep_shows_it_all_in_a_browser(slurm_cluster, tmp_path):
+    assert browser.available(), "chromium-headless-shell is missing: the test command installs it"
+    root = tmp_path / "root"
+    proc = run_cli("sweep", "--root", root, "--name", "rep", "--json", "--points-per-job", "2", REPORTED, "with",
+                   "lr=[0.05,0.1,0.2,0.9]", "steps=40", "delay_s=0.25", env=FAST)
+    assert proc.returncode == 0, proc.stderr
+    points = json.loads(proc.stdout)["points"]
+    first = Path(points[0]["storage_dir"])
+    wait_for("training to get going", lambda: _saved_step(first) >= 8, timeout=180)
+    subprocess.run(["scontrol", "requeue", points[0]["job_id"]], check=True)
+    sweep_dir = root / "sweeps" / "rep"
+    wait_for("the sweep to end", lambda: _ended(sweep_dir), timeout=300)
+    out = tmp_path / "rep.html"
+    made = run_cli("report", sweep_dir, "-o", out)
+    assert made.returncode == 0, made.stderr
+    page = browser.open_page(out, tmp_path / "profile")
+    try:
+        seen = page.evaluate(SEEN)
+        problems, requests = page.problems(), page.requests()
+        page.screenshot(tmp_path / "report.png")
+    finally:
+        page.close()
+    assert seen["rows"] == [[0, "completed"], [1, "completed"], [2, "completed"], [3, "failed"]], seen
+    assert seen["best"] == [2], "the fastest learner's row is marked best (loss is minimised)"
+    assert seen["curves"] == {"loss": 3, "accuracy": 3}, "a drawn line per point that logged"
+    assert seen["resumes"] == 2, "both packed points resumed after the requeue: a mark on each curve"
+    assert seen["stops"] == 2, "the requeue of their job: a stop mark on each point's timeline row"
+    assert seen["bars"] >= 6, "a bar per attempt (and the waits)"
+    assert seen["parallel"] == 1
+    assert len(seen["failures"]) == 1 and "point(s) (3)" in seen["failures"][0], seen["failures"]
+    assert "FloatingPointError" in seen["trace"] and "diverged" in seen["trace"]
+    assert problems == [], problems
+    assert requests == [], "the page reached for the network"
+    assert (tmp_path / "report.png").stat().st_size > 20_000
+
+
+def _saved_step(storage_dir: Path) -> int:
+    """The step of the point's own checkpoint (relative to its working dir, wherever that is)."""
+    for found in storage_dir.rglob("checkpoints/state.json"):
+        try:
+            return json.loads(found.read_text())["step"]
+        except (OSError, ValueError, KeyError):
+            return 0
+    return 0
+
+
+def _ended(sweep_dir: Path) -> bool:
+    rows = json.loads(run_cli("status", sweep_dir, "--json").stdout)
+    return all(r["state"] in ("completed", "failed") for r in rows)
