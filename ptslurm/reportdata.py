@@ -126,10 +126,10 @@ def timeline(attempts: tp.Sequence[Attempt], parts: tp.Sequence[dict], created: 
     out = []
     before = created
     for attempt, part in zip(attempts, parts):
-        start = timestamp(attempt.started)
-        end = timestamp(attempt.ended) or timestamp(attempt.heartbeat) or start
-        if start is None or end is None:
+        got = usage.span(attempt)
+        if got is None:
             continue
+        start, end = got
         cause = attempt.cause or (attempt.state.value if attempt.state != State.RUNNING else None)
         out.append({
             "attempt": attempt.attempt,
@@ -144,29 +144,11 @@ def timeline(attempts: tp.Sequence[Attempt], parts: tp.Sequence[dict], created: 
             "why": CAUSE_WORDS.get(cause or "", cause or ("running" if attempt.ended is None else "completed")),
             "stopped": cause in STOP_MARKS,
             "packed": attempt.packed,
-            "trained": trained_share(part, start, end),
+            "trained": usage.trained_share(part, start, end),
             "usage": usage.columns(attempt.usage),
         })
         before = end
     return out
-
-
-def trained_share(part: dict, start: float, end: float) -> tp.Optional[float]:
-    """The share of ``start``..``end`` that an attempt spent between logged steps (see
-    ``timeline``), from sacred's metric timestamps (in the order logged); None without any."""
-    firsts, lasts, steps = [], [], 0
-    for series in part.values():
-        stamps = series.get("timestamps") or []
-        if stamps:
-            firsts.append(timestamp(stamps[0]))
-            lasts.append(timestamp(stamps[-1]))
-            steps = max(steps, len(stamps))
-    firsts, lasts = [t for t in firsts if t is not None], [t for t in lasts if t is not None]
-    if not firsts or not lasts or end <= start:
-        return None
-    span = max(lasts) - min(firsts)
-    trained = span + (span / (steps - 1) if steps > 1 else 0.0)
-    return round(max(0.0, min(1.0, trained / (end - start))), 3)
 
 
 def _add_failure(failures: tp.Dict[str, dict], entry: PointEntry, attempt: Attempt) -> None:

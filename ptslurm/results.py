@@ -89,7 +89,11 @@ def attempt_metrics(storage_dir: tp.Union[str, Path], sacred_id: tp.Any,
 def join_metrics(storage_dir: tp.Union[str, Path], attempts: tp.Sequence[Attempt],
                  broken: tp.Optional[tp.List[str]] = None) -> tp.Dict[str, tp.Dict[str, list]]:
     """The sacred metrics of all attempts, joined in order (``join_series``)."""
-    parts = [attempt_metrics(storage_dir, a.sacred_id, broken) for a in attempts if a.sacred_id]
+    return _joined([attempt_metrics(storage_dir, a.sacred_id, broken) for a in attempts if a.sacred_id])
+
+
+def _joined(parts: tp.Sequence[dict]) -> tp.Dict[str, tp.Dict[str, list]]:
+    parts = [p for p in parts if p]
     if len(parts) == 1:  # the common case: no joining, no copies
         return {k: v for k, v in parts[0].items() if v["steps"]}
     return join_series(parts)
@@ -184,11 +188,13 @@ def _record(manifest: Manifest, entry: PointEntry) -> tp.Tuple[dict, dict]:
 
         record["budget"] = budget_number(entry.updates.get(manifest.budget_key))
     broken: tp.List[str] = []
-    for metric, series in sorted(join_metrics(base, status.attempts, broken).items()):
+    parts = [attempt_metrics(base, a.sacred_id, broken) if a.sacred_id else {} for a in status.attempts]
+    for metric, series in sorted(_joined(parts).items()):
         values = series["values"]
         record[f"{metric}/final"] = values[-1] if values else None
         record[f"{metric}/best"] = best_of(metric, values)
     record.update(usage.columns(next((a.usage for a in reversed(status.attempts) if a.usage), None)))
+    record.update(usage.time_columns(status.attempts, parts))
     record["storage_dir"] = base
     if found.damaged:
         broken.append(found.damaged)
@@ -434,58 +440,6 @@ def to_frame(records: tp.List[dict]):
     except ImportError:
         raise UsageError("pandas is not installed: pip install 'ptslurm[pandas]' (or use the plain records)") from None
     return pandas.DataFrame.from_records(records)
-
-
-def curves(sweep_dir: Path, metric: str) -> tp.List[tp.Tuple[str, tp.List[float], tp.List[float]]]:
-    """``(label, steps, values)`` of ``metric`` for every point that reported it."""
-    manifest = storage.read_manifest(sweep_dir)
-    out: tp.List[tp.Tuple[str, tp.List[float], tp.List[float]]] = []
-    seen: tp.Set[str] = set()
-    for entry in manifest.points:
-        metrics = join_metrics(entry.storage_dir, read_status(entry.path).attempts)
-        seen.update(metrics)
-        if metric in metrics:
-            label = " ".join(f"{k}={v}" for k, v in entry.varied_values(manifest.varied).items()) or \
-                f"point {entry.index}"
-            out.append((label, metrics[metric]["steps"], metrics[metric]["values"]))
-    if not out:
-        raise UsageError(f"unknown metric {metric!r}; reported metrics: {', '.join(sorted(seen)) or 'none'}")
-    return out
-
-
-def plot(sweep_dir: Path, metric: str, output: tp.Optional[Path] = None) -> tp.Any:
-    """Learning curves of all points in one figure; returns the matplotlib Figure. Draws
-    with the Agg canvas directly: matplotlib's process-wide backend is left alone."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise UsageError("plotting needs matplotlib: pip install 'ptslurm[plot]'") from None
-    data = curves(sweep_dir, metric)
-    fig = Figure(figsize=(8, 5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for label, steps, values in data:
-        # a curve of one value (a point that failed after its first log) is a line of no
-        # length: draw its value as a dot
-        ax.plot(steps, values, label=label, marker="o" if len(values) == 1 else None)
-    manifest = storage.read_manifest(sweep_dir)
-    from .halving import from_json
-
-    search = from_json(manifest.search)
-    for k, budget in enumerate(search.rungs if search is not None else []):  # where each rung ends
-        ax.axvline(budget, color="grey", linestyle=":", linewidth=1)
-        ax.annotate(f"rung {k}", (budget, 1), xycoords=("data", "axes fraction"), fontsize="small",
-                    ha="right", va="top", rotation=90, color="grey")
-    ax.set_xlabel("step" if search is None else f"step (rungs at {search.budget} = "
-                  f"{', '.join(map(str, search.rungs))})")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{manifest.name}: {metric}")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    if output is not None:
-        fig.savefig(output, dpi=100)
-    return fig
 
 
 def sweeps_under(root: Path) -> tp.List[Path]:

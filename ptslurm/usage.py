@@ -5,6 +5,7 @@ utilisation and peak memory), sampled by a thread of the job (``sampler.Sampler`
 
 Without a GPU nothing is sampled of GPUs and nothing is shown of them.
 """
+import datetime
 import typing as tp
 
 IDLE_GPU_PERCENT = 10.0  # a GPU used less than this on average is worth a hint
@@ -65,3 +66,57 @@ def columns(used: tp.Optional[tp.Mapping[str, tp.Any]]) -> tp.Dict[str, tp.Any]:
 def _mean_use(gpus: tp.Sequence[tp.Mapping[str, tp.Any]]) -> float:
     """The mean utilisation (%) over the GPUs sampled."""
     return sum(g["util_mean"] for g in gpus) / len(gpus)
+
+
+def _seconds(text: tp.Any) -> tp.Optional[float]:
+    """A time of the records (ISO 8601) in seconds; None for anything else."""
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def span(attempt: tp.Any) -> tp.Optional[tp.Tuple[float, float]]:
+    """An attempt's start and end (its last heartbeat while it runs), in seconds."""
+    start = _seconds(attempt.started)
+    end = _seconds(attempt.ended) or _seconds(attempt.heartbeat) or start
+    return None if start is None or end is None else (start, end)
+
+
+def trained_share(metrics: tp.Mapping[str, tp.Any], start: float, end: float) -> tp.Optional[float]:
+    """The share of an attempt's ``start``..``end`` spent training: from its first to its
+    last logged step, plus one step's time for the first, by sacred's metric timestamps
+    (``metrics``: the attempt's metrics.json, in the order logged); None without any."""
+    firsts, lasts, steps = [], [], 0
+    for series in metrics.values():
+        stamps = series.get("timestamps") or [] if isinstance(series, dict) else []
+        if stamps:
+            firsts.append(_seconds(stamps[0]))
+            lasts.append(_seconds(stamps[-1]))
+            steps = max(steps, len(stamps))
+    firsts, lasts = [t for t in firsts if t is not None], [t for t in lasts if t is not None]
+    if not firsts or not lasts or end <= start:
+        return None
+    spent = max(lasts) - min(firsts)
+    trained = spent + (spent / (steps - 1) if steps > 1 else 0.0)
+    return round(max(0.0, min(1.0, trained / (end - start))), 3)
+
+
+def time_columns(attempts: tp.Sequence[tp.Any], parts: tp.Sequence[tp.Mapping[str, tp.Any]]) -> tp.Dict[str, tp.Any]:
+    """``collect``'s columns of a point's time: ``time_s``, what its attempts ran in all, and
+    ``trained``, the share of it spent training (of the attempts whose metrics say)."""
+    total = known = trained = 0.0
+    for attempt, metrics in zip(attempts, parts):
+        got = span(attempt)
+        if got is None:
+            continue
+        took = got[1] - got[0]
+        total += took
+        share = trained_share(metrics, *got)
+        if share is not None:
+            known += took
+            trained += share * took
+    out: tp.Dict[str, tp.Any] = {"time_s": round(total)} if total else {}
+    if known:
+        out["trained"] = round(trained / known, 3)
+    return out

@@ -373,11 +373,11 @@ def cmd_failures(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from . import results
+    from . import plot
 
     sweep_dir, _ = _sweep(args)
     output = Path(args.output) if args.output else sweep_dir / f"{args.metric.replace('/', '_')}.png"
-    fig = results.plot(sweep_dir, args.metric, output)
+    fig = plot.plot(sweep_dir, args.metric, output)
     print(f"wrote {output} ({len(fig.axes[0].get_legend_handles_labels()[0])} curves)")
     return 0
 

@@ -103,17 +103,17 @@ def test_plot_has_one_curve_per_point_and_collect_sorts_and_picks_the_best(tmp_p
     proc = run_cli("sweep", "--root", root, "--name", "p", PROBE, "with", "x=[1,3,2]")
     assert proc.returncode == 0, proc.stderr
     sweep_dir = Path(proc.stdout.strip())
-    from ptslurm import results
+    from ptslurm import plot
 
-    fig = results.plot(sweep_dir, "score", tmp_path / "score.png")
+    fig = plot.plot(sweep_dir, "score", tmp_path / "score.png")
     assert len(fig.axes[0].get_lines()) == 3
     assert (tmp_path / "score.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["x=1", "x=3", "x=2"]
     assert all(line.get_marker() in (None, "None") for line in fig.axes[0].get_lines()), "curves are lines"
     from unittest import mock
 
-    with mock.patch.object(results, "curves", return_value=[("x=1", [1, 2], [0.5, 1.0]), ("x=9", [1], [4.5])]):
-        one = results.plot(sweep_dir, "score")
+    with mock.patch.object(plot, "curves", return_value=[("x=1", [1, 2], [0.5, 1.0]), ("x=9", [1], [4.5])]):
+        one = plot.plot(sweep_dir, "score")
     assert [line.get_marker() for line in one.axes[0].get_lines()] == ["None", "o"], "a single value is a visible dot"
     cli = run_cli("plot", "p", "--metric", "score", "--root", root)
     assert cli.returncode == 0 and "(3 curves)" in cli.stdout and (sweep_dir / "score.png").exists()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TEST_EXPERIMENTS, run_cli
-from ptslurm import report, reportdata
+from ptslurm import report, reportdata, usage
 from ptslurm.records import Attempt, State
 
 pytestmark = pytest.mark.fast
@@ -96,8 +96,8 @@ def test_the_trained_share_is_the_span_of_logged_steps_plus_one_step():
     stamps = [f"2026-12-07T10:00:{s:02d}.000000" for s in (10, 12, 14, 16)]  # 4 steps, 2 s each
     part = {"loss": {"steps": [1, 2, 3, 4], "values": [1] * 4, "timestamps": stamps}}
     start = reportdata.timestamp("2026-12-07T10:00:00")
-    assert reportdata.trained_share(part, start, start + 20) == 0.4  # (6 s + 2 s) of 20 s
-    assert reportdata.trained_share({}, start, start + 20) is None
+    assert usage.trained_share(part, start, start + 20) == 0.4  # (6 s + 2 s) of 20 s
+    assert usage.trained_share({}, start, start + 20) is None
 
 
 def test_a_long_curve_is_thinned_evenly_and_keeps_its_last_step():
@@ -127,3 +127,13 @@ def test_watch_on_an_ended_sweep_writes_once_and_says_it_is_final(local_sweep, t
     out = tmp_path / "w.html"
     proc = run_cli("report", local_sweep, "-o", out, "--watch", "--every", "0.1", timeout=60)
     assert proc.returncode == 0 and "is final" in proc.stdout and out.exists(), proc.stderr
+
+
+def test_collect_counts_a_points_time_and_the_share_of_it_that_trained():
+    t = "2026-12-07T10:00:{:02d}+00:00"
+    attempts = [Attempt(started=t.format(0), ended=t.format(20)), Attempt(started=t.format(30), ended=t.format(40))]
+    stamps = [f"2026-12-07T10:00:{s:02d}.000000" for s in (10, 12, 14, 16)]
+    parts = [{"loss": {"steps": [1, 2, 3, 4], "values": [0] * 4, "timestamps": stamps}}, {}]
+    # 30 s ran in all; the second attempt logged nothing, so the share is the first's: 8 of 20 s
+    assert usage.time_columns(attempts, parts) == {"time_s": 30, "trained": 0.4}
+    assert usage.time_columns([Attempt()], [{}]) == {}
