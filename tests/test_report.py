@@ -1,5 +1,6 @@
 """``ptslurm report`` (issue 30): the page of a real sweep on the test cluster (two points
-packed in one job that `scontrol requeue` stops mid-training, and a point that fails) opened
+packed in one job that `scontrol requeue` and then a preemption stop mid-training, and a point
+that fails) opened
 in headless Chromium: what a user sees there (a row per point, a curve per point that logged,
 the resumes and the timeline's stop marks, the failure with its trace), no console error and
 no network request, and a screenshot (the README's picture comes from the same script). The
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import browser
-from conftest import TEST_EXPERIMENTS, run_cli, wait_for
+from conftest import TEST_EXPERIMENTS, read_status, run_cli, wait_for
 
 REPORTED = TEST_EXPERIMENTS / "reported.py"
 FAST = {"PTSLURM_POLL_S": "0.5"}
@@ -22,9 +23,9 @@ SEEN = """(() => {
   const curve = m => document.querySelector('.curve[data-metric="' + m + '"]');
   const traces = div => Array.from(div.querySelectorAll('g.trace.scatter'));
   const timeline = document.getElementById('timeline');
-  const marks = (div, kind) => {
+  const marks = (div, kind) => {  // the marks drawn, and what hovering each says
     const i = div.data.findIndex(t => t.meta && t.meta.marks === kind);
-    return i < 0 ? 0 : traces(div)[i].querySelectorAll('path.point').length;
+    return i < 0 ? [0, []] : [traces(div)[i].querySelectorAll('path.point').length, div.data[i].text];
   };
   return {
     rows: rows.map(r => [Number(r.dataset.index), r.querySelector('[class*=state-]').textContent]),
@@ -42,16 +43,20 @@ SEEN = """(() => {
 
 
 @pytest.mark.slurm
-def test_the_report_of_a_requeued_packed_and_failed_sweep_shows_it_all_in_a_browser(slurm_cluster, tmp_path):
+def test_the_report_of_a_requeued_preempted_packed_and_failed_sweep_shows_it_all_in_a_browser(slurm_cluster, tmp_path):
     assert browser.available(), "chromium-headless-shell is missing: the test command installs it"
     root = tmp_path / "root"
     proc = run_cli("sweep", "--root", root, "--name", "rep", "--json", "--points-per-job", "2", REPORTED, "with",
-                   "lr=[0.05,0.1,0.2,0.9]", "steps=40", "delay_s=0.25", env=FAST)
+                   "lr=[0.05,0.1,0.2,0.9]", "steps=48", "delay_s=0.25", env=FAST)
     assert proc.returncode == 0, proc.stderr
     points = json.loads(proc.stdout)["points"]
     first = Path(points[0]["storage_dir"])
     wait_for("training to get going", lambda: _saved_step(first) >= 8, timeout=180)
     subprocess.run(["scontrol", "requeue", points[0]["job_id"]], check=True)
+    wait_for("the second attempt to go on", lambda: _attempts(first) == 2 and _saved_step(first) >= 20, timeout=180)
+    # preemption by a job that needs the whole node in the high-priority partition
+    subprocess.run(["sbatch", "-p", "high", "-c", "8", "-o", "/dev/null", "--wrap", "sleep 1"], check=True,
+                   capture_output=True)
     sweep_dir = root / "sweeps" / "rep"
     wait_for("the sweep to end", lambda: _ended(sweep_dir), timeout=300)
     out = tmp_path / "rep.html"
@@ -67,8 +72,12 @@ def test_the_report_of_a_requeued_packed_and_failed_sweep_shows_it_all_in_a_brow
     assert seen["rows"] == [[0, "completed"], [1, "completed"], [2, "completed"], [3, "failed"]], seen
     assert seen["best"] == [2], "the fastest learner's row is marked best (loss is minimised)"
     assert seen["curves"] == {"loss": 3, "accuracy": 3}, "a drawn line per point that logged"
-    assert seen["resumes"] == 2, "both packed points resumed after the requeue: a mark on each curve"
-    assert seen["stops"] == 2, "the requeue of their job: a stop mark on each point's timeline row"
+    stops, says = seen["stops"]
+    for index in (0, 1):  # packed in one job: both stopped twice, each stop a mark on the point's row
+        assert [s.split(": ")[1] for s in says if s.startswith(f"point {index} ")] == ["requeued", "preempted"], says
+    assert stops == len(says) >= 4
+    resumes, says = seen["resumes"]
+    assert resumes == len(says) >= 4 and all("resumed at step" in s for s in says), "two resumes of each curve"
     assert seen["bars"] >= 6, "a bar per attempt (and the waits)"
     assert seen["parallel"] == 1
     assert len(seen["failures"]) == 1 and "point(s) (3)" in seen["failures"][0], seen["failures"]
@@ -76,6 +85,10 @@ def test_the_report_of_a_requeued_packed_and_failed_sweep_shows_it_all_in_a_brow
     assert problems == [], problems
     assert requests == [], "the page reached for the network"
     assert (tmp_path / "report.png").stat().st_size > 20_000
+
+
+def _attempts(storage_dir: Path) -> int:
+    return len(read_status(storage_dir).get("attempts", []))
 
 
 def _saved_step(storage_dir: Path) -> int:
