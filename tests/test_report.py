@@ -40,6 +40,23 @@ SEEN = """(() => {
     trace: (document.querySelector('#failures pre') || {}).textContent || '',
   };
 })()"""
+# what a user does with the table: sort by a column (twice: the other way), filter by words
+USE = """(() => {
+  const rows = () => Array.from(document.querySelectorAll('#points tbody tr'));
+  const visible = () => rows().filter(r => r.style.display !== 'none').map(r => Number(r.dataset.index));
+  const th = Array.from(document.querySelectorAll('#points th')).find(h => h.dataset.column === 'loss/best');
+  th.click();
+  const up = rows().map(r => Number(r.dataset.index));
+  th.click();
+  const down = rows().map(r => Number(r.dataset.index));
+  const filter = words => {
+    const box = document.getElementById('filter');
+    box.value = words;
+    box.dispatchEvent(new Event('input'));
+    return visible();
+  };
+  return {up, down, failed: filter('failed'), lr: filter('lr=0.1'), none: filter('lr=0.1 failed'), all: filter('')};
+})()"""
 
 
 @pytest.mark.slurm
@@ -65,6 +82,7 @@ def test_the_report_of_a_requeued_preempted_packed_and_failed_sweep_shows_it_all
     page = browser.open_page(out, tmp_path / "profile")
     try:
         seen = page.evaluate(SEEN)
+        used = page.evaluate(USE)
         problems, requests = page.problems(), page.requests()
         page.screenshot(tmp_path / "report.png")
     finally:
@@ -82,6 +100,8 @@ def test_the_report_of_a_requeued_preempted_packed_and_failed_sweep_shows_it_all
     assert seen["parallel"] == 1
     assert len(seen["failures"]) == 1 and "point(s) (3)" in seen["failures"][0], seen["failures"]
     assert "FloatingPointError" in seen["trace"] and "diverged" in seen["trace"]
+    # missing values last either way (the failed point has no loss)
+    assert used == {"up": [2, 1, 0, 3], "down": [0, 1, 2, 3], "failed": [3], "lr": [1], "none": [], "all": [0, 1, 2, 3]}
     assert problems == [], problems
     assert requests == [], "the page reached for the network"
     assert (tmp_path / "report.png").stat().st_size > 20_000
