@@ -75,7 +75,7 @@ class Page:
              f"--proxy-server=http://127.0.0.1:{self.trap.port}", "--proxy-bypass-list=<-loopback>",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              "about:blank"],
-            preexec_fn=fds, pass_fds=(3, 4), stdout=subprocess.DEVNULL,
+            preexec_fn=fds, close_fds=False, stdout=subprocess.DEVNULL,  # close_fds would close 3 and 4
             stderr=subprocess.DEVNULL)
         os.close(to_browser)
         os.close(from_browser)

@@ -25,7 +25,8 @@ SEEN = """(() => {
   const timeline = document.getElementById('timeline');
   const marks = (div, kind) => {  // the marks drawn, and what hovering each says
     const i = div.data.findIndex(t => t.meta && t.meta.marks === kind);
-    return i < 0 ? [0, []] : [traces(div)[i].querySelectorAll('path.point').length, div.data[i].text];
+    const k = div.data.slice(0, i).filter(t => t.type === 'scatter').length;  // its place among the lines
+    return i < 0 ? [0, []] : [traces(div)[k].querySelectorAll('path.point').length, div.data[i].text];
   };
   return {
     rows: rows.map(r => [Number(r.dataset.index), r.querySelector('[class*=state-]').textContent]),
