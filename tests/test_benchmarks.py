@@ -40,6 +40,11 @@ def test_bench_collect():
     assert "200 completed points" in out and "rows: 200" in out and "cache valid" in out
 
 
+def test_bench_report():
+    out = run("bench_report.py", "--points", "20", "--steps", "5")
+    assert "report of 20 points x 2 metrics x 5 steps:" in out and "MB (goal 5 MB)" in out
+
+
 def test_bench_status():
     out = run("bench_status.py", "--points", "100")
     assert "squeue 1, sacct 1" in out and "90 completed, 10 cancelled" in out
