@@ -125,3 +125,40 @@ def _saved_step(storage_dir: Path) -> int:
 def _ended(sweep_dir: Path) -> bool:
     rows = json.loads(run_cli("status", sweep_dir, "--json").stdout)
     return all(r["state"] in ("completed", "failed") for r in rows)
+
+
+def test_watch_rewrites_the_page_as_a_local_sweep_runs_and_stops_once_it_has_ended(tmp_path, no_slurm):
+    import re
+    import sys
+    import time
+
+    root, hold = tmp_path / "root", tmp_path / "hold"
+    hold.write_text("")
+    runner = subprocess.Popen([sys.executable, "-m", "ptslurm", "sweep", "--root", str(root), "--name", "w",
+                               str(TEST_EXPERIMENTS / "probe.py"), "with", f"hold_while_exists={hold}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sweep_dir = root / "sweeps" / "w"
+    out = tmp_path / "w.html"
+    try:
+        wait_for("the point to run", lambda: (sweep_dir / "manifest.json").exists() and
+                 "running" in run_cli("status", sweep_dir).stdout, timeout=120)
+        watcher = subprocess.Popen([sys.executable, "-m", "ptslurm", "report", str(sweep_dir), "-o", str(out),
+                                    "--watch", "--every", "0.5"], stdout=subprocess.PIPE, text=True)
+        states = []
+
+        def state_seen():
+            text = out.read_text() if out.exists() else ""
+            found = re.search(r'"state":"(\w+)"', text)
+            if found and (not states or states[-1] != found.group(1)):
+                states.append(found.group(1))
+            return states
+
+        wait_for("a page while the point runs", lambda: "running" in state_seen(), timeout=60)
+        hold.unlink()
+        wait_for("the page after the end", lambda: "completed" in state_seen(), timeout=60)
+        said, _ = watcher.communicate(timeout=60)
+    finally:
+        hold.unlink(missing_ok=True)
+        runner.wait(timeout=120)
+    assert watcher.returncode == 0 and said.count("rewritten") >= 1 and "is final" in said, said
+    assert states == ["running", "completed"]
