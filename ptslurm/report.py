@@ -46,21 +46,20 @@ def plotly_js() -> bytes:
         raise UsageError("the report needs plotly: pip install 'ptslurm[report]'") from None
 
 
-def write(sweep_dir: Path, output: Path, metric: tp.Optional[str] = None) -> Path:
-    """The report of ``sweep_dir`` written (atomically) to ``output``."""
+def write(sweep_dir: Path, output: Path, metric: tp.Optional[str] = None) -> tp.Dict[str, tp.Any]:
+    """The report of ``sweep_dir`` written (atomically) to ``output``; what it shows."""
     js = plotly_js()
-    page = render(reportdata.gather(sweep_dir, metric), js)
-    storage.atomic_write_text(output, page)
-    return output
+    data = reportdata.gather(sweep_dir, metric)
+    storage.atomic_write_text(output, render(data, js))
+    return data
 
 
 def watch(sweep_dir: Path, output: Path, metric: tp.Optional[str], every: float = WATCH_EVERY_S,
           say: tp.Callable[[str], None] = print) -> Path:
     """Rewrite the report every ``every`` seconds until no point is waiting or running."""
     while True:
-        write(sweep_dir, output, metric)
-        data_states = {r.get("state") for r in reportdata.gather(sweep_dir, metric)["records"]}
-        if not data_states & {"waiting", "pending", "running", "requeued"}:
+        states = {r.get("state") for r in write(sweep_dir, output, metric)["records"]}
+        if not states & {"waiting", "pending", "running", "requeued"}:
             say(f"the sweep has ended: {output} is final")
             return output
         say(f"{output} rewritten; next in {every:g} s (Ctrl-C stops)")

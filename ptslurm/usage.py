@@ -87,15 +87,17 @@ def trained_share(metrics: tp.Mapping[str, tp.Any], start: float, end: float) ->
     """The share of an attempt's ``start``..``end`` spent training: from its first to its
     last logged step, plus one step's time for the first, by sacred's metric timestamps
     (``metrics``: the attempt's metrics.json, in the order logged); None without any."""
-    firsts, lasts, steps = [], [], 0
+    firsts: tp.List[float] = []
+    lasts: tp.List[float] = []
+    steps = 0
     for series in metrics.values():
         stamps = series.get("timestamps") or [] if isinstance(series, dict) else []
-        if stamps:
-            firsts.append(_seconds(stamps[0]))
-            lasts.append(_seconds(stamps[-1]))
+        first, last = (_seconds(stamps[0]), _seconds(stamps[-1])) if stamps else (None, None)
+        if first is not None and last is not None:
+            firsts.append(first)
+            lasts.append(last)
             steps = max(steps, len(stamps))
-    firsts, lasts = [t for t in firsts if t is not None], [t for t in lasts if t is not None]
-    if not firsts or not lasts or end <= start:
+    if not firsts or end <= start:
         return None
     spent = max(lasts) - min(firsts)
     trained = spent + (spent / (steps - 1) if steps > 1 else 0.0)
