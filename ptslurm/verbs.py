@@ -9,6 +9,7 @@ import os
 import sys
 import time
 import typing as tp
+from pathlib import Path
 
 from .errors import PtslurmError, UsageError
 from .state import ended, status_rows, sweep_states
@@ -114,11 +115,16 @@ def _warn_damaged(index: int, paths: tp.Iterable[str]) -> None:
         print(f"ptslurm: warning: {damaged(index, path)}", file=sys.stderr)
 
 
+def _waves_stalled(sweep_dir, manifest, states) -> bool:
+    from . import submission  # the submission side loads only for a sweep in waves
+
+    return submission.waves_stalled(sweep_dir, manifest, states)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    from . import render, results, storage, submission
+    from . import commands, render, results, storage
 
     sweep_dir, manifest = _sweep(args)
-    from . import commands
 
     if manifest.executor == Executor.SLURM and not commands.slurm_available():
         print("ptslurm: warning: the SLURM controller did not answer: states come from the files alone "
@@ -126,7 +132,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     warned = False
     while True:
         states = sweep_states(sweep_dir, manifest)
-        if not warned and submission.waves_stalled(sweep_dir, manifest, states):  # status only reads
+        if not warned and manifest.waves and _waves_stalled(sweep_dir, manifest, states):  # status only reads
             print(f"ptslurm: points wait for a wave and no wave job is queued to submit them: "
                   f"`ptslurm next-wave {sweep_dir}` submits the next one", file=sys.stderr)
         rows = status_rows(manifest, states)
@@ -235,7 +241,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
         records = results.select_columns(records, args.columns.split(","))
     text = render.records(records, args.format, one_sweep=len(dirs) == 1)
     if args.output:
-        from pathlib import Path
 
         try:
             Path(args.output).write_text(text)
@@ -371,8 +376,6 @@ def cmd_failures(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from . import plot
 
     sweep_dir, _ = _sweep(args)
@@ -425,8 +428,6 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .profile import init
 
     for path in init(Path(args.directory), force=args.force):
