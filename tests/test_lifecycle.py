@@ -29,8 +29,12 @@ def states(sweep_dir, root):
     return [r["state"] for r in json.loads(proc.stdout)]
 
 
-@pytest.mark.slurm
-def test_fail_cancel_resubmit_and_idempotent_rerun(slurm_cluster, tmp_path):
+@pytest.fixture(scope="module")
+def life(slurm_cluster, tmp_path_factory):
+    """A sweep of four probe points on the test cluster (no requeue of failures): 0 fails
+    (until its flag file is removed), 1 and 2 complete, 3 runs until cancelled. Later stages
+    (``fixed``) build on it; each test names the one behaviour it checks."""
+    tmp_path = tmp_path_factory.mktemp("life")
     root = tmp_path / "root"
     flag, hold = tmp_path / "broken", tmp_path / "hold"
     flag.write_text("")
@@ -45,40 +49,82 @@ def test_fail_cancel_resubmit_and_idempotent_rerun(slurm_cluster, tmp_path):
     wait_for("three points to end and one to run",
              lambda: states("life", root) == ["failed", "completed", "completed", "running"])
     cancel = run_cli("cancel", "life", "--points", "3", "--root", root)
-    assert cancel.returncode == 0 and "cancelled 1 point(s): 3" in cancel.stdout
     wait_for("the cancel", lambda: states("life", root) == ["failed", "completed", "completed", "cancelled"])
+    return {"root": root, "sweep_dir": sweep_dir, "flag": flag, "hold": hold, "cmd": cmd, "cancel": cancel}
 
-    table = run_cli("status", "life", "--root", root, env={"COLUMNS": "100"}).stdout
+
+@pytest.fixture(scope="module")
+def fixed(life):
+    """The failure fixed and `resubmit --failed` run to completion, then the cancelled point
+    resubmitted and completed."""
+    root, sweep_dir = life["root"], life["sweep_dir"]
+    before = json.loads((sweep_dir / "manifest.json").read_text())["points"]
+    life["flag"].unlink()
+    failed = run_cli("resubmit", "life", "--failed", "--root", root)
+    after = json.loads((sweep_dir / "manifest.json").read_text())["points"]
+    wait_for("point 0 to complete", lambda: states("life", root)[0] == "completed")
+    life["hold"].unlink()
+    cancelled = run_cli("resubmit", "life", "--points", "3", "--root", root)
+    wait_for("all completed", lambda: states("life", root) == ["completed"] * 4)
+    return dict(life, before=before, after=after, failed=failed, cancelled=cancelled)
+
+
+@pytest.mark.slurm
+def test_cancel_stops_a_running_point_and_says_which(life):
+    assert life["cancel"].returncode == 0 and "cancelled 1 point(s): 3" in life["cancel"].stdout
+    assert states("life", life["root"]) == ["failed", "completed", "completed", "cancelled"]
+
+
+@pytest.mark.slurm
+def test_the_status_table_counts_the_states_within_a_100_column_terminal(life):
+    table = run_cli("status", "life", "--root", life["root"], env={"COLUMNS": "100"}).stdout
     assert "failed" in table and "cancelled" in table and "completed 2" in table
     assert max(len(line) for line in table.splitlines()) <= 100, "a 100-column terminal wraps no row"
-    collect = json.loads(run_cli("collect", "life", "--format", "json", "--root", root).stdout)
+
+
+@pytest.mark.slurm
+def test_collect_gives_each_points_state_values_metrics_and_result(life):
+    collect = json.loads(run_cli("collect", "life", "--format", "json", "--root", life["root"]).stdout)
     assert [r["state"] for r in collect] == ["failed", "completed", "completed", "cancelled"]
     assert [r["x"] for r in collect] == [0, 1, 2, 3]
     assert collect[2]["score/final"] == 2.0 and collect[2]["score/best"] == 2.0 and collect[2]["result"] == 2
-    logs = run_cli("logs", "life", "0", "--root", root)
+
+
+@pytest.mark.slurm
+def test_logs_of_a_failed_point_show_its_traceback(life):
+    logs = run_cli("logs", "life", "0", "--root", life["root"])
     assert logs.returncode == 0 and "ValueError: probe failing on purpose" in logs.stdout and "Traceback" in logs.stdout
 
-    before = json.loads((sweep_dir / "manifest.json").read_text())["points"]
-    flag.unlink()  # the failure is fixed
-    re = run_cli("resubmit", "life", "--failed", "--root", root)
-    assert re.returncode == 0, re.stderr
-    assert re.stdout.startswith("resubmitted 1 point(s): 0 (")
-    after = json.loads((sweep_dir / "manifest.json").read_text())["points"]
-    assert after[0]["job_id"] != before[0]["job_id"] and [p["job_id"] for p in after[1:]] == [
-        p["job_id"] for p in before[1:]]
-    wait_for("point 0 to complete", lambda: states("life", root)[0] == "completed")
-    hold.unlink()
-    assert run_cli("resubmit", "life", "--points", "3", "--root", root).returncode == 0
-    wait_for("all completed", lambda: states("life", root) == ["completed"] * 4)
+
+@pytest.mark.slurm
+def test_resubmit_failed_queues_only_the_failed_point_again_in_its_own_storage_dir(fixed):
+    assert fixed["failed"].returncode == 0, fixed["failed"].stderr
+    assert fixed["failed"].stdout.startswith("resubmitted 1 point(s): 0 (")
+    before, after = fixed["before"], fixed["after"]
+    assert after[0]["job_id"] != before[0]["job_id"]
+    assert [p["job_id"] for p in after[1:]] == [p["job_id"] for p in before[1:]], "only the failed point"
     assert (Path(after[0]["storage_dir"]) / "sacred" / "2").is_dir(), "rerun in its own storage dir"
 
-    final = (sweep_dir / "manifest.json").read_text()
-    again = run_cli(*cmd)
+
+@pytest.mark.slurm
+def test_resubmit_of_a_cancelled_point_runs_it_to_completion(fixed):
+    assert fixed["cancelled"].returncode == 0, fixed["cancelled"].stderr
+    assert states("life", fixed["root"])[3] == "completed"
+
+
+@pytest.mark.slurm
+def test_the_same_sweep_command_again_changes_nothing_and_queues_nothing(fixed):
+    final = (fixed["sweep_dir"] / "manifest.json").read_text()
+    again = run_cli(*fixed["cmd"])
     assert again.returncode == 0 and "nothing new to submit" in again.stderr
-    assert (sweep_dir / "manifest.json").read_text() == final, "the rerun changed the manifest"
+    assert (fixed["sweep_dir"] / "manifest.json").read_text() == final, "the rerun changed the manifest"
     queued = subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip()
     assert queued == "", f"the rerun queued jobs: {queued}"
-    listing = run_cli("list", root).stdout
+
+
+@pytest.mark.slurm
+def test_list_shows_the_sweep_with_its_points_counted_by_state(fixed):
+    listing = run_cli("list", fixed["root"]).stdout
     assert "life" in listing and "completed 4" in listing
 
 
