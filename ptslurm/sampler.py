@@ -1,7 +1,6 @@
 """The job's side of ``usage``: a daemon thread that samples the attempt's process tree
 (resident memory, from /proc) and the GPUs the scheduler gave it (``nvidia-smi``)."""
 import os
-import resource
 import threading
 import typing as tp
 
@@ -18,6 +17,20 @@ def visible(indices: tp.Optional[str]) -> tp.Optional[tp.Set[int]]:
         return None
     wanted = [i.strip() for i in indices.split(",") if i.strip()]
     return {int(i) for i in wanted} if all(i.isdigit() for i in wanted) else None
+
+
+def own_peak_mb() -> float:
+    """This process's own peak resident memory since it started, in MiB: /proc's VmHWM of its
+    address space (``ru_maxrss`` is no use: Linux carries it over from the process that
+    forked and exec'd this one, so a point started by a big launcher would inherit its peak)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
 
 
 def tree_rss_mb(root: int) -> float:
@@ -74,7 +87,7 @@ class Sampler:
             self.sample()
 
     def sample(self) -> None:
-        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        own = own_peak_mb()
         try:
             now = tree_rss_mb(os.getpid())
         except OSError:

@@ -107,3 +107,20 @@ def test_packed_points_are_measured_against_their_share_of_the_jobs_memory(per_j
     shown = usage_hints(manifest, [row])
     assert (shown == "\nhint: point 0 used 6.0 of the 32 GB of memory it asked for: --mem 9 would do") == hinted, shown
     assert hinted or shown == "", "6 GB of a quarter of 32 GB is well used"
+
+
+def test_a_point_started_by_a_big_process_does_not_inherit_its_peak_memory():
+    """Linux carries ``ru_maxrss`` over fork and exec: a point's job started by a launcher
+    that held 300 MB would report 300 MB it never used. The sampler's own peak is the job's
+    own address space's (VmHWM)."""
+    import subprocess
+    import sys
+
+    child = ("import resource; from ptslurm import sampler; s = sampler.Sampler(); s.sample(); "
+             "print(s.usage()['max_rss_mb'], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    parent = ("import subprocess, sys; held = bytearray(300 * 2 ** 20); held[::4096] = b'x' * len(held[::4096]); "
+              f"subprocess.run([sys.executable, '-c', {child!r}])")
+    out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, check=True).stdout
+    own, inherited = map(float, out.split())
+    assert inherited >= 300, "the mechanism this guards against (ru_maxrss inherited)"
+    assert own < 150, own
