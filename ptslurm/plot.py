@@ -18,9 +18,7 @@ def curves(sweep_dir: Path, metric: str) -> tp.List[tp.Tuple[str, tp.List[float]
         metrics = join_metrics(entry.storage_dir, read_status(entry.path).attempts)
         seen.update(metrics)
         if metric in metrics:
-            label = " ".join(f"{k}={v}" for k, v in entry.varied_values(manifest.varied).items()) or \
-                f"point {entry.index}"
-            out.append((label, metrics[metric]["steps"], metrics[metric]["values"]))
+            out.append((entry.label(manifest.varied), metrics[metric]["steps"], metrics[metric]["values"]))
     if not out:
         raise UsageError(f"unknown metric {metric!r}; reported metrics: {', '.join(sorted(seen)) or 'none'}")
     return out

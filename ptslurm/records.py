@@ -275,6 +275,10 @@ class PointEntry(Record):
         """The values of the sweep's varied ``keys`` for this point (``Point.varied_values``)."""
         return self.to_point().varied_values(keys)
 
+    def label(self, keys: tp.Iterable[str]) -> str:
+        """``lr=0.1 batch_size=16``: the point's varied values (``point 3`` when none vary)."""
+        return " ".join(f"{k}={v}" for k, v in self.varied_values(keys).items()) or f"point {self.index}"
+
 
 class CodeVersion(tp.NamedTuple):
     """One code snapshot of a sweep: ``dir`` (in the sweep dir), its content hash, the

@@ -11,6 +11,7 @@ import time
 import typing as tp
 
 from .records import TERMINAL, Manifest, State
+from .state import why
 
 if tp.TYPE_CHECKING:  # pragma: no cover
     from .state import PointRow
@@ -296,17 +297,6 @@ def progress_cell(row: "PointRow", now: tp.Optional[float] = None) -> str:
         per_epoch = (t1 - t0) / (row.epoch - int(start.get("epoch") or 0))
         text += f" ETA {duration(max((total['epoch'] - row.epoch) * per_epoch, 0))}"
     return text
-
-
-def why(row: "PointRow") -> str:
-    """A failed point's error (its first line), or why an ended point was not requeued."""
-    if row.state in (State.COMPLETED, State.CANCELLED) or row.state not in TERMINAL:
-        return ""
-    latest = row.latest
-    if latest is not None and latest.gave_up and row.state != State.FAILED:
-        return latest.gave_up
-    return (row.error or (latest.gave_up if latest is not None else None) or "").splitlines()[0] if (
-        row.error or (latest is not None and latest.gave_up)) else ""
 
 
 def ranks(manifest: Manifest, row: "PointRow") -> str:

@@ -13,6 +13,7 @@ import typing as tp
 from pathlib import Path
 
 from . import reportdata, storage
+from .results import is_number
 from .errors import UsageError
 
 WAITED, RAN = "#c8c8c8", {"completed": "#2ca02c", "failed": "#d62728", "running": "#1f77b4"}
@@ -137,7 +138,7 @@ def parallel_figure(data: tp.Dict[str, tp.Any]) -> tp.Optional[dict]:
     rank = data["rank"]
     if rank is None or not data["varied"]:
         return None
-    rows = [r for r in data["records"] if reportdata._has(r, rank["key"])]
+    rows = [r for r in data["records"] if is_number(r.get(rank["key"]))]
     if not rows:
         return None
     dimensions = [_dimension(key, [r.get(key) for r in rows]) for key in data["varied"]]

@@ -4,14 +4,14 @@ with the steps where an attempt resumed, each point's attempts as a timeline (wa
 running, how each ended, the share of it that trained), the failures grouped by error, and
 the resources each point used. A plain dict of lists, so that the page is built without
 looking at a file again."""
-import os
 import typing as tp
 from pathlib import Path
 
 from . import results, storage, usage
-from .records import STOPS, Attempt, Manifest, PointEntry, State, read_status
+from .logs import user_traceback
+from .records import STOPS, Attempt, Manifest, PointEntry, State
 from .runtime import now
-from .state import timestamp
+from .state import failure_groups, point_states, timestamp
 
 CURVE_POINTS = 200  # the most steps of one curve kept (evenly thinned, the last one always)
 CURVE_BUDGET = 80_000  # the most steps of all curves together (a thousand points' page stays small)
@@ -31,18 +31,16 @@ def gather(sweep_dir: Path, metric: tp.Optional[str] = None) -> tp.Dict[str, tp.
     names = results.metric_names(records)
     ranking = _ranking(records, names, metric)
     by_index = {r["index"]: r for r in records}
-    points, failures = [], {}  # type: tp.List[dict], tp.Dict[str, dict]
+    rows = point_states(manifest)  # from the files alone, as the records' states
     created = timestamp(manifest.created)
     most = max(20, min(CURVE_POINTS, CURVE_BUDGET // max(1, len(manifest.points) * max(1, len(names)))))
-    for entry in manifest.points:
-        status = read_status(entry.storage_dir)
-        parts = [results.attempt_metrics(entry.storage_dir, a.sacred_id) if a.sacred_id else {}
-                 for a in status.attempts]
-        points.append(_point(manifest, entry, status.attempts, parts, created, most))
-        for attempt in status.attempts:
-            if attempt.error and attempt.state in (State.FAILED, State.LOST) or attempt.cause == "failed":
-                _add_failure(failures, entry, attempt)
-    best = ranking.records[0]["index"] if ranking is not None and _has(ranking.records[0], ranking.key) else None
+    points = []
+    for entry, row in zip(manifest.points, rows):
+        attempts = row.status.attempts
+        parts = [results.attempt_metrics(entry.storage_dir, a.sacred_id) if a.sacred_id else {} for a in attempts]
+        points.append(_point(manifest, entry, attempts, parts, created, most))
+    top = ranking.records[0] if ranking is not None else {}
+    best = top["index"] if ranking is not None and results.is_number(top.get(ranking.key)) else None
     return {
         "name": manifest.name,
         "created": manifest.created,
@@ -50,18 +48,15 @@ def gather(sweep_dir: Path, metric: tp.Optional[str] = None) -> tp.Dict[str, tp.
         "experiment": manifest.experiment.name,
         "varied": list(manifest.varied),
         "metrics": names,
-        "rank": None if ranking is None else {"key": ranking.key, "way": ranking.way, "note": ranking.note(),
-                                              "metric": ranking.key.split("/")[0]},
+        "rank": None if ranking is None else {"key": ranking.key, "way": ranking.way, "note": ranking.note()},
         "best": best,
         "records": [_plain(by_index.get(p["index"], {})) for p in points],
         "points": points,
-        "failures": sorted(failures.values(), key=lambda f: -len(f["points"])),
+        # as `ptslurm failures` groups them, with the user's part of the first one's traceback
+        "failures": [{"error": why, "points": [r.index for r in group],
+                      "traceback": user_traceback(group[0].latest.traceback) if group[0].latest is not None
+                      and group[0].latest.traceback else ""} for why, group in failure_groups(rows)],
     }
-
-
-def _has(record: dict, key: str) -> bool:
-    value = record.get(key)
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
 def _ranking(records: tp.List[dict], names: tp.List[str], metric: tp.Optional[str]) -> tp.Optional[results.Ranking]:
@@ -88,10 +83,9 @@ def _point(manifest: Manifest, entry: PointEntry, attempts: tp.Sequence[Attempt]
                 resumes.setdefault(name, []).append(series["steps"][0])
             if series["steps"]:
                 seen.add(name)
-    label = " ".join(f"{k}={v}" for k, v in entry.varied_values(manifest.varied).items()) or f"point {entry.index}"
     return {
         "index": entry.index,
-        "label": label,
+        "label": entry.label(manifest.varied),
         "curves": {name: thin(series["steps"], series["values"], most) for name, series in joined.items()},
         "resumes": resumes,
         "attempts": timeline(attempts, parts, created),
@@ -134,29 +128,15 @@ def timeline(attempts: tp.Sequence[Attempt], parts: tp.Sequence[dict], created: 
         out.append({
             "attempt": attempt.attempt,
             "job": attempt.job_id,
-            "host": attempt.host,
             "waited_from": before if before is not None and before <= start else start,
             "start": start,
             "end": end,
             "state": attempt.state.value,
             "running": attempt.ended is None and attempt.state == State.RUNNING,
-            "cause": cause,
             "why": CAUSE_WORDS.get(cause or "", cause or ("running" if attempt.ended is None else "completed")),
             "stopped": cause in STOP_MARKS,
             "packed": attempt.packed,
             "trained": usage.trained_share(part, start, end),
-            "usage": usage.columns(attempt.usage),
         })
         before = end
     return out
-
-
-def _add_failure(failures: tp.Dict[str, dict], entry: PointEntry, attempt: Attempt) -> None:
-    """Failed attempts grouped by their error's fingerprint (the error line when none)."""
-    key = attempt.fingerprint or (attempt.error or "no error recorded").splitlines()[0]
-    group = failures.setdefault(key, {"error": attempt.error or "no error recorded", "points": [],
-                                      "traceback": attempt.traceback or "", "storage_dir": entry.storage_dir})
-    if entry.index not in group["points"]:
-        group["points"].append(entry.index)
-
-

@@ -338,6 +338,12 @@ class Ranking:
         return text
 
 
+def is_number(value: tp.Any) -> bool:
+    """A value that can rank: an int or float, not a bool, not NaN (NaN never wins, nor sorts
+    between numbers)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
 def rank(records: tp.List[dict], metric: str) -> Ranking:
     """Best first by ``metric`` (``name``, ``name:min``, ``name:max``; ``result:...`` sorts
     by the run's result): each point's best value of the metric in that direction."""
@@ -348,14 +354,11 @@ def rank(records: tp.List[dict], metric: str) -> Ranking:
         names = metric_names(records)
         raise UsageError(f"unknown metric {name!r}; reported metrics: {', '.join(names) or 'none'} (or 'result')")
 
-    def number(value) -> bool:  # NaN never wins, nor sorts between numbers
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-
     values: tp.Dict[int, tp.Any] = {id(r): r.get(key) for r in records}
     if key.endswith("/best") and way != _way(name):  # the stored best went the other way
         values = {id(r): _series_best(r, name, way) for r in records}
-    present = [r for r in records if number(values[id(r)])]
-    missing = [r for r in records if not number(values[id(r)])]
+    present = [r for r in records if is_number(values[id(r)])]
+    missing = [r for r in records if not is_number(values[id(r)])]
     ordered = sorted(present, key=lambda r: values[id(r)], reverse=way == "max") + missing
     # successive halving: a point that reached a higher rung trained longer; it ranks first
     ordered.sort(key=lambda r: -r["rung"] if isinstance(r.get("rung"), int) else 1)

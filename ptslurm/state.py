@@ -262,3 +262,24 @@ def status_rows(manifest: Manifest, rows: tp.Sequence[PointRow], now: tp.Optiona
                                seed=entry.seed, code=manifest.code_of(entry.code_version).label))
     return out
 
+
+def why(row: PointRow) -> str:
+    """A failed point's error (its first line), or why an ended point was not requeued."""
+    if row.state in (State.COMPLETED, State.CANCELLED) or row.state not in TERMINAL:
+        return ""
+    latest = row.latest
+    if latest is not None and latest.gave_up and row.state != State.FAILED:
+        return latest.gave_up
+    return (row.error or (latest.gave_up if latest is not None else None) or "").splitlines()[0] if (
+        row.error or (latest is not None and latest.gave_up)) else ""
+
+
+def failure_groups(rows: tp.Iterable[PointRow]) -> tp.List[tp.Tuple[str, tp.List[PointRow]]]:
+    """The points that failed or were given up on, grouped by ``why``, the largest group
+    first (``ptslurm failures`` and the report)."""
+    groups: tp.Dict[str, tp.List[PointRow]] = {}
+    for row in rows:
+        said = why(row)
+        if said:
+            groups.setdefault(said, []).append(row)
+    return sorted(groups.items(), key=lambda item: -len(item[1]))

@@ -12,7 +12,7 @@ import typing as tp
 from pathlib import Path
 
 from .errors import PtslurmError, UsageError
-from .state import ended, status_rows, sweep_states
+from .state import ended, failure_groups, status_rows, sweep_states
 from .records import Cause, Executor
 
 from .argvalues import TAIL_DEFAULT, TAIL_FROM_MB
@@ -351,18 +351,12 @@ def cmd_failures(args: argparse.Namespace) -> int:
     from . import logs, render, results
 
     sweep_dir, manifest = _sweep(args)
-    groups: tp.Dict[str, tp.List[tp.Any]] = {}
     chosen = set(_selected(args, sweep_dir, manifest))
-    for row in sweep_states(sweep_dir, manifest):
-        if row.index not in chosen:
-            continue
-        why = render.why(row)
-        if why:
-            groups.setdefault(why, []).append(row)
+    groups = failure_groups(r for r in sweep_states(sweep_dir, manifest) if r.index in chosen)
     if not groups:
         print(f"no point of {manifest.name} failed")
         return 0
-    for why, rows in sorted(groups.items(), key=lambda item: -len(item[1])):
+    for why, rows in groups:
         states = sorted({str(r.state) for r in rows})
         print(f"{len(rows)} point(s) {'/'.join(states)}: {why}")
         print(f"  points {', '.join(str(r.index) for r in rows)}")
