@@ -191,7 +191,8 @@ def timeline_figure(data: tp.Dict[str, tp.Any]) -> tp.Optional[dict]:
                        "y": stops["y"], "text": stops["text"], "hoverinfo": "text", "meta": {"marks": "stopped"},
                        "marker": {"symbol": "x", "size": 11, "color": "black"}})
     return {"data": traces, "layout": {"barmode": "overlay", "title": {"text": "attempts as they ran"},
-                                       "xaxis": {"type": "date"}, "yaxis": {"autorange": "reversed", "type": "category"},
+                                       "xaxis": {"type": "date"},
+                                       "yaxis": {"autorange": "reversed", "type": "category"},
                                        "height": max(300, 22 * len(data["points"]) + 120), "margin": {"t": 40}}}
 
 

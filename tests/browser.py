@@ -70,7 +70,8 @@ class Page:
             os.dup2(high_w, 4)
 
         self.proc = subprocess.Popen(
-            [BINARY, "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--no-first-run",
+            [BINARY, "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
+             "--no-first-run",
              f"--user-data-dir={profile}", f"--window-size={width},{height}", "--hide-scrollbars",
              f"--proxy-server=http://127.0.0.1:{self.trap.port}", "--proxy-bypass-list=<-loopback>",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
