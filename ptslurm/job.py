@@ -84,6 +84,7 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int, notify: bool = True) -
                   f"nothing to run", file=sys.stderr, flush=True)
             return done.result
         _clear_leftovers(storage_dir / records.CHECKPOINTS)
+        storage.touch_point(sweep_dir, index)
         record = AttemptRecord(storage_dir, submission=intent.submission,
                                code_dir=str(Path(manifest.code_of(entry.code_version).snapshot).parent))
         record.reserve()

@@ -37,12 +37,14 @@ def select_points(manifest: Manifest, spec: tp.Optional[str]) -> tp.List[int]:
     return sorted(set(out))
 
 
-def write_intent(storage_dir: tp.Union[str, Path], **fields: tp.Any) -> None:
+def write_intent(sweep_dir: Path, entry: PointEntry, **fields: tp.Any) -> None:
     """Record what the command line asks of a point in its own file; the job's status file
     is never rewritten here (the job is its only writer)."""
+    storage_dir = entry.storage_dir
     if not Path(storage_dir).is_dir():
         return
     storage.require_own_dir(Path(storage_dir))
+    storage.touch_point(sweep_dir, entry.index)
     intent = read_intent(storage_dir).replace(
         time=now(), **fields)
     storage.atomic_write_json(Path(storage_dir) / records.INTENT, intent.to_json())
@@ -90,7 +92,7 @@ def _cancel(sweep_dir: Path, indices: tp.Sequence[int],
               or (rows[i].state == State.CANCELLED and manifest.points[i].job_id in queued)]
     for i in chosen:
         entry = manifest.points[i]
-        write_intent(entry.storage_dir, cancelled=True, submission=read_intent(entry.storage_dir).submission)
+        write_intent(sweep_dir, entry, cancelled=True, submission=read_intent(entry.storage_dir).submission)
     # a job shared by packed points is cancelled when none of its points goes on; otherwise
     # only the intent: the job's own process stops the cancelled point and its siblings go on
     going_on = {manifest.points[r.index].job_id for r in rows
@@ -251,7 +253,7 @@ def _resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool, ke
         entry.path.mkdir(parents=True, exist_ok=True)
         previous = max(read_intent(entry.path).submission, records.read_status(entry.path).submission)
         submissions[i] = previous + 1
-        write_intent(entry.storage_dir, cancelled=False, submission=previous + 1)
+        write_intent(sweep_dir, entry, cancelled=False, submission=previous + 1)
     manifest = manifest.with_points(
         lambda e: extended(e.replace(job_history=e.job_history + ((e.job_id,) if e.job_id else ())), updates or {},
                            submissions[e.index], by), indices)
@@ -396,7 +398,7 @@ def run_here(sweep_dir: Path, manifest: Manifest, index: int, pdb: bool = False,
     # a run in the foreground is asked for: a submission of its own (a completed point runs again)
     entry.path.mkdir(parents=True, exist_ok=True)
     previous = max(read_intent(entry.path).submission, records.read_status(entry.path).submission)
-    write_intent(entry.storage_dir, cancelled=False, submission=previous + 1)
+    write_intent(sweep_dir, entry, cancelled=False, submission=previous + 1)
     try:
         run_point(sweep_dir, index, notify=False)  # debugging in the foreground is not the sweep's end
     except BaseException as exc:

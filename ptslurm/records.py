@@ -21,7 +21,7 @@ import typing as tp
 from pathlib import Path
 
 from .recordkit import (R, Record, _int, _mapping, _opt_int, _opt_mapping, _str, _strings, field,
-                        read_json as read_json)
+                        gc_paused as gc_paused, read_json as read_json)
 from .spec import Point, Resources
 
 # ----------------------------------------------------------------------------- on-disk names
@@ -38,6 +38,10 @@ COLLECT_CACHE = "collect_cache.json"  # collect's records keyed by their files' 
 # in a storage dir
 STATUS = "ptslurm_status.json"  # the job's record of its attempts
 INTENT = "ptslurm_intent.json"  # what the command line asked (cancel, resubmit)
+# in the sweep dir: an empty file per point whose storage dir holds a status or intent file,
+# made before the first of them (``storage.touch_point``), so that ``status`` of 10,000 queued
+# points opens no file of theirs
+TOUCHED = "touched"
 SEARCH = "search.json"  # in the sweep dir: successive halving's decisions (``promote``)
 LEASE = "ptslurm_lease.json"  # which attempt writes here now
 CLAIM = ".ptslurm-claim"  # which sweep claimed the dir (to reclaim a killed submission's)
@@ -121,6 +125,7 @@ SLURM_WAITING = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
 SLURM_ON_NODE = frozenset({"RUNNING", "COMPLETING", "SUSPENDED"})
 # scontrol's JobState of a job that SLURM is putting back in the queue (a requeue, not an end)
 SLURM_REQUEUING = frozenset({"REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "PENDING"})
+SLURM_PENDING = "PENDING"  # waiting in the queue (a first time, or again after a requeue)
 SLURM_COMPLETING = "COMPLETING"  # the job's processes are being ended (scancel, the time limit)
 
 
@@ -272,8 +277,11 @@ class PointEntry(Record):
                      varied=self.varied)
 
     def varied_values(self, keys: tp.Iterable[str]) -> tp.Dict[str, tp.Any]:
-        """The values of the sweep's varied ``keys`` for this point (``Point.varied_values``)."""
-        return self.to_point().varied_values(keys)
+        """The values of the sweep's varied ``keys`` for this point, as ``Point.varied_values``
+        gives them (a named-config axis as the names joined by spaces)."""
+        updates = self.updates
+        return {key: " ".join(self.named_configs) if key == "named_configs" else updates[key]
+                for key in keys if key == "named_configs" or key in updates}
 
     def label(self, keys: tp.Iterable[str]) -> str:
         """``lr=0.1 batch_size=16``: the point's varied values (``point 3`` when none vary)."""
@@ -375,6 +383,8 @@ class Manifest(Record):
     versions: tp.Dict[str, tp.Any] = field(factory=dict, load=_mapping)
     git: tp.Dict[str, tp.Any] = field(factory=dict, load=_mapping)
     points: tp.Tuple[PointEntry, ...] = field(factory=tuple, load=_points)
+    # the sweep keeps its ``TOUCHED`` notes (sweeps made before them: every point's files are read)
+    touched: bool = field(False, load=lambda v: v is True)
     runner: tp.Optional[tp.Dict[str, tp.Any]] = field(None, load=_opt_mapping, omit_none=True)
     waves: tp.Optional[tp.Dict[str, tp.Any]] = field(None, load=_opt_mapping, omit_none=True)
     sbatch_calls: tp.Optional[int] = field(None, load=_opt_int, omit_none=True)

@@ -11,7 +11,7 @@ import time
 import typing as tp
 
 from .records import TERMINAL, Manifest, State
-from .state import why
+from .state import counts, timestamp, why
 
 if tp.TYPE_CHECKING:  # pragma: no cover
     from .state import PointRow
@@ -77,9 +77,9 @@ def table(header: tp.Sequence[str], rows: tp.Sequence[tp.Sequence[str]], max_wid
     columns, each repeating the first column (as pandas does). No line is wider than
     ``total_width``; floats are rounded, not cut."""
     total = total_width or terminal_width() or 10**6
-    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
+    cells = [[str(c) for c in header]] + [[c if type(c) is str else str(c) for c in r] for r in rows]
     n = len(header)
-    natural = [max(len(r[i]) for r in cells) for i in range(n)]
+    natural = [max(map(len, column)) for column in zip(*cells)]
     widths = [min(w, max(max_width, len(header[i]))) for i, w in enumerate(natural)]
 
     def used(ws: tp.Sequence[int]) -> int:
@@ -103,7 +103,11 @@ def table(header: tp.Sequence[str], rows: tp.Sequence[tp.Sequence[str]], max_wid
     blocks.append(current)
     out = []
     for cols in blocks:
-        lines = ["  ".join(_fit(r[i], widths[i]).ljust(widths[i]) for i in cols).rstrip() for r in cells]
+        if all(natural[i] <= widths[i] for i in cols):  # nothing to fit: one format for every line
+            layout = "  ".join(f"{{{i}:<{widths[i]}}}" for i in cols)
+            lines = [layout.format(*r).rstrip() for r in cells]
+        else:
+            lines = ["  ".join(_fit(r[i], widths[i]).ljust(widths[i]) for i in cols).rstrip() for r in cells]
         lines.insert(1, "  ".join("-" * widths[i] for i in cols))
         out.append("\n".join(line[:total] for line in lines))
     return "\n\n".join(out)
@@ -111,8 +115,6 @@ def table(header: tp.Sequence[str], rows: tp.Sequence[tp.Sequence[str]], max_wid
 
 def age(text: tp.Optional[str], now: tp.Optional[float] = None) -> str:
     """``42s ago``, ``5m ago``, ``3h ago`` for a recorded time; '-' for none."""
-    from .state import timestamp
-
     then = timestamp(text)
     if then is None:
         return "-"
@@ -127,8 +129,6 @@ def duration(secs: float) -> str:
 
 def counts_line(rows: tp.Sequence["PointRow"], total: int, width: int, what: str = "") -> str:
     """``[#####     ] 3/10 ended  completed 3  running 7``."""
-    from .state import counts
-
     c = counts(rows)
     done = sum(v for k, v in c.items() if k in TERMINAL)
     bar = "#" * (width * done // max(total, 1))
@@ -156,8 +156,7 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
         if e.job_id and e.job_id != "local":
             sharing[e.job_id] = sharing.get(e.job_id, 0) + 1
     lines: tp.List[tp.List[str]] = []
-    for r in rows:
-        progress = progress_cell(r, now)
+    for r, note in zip(rows, notes):
         job = r.job_id or "-"
         if sharing.get(job, 0) > 1:
             job = f"{job} ({sharing[job]} points)"
@@ -165,30 +164,40 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
         if r.state in TERMINAL:
             beat = f"ended {age(r.ended, now)}" if r.ended else "-"
         else:
-            beat = age(r.heartbeat, now)
-        state = str(r.state) + (f" ({waits_for(r.reason)})" if r.reason else "")
-        lines.append([str(r.index)] + [cell(r.varied.get(k, ""), k) for k in varied] +
-                     ([f"v{manifest.point(r.index).code_version}"] if versions else []) +
-                     ([rungs.get(r.index, "-")] if rungs is not None else []) +
-                     [state, str(r.attempts), progress, beat, duration(r.elapsed_s), job] +
-                     ([ranks(manifest, r)] if spread else []) + ([notes[len(lines)] or ""] if noted else []))
+            beat = age(r.heartbeat, now) if r.heartbeat else "-"
+        line = [str(r.index)]
+        line += [cell(r.varied.get(k, ""), k) for k in varied]
+        if versions:
+            line.append(f"v{manifest.point(r.index).code_version}")
+        if rungs is not None:
+            line.append(rungs.get(r.index, "-"))
+        line += [f"{r.state} ({waits_for(r.reason)})" if r.reason else str(r.state), str(r.attempts),
+                 progress_cell(r, now), beat,
+                 duration(r.elapsed_s) if r.elapsed_s else "0:00:00", job]
+        if spread:
+            line.append(ranks(manifest, r))
+        if noted:
+            line.append(note or "")
+        lines.append(line)
     width = 60  # the table fits itself to the terminal
     total = terminal_width() or 10**6
 
+    whole = [max(map(len, column)) for column in zip(header, *lines)]  # each column's width, every cell whole
+
     def natural() -> int:  # the table's width with every cell whole
-        widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
-        return sum(widths) + 2 * (len(widths) - 1)
+        return sum(whole) + 2 * (len(whole) - 1)
 
     reasons = ""
     if noted and natural() > total:
         # the reasons do not fit beside the table: under it, whole, one line per reason
-        header, lines = header[:-1], [line[:-1] for line in lines]
+        header, lines, whole = header[:-1], [line[:-1] for line in lines], whole[:-1]
         reasons = reasons_below(rows, notes, total)
     for name in ("elapsed", "heartbeat", "att"):  # what matters least gives way first (status --json has it)
         if natural() <= total:
             break
         at = header.index(name)
         header, lines = header[:at] + header[at + 1:], [line[:at] + line[at + 1:] for line in lines]
+        whole = whole[:at] + whole[at + 1:]
     shown = table(header, lines, max_width=width, keep=("state", "progress", "job"))
     if colour():
         shown = paint_column(shown, "state")
@@ -269,8 +278,6 @@ def progress_cell(row: "PointRow", now: tp.Optional[float] = None) -> str:
     """``150/1000 ep 2 12.5/s ETA 1:08:00`` (``it 150 ep 2`` without a total): where the
     training is, of how much (when the code reports a total), how fast this attempt goes
     (iterations a second) and when it ends at that rate."""
-    from .state import timestamp
-
     if row.iteration is None:
         return "-"
     progress = row.status.progress or {}
@@ -351,8 +358,6 @@ def sweeps(rows: tp.Sequence[tp.Sequence[str]]) -> str:
 
 
 def sweep_row(manifest: Manifest, rows: tp.Sequence["PointRow"]) -> tp.List[str]:
-    from .state import counts
-
     return [manifest.name, manifest.experiment.name, manifest.executor, manifest.created[:16],
             "  ".join(f"{k} {v}" for k, v in counts(rows).items()), manifest.note or ""]
 

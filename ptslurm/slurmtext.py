@@ -157,12 +157,18 @@ def parse_queue(text: str) -> tp.Dict[str, str]:
     """``squeue -h -r -o '%i %T %r'`` -> job id (``A_i`` for array tasks; a pending array's
     ``A_[0-3]`` expanded) -> state (a ``Queued`` with the reason of a waiting job)."""
     states: tp.Dict[str, str] = {}
+    seen: tp.Dict[tp.Tuple[str, str], Queued] = {}  # one object per state and reason (10,000 pending tasks share one)
     for line in text.splitlines():
         parts = line.split(None, 2)
         if len(parts) >= 2 and parts[0][:1].isdigit() and parts[1].replace("_", "").isalpha() and parts[1].isupper():
-            state = Queued(parts[1])
             reason = parts[2].strip() if len(parts) == 3 else ""
-            state.reason = "" if reason in ("None", "(null)") else reason
-            for one in expand_ids(parts[0]):
-                states[one] = state
+            state = seen.get((parts[1], reason))
+            if state is None:
+                state = seen[parts[1], reason] = Queued(parts[1])
+                state.reason = "" if reason in ("None", "(null)") else reason
+            if "[" in parts[0]:
+                for one in expand_ids(parts[0]):
+                    states[one] = state
+            else:
+                states[parts[0]] = state
     return states

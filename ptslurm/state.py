@@ -145,13 +145,45 @@ class PointRow:
                 "usage": self.latest.usage if self.latest is not None else None}
 
     def replace(self, **changes: tp.Any) -> "PointRow":
-        return dataclasses.replace(self, **changes)
+        """``dataclasses.replace`` (the row has no __post_init__) without its per-field checks:
+        ``status`` fills 10,000 rows."""
+        unknown = changes.keys() - self.__dict__.keys()
+        if unknown:
+            raise TypeError(f"PointRow has no field {', '.join(sorted(unknown))}")
+        row = object.__new__(PointRow)
+        row.__dict__.update(self.__dict__)
+        row.__dict__.update(changes)
+        return row
 
 
-def point_files(manifest: Manifest) -> tp.List[tp.Tuple["records.Read[PointStatus]", records.Intent]]:
-    """Each point's status and intent records, as read from its storage dir."""
-    return [(read(os.path.join(e.storage_dir, records.STATUS), PointStatus), read_intent(e.storage_dir))
+def point_files(manifest: Manifest, sweep_dir: tp.Optional[Path] = None,
+                queue: tp.Optional[tp.Mapping[str, str]] = None
+                ) -> tp.List[tp.Tuple["records.Read[PointStatus]", records.Intent]]:
+    """Each point's status and intent records, as read from its storage dir. Given the
+    ``sweep_dir`` of a sweep that keeps ``touched`` notes, a point without one has neither
+    file yet and none of its files is opened, unless the ``queue`` shows its job other than
+    pending (a running job's files are read whatever the notes say)."""
+    skip = _untouched(manifest, sweep_dir, queue)
+    blank: tp.Tuple["records.Read[PointStatus]", Intent] = (records.Read(None), Intent())
+    return [blank if e.index in skip else
+            (read(os.path.join(e.storage_dir, records.STATUS), PointStatus), read_intent(e.storage_dir))
             for e in manifest.points]
+
+
+def _untouched(manifest: Manifest, sweep_dir: tp.Optional[Path],
+               queue: tp.Optional[tp.Mapping[str, str]]) -> tp.Set[int]:
+    """The points whose files ``point_files`` need not open (``records.TOUCHED``)."""
+    if sweep_dir is None or not manifest.touched:
+        return set()
+    try:
+        noted = {int(name) for name in os.listdir(os.path.join(sweep_dir, records.TOUCHED)) if name.isdigit()}
+    except FileNotFoundError:
+        noted = set()
+    except OSError:
+        return set()  # unreadable notes: read every point's files
+    if queue is None:
+        return {e.index for e in manifest.points if e.index not in noted}
+    return {e.index for e in manifest.points if e.index not in noted and queue.get(e.job_id or "") == records.SLURM_PENDING}
 
 
 def point_states(manifest: Manifest, queue: tp.Optional[tp.Mapping[str, str]] = None,
@@ -162,8 +194,9 @@ def point_states(manifest: Manifest, queue: tp.Optional[tp.Mapping[str, str]] = 
     the error of an attempt that failed; a damaged status file makes the point ``unknown``
     and is named in ``damaged``. ``files``: ``point_files(manifest)`` when already read."""
     rows = []
+    empty = PointStatus()
     for entry, (found, intent) in zip(manifest.points, point_files(manifest) if files is None else files):
-        status = found.record or PointStatus()
+        status = found.record or empty
         state = point_state(manifest, entry, status, intent, queue, accounting)
         if found.damaged:
             state = State.UNKNOWN
@@ -178,19 +211,21 @@ def point_states(manifest: Manifest, queue: tp.Optional[tp.Mapping[str, str]] = 
     return rows
 
 
-def sweep_states(sweep_dir: Path, manifest: Manifest, scheduler: tp.Optional[Asker] = None) -> tp.List[PointRow]:
+def sweep_states(sweep_dir: Path, manifest: Manifest, scheduler: tp.Optional[Asker] = None,
+                 available: tp.Optional[bool] = None) -> tp.List[PointRow]:
     """Point states from the files, reconciled with one squeue call (and one sacct call
     when some point is neither queued nor finished on disk). ``scheduler``: who answers
-    (default: SLURM's commands)."""
+    (default: SLURM's commands); ``available``: whether its controller answered, when the
+    caller has just asked."""
     asker: Asker = scheduler if scheduler is not None else tp.cast(Asker, commands)
     queue = None
     jobs = [e.job_id for e in manifest.points if e.job_id]
-    if manifest.executor == Executor.SLURM and asker.slurm_available():
+    if manifest.executor == Executor.SLURM and (asker.slurm_available() if available is None else available):
         try:
             queue = asker.queue_states(jobs)
         except (SubmissionError, OSError):
             queue = None
-    files = point_files(manifest)
+    files = point_files(manifest, sweep_dir, queue)
     rows = point_states(manifest, queue, files=files)
     lost_attempts = any(a.state == State.LOST and a.job_id for r in rows for a in r.status.attempts)
     if queue is not None and (lost_attempts or any(r.state == State.LOST for r in rows)):
@@ -241,8 +276,12 @@ def status_rows(manifest: Manifest, rows: tp.Sequence[PointRow], now: tp.Optiona
 
     now = now or time.time()
     out = []
+    labels: tp.Dict[int, str] = {}  # each code snapshot's label, worked out once
     for entry, row in zip(manifest.points, rows):
         attempts = row.status.attempts
+        label = labels.get(entry.code_version)
+        if label is None:
+            label = labels[entry.code_version] = manifest.code_of(entry.code_version).label
         elapsed = 0.0
         stopped = row.state in TERMINAL  # the scheduler may have ended it without a word
         for a in attempts:
@@ -259,7 +298,7 @@ def status_rows(manifest: Manifest, rows: tp.Sequence[PointRow], now: tp.Optiona
         out.append(row.replace(varied=entry.varied_values(manifest.varied), iteration=progress.get("iteration"),
                                epoch=progress.get("epoch"), heartbeat=heartbeat or row.status.updated,
                                ended=attempts[-1].ended if attempts else None, elapsed_s=round(elapsed, 1),
-                               seed=entry.seed, code=manifest.code_of(entry.code_version).label))
+                               seed=entry.seed, code=label))
     return out
 
 

@@ -65,6 +65,15 @@ def make_dirs(path: Path) -> None:
         os.chmod(folder, dir_mode())
 
 
+def touch_point(sweep_dir: Path, index: int) -> None:
+    """Note in the sweep dir that point ``index``'s storage dir holds a status or intent
+    file: called before the first of them is written (``records.TOUCHED``)."""
+    note = Path(sweep_dir) / records.TOUCHED / str(index)
+    if not note.exists():
+        make_dirs(note.parent)
+        os.close(os.open(note, os.O_WRONLY | os.O_CREAT, control_mode()))
+
+
 def no_group_write(folder: Path) -> None:
     """Remove group and other write from the files in ``folder`` (what submitit wrote with
     the umask: job pickles a group member must not swap)."""
@@ -318,7 +327,11 @@ def read_manifest(sweep_dir: Path) -> Manifest:
             owner = "its owner"
         raise ManifestError(f"{str(path)!r} is not readable by you (it belongs to {owner}); ask its owner to "
                             f"let your group read it (chmod g+r), or read a sweep of your own")
-    data = records.read_json(path)
+    with records.gc_paused():
+        return _manifest_of(path, sweep_dir, records.read_json(path))
+
+
+def _manifest_of(path: Path, sweep_dir: Path, data: tp.Any) -> Manifest:
     if data is None:
         raise ManifestError(f"{str(path)!r} is unreadable or corrupt; "
                             f"restore it or start the sweep again under a new --name")

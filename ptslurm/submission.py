@@ -192,6 +192,7 @@ def create(p: Plan) -> storage.ManifestBook:
         resources=p.request.resources,
         groups=tuple(p.groups),
         varied=tuple(p.points[0].varied) if p.points else (),
+        touched=True,
         versions=versions(),
         git=experiment.git_state(p.experiment_file),
         # one seed per point: the experiment's own (config scope, named config, command line)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import PtslurmError, UsageError
 from .state import ended, failure_groups, status_rows, sweep_states
-from .records import Cause, Executor
+from .records import Cause, Executor, gc_paused
 
 from .argvalues import TAIL_DEFAULT, TAIL_FROM_MB
 from .requests import one_line as _one_line, resource_changes as _resource_changes, resources as _resources
@@ -122,41 +122,47 @@ def _waves_stalled(sweep_dir, manifest, states) -> bool:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from . import commands, render, results, storage
+    from . import commands, render, storage
 
     sweep_dir, manifest = _sweep(args)
 
-    if manifest.executor == Executor.SLURM and not commands.slurm_available():
-        print("ptslurm: warning: the SLURM controller did not answer: states come from the files alone "
-              "(a job that ended without a word still shows as running or queued)", file=sys.stderr)
+    available = None  # asked once here, for the warning, and not again by the first sweep_states
+    if manifest.executor == Executor.SLURM:
+        available = commands.slurm_available()
+        if not available:
+            print("ptslurm: warning: the SLURM controller did not answer: states come from the files alone "
+                  "(a job that ended without a word still shows as running or queued)", file=sys.stderr)
     warned = False
     while True:
-        states = sweep_states(sweep_dir, manifest)
-        if not warned and manifest.waves and _waves_stalled(sweep_dir, manifest, states):  # status only reads
-            print(f"ptslurm: points wait for a wave and no wave job is queued to submit them: "
-                  f"`ptslurm next-wave {sweep_dir}` submits the next one", file=sys.stderr)
-        rows = status_rows(manifest, states)
-        if args.state:
-            rows = [r for r in rows if r.state in _states(args.state)]
-        if not warned:
-            for r in rows:
-                _warn_damaged(r.index, r.damaged)
-            warned = True
-        if args.json:  # (successive halving: each point's rung and where the search left it)
-            extra = {i: {"rung": rung, "halving": said} for i, (rung, said) in
-                     enumerate(_standings(sweep_dir, manifest, states) if manifest.search else [])}
-            print(json.dumps([{**r.to_json(), **extra.get(r.index, {})} for r in rows], indent=2))
-        else:
-            standings = _standings(sweep_dir, manifest, states) if manifest.search else None
-            text = render.status(manifest, rows, rungs=None if standings is None else {
-                i: f"{rung} {said}".strip() if rung is not None else "-" for i, (rung, said) in enumerate(standings)})
-            if standings is not None:
-                from .halving import summary
+        with gc_paused():  # thousands of acyclic rows: nothing for the cycle collector to find
+            states = sweep_states(sweep_dir, manifest, available=available)
+            available = None
+            if not warned and manifest.waves and _waves_stalled(sweep_dir, manifest, states):  # status only reads
+                print(f"ptslurm: points wait for a wave and no wave job is queued to submit them: "
+                      f"`ptslurm next-wave {sweep_dir}` submits the next one", file=sys.stderr)
+            rows = status_rows(manifest, states)
+            if args.state:
+                rows = [r for r in rows if r.state in _states(args.state)]
+            if not warned:
+                for r in rows:
+                    if r.damaged:
+                        _warn_damaged(r.index, r.damaged)
+                warned = True
+            if args.json:  # (successive halving: each point's rung and where the search left it)
+                extra = {i: {"rung": rung, "halving": said} for i, (rung, said) in
+                         enumerate(_standings(sweep_dir, manifest, states) if manifest.search else [])}
+                print(json.dumps([{**r.to_json(), **extra.get(r.index, {})} for r in rows], indent=2))
+            else:
+                standings = _standings(sweep_dir, manifest, states) if manifest.search else None
+                text = render.status(manifest, rows, rungs=None if standings is None else {
+                    i: f"{rung} {said}".strip() if rung is not None else "-" for i, (rung, said) in enumerate(standings)})
+                if standings is not None:
+                    from .halving import summary
 
-                text += "\n" + summary(manifest.search, standings)
-            if args.watch and sys.stdout.isatty():
-                sys.stdout.write("\033[H\033[J")
-            print(text, flush=True)
+                    text += "\n" + summary(manifest.search, standings)
+                if args.watch and sys.stdout.isatty():
+                    sys.stdout.write("\033[H\033[J")
+                print(text, flush=True)
         if not args.watch or ended(rows):
             return 0
         time.sleep(args.interval)

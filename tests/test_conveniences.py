@@ -197,7 +197,7 @@ def test_notify_waits_for_resubmitted_points_and_ptslurm_run_sends_nothing(tmp_p
     assert told.read_text() == "sent\n", "`ptslurm run` sent a notification"
     manifest = storage.read_manifest(sweep_dir)
     point = manifest.points[1]
-    write_intent(point.storage_dir, cancelled=False, submission=read_intent(point.path).submission + 1)
+    write_intent(sweep_dir, point, cancelled=False, submission=read_intent(point.path).submission + 1)
     assert not housekeeping.notify_if_ended(manifest, sweep_dir), "point 1's new job has not run yet"
     assert told.read_text() == "sent\n"
 

@@ -362,3 +362,50 @@ def test_without_a_scheduler_to_ask_the_states_come_from_the_files(tmp_path, no_
 def test_code_of_without_a_version_is_the_first_snapshot(tmp_path):
     m = manifest(tmp_path, code_versions={"2": {"dir": "code-2", "sha256": "ff"}})
     assert m.code_of() == m.code_of(1) != m.code_of(2)
+
+
+# ----------------------------------------------------------------------------- the touched notes
+
+
+def test_status_opens_the_files_of_noted_points_and_of_jobs_the_queue_shows_going(tmp_path):
+    """A sweep that keeps `touched` notes: a point with neither a note nor a job other than
+    pending in the queue has no file to read (status of 10,000 queued points opens none); a
+    noted one is read, and so is any point whose job runs or left the queue, note or not."""
+    from ptslurm import storage
+
+    sweep_dir = tmp_path / "sweep"
+    m = manifest(tmp_path, n=4, touched=True)
+    for entry in m.points:  # each has an attempt on record; the first was requeued and waits
+        write_status(entry, status_of(attempt(job_id=entry.job_id, state=State.REQUEUED)))
+    storage.touch_point(sweep_dir, 0)
+    queue = {"9_0": "PENDING", "9_1": "PENDING", "9_2": "RUNNING"}  # 9_3 left the queue
+    files = state.point_files(m, sweep_dir, queue)
+    assert [found.record is not None for found, _ in files] == [True, False, True, True]
+    assert [r.state for r in state.sweep_states(sweep_dir, m, Scheduler(queue=queue))][:3] == [
+        State.REQUEUED, State.PENDING, State.RUNNING]
+    # no queue to ask (a local sweep, a controller that did not answer): the notes alone
+    assert [found.record is not None for found, _ in state.point_files(m, sweep_dir)] == [True, False, False, False]
+    # a sweep from before the notes, or notes that cannot be read: every point's files
+    assert all(found.record for found, _ in state.point_files(m.replace(touched=False), sweep_dir, queue))
+    (sweep_dir / "touched").chmod(0)
+    try:
+        if not os.access(sweep_dir / "touched", os.R_OK):  # (root reads anyway)
+            assert all(found.record for found, _ in state.point_files(m, sweep_dir, queue))
+    finally:
+        (sweep_dir / "touched").chmod(0o755)
+
+
+def test_a_cancel_is_noted_so_that_status_without_a_queue_shows_it(tmp_path, no_slurm):
+    """The intent writer notes the point before writing: with no controller answering, a
+    cancelled point that never started still shows cancelled."""
+    from ptslurm import lifecycle, storage
+
+    sweep_dir = tmp_path / "sweep"
+    m = manifest(tmp_path, n=2, touched=True)
+    for entry in m.points:
+        entry.path.mkdir(parents=True)
+    lifecycle.write_intent(sweep_dir, m.points[1], cancelled=True)
+    assert sorted(os.listdir(sweep_dir / "touched")) == ["1"]
+    assert [r.state for r in state.sweep_states(sweep_dir, m)] == [State.PENDING, State.CANCELLED]
+    storage.touch_point(sweep_dir, 1)  # again: nothing changes
+    assert sorted(os.listdir(sweep_dir / "touched")) == ["1"]
