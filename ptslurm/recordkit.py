@@ -99,22 +99,31 @@ class Record:
         if not isinstance(data, dict):
             raise ValueError(f"a {cls.__name__} is a JSON object, not {type(data).__name__}")
         loaders, known = _schema(cls)
-        kwargs: tp.Dict[str, tp.Any] = {name: load(data[name]) if load else data[name]
-                                        for name, load, _, _ in loaders if name in data}
-        kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
         built = _BUILDERS.get(cls)
         if built is None:
+            kwargs: tp.Dict[str, tp.Any] = {name: load(data[name]) if load else data[name]
+                                            for name, load, _, _ in loaders if name in data}
+            kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
             return cls(**kwargs)
-        # what the dataclass's __init__ would do, without its per-field object.__setattr__ (a
-        # 10,000-point manifest builds 10,000 entries): the defaults, then the values read
-        defaults, factories = built
+        # what the dataclass's __init__ would do, without its per-field object.__setattr__, and
+        # a value already of its field's type taken as it is (a 10,000-point manifest builds
+        # 10,000 entries): the defaults, then the values read
+        defaults, factories, loads = built
         obj = object.__new__(cls)
         values = obj.__dict__
         values.update(defaults)
         for name, factory in factories:
-            if name not in kwargs:
+            if name not in data:
                 values[name] = factory()
-        values.update(kwargs)
+        extra = values["extra"] = {}
+        for key, value in data.items():
+            how = loads.get(key)
+            if how is None:
+                extra[key] = value
+            elif type(value) in how[1]:
+                values[key] = value
+            else:
+                values[key] = how[0](value)
         return obj
 
     def to_json(self) -> tp.Dict[str, tp.Any]:
@@ -132,8 +141,25 @@ class Record:
 
 
 _SCHEMAS: tp.Dict[type, tp.Tuple[tp.Tuple[tp.Tuple[str, tp.Any, tp.Any, bool], ...], tp.FrozenSet[str]]] = {}
-# record classes whose __init__ only assigns its fields: their defaults and default factories
-_BUILDERS: tp.Dict[type, tp.Tuple[tp.Dict[str, tp.Any], tp.Tuple[tp.Tuple[str, tp.Callable[[], tp.Any]], ...]]] = {}
+# record classes whose __init__ only assigns its fields: their defaults, default factories,
+# and each field's load with the types of JSON value it would return unchanged
+_BUILDERS: tp.Dict[type, tp.Tuple[tp.Dict[str, tp.Any], tp.Tuple[tp.Tuple[str, tp.Callable[[], tp.Any]], ...],
+                                  tp.Dict[str, tp.Tuple[tp.Callable[[tp.Any], tp.Any], tp.Container[type]]]]] = {}
+_NONE = type(None)
+_AS_IS: tp.Dict[tp.Any, tp.FrozenSet[type]] = {_int: frozenset({int}), str: frozenset({str}),
+                                               _str: frozenset({str, _NONE}), _opt_int: frozenset({int, _NONE})}
+
+
+class _Anything:
+    def __contains__(self, kind: object) -> bool:
+        return True
+
+
+_ANY = _Anything()  # a field without a load takes any value
+
+
+def _same(value: tp.Any) -> tp.Any:
+    return value
 
 
 def _schema(cls: type) -> tp.Tuple[tp.Tuple[tp.Tuple[str, tp.Any, tp.Any, bool], ...], tp.FrozenSet[str]]:
@@ -148,7 +174,9 @@ def _schema(cls: type) -> tp.Tuple[tp.Tuple[tp.Tuple[str, tp.Any, tp.Any, bool],
         if not hasattr(cls, "__post_init__") and all(f.init for f in every):  # __init__ only assigns
             _BUILDERS[cls] = ({f.name: f.default for f in every if f.default is not dataclasses.MISSING},
                               tuple((f.name, f.default_factory) for f in every
-                                    if f.default_factory is not dataclasses.MISSING))
+                                    if f.default_factory is not dataclasses.MISSING and f.name != "extra"),
+                              {name: (load or _same, _AS_IS.get(load, frozenset()) if load else _ANY)
+                               for name, load, _, _ in fields})
     return got
 
 
