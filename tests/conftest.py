@@ -52,20 +52,21 @@ def slurm_cluster(tmp_path_factory):
             os.environ["SLURM_CONF"] = old
 
 
-@pytest.fixture
-def own_slurm_cluster(tmp_path_factory, monkeypatch):
-    """A second cluster of its own (other ports, name and job ids) for the longest test, which
-    runs on it in the other pytest worker while the SLURM tier uses the first one."""
+@pytest.fixture(scope="module")
+def own_slurm_cluster(tmp_path_factory):
+    """A second cluster of its own (other ports, name and job ids) for the longest tests (one
+    module's), which run on it in the other pytest worker while the SLURM tier uses the first."""
     from slurm_cluster import Cluster
 
     _require_slurm()
     cluster = Cluster(tmp_path_factory.mktemp("slurm-own"), max_array_size=MAX_ARRAY_SIZE, second=True)
-    monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SLURM_CONF", str(cluster.conf))
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 @pytest.fixture

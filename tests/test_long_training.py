@@ -3,13 +3,15 @@ limits cost minutes of wall time; run together they cost the longest):
 
 - code that never asks ptslurm anything (a plain loop with its own checkpoint, a
   padertorch-style torch script saving ckpt_<n>.pth) at a 1-minute limit with no option but
-  --time needs 8 and more attempts, and completes with the result of an uninterrupted run;
+  --time lives through five time limits and more, and completes with the result of an
+  uninterrupted run;
 - at a 3-minute limit such code runs each attempt to the margin before the job's end, not
   to the stop signal (at least 85 % of the limit), and its records say how it ended;
 - ptslurm's Trainer, which asks should_stop(), checkpoints at each time limit and resumes
   from there; only --max-attempts ends it."""
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +23,7 @@ from conftest import TEST_EXPERIMENTS, read_status, run_cli, wait_for
 PLAIN = TEST_EXPERIMENTS / "plainloop.py"
 PTSTYLE = TEST_EXPERIMENTS / "ptstyle.py"
 RESUMABLE = TEST_EXPERIMENTS / "resumable.py"
-STEPS = 760  # 380 s of work at 0.5 s a step: at most 50 s of it fit in each 1-minute job, so 8+ attempts
+STEPS = 520  # 260 s of work at 0.5 s a step: at most 50 s of it fit in each 1-minute job, so 6+ attempts
 
 
 def uninterrupted(tmp_path: Path) -> list:
@@ -46,12 +48,13 @@ def sacred_runs(storage_dir: Path) -> list:
     return [json.loads(r.read_text()) for r in runs]
 
 
-@pytest.mark.slurm
-def test_long_trainings_live_through_many_time_limits_under_load(own_slurm_cluster, tmp_path):
-    from ptslurm.state import timestamp
-
+@pytest.fixture(scope="module")
+def trained(own_slurm_cluster, tmp_path_factory):
+    """The four trainings, submitted at once and waited for to their ends with one core kept
+    busy (in the suite the SLURM tier runs beside them, on the other cluster); each test below
+    checks one of them."""
+    tmp_path = tmp_path_factory.mktemp("long")
     expected = uninterrupted(tmp_path)
-    # one core kept busy here; in the suite the SLURM tier runs beside it, on the other cluster
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])]
     try:
         points = {
@@ -68,29 +71,39 @@ def test_long_trainings_live_through_many_time_limits_under_load(own_slurm_clust
     finally:
         for burner in burners:
             burner.kill()
+        subprocess.run(["scancel", "--user", str(os.getuid())], capture_output=True, timeout=60)
+    return points, expected
 
-    # never-asking code at a 1-minute limit: 8+ attempts with default options, exact
-    for name in ("plain", "ptstyle"):
-        storage_dir = points[name]["dir"]
-        status = read_status(storage_dir)
-        attempts = status["attempts"]
-        brief = [(a["state"], a.get("cause"), a.get("progressed"), a.get("gave_up")) for a in attempts]
-        assert status["state"] == "completed", brief
-        assert len(attempts) >= 8, f"{name}: only {len(attempts)} attempts: {brief}"
-        stops = attempts[:-1]
-        assert all(a["cause"] == "timeout" and a["action"] == "requeue" and a["progressed"] and a.get("unheeded")
-                   for a in stops), brief
-        result = attempts[-1]["result"]
-        assert result == (STEPS * (STEPS + 1) // 2 if name == "plain" else expected), f"{name}: {result}"
-        runs = sacred_runs(storage_dir)
-        assert [r["status"] for r in runs] == ["INTERRUPTED"] * len(stops) + ["COMPLETED"]
-        assert all(r.get("stop_time") for r in runs), "an attempt's run has no stop time"
-        cout = (storage_dir / "sacred" / "1" / "cout.txt").read_text()
-        assert cout.rstrip().splitlines()[-1].startswith("ptslurm: this attempt stopped for the time limit"), cout[-500:]
-        rows = json.loads(run_cli("collect", points[name]["sweep"], "--format", "json").stdout)
-        assert rows[0]["state"] == "completed", rows
 
-    # at a 3-minute limit: each attempt runs to the margin before the end, not to the signal
+@pytest.mark.slurm
+@pytest.mark.parametrize("name", ["plain", "ptstyle"])
+def test_code_that_never_asks_lives_through_five_time_limits_and_ends_exact(trained, name):
+    points, expected = trained
+    storage_dir = points[name]["dir"]
+    status = read_status(storage_dir)
+    attempts = status["attempts"]
+    brief = [(a["state"], a.get("cause"), a.get("progressed"), a.get("gave_up")) for a in attempts]
+    assert status["state"] == "completed", brief
+    assert len(attempts) >= 6, f"{name}: only {len(attempts)} attempts: {brief}"
+    stops = attempts[:-1]
+    assert all(a["cause"] == "timeout" and a["action"] == "requeue" and a["progressed"] and a.get("unheeded")
+               for a in stops), brief
+    result = attempts[-1]["result"]
+    assert result == (STEPS * (STEPS + 1) // 2 if name == "plain" else expected), f"{name}: {result}"
+    runs = sacred_runs(storage_dir)
+    assert [r["status"] for r in runs] == ["INTERRUPTED"] * len(stops) + ["COMPLETED"]
+    assert all(r.get("stop_time") for r in runs), "an attempt's run has no stop time"
+    cout = (storage_dir / "sacred" / "1" / "cout.txt").read_text()
+    assert cout.rstrip().splitlines()[-1].startswith("ptslurm: this attempt stopped for the time limit"), cout[-500:]
+    rows = json.loads(run_cli("collect", points[name]["sweep"], "--format", "json").stdout)
+    assert rows[0]["state"] == "completed", rows
+
+
+@pytest.mark.slurm
+def test_at_a_3_minute_limit_each_attempt_runs_to_the_margin_not_to_the_signal(trained):
+    from ptslurm.state import timestamp
+
+    points, _ = trained
     storage_dir = points["allocation"]["dir"]
     attempts = read_status(storage_dir)["attempts"]
     stops = attempts[:-1]
@@ -104,8 +117,12 @@ def test_long_trainings_live_through_many_time_limits_under_load(own_slurm_clust
     run = sacred_runs(storage_dir)[0]
     assert run["status"] == "INTERRUPTED" and run["stop_time"]
 
-    # the Trainer asks should_stop(): each time limit is told from SLURM's record and resumed
-    # from its stop checkpoint; it makes progress, so only --max-attempts 2 ends it (timed out)
+
+@pytest.mark.slurm
+def test_the_trainer_resumes_from_its_stop_checkpoint_until_max_attempts_ends_it(trained):
+    """The Trainer asks should_stop(): each time limit is told from SLURM's record and resumed
+    from its stop checkpoint; it makes progress, so only --max-attempts 2 ends it (timed out)."""
+    points, _ = trained
     trainer = points["trainer"]
     attempts = read_status(trainer["dir"])["attempts"]
     assert [(a["cause"], a["state"]) for a in attempts] == [("timeout", "requeued"), ("timeout", "timeout")]
