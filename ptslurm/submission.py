@@ -379,10 +379,8 @@ def top_up(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[PointRow],
     """``sweep --wait``'s and ``ptslurm next-wave``'s write step (``status``, ``collect`` and
     ``list`` never submit): when points of a sweep in waves wait and no wave job is queued to
     submit them, submit the next wave now. Only for a sweep whose control files the caller
-    owns. True when it submitted something."""
+    owns. True when it submitted something; a refused or failed submission raises (its
+    error names what sbatch said)."""
     if not waves_stalled(sweep_dir, manifest, rows, make) or storage.foreign_owner(sweep_dir) is not None:
         return False
-    try:
-        return bool(next_wave(sweep_dir, make=make))
-    except Exception:  # noqa: BLE001 - the next --wait round tries again
-        return False
+    return bool(next_wave(sweep_dir, make=make))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import storage
 from .backends import BackendFactory
-from .errors import PointsFailed
+from .errors import PointsFailed, PtslurmError
 from .lifecycle import code_change_note, resubmit
 from .plan import Plan, SweepRequest, plan, time_limit_note
 from .records import Executor, Manifest, State
@@ -260,7 +260,13 @@ def wait_for(sweep_dir: Path, events: tp.Optional[Events] = None,
     while True:
         manifest = storage.read_manifest(sweep_dir)  # waves add job ids as they go
         rows = sweep_states(sweep_dir, manifest, backend_of(sweep_dir, manifest, make))
-        if top_up(sweep_dir, manifest, rows, make):
+        try:
+            topped = top_up(sweep_dir, manifest, rows, make)
+        except (PtslurmError, OSError) as exc:  # the next round tries again; the user is told each time
+            events.warning(f"no wave job was queued for the waiting points and --wait could not submit the next "
+                           f"wave ({exc}); it tries again at its next look (`ptslurm next-wave` does it by hand)")
+            topped = False
+        if topped:
             events.warning("no wave job was queued for the waiting points: --wait submitted the next wave "
                            "(as `ptslurm next-wave` does)")
             continue

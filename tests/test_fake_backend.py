@@ -233,3 +233,34 @@ def test_a_point_ending_after_the_wave_job_was_killed_queues_a_new_wave_job_when
     run_waves(cluster, sweep_dir, [])
     jobs = cluster.point_jobs(sweep_dir)
     assert sorted(jobs) == list(range(POINTS)) and all(len(j) == 1 for j in jobs.values()), jobs
+
+
+def test_wait_says_why_it_could_not_submit_the_next_wave_and_tries_again(planned, monkeypatch):
+    """`sweep --wait` tops up a sweep whose wave job is gone; when sbatch refuses, the user is
+    told what sbatch said (never silently), and the next look submits the wave."""
+    from ptslurm.sweep import Quiet, wait_for
+
+    cluster = FakeCluster(limit=4)
+    _, sweep_dir = sweep(planned, "wait-refused", cluster)
+    cluster.end(cluster.queued())  # the first wave ended and its wave job died with it
+    calls = cluster.sbatch_calls
+
+    def refuse_once(n: int) -> None:
+        if n == calls + 1:
+            raise SubmissionError("sbatch: error: Slurm temporarily unable to accept job, sleeping and retrying")
+
+    cluster.before_sbatch = refuse_once
+    told = []
+
+    class Told(Quiet):
+        def warning(self, text: str) -> None:
+            told.append(text)
+
+        def progress(self, rows, final: bool = False) -> None:
+            cluster.end(cluster.queued())  # every queued job runs to its end before the next look
+
+    monkeypatch.setenv("PTSLURM_POLL_S", "0")
+    wait_for(sweep_dir, Told(), make=cluster.backend)
+    assert "could not submit the next wave (sbatch: error: Slurm temporarily unable" in told[0], told
+    assert "--wait submitted the next wave" in told[1], told
+    assert all(recorded(sweep_dir).values()), "a point never got a job"

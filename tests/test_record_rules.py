@@ -142,3 +142,32 @@ def test_a_record_read_fast_is_the_one_its_init_builds(kind, data):
     for f in fields:
         if isinstance(getattr(fast, f.name), (dict, list)):
             assert getattr(fast, f.name) is not getattr(again, f.name), f.name
+
+
+def test_a_bulk_read_leaves_the_cycle_collector_as_it_found_it(tmp_path, monkeypatch):
+    """The collector is paused while thousands of records are built, never left off (a
+    long-running `ptslurm sweep` would keep its cyclic garbage) nor turned on for a caller
+    that had it off."""
+    import gc
+
+    from ptslurm import storage
+
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / records.MANIFEST).write_text(json.dumps({"schema": 1, "points": [{"index": i} for i in range(3)]}))
+    seen = []
+    original = records.Manifest.from_json
+
+    def noting(data):  # whether the collector runs while the manifest is built
+        seen.append(gc.isenabled())
+        return original(data)
+
+    monkeypatch.setattr(records.Manifest, "from_json", noting)
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            assert len(storage.read_manifest(sweep_dir).points) == 3
+            assert gc.isenabled() is enabled
+        finally:
+            gc.enable()
+    assert seen == [False, False], "the manifest was built with the collector on"
