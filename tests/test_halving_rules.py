@@ -144,3 +144,49 @@ def test_the_halving_flag_is_the_sections_fields_and_wins_over_them():
     assert err.value.message.startswith("--halving 'budget steps': write FIELD=VALUE pairs separated by commas")
     with pytest.raises(SpecError, match="--halving: missing field 'min'"):
         halving.from_flag("budget=steps,max=18")
+
+
+SECTION = {"budget": "steps", "min": 2, "max": 18, "eta": 3, "metric": "loss"}  # rungs 2, 6, 18
+
+
+def test_where_the_search_left_each_point():
+    """`status`'s rung column: promoted (recorded, or queued/running at a later rung than it
+    started), stopped (its rung decided without it), waiting (for its rung's decision), final
+    (the last rung), nothing for a failed point or one still at its first rung, no rung for a
+    budget that is none of the rungs."""
+    log = {"decisions": [{"bracket": 0, "rung": 0, "points": [0]}, "junk"]}
+    points = [(2, "completed"), (2, "completed"), (6, "running"), (18, "completed"), (2, "failed"),
+              (7, "completed"), (2, "running"), (6, "pending"), (6, "completed")]
+    assert halving.standing(SECTION, log, points) == [
+        (0, "promoted"), (0, "stopped"), (1, "promoted"), (2, "final"), (0, ""), (None, ""), (0, ""),
+        (1, "promoted"), (1, "waiting")]
+    assert halving.standing(SECTION, {"decisions": []}, points)[1] == (0, "waiting"), "no decision yet"
+    asha = dict(SECTION, promotion="async")  # ASHA never stops a rung: a point left behind waits
+    assert halving.standing(asha, log, points)[1] == (0, "waiting")
+    for damaged in (None, "x", {"budget": "steps"}):
+        assert halving.standing(damaged, log, points[:2]) == [(None, ""), (None, "")]
+    assert halving.standing(SECTION, "not a log", points[:2]) == [(0, "waiting"), (0, "waiting")]
+
+
+def test_where_the_search_left_each_point_in_brackets():
+    """With brackets a point starts at its bracket's rung: running there is not a promotion,
+    and a rung is stopped only by its own bracket's decision."""
+    section = dict(SECTION, brackets=2)  # of 4 points, the second starts at rung 1
+    log = {"decisions": [{"bracket": 1, "rung": 1, "points": []}]}
+    points = [(2, "completed"), (6, "running"), (6, "running"), (6, "completed")]
+    assert halving.standing(section, log, points) == [(0, "waiting"), (1, ""), (1, "promoted"), (1, "waiting")]
+    assert halving.standing(section, log, [(2, "completed"), (6, "completed"), (6, "running"), (6, "completed")]
+                            )[1] == (1, "stopped")
+    assert halving.standing(section, log, points[:1]) == [(0, "waiting")], "fewer points than brackets"
+
+
+def test_the_line_under_status_counts_each_rung():
+    standings = [(0, "promoted"), (0, "stopped"), (0, "waiting"), (1, "promoted"), (2, "final"), (0, ""),
+                 (None, ""), (0, ""), (1, "promoted")]
+    assert halving.summary(SECTION, standings) == (
+        "successive halving (eta 3, by loss): rung 0 (steps=2): 8, 4 on; rung 1 (steps=6): 3, 3 on; "
+        "rung 2 (steps=18): 1; 1 waiting for a decision")
+    asha = dict(SECTION, promotion="async", brackets=2, metric="acc", eta=3)
+    assert halving.summary(asha, [(0, ""), (1, "final")]) == (
+        "ASHA (eta 3, 2 brackets, by acc): rung 0 (steps=2): 2, 1 on; rung 1 (steps=6): 1, 0 on; rung 2 (steps=18): 0")
+    assert halving.summary(None, standings) == "" and halving.summary({"eta": 3}, standings) == ""

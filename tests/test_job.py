@@ -237,3 +237,171 @@ def test_never_asking_code_runs_on_to_the_margin_before_the_jobs_end(slurm_env, 
     started = time.time()
     job._use_allocation()
     assert time.time() - started < 0.5
+
+
+def stop(sig):
+    interrupt.request_stop(sig)
+    return interrupt.Interrupted("stopped")
+
+
+def disk_full():
+    import errno
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as exc:
+            raise RuntimeError("saving the checkpoint failed") from exc
+    except RuntimeError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("case, make_exc, info, record, expected", [
+    ("a changed snapshot", lambda: __import__("ptslurm.errors").errors.SnapshotError("edited"), {},
+     Record([]), ("failed", "failed", None, None, None)),
+    ("a full disk, however deep in the chain", disk_full, {}, Record([]), ("failed", "no_space", None, None, None)),
+    ("scontrol requeue after files only", lambda: stop(signal.SIGTERM), {"Restarts": "2"}, Record([], "files"),
+     ("requeued", "requeued", None, True, None)),
+    ("scontrol requeue without progress", lambda: stop(signal.SIGTERM), {"Restarts": "2"}, Record([], False),
+     ("requeued", "requeued", None, False, None)),
+    ("a first failure without progress", boom, {}, Record([], False),
+     ("failed", "failed", None, False, "it failed without progress")),
+    ("the same failure again", boom, {}, Record(["failed"], False, "SAME"),
+     ("failed", "failed", None, False, "it failed without progress the same way as the attempt before")),
+    ("failures with progress, to the cap", boom, {}, Record(["failed"] * 3, True),
+     ("failed", "failed", None, True, "4 failures in this submission (--max-requeues 3)")),
+    ("one failure with progress", boom, {}, Record(["failed"] * 2, True), ("requeued", "failed", "requeue", True, None)),
+    ("stops without progress, past the cap", lambda: stop(signal.SIGUSR2), {}, Record(["timeout"] * 3, False, None, False),
+     ("timeout", "timeout", None, False, "4 stops in a row without progress (--max-requeues 3)")),
+    ("a preemption past the cap", lambda: stop(signal.SIGUSR2), {"PreemptTime": "2026-11-28T14:08:46"},
+     Record(["preempted"] * 3, False, None, False),
+     ("preempted", "preempted", None, False, "4 stops in a row without progress (--max-requeues 3)")),
+    ("SIGTERM from elsewhere past the cap", lambda: stop(signal.SIGTERM), {}, Record(["terminated"] * 3, False, None, False),
+     ("timeout", "terminated", None, False, "4 stops in a row without progress (--max-requeues 3)")),
+    ("a time limit with progress", lambda: stop(signal.SIGUSR2), {}, Record(["timeout"] * 3, True, None, False),
+     ("requeued", "timeout", "requeue", True, None)),
+])
+def test_each_decision_whole(slurm_env, case, make_exc, info, record, expected):
+    """Every field of the decision the job records (state, cause, action, progressed, why it
+    gave up), for each way an attempt can end on SLURM."""
+    fake_info(slurm_env, **info)
+    exc = make_exc()
+    if record.previous == "SAME":
+        record.previous = attempts.fingerprint(exc)
+    assert tuple(attempts.decide(exc, record, max_requeues=3)) == expected, case
+
+
+def test_the_attempt_budget_ends_a_point_that_progresses(slurm_env):
+    fake_info(slurm_env)
+    record = Record(["timeout"] * 4, progress=True)
+    decision = attempts.decide(stop(signal.SIGUSR2), record, 3, max_attempts=5)
+    assert tuple(decision) == ("timeout", "timeout", None, True, "--max-attempts 5 reached")
+    interrupt.reset()
+    assert tuple(attempts.decide(boom(), Record(["failed"] * 4, True), 9, max_attempts=5)) == (
+        "failed", "failed", None, True, "--max-attempts 5 reached")
+
+
+def test_the_attempt_record_on_disk_through_two_starts(tmp_path, monkeypatch):
+    """The status file an attempt writes, field by field: who and where it runs, the job and
+    restart count SLURM gives, what it found at its start (progress, newest checkpoint, the
+    code's own files); a start that finds an attempt still "running" records that one as
+    lost (it ended at its last heartbeat); an update lands on the latest attempt only."""
+    import json
+    import os
+    import socket
+
+    from ptslurm.records import STATUS
+
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "ckpt_10.pth").write_bytes(b"x")
+    (tmp_path / "own.txt").write_text("written by the code")
+    (tmp_path / "ptslurm_intent.json").write_text("{}")  # ptslurm's own: not the code's footprint
+    record = attempts.AttemptRecord(tmp_path, submission=4, code_dir="/sweep/code")
+    first = record.start(packed=3)
+    on_disk = json.loads((tmp_path / STATUS).read_text())
+    assert (on_disk["state"], on_disk["attempt"], on_disk["job_id"], on_disk["submission"],
+            on_disk["code_dir"]) == ("running", 1, "77_3", 4, "/sweep/code")
+    a = on_disk["attempts"][0]
+    assert (a["attempt"], a["state"], a["job_id"], a["submission"], a["host"], a["pid"], a["restart_count"],
+            a["packed"]) == (1, "running", "77_3", 4, socket.gethostname(), os.getpid(), 2, 3)
+    assert a["started"] and a["heartbeat"] and on_disk["updated"] and isinstance(a["usage"], dict)
+    assert a["checkpoint_at_start"][0] == "ckpt_10.pth" and a["footprint_at_start"][0] == 2  # own.txt, the ckpt
+    assert first.attempt == 1
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "3")
+    again = attempts.AttemptRecord(tmp_path, submission=4)  # the first one never said how it ended
+    again.start()
+    again.update(state=attempts.State.TIMEOUT, cause="timeout")
+    on_disk = json.loads((tmp_path / STATUS).read_text())
+    assert [(x["attempt"], x["state"]) for x in on_disk["attempts"]] == [(1, "lost"), (2, "timeout")]
+    assert on_disk["attempts"][0]["ended"] == on_disk["attempts"][0]["heartbeat"]
+    assert on_disk["attempts"][1]["restart_count"] == 3 and on_disk["state"] == "timeout"
+    assert on_disk["code_dir"] == "/sweep/code", "a later attempt keeps the snapshot it runs"
+    final = attempts.AttemptRecord(tmp_path, submission=5)
+    assert final.status.submission == 5, "the command line's intent decides the submission"
+
+
+def test_the_footprint_counts_only_what_the_code_wrote(tmp_path):
+    """[count, newest mtime] of the code's own files: ptslurm's files at the top (status,
+    intent, lease, config, its reserve), sacred's runs, temp files and links left out; a
+    file of the code named like ptslurm's deeper down still counts."""
+    import os
+
+    def write(rel, mtime_ns):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(rel)
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+
+    write("own.txt", 1_000)
+    write("runs/ptslurm_status.json", 3_000)  # the code's, below the top
+    write("lightning_logs/version_0/.ptslurm-x", 2_000)
+    for rel in ("ptslurm_status.json", "ptslurm_intent.json", "ptslurm_lease.json", "config.json",
+                ".ptslurm-reserve", "sacred/1/run.json", "model.pt.tmp"):
+        write(rel, 9_000)
+    (tmp_path / "latest.pth").symlink_to(tmp_path / "own.txt")
+    assert attempts.footprint(tmp_path) == [3, 3_000]
+    assert attempts.footprint(tmp_path / "missing") == [0, 0]
+
+
+def test_a_full_disk_is_still_recorded_from_the_reserve(small_tmpfs, monkeypatch):
+    """An attempt holds back some space (its reserve); when the disk fills up, the end of the
+    attempt is written after giving the reserve back. Without a reserve the full disk's error
+    goes up."""
+    import errno
+    import json
+
+    from ptslurm.records import STATUS
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    mnt = small_tmpfs("1m")
+    record = attempts.AttemptRecord(mnt)
+    record.reserve()
+    assert (mnt / record.RESERVE).stat().st_size == record.RESERVE_BYTES
+    record.start()
+    with open(mnt / "filler", "wb", buffering=0) as fh:  # the code fills the disk
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    record.update(state=attempts.State.FAILED, cause="no_space", final=True)
+    assert json.loads((mnt / STATUS).read_text())["state"] == "failed"
+    assert not (mnt / record.RESERVE).exists(), "the reserve was given back"
+    again = attempts.AttemptRecord(mnt)  # the next attempt, on a disk still full, with no reserve left
+    again.start()
+    with pytest.raises(OSError) as raised:
+        again.update(resumed_from={"blob": "x" * 400_000})
+    assert raised.value.errno == errno.ENOSPC
+
+
+def test_the_failure_before_is_the_previous_attempt_of_this_submission():
+    record = Record([])
+    failed = Attempt(cause="failed", submission=1, fingerprint="f")
+    cases = [((), None), ((failed,), failed), ((failed.replace(submission=0),), None),
+             ((failed.replace(cause="timeout"),), None), ((failed, Attempt(cause="timeout", submission=1)), None)]
+    for earlier, expected in cases:
+        record.status = PointStatus(submission=1, attempts=earlier + (Attempt(submission=1),))
+        assert attempts.AttemptRecord.previous_failure(record) == expected, earlier
