@@ -190,3 +190,45 @@ def test_the_line_under_status_counts_each_rung():
     assert halving.summary(asha, [(0, ""), (1, "final")]) == (
         "ASHA (eta 3, 2 brackets, by acc): rung 0 (steps=2): 2, 1 on; rung 1 (steps=6): 1, 0 on; rung 2 (steps=18): 0")
     assert halving.summary(None, standings) == "" and halving.summary({"eta": 3}, standings) == ""
+
+
+def test_a_search_section_takes_its_defaults_and_names_each_fault():
+    search = halving.parse({"budget": "steps", "min": 2, "max": 18}, "halving")
+    assert (search.eta, search.metric, search.brackets, search.promotion, search.unit) == (3, "loss", 1, "sync", None)
+    faults = [
+        ("a list", "halving: expected a mapping like {budget: steps, min: 2, max: 18, eta: 3, metric: loss}"),
+        ({"budget": "steps", "min": 2, "max": 0}, "max"),
+        ({"budget": "steps", "min": 0, "max": 18}, "min"),
+        ({"budget": "steps", "min": True, "max": 18}, "min"),
+        ({"budget": "steps", "min": 2, "max": 18, "eta": True}, "eta"),
+        ({"budget": "steps", "min": 2, "max": 5}, "got 5; e.g. max: 6 or 18"),
+        ({"budget": "steps", "min": 2, "max": 20}, "got 20; e.g. max: 18 or 54"),
+        ({"budget": "steps", "min": 2, "max": 18, "brackets": True}, "brackets"),
+        ({"budget": "steps", "min": 2, "max": 18, "metric": ""}, "metric must name a sacred metric"),
+        ({"budget": "steps", "min": 2, "max": 18, "unit": 5}, "unit must be a word like iteration or epoch, got 5"),
+    ]
+    for data, words in faults:
+        with pytest.raises(SpecError) as raised:
+            halving.parse(data, "halving")
+        assert words in str(raised.value) and str(raised.value).startswith("halving: "), (data, str(raised.value))
+
+
+@pytest.mark.parametrize("brackets, low, high, eta, n, sizes", [
+    (3, 2, 18, 3, 12, [6, 4, 2]),  # Hyperband's weights 9:6:3 -> a half, a third, a sixth
+    (3, 2, 18, 3, 7, [4, 2, 1]),  # 3.5, 2.33, 1.17: the largest remainder gets the last point
+    (3, 2, 18, 3, 3, [1, 1, 1]),  # as many points as brackets: one each
+    (3, 1, 256, 4, 4, [2, 1, 1]),  # 3.05, 0.76, 0.19: one each at least, taken from the largest
+    (2, 2, 18, 3, 4, [3, 1]),
+])
+def test_brackets_share_the_points_as_hyperband_weighs_them(brackets, low, high, eta, n, sizes):
+    from collections import Counter
+
+    search = halving.parse({"budget": "steps", "min": low, "max": high, "eta": eta, "brackets": brackets}, "h")
+    assert halving.bracket_sizes(search, n) == sizes
+    assert Counter(halving.brackets_of(search, n)) == dict(enumerate(sizes))
+
+
+def test_more_brackets_than_points_is_refused():
+    search = halving.parse({"budget": "steps", "min": 2, "max": 18, "brackets": 3}, "h")
+    with pytest.raises(SpecError, match="3 brackets need at least 3 points, the sweep has 2"):
+        halving.bracket_sizes(search, 2)

@@ -76,6 +76,13 @@ def test_the_queue_from_squeue():
                      "12_9": "PENDING", "13": "COMPLETING", "15": "PENDING", "16": "PENDING"}
     assert [queue[j].reason for j in ("12_3", "12_9", "13", "15", "16")] == [  # type: ignore[attr-defined]
         "", "Priority", "", "QOSMaxJobsPerUser", "JobHeldUser"]
+    # states with underscores, reasons with spaces kept whole, the same state with other reasons
+    queue = commands.parse_queue("20_1 REQUEUE_HOLD JobHeldAdmin\n20_2 PENDING Nodes required for job are DOWN\n"
+                                 "20_3 PENDING Priority\n20_4 PENDING (null)\n20_5 PENDING Priority\n")
+    assert queue == {"20_1": "REQUEUE_HOLD", "20_2": "PENDING", "20_3": "PENDING", "20_4": "PENDING",
+                     "20_5": "PENDING"}
+    assert [queue[j].reason for j in ("20_1", "20_2", "20_3", "20_4", "20_5")] == [  # type: ignore[attr-defined]
+        "JobHeldAdmin", "Nodes required for job are DOWN", "Priority", "", "Priority"]
 
 
 def test_expand_ids():

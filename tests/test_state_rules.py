@@ -409,3 +409,56 @@ def test_a_cancel_is_noted_so_that_status_without_a_queue_shows_it(tmp_path, no_
     assert [r.state for r in state.sweep_states(sweep_dir, m)] == [State.PENDING, State.CANCELLED]
     storage.touch_point(sweep_dir, 1)  # again: nothing changes
     assert sorted(os.listdir(sweep_dir / "touched")) == ["1"]
+
+
+# ----------------------------------------------------------------------------- why, groups, counts
+
+
+def row_of(state_, error=None, gave_up=None, index=0, **fields) -> PointRow:
+    attempts_ = (attempt(state=state_, gave_up=gave_up),) if gave_up is not None or state_ != State.PENDING else ()
+    return PointRow(index=index, state=state_, job_id="9_0", storage_dir="d", status=status_of(*attempts_),
+                    error=error, **fields)
+
+
+def test_why_a_point_ended_is_its_errors_first_line_or_why_it_was_not_requeued():
+    assert state.why(row_of(State.FAILED, error="ValueError: bad lr\n  more")) == "ValueError: bad lr"
+    assert state.why(row_of(State.FAILED, gave_up="it failed without progress")) == "it failed without progress"
+    assert state.why(row_of(State.FAILED, error="E: boom", gave_up="4 failures")) == "E: boom", "the error first"
+    assert state.why(row_of(State.TIMEOUT, error="stopped", gave_up="--max-attempts 2 reached")) == \
+        "--max-attempts 2 reached", "a stopped point: why it is not requeued"
+    assert state.why(row_of(State.TIMEOUT, error="stopped")) == "stopped"
+    for quiet in (row_of(State.COMPLETED, gave_up="x"), row_of(State.CANCELLED, error="e"),
+                  row_of(State.RUNNING, error="e", gave_up="x"), row_of(State.FAILED), row_of(State.PENDING)):
+        assert state.why(quiet) == "", quiet.state
+
+
+def test_failures_are_grouped_by_why_the_largest_group_first():
+    rows = [row_of(State.FAILED, error="A", index=0), row_of(State.FAILED, error="B", index=1),
+            row_of(State.COMPLETED, index=2), row_of(State.FAILED, error="B", index=3),
+            row_of(State.TIMEOUT, gave_up="C", index=4), row_of(State.FAILED, error="B", index=5),
+            row_of(State.FAILED, error="A", index=6)]
+    groups = state.failure_groups(rows)
+    assert [(said, [r.index for r in rs]) for said, rs in groups] == [("B", [1, 3, 5]), ("A", [0, 6]), ("C", [4])]
+
+
+def test_counts_each_state_in_order():
+    rows = [row_of(s) for s in (State.RUNNING, State.COMPLETED, State.RUNNING, State.FAILED, State.RUNNING)]
+    counted = state.counts(rows)
+    assert counted == {State.COMPLETED: 1, State.FAILED: 1, State.RUNNING: 3}
+    assert list(counted) == [s for s in ORDER if s in counted]
+
+
+def test_a_row_names_an_unknown_field_and_its_reason_and_usage_show_in_json(tmp_path):
+    row = row_of(State.PENDING)
+    with pytest.raises(TypeError, match="PointRow has no field bogus, nope"):
+        row.replace(nope=1, bogus=2)
+    assert row.replace(reason="Priority").to_json()["reason"] == "Priority" and row.to_json()["reason"] is None
+    used = PointRow(index=0, state=State.RUNNING, job_id="9_0", storage_dir="d",
+                    status=status_of(attempt(usage={"peak_mb": 300})))
+    assert used.to_json()["usage"] == {"peak_mb": 300}
+
+
+def test_an_attempt_killed_without_an_end_adds_no_time(tmp_path):
+    m = manifest(tmp_path, n=1)
+    write_status(m.points[0], status_of(attempt(state=State.LOST, heartbeat=iso(T0 + 50))))
+    assert state.status_rows(m, state.point_states(m, queue={}), now=T0 + 1000)[0].elapsed_s == 0.0
