@@ -124,3 +124,58 @@ def test_a_point_started_by_a_big_process_does_not_inherit_its_peak_memory():
     own, inherited = map(float, out.split())
     assert inherited >= 300, "the mechanism this guards against (ru_maxrss inherited)"
     assert own < 150, own
+
+
+@pytest.mark.parametrize("used, mem_gb, gpus, expected", [
+    # at the thresholds exactly: a GPU 10% busy and memory at a quarter are not waste
+    ({"max_rss_mb": 8192, "samples": 3, "gpus": [{"util_mean": 10.0}]}, 32, 1, []),
+    ({"max_rss_mb": 8191, "samples": 3}, 32, 0,
+     ["point 3 used 8.0 of the 32 GB of memory it asked for: --mem 12 would do"]),
+    # a tiny peak still asks for a whole gigabyte; GPUs sampled but not asked for: no GPU hint
+    ({"max_rss_mb": 50, "samples": 3, "gpus": [{"util_mean": 1.0}]}, 4, 0,
+     ["point 3 used 0.0 of the 4 GB of memory it asked for: --mem 1 would do"]),
+    ({"max_rss_mb": 700, "samples": 3}, 4, 0, ["point 3 used 0.7 of the 4 GB of memory it asked for: --mem 2 would do"]),
+])
+def test_hints_at_their_thresholds(used, mem_gb, gpus, expected):
+    assert usage.hints(3, used, mem_gb, gpus) == expected
+
+
+def test_collects_usage_columns():
+    gpus = [{"util_mean": 33.33, "mem_peak_mb": 900}, {"util_mean": 66.66, "mem_peak_mb": 1200}]
+    assert usage.columns({"samples": 2, "max_rss_mb": 400, "gpus": gpus}) == {
+        "max_rss_mb": 400, "gpu_util": 50.0, "gpu_mem_peak_mb": 1200}
+    assert usage.columns({"samples": 2, "max_rss_mb": 400, "gpus": gpus[:1]})["gpu_util"] == 33.3
+    assert usage.columns({"samples": 1, "max_rss_mb": 400}) == {"max_rss_mb": 400}
+    assert usage.columns({"samples": 0, "max_rss_mb": 400}) == {} and usage.columns(None) == {}
+
+
+def iso(t):
+    import datetime
+
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat()
+
+
+def test_the_time_an_attempt_ran_and_the_share_of_it_spent_training():
+    from ptslurm.records import Attempt
+
+    t0 = 1_800_000_000.0
+    assert usage.span(Attempt(started=iso(t0), ended=iso(t0 + 100), heartbeat=iso(t0 + 50))) == (t0, t0 + 100)
+    assert usage.span(Attempt(started=iso(t0), heartbeat=iso(t0 + 50))) == (t0, t0 + 50)  # still running
+    assert usage.span(Attempt(started=iso(t0))) == (t0, t0)
+    assert usage.span(Attempt(ended=iso(t0))) is None
+    # 5 steps logged 10 s apart from t0+20: 40 s between first and last, plus one step's 10 s
+    series = {"timestamps": [iso(t0 + 20 + 10 * k).replace("+00:00", "") for k in range(5)]}
+    metrics = {"loss": series, "acc": {"timestamps": series["timestamps"][:2]}, "junk": 3}
+    assert usage.trained_share(metrics, t0, t0 + 100) == 0.5
+    assert usage.trained_share({"loss": {"timestamps": series["timestamps"][:1]}}, t0, t0 + 100) == 0.0
+    assert usage.trained_share(metrics, t0, t0 + 40) == 1.0, "never more than the whole attempt"
+    assert usage.trained_share(metrics, t0, t0) is None and usage.trained_share({}, t0, t0 + 9) is None
+    assert usage.trained_share(metrics, t0, t0 + 300) == 0.167
+    # a point's time: every attempt's, and the trained share weighed by the attempts that logged
+    # (0.5 of 100 s and all of 300 s: 0.875)
+    first = Attempt(started=iso(t0), ended=iso(t0 + 100))
+    second = Attempt(started=iso(t0 + 200), ended=iso(t0 + 500))
+    assert usage.time_columns([first, Attempt(), second], [metrics, {}, {}]) == {"time_s": 400, "trained": 0.5}
+    assert usage.time_columns([first, second], [metrics, {"loss": {"timestamps": [
+        iso(t0 + 200 + 30 * k).replace("+00:00", "") for k in range(11)]}}]) == {"time_s": 400, "trained": 0.875}
+    assert usage.time_columns([Attempt()], [{}]) == {}
