@@ -47,11 +47,19 @@ def slurm_env(monkeypatch):
 
 
 def fake_info(monkeypatch, **fields):
+    """SLURM's record of this job (scontrol show job), for the job that asks: $SLURM_JOB_ID."""
+    import os
+
     import ptslurm.commands
 
     base = {"JobState": "RUNNING", "Restarts": "1", "PreemptTime": "None"}
-    base.update(fields)
-    monkeypatch.setattr(ptslurm.commands, "job_info", lambda job_id: base)
+    base.update({k: v for k, v in fields.items() if v is not None})
+
+    def job_info(job_id):
+        assert job_id == os.environ["SLURM_JOB_ID"], f"asked about job {job_id!r}"
+        return {k: v for k, v in base.items() if fields.get(k, "") is not None}
+
+    monkeypatch.setattr(ptslurm.commands, "job_info", job_info)
 
 
 @pytest.mark.parametrize("sig, fields, causes, expected", [
@@ -405,3 +413,26 @@ def test_the_failure_before_is_the_previous_attempt_of_this_submission():
     for earlier, expected in cases:
         record.status = PointStatus(submission=1, attempts=earlier + (Attempt(submission=1),))
         assert attempts.AttemptRecord.previous_failure(record) == expected, earlier
+
+
+@pytest.mark.parametrize("case, sig, info, restart_count, expected", [
+    ("an empty preemption time is none", signal.SIGUSR2, {"PreemptTime": ""}, "1", "timeout"),
+    ("no restart count on record: the first run", signal.SIGUSR2, {"Restarts": None}, None, "timeout"),
+    ("SLURM restarted it, the job's environment says none", signal.SIGUSR2, {"Restarts": "1"}, None, "requeued"),
+    ("requeued, the counts agreeing", signal.SIGTERM, {"JobState": "REQUEUED"}, "1", "requeued"),
+    ("held on its way back", signal.SIGTERM, {"JobState": "REQUEUE_HOLD"}, "1", "requeued"),
+])
+def test_what_slurms_record_says_of_a_stop(slurm_env, case, sig, info, restart_count, expected):
+    fake_info(slurm_env, **info)
+    if restart_count is None:
+        slurm_env.delenv("SLURM_RESTART_COUNT")
+    else:
+        slurm_env.setenv("SLURM_RESTART_COUNT", restart_count)
+    assert attempts.classify(stop(sig)) == expected, case
+
+
+def test_ctrl_c_outside_slurm_is_an_interruption(monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    interrupt.reset()
+    assert attempts.classify(KeyboardInterrupt()) == "interrupted"
+    assert attempts.classify(RuntimeError("x")) == "failed"
