@@ -171,3 +171,31 @@ def test_a_bulk_read_leaves_the_cycle_collector_as_it_found_it(tmp_path, monkeyp
         finally:
             gc.enable()
     assert seen == [False, False], "the manifest was built with the collector on"
+
+
+@pytest.mark.parametrize("kind, data", [
+    (PointEntry, {"index": True, "seed": "3", "job_id": None, "storage_dir": 5, "updates": {"lr": 1},
+                  "varied": ["lr"], "budgets": [{"value": 2}], "extra": 1, "new_key": [1]}),
+    (PointEntry, {}),
+    (Attempt, {"attempt": "2", "state": "requeued", "job_id": 12, "sacred_id": None, "gave_up": None}),
+    (Manifest, {"schema": 1, "points": [{"index": 0}], "waves": None, "note": "n", "resources": {"gpus": 2}}),
+])
+def test_a_schema_worked_out_afresh_reads_and_writes_the_same_records(kind, data, monkeypatch):
+    """Each record class's fields are worked out once per process (the first read fills the
+    cache): worked out again from nothing, they read and write exactly what the dataclass
+    says (loads, dumps, fields left out when None, unknown keys kept)."""
+    import dataclasses
+
+    from ptslurm import recordkit
+
+    expected_read, expected_json = kind.from_json(data), kind.from_json(data).to_json()
+    monkeypatch.setattr(recordkit, "_SCHEMAS", {})
+    monkeypatch.setattr(recordkit, "_BUILDERS", {})
+    fresh = kind.from_json(data)
+    assert fresh == expected_read and fresh.extra == expected_read.extra and fresh.to_json() == expected_json
+    fields = {f.name for f in dataclasses.fields(kind)} - {"extra"}
+    assert set(fresh.to_json()) <= fields | set(data)
+    assert all(type(getattr(fresh, n)) is type(getattr(expected_read, n)) for n in fields)
+    monkeypatch.setattr(recordkit, "_SCHEMAS", {})
+    monkeypatch.setattr(recordkit, "_BUILDERS", {})
+    assert kind(**{n: getattr(expected_read, n) for n in fields}, extra=dict(expected_read.extra)).to_json() == expected_json
