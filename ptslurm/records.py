@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .recordkit import (R, Record, _int, _mapping, _opt_int, _opt_mapping, _str, _strings, field,
                         gc_paused as gc_paused, read_json as read_json)
-from .spec import Point, Resources
+from .spec import Point, Resources, varied_values
 
 # ----------------------------------------------------------------------------- on-disk names
 # Every name ptslurm gives a file or folder, in one place (README, "Storage layout").
@@ -277,11 +277,8 @@ class PointEntry(Record):
                      varied=self.varied)
 
     def varied_values(self, keys: tp.Iterable[str]) -> tp.Dict[str, tp.Any]:
-        """The values of the sweep's varied ``keys`` for this point, as ``Point.varied_values``
-        gives them (a named-config axis as the names joined by spaces)."""
-        updates = self.updates
-        return {key: " ".join(self.named_configs) if key == "named_configs" else updates[key]
-                for key in keys if key == "named_configs" or key in updates}
+        """The values of the sweep's varied ``keys`` for this point (``spec.varied_values``)."""
+        return varied_values(self.updates, self.named_configs, keys)
 
     def label(self, keys: tp.Iterable[str]) -> str:
         """``lr=0.1 batch_size=16``: the point's varied values (``point 3`` when none vary)."""

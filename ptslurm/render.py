@@ -77,7 +77,7 @@ def table(header: tp.Sequence[str], rows: tp.Sequence[tp.Sequence[str]], max_wid
     columns, each repeating the first column (as pandas does). No line is wider than
     ``total_width``; floats are rounded, not cut."""
     total = total_width or terminal_width() or 10**6
-    cells = [[str(c) for c in header]] + [[c if type(c) is str else str(c) for c in r] for r in rows]
+    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
     n = len(header)
     natural = [max(map(len, column)) for column in zip(*cells)]
     widths = [min(w, max(max_width, len(header[i]))) for i, w in enumerate(natural)]
@@ -164,7 +164,7 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
         if r.state in TERMINAL:
             beat = f"ended {age(r.ended, now)}" if r.ended else "-"
         else:
-            beat = age(r.heartbeat, now) if r.heartbeat else "-"
+            beat = age(r.heartbeat, now)
         line = [str(r.index)]
         line += [cell(r.varied.get(k, ""), k) for k in varied]
         if versions:
@@ -173,7 +173,7 @@ def status(manifest: Manifest, rows: tp.Sequence["PointRow"], now: tp.Optional[f
             line.append(rungs.get(r.index, "-"))
         line += [f"{r.state} ({waits_for(r.reason)})" if r.reason else str(r.state), str(r.attempts),
                  progress_cell(r, now), beat,
-                 duration(r.elapsed_s) if r.elapsed_s else "0:00:00", job]
+                 duration(r.elapsed_s), job]
         if spread:
             line.append(ranks(manifest, r))
         if noted:

@@ -13,6 +13,19 @@ def _freeze(value):
     return json.dumps(value, sort_keys=True, default=repr)
 
 
+def varied_values(updates: tp.Mapping[str, tp.Any], named_configs: tp.Sequence[str],
+                  keys: tp.Iterable[str]) -> tp.Dict[str, tp.Any]:
+    """A point's values of the varied ``keys``: a named-config axis as the names joined by
+    spaces (as status and collect show it), a key the point does not set left out."""
+    out: tp.Dict[str, tp.Any] = {}
+    for key in keys:
+        if key == "named_configs":
+            out[key] = " ".join(named_configs)
+        elif key in updates:
+            out[key] = updates[key]
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class Point:
     """One point of a sweep.
@@ -30,15 +43,9 @@ class Point:
     resources: tp.Dict[str, tp.Any] = dataclasses.field(default_factory=dict, compare=False)
 
     def varied_values(self, keys: tp.Optional[tp.Iterable[str]] = None) -> tp.Dict[str, tp.Any]:
-        """The values of the varied keys (``keys``, default ``self.varied``) for this point;
-        a named-config axis as the names joined by spaces (as status and collect show it)."""
-        out: tp.Dict[str, tp.Any] = {}
-        for key in self.varied if keys is None else keys:
-            if key == "named_configs":
-                out[key] = " ".join(self.named_configs)
-            elif key in self.updates:
-                out[key] = self.updates[key]
-        return out
+        """The values of the varied keys (``keys``, default ``self.varied``) for this point
+        (``varied_values``)."""
+        return varied_values(self.updates, self.named_configs, self.varied if keys is None else keys)
 
     @property
     def label(self) -> str:

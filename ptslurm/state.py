@@ -181,9 +181,9 @@ def _untouched(manifest: Manifest, sweep_dir: tp.Optional[Path],
         noted = set()
     except OSError:
         return set()  # unreadable notes: read every point's files
-    if queue is None:
-        return {e.index for e in manifest.points if e.index not in noted}
-    return {e.index for e in manifest.points if e.index not in noted and queue.get(e.job_id or "") == records.SLURM_PENDING}
+    # without a queue to ask (a local sweep, a controller that did not answer) the notes alone
+    return {e.index for e in manifest.points if e.index not in noted
+            and (queue is None or queue.get(e.job_id or "") == records.SLURM_PENDING)}
 
 
 def point_states(manifest: Manifest, queue: tp.Optional[tp.Mapping[str, str]] = None,
