@@ -140,9 +140,9 @@ class Sweep:
 
     def _rows(self, manifest: "Manifest") -> tp.Any:
         from .state import sweep_states
-        from .submission import backend_of
+        from .submission import scheduler_of
 
-        return sweep_states(self.dir, manifest, backend_of(self.dir, manifest, self.client.scheduler)
+        return sweep_states(self.dir, manifest, scheduler_of(self.dir, manifest, self.client.scheduler)
                             if self.client.scheduler else None)
 
     def _indices(self, points: tp.Optional[tp.Sequence[int]]) -> tp.List[int]:

@@ -11,7 +11,7 @@ import traceback
 import typing as tp
 from pathlib import Path
 
-from . import commands, interrupt, records, sampler, storage
+from . import interrupt, records, sampler, schedulers, storage
 from .records import (OWN_FILES, STOPS, Action, Cause, SLURM_COMPLETING, SLURM_REQUEUING, STATUS, Attempt,
                       PointStatus, State, read_intent)
 from .runtime import job_id, now, on_slurm
@@ -226,7 +226,7 @@ def classify(exc: BaseException, storage_dir: tp.Optional[Path] = None) -> Cause
     parent = os.environ.get("PTSLURM_PACK_PARENT", "")  # (pack.ENV_PACK_PARENT)
     if parent.isdigit() and os.getppid() != int(parent):
         return Cause.TERMINATED  # the packed job's own process died: its end, not a cancel; resumable
-    info = commands.job_info(os.environ["SLURM_JOB_ID"])
+    info = schedulers.in_job().job_info(os.environ["SLURM_JOB_ID"])
     if info.get("PreemptTime") not in (None, "", "None"):
         return Cause.PREEMPTED
     restarts = int(info.get("Restarts", "0") or 0)

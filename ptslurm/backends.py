@@ -15,7 +15,7 @@ import time
 import typing as tp
 from pathlib import Path
 
-from . import commands, records, storage, submitit_adapter
+from . import commands, programs, records, schedulers, slurmtext, storage, submitit_adapter
 from .commands import first_error_line
 from .errors import StorageError, SubmissionError, SubmissionRejected, UsageError
 from .spec import Resources
@@ -37,12 +37,11 @@ def chunks(items: tp.Sequence[T], size: int) -> tp.List[tp.List[T]]:
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
 
 
-class SlurmBackend:
+class SlurmBackend(schedulers.Slurm):
     """Submits points as job arrays through submitit, one ``sbatch`` per array; arrays are
     split to respect ``MaxArraySize``. Python runs under ``srun`` (submitit's default) so
-    that ``--signal`` reaches it; logs are opened in append mode across attempts."""
-
-    name = "slurm"
+    that ``--signal`` reaches it; logs are opened in append mode across attempts. Every
+    other question and order: ``schedulers.Slurm``."""
 
     def __init__(self, sweep_dir: Path, resources: Resources, job_name: str, workdir: tp.Optional[Path] = None):
         self.sweep_dir = Path(sweep_dir)
@@ -180,21 +179,6 @@ class SlurmBackend:
         """index -> job id of the queued array tasks whose comment carries ``marker``."""
         return commands.marked_jobs(marker)
 
-    def queue_states(self, job_ids: tp.Iterable[str]) -> tp.Dict[str, str]:
-        """job id -> state of those of ``job_ids`` still in the queue."""
-        return commands.queue_states(list(job_ids))
-
-    def cancel(self, job_ids: tp.Iterable[str]) -> None:
-        """scancel; raises SubmissionError when the scheduler refuses or does not answer."""
-        commands.cancel(job_ids)
-
-    # the read side's questions (``state.Asker``)
-    def slurm_available(self) -> bool:
-        return commands.slurm_available()
-
-    def accounting_history(self, job_ids: tp.Iterable[str]) -> tp.Dict[str, tp.List[tp.Tuple[str, str]]]:
-        return commands.accounting_history(job_ids)
-
 
 class LocalBackend:
     """Runs points as local processes, ``jobs`` at a time, with the same on-disk layout as
@@ -238,7 +222,7 @@ class LocalBackend:
             while pending or running:
                 while pending and len(running) < self.jobs:
                     unit = pending.pop(0)
-                    name = f"{unit[0]}.log" if len(unit) == 1 else f"job-{commands.ranges(unit)}.log"
+                    name = f"{unit[0]}.log" if len(unit) == 1 else f"job-{slurmtext.ranges(unit)}.log"
                     # Ctrl-C or SIGTERM waits until the point is on record here: one that came
                     # between its start and the record would leave it running, orphaned
                     came: tp.List[int] = []
@@ -247,7 +231,7 @@ class LocalBackend:
                     try:
                         with open(logs / name, "a") as log:
                             # started outside the snapshot: the job enters it once it checked it
-                            running[unit] = commands.start_point(self.command(unit[0] if len(unit) == 1 else unit),
+                            running[unit] = programs.start_point(self.command(unit[0] if len(unit) == 1 else unit),
                                                                  log, logs)
                     finally:
                         for sig, handler in before.items():
@@ -264,7 +248,7 @@ class LocalBackend:
                     time.sleep(poll_s)
         except BaseException:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            _stop_groups([p.pid for p in running.values()], grace_s=30)
+            schedulers.stop_groups([p.pid for p in running.values()], grace_s=30)
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
@@ -279,55 +263,9 @@ def runner_record() -> tp.Dict[str, tp.Any]:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
-def _stop_groups(pids: tp.Sequence[int], grace_s: float) -> None:
-    """SIGTERM the process groups led by ``pids``, SIGKILL those still there after ``grace_s``."""
-    import signal
-
-    def signal_(pid: int, sig: int) -> None:
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:  # not a group leader (`ptslurm run` in a shell): the process
-            try:
-                os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-        except PermissionError:
-            pass
-
-    def alive(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            try:
-                os.killpg(pid, 0)
-            except (ProcessLookupError, PermissionError):
-                return False
-        try:  # a zombie leader whose group is otherwise empty is gone for our purpose
-            return not open(f"/proc/{pid}/stat").read().split(") ")[-1].startswith("Z")
-        except OSError:
-            return True
-
-    for pid in pids:
-        signal_(pid, signal.SIGTERM)
-    deadline = time.time() + grace_s
-    while time.time() < deadline and any(alive(p) for p in pids):
-        time.sleep(0.2)
-    for pid in pids:
-        if alive(pid):
-            signal_(pid, signal.SIGKILL)
-
-
-def stop_local(attempts: tp.Sequence[tp.Any], grace_s: float) -> None:
-    """Stop running local attempts (``records.Attempt``: host and pid; each leads its
-    process group)."""
-    import socket
-
-    here = socket.gethostname()
-    _stop_groups([int(a.pid) for a in attempts if a.host == here and a.pid], grace_s)
-
-
-class Scheduler(tp.Protocol):
-    """What the submission protocol needs of a scheduler (SlurmBackend, FakeBackend)."""
+class Scheduler(schedulers.Scheduler, tp.Protocol):
+    """A scheduler that also submits a sweep's points (SlurmBackend, FakeBackend): what the
+    submission protocol needs, besides every question and order of ``schedulers.Scheduler``."""
 
     sweep_dir: Path
     resources: Resources
@@ -351,14 +289,6 @@ class Scheduler(tp.Protocol):
     def queued_count(self) -> tp.Optional[int]: ...
 
     def marked_jobs(self, marker: str) -> tp.Dict[int, str]: ...
-
-    def queue_states(self, job_ids: tp.Iterable[str]) -> tp.Dict[str, str]: ...
-
-    def cancel(self, job_ids: tp.Iterable[str]) -> None: ...
-
-    def slurm_available(self) -> bool: ...
-
-    def accounting_history(self, job_ids: tp.Iterable[str]) -> tp.Dict[str, tp.List[tp.Tuple[str, str]]]: ...
 
 
 #: makes a sweep's scheduler backend: (sweep_dir, resources, job name, workdir) -> backend
@@ -429,6 +359,7 @@ class FakeBackend:
     but the log folder."""
 
     name = "fake"
+    keeps_queue = True
 
     def __init__(self, cluster: FakeCluster, sweep_dir: Path, resources: Resources, job_name: str,
                  workdir: tp.Optional[Path] = None):
@@ -489,6 +420,33 @@ class FakeBackend:
     def cancel(self, job_ids: tp.Iterable[str]) -> None:
         self.cluster.scancel_calls += 1
         self.cluster.end(job_ids, "CANCELLED")
+
+    def stop(self, job_ids: tp.Iterable[str], attempts: tp.Sequence[tp.Any], grace_s: float) -> None:
+        jobs = list(job_ids)
+        if jobs:
+            self.cancel(jobs)
+
+    def hold(self, job_ids: tp.Sequence[str], release: bool = False) -> None:
+        for job in job_ids:
+            self.cluster.jobs[job]["held"] = not release
+
+    def requeue(self, job_id: str) -> None:
+        """As ``scontrol requeue``: the job queued again, its restart count one up; refused
+        (SubmissionError) for a job the queue no longer holds."""
+        rec = self.cluster.jobs.get(job_id)
+        if rec is None or rec["state"] not in self.cluster.QUEUED:
+            raise SubmissionError(f"scontrol requeue {job_id} failed: Job has already finished")
+        rec.update(state="PENDING", restarts=rec.get("restarts", 0) + 1)
+
+    def job_info(self, job_id: str) -> tp.Dict[str, str]:
+        """What ``scontrol show job`` says of a job, in its words: its state and restart count,
+        and what ``FakeCluster.jobs[job]["scontrol"]`` adds (a preemption time, the end)."""
+        rec = self.cluster.jobs.get(job_id)
+        if rec is None:
+            return {}
+        info = {"JobId": job_id, "JobState": rec["state"], "Restarts": str(rec.get("restarts", 0)),
+                "PreemptTime": "None", "EndTime": "Unknown", **rec.get("scontrol", {})}
+        return {k: v for k, v in info.items() if v is not None}  # None: a field the controller leaves out
 
     # the read side's questions (``state.Asker``)
     def slurm_available(self) -> bool:

@@ -1,6 +1,5 @@
-"""The one module that starts other programs: the scheduler's commands (sbatch, squeue, sacct,
-scontrol, sacctmgr, scancel), git, and the Python processes of the pre-flight and of local
-points. Output is read by pure parsers (``parse_*``, tested on literal outputs of SLURM 22.05
+"""The scheduler's commands (sbatch, squeue, sacct, scontrol, sacctmgr, scancel), run through
+``programs``; only the scheduler backends (``schedulers``, ``backends``) call them. Output is read by pure parsers (``parse_*``, tested on literal outputs of SLURM 22.05
 and of the formats newer versions document), so a change of format shows in one place.
 
 Every call has a timeout; a scheduler that does not answer reads as "unknown" ({} or None)
@@ -9,12 +8,12 @@ where the caller can go on without it, and as SubmissionError where it cannot.
 import getpass
 import os
 import shutil
-import subprocess
 import sys
 import typing as tp
 from pathlib import Path
 
 from .errors import SubmissionError
+from .programs import CompletedProcess, Popen, TimeoutExpired, answer as _answer, run_command, start_reading
 from .slurmtext import (Queued, _int, expand_ids, first_error_line, marker_comment, parse_history,  # noqa: F401
                         parse_marked, parse_pipe_table, parse_queue, parse_ranges, parse_scontrol, ranges,
                         slurm_minutes)
@@ -22,21 +21,6 @@ from .slurmtext import (Queued, _int, expand_ids, first_error_line, marker_comme
 PING_TIMEOUT_S = 10
 # sbatch's complaints about a full queue: not a bad request, the points wait for a later wave
 SUBMIT_LIMIT_ERRORS = ("QOSMaxSubmitJobPerUserLimit", "AssocMaxSubmitJobLimit", "MaxSubmitJobsPerUser")
-TimeoutExpired = subprocess.TimeoutExpired
-Popen = subprocess.Popen
-
-
-def run_command(args: tp.Sequence[str], timeout: float = 60, **kwargs: tp.Any) -> "subprocess.CompletedProcess[str]":
-    """Run a program to its end; its output as text."""
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, **kwargs)
-
-
-def _answer(args: tp.Sequence[str], timeout: float) -> tp.Optional["subprocess.CompletedProcess[str]"]:
-    """``run_command``, or None when the program is missing or did not answer in time."""
-    try:
-        return run_command(args, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
 
 
 def slurm_available() -> bool:
@@ -181,25 +165,25 @@ def requeue(job_id: str) -> None:
 
 
 #: the accounting queries of ``submit_limit`` started ahead (``prefetch_submit_limit``)
-_PREFETCHED: tp.List["subprocess.Popen[str]"] = []
+_PREFETCHED: tp.List["Popen[str]"] = []
 
 
-def _limit_queries() -> tp.List["subprocess.Popen[str]"]:
+def _limit_queries() -> tp.List["Popen[str]"]:
     """Both of ``submit_limit``'s ``sacctmgr`` queries, started at once (they read only)."""
     user = getpass.getuser()
     asked = [["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={user}", "format=User,Account,MaxSubmit,DefaultQOS"],
              ["sacctmgr", "-n", "-P", "show", "qos", "format=Name,MaxSubmitPU"]]
-    started: tp.List["subprocess.Popen[str]"] = []
+    started: tp.List["Popen[str]"] = []
     try:
         for args in asked:
-            started.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            started.append(start_reading(args))
     except OSError:
         _reap(started)
         return []
     return started
 
 
-def _reap(procs: tp.List["subprocess.Popen[str]"]) -> None:
+def _reap(procs: tp.List["Popen[str]"]) -> None:
     for proc in procs:
         if proc.poll() is None:
             proc.kill()
@@ -230,7 +214,7 @@ def submit_limit(qos: tp.Optional[str] = None) -> tp.Optional[int]:
     for proc in procs:
         try:
             out, _ = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
+        except TimeoutExpired:
             _reap(procs)
             return None
         answers.append(out if proc.returncode == 0 else None)
@@ -245,18 +229,6 @@ def submit_limit(qos: tp.Optional[str] = None) -> tp.Optional[int]:
             limits.append(_int(q["max_submit_pu"]))
     known = [x for x in limits if x is not None]
     return min(known) if known else None
-
-
-def has_nvidia_smi() -> bool:
-    return shutil.which("nvidia-smi") is not None
-
-
-def gpu_query() -> tp.Optional[str]:
-    """``nvidia-smi``'s index, utilisation and memory of each GPU it sees (CSV, no units), or
-    None when it does not answer."""
-    out = _answer(["nvidia-smi", "--query-gpu=index,utilization.gpu,memory.used,memory.total",
-                   "--format=csv,noheader,nounits"], 20)
-    return out.stdout if out is not None and out.returncode == 0 else None
 
 
 def queued_count() -> tp.Optional[int]:
@@ -288,7 +260,7 @@ def cancel(job_ids: tp.Iterable[str]) -> None:
         return
     try:
         out = run_command(["scancel", *ids], timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except (OSError, TimeoutExpired) as exc:
         raise SubmissionError(f"scancel did not answer ({exc})") from None
     if out.returncode != 0:
         said = first_error_line(out.stderr + out.stdout)
@@ -304,7 +276,7 @@ def queue_states(job_ids: tp.Iterable[str]) -> tp.Dict[str, str]:
         return {}
     try:
         out = run_command(["squeue", "-h", "-r", "-o", "%i %T %r", "-j", ",".join(wanted)], timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except (OSError, TimeoutExpired) as exc:
         raise SubmissionError(f"squeue did not answer: {exc}") from None
     if out.returncode != 0 and "Invalid job id" not in out.stderr:
         raise SubmissionError(f"squeue failed: {first_error_line(out.stderr)}")
@@ -322,7 +294,7 @@ def hold(job_ids: tp.Sequence[str], release: bool = False) -> None:
         raise SubmissionError(f"scontrol {verb} failed: {first_error_line(out.stderr)}")
 
 
-def sbatch_test_only(script: str) -> "subprocess.CompletedProcess[str]":
+def sbatch_test_only(script: str) -> "CompletedProcess[str]":
     """``sbatch --test-only`` of a batch script: whether the scheduler would take it."""
     import tempfile
 
@@ -330,7 +302,7 @@ def sbatch_test_only(script: str) -> "subprocess.CompletedProcess[str]":
         fh.write(script)
     try:
         return run_command(["sbatch", "--test-only", fh.name], timeout=120)
-    except subprocess.TimeoutExpired:
+    except TimeoutExpired:
         raise SubmissionError("sbatch --test-only did not answer within 120 s; "
                               "is slurmctld up? (`scontrol ping`)") from None
     finally:
@@ -348,69 +320,3 @@ def sbatch_wrap(options: tp.Sequence[str], command: tp.Sequence[str]) -> str:
     return out.stdout.strip().split(";")[0]
 
 
-def git_state(folder: Path) -> tp.Dict[str, tp.Any]:
-    """Commit, dirty state and remote of the repository holding ``folder``: ``{"commit":
-    None, "reason": ...}`` when it is no repository or has no commits yet."""
-    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")
-
-    def git(*args: str) -> "subprocess.CompletedProcess[str]":
-        return run_command(["git", "-C", str(folder), *args], timeout=30, env=env)
-
-    try:
-        top = git("rev-parse", "--show-toplevel")
-    except (OSError, subprocess.TimeoutExpired):
-        return {"commit": None, "dirty": None, "reason": "git is not available"}
-    if top.returncode != 0:
-        return {"commit": None, "dirty": None, "reason": "not in a git repository"}
-    head = git("rev-parse", "--verify", "-q", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
-    url = git("config", "--get", "remote.origin.url").stdout.strip() or top.stdout.strip()
-    if head.returncode != 0:
-        return {"commit": None, "dirty": dirty, "url": url, "reason": "the repository has no commits yet"}
-    return {"commit": head.stdout.strip(), "dirty": dirty, "url": url}
-
-
-def python_module(module: str, args: tp.Sequence[str], cwd: Path, timeout: float,
-                  env: tp.Optional[tp.Mapping[str, str]] = None) -> "subprocess.CompletedProcess[str]":
-    """``python -m MODULE ARGS`` with this interpreter, in ``cwd``, to its end (stdin closed).
-    Raises subprocess.TimeoutExpired (``TimeoutExpired``) after ``timeout``."""
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=dict(env or os.environ),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
-
-
-def start_point(command: tp.Sequence[str], log: tp.IO[str], cwd: tp.Optional[Path]) -> "subprocess.Popen[bytes]":
-    """Start a local point: output appended to ``log``, stdin closed, in its own session and
-    process group (cancel stops the point and whatever it started)."""
-    return subprocess.Popen(list(command), stdout=log, cwd=cwd, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-
-
-def start_packed(command: tp.Sequence[str], log: tp.IO[str], env: tp.Mapping[str, str],
-                 cpus: tp.Sequence[int] = ()) -> "subprocess.Popen[bytes]":
-    """Start a point of a packed job: output appended to ``log``, stdin closed, in the job's
-    process group (the scheduler's signals reach it), pinned to ``cpus`` when given; SIGTERM
-    when the job's process dies, however (``PR_SET_PDEATHSIG``: without cgroups it would train
-    on unseen): it stops as at any stop, its attempt recorded."""
-    import ctypes
-    import signal
-
-    parent, prctl = os.getpid(), getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
-
-    def prepare() -> None:
-        if prctl is not None:  # Linux
-            prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-            if os.getppid() != parent:  # the job's process died before that took effect
-                os._exit(143)
-        if cpus:
-            os.sched_setaffinity(0, set(cpus))
-
-    return subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=dict(env), preexec_fn=prepare)
-
-
-def run_notify(command: str, env: tp.Mapping[str, str], timeout: float = 120) -> "subprocess.CompletedProcess[str]":
-    """A sweep's ``--notify`` command, through the shell (the user wrote it for one), stdin
-    closed. Raises OSError or subprocess.TimeoutExpired."""
-    return subprocess.run(command, shell=True, env=dict(env), stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=timeout)

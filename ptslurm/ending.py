@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import commands, hparams
+from . import hparams, programs, schedulers
 from .records import Manifest
 from .runtime import job_id
 
@@ -18,7 +18,7 @@ def after(manifest: Manifest, sweep_dir: Path, index: int) -> None:
         hparams.point_ended(sweep_dir, index)
     except Exception as exc:  # noqa: BLE001 - never the point's failure
         print(f"ptslurm: warning: the TensorBoard summary: {exc}", file=sys.stderr, flush=True)
-    if manifest.executor != "slurm":
+    if not schedulers.of(manifest.executor).keeps_queue:
         return  # a local sweep is run and decided by the command that runs it
     wanted = [m for m, due in (("ptslurm.promote", manifest.search or manifest.optuna),
                                ("ptslurm.waves", manifest.waves)) if due]
@@ -27,7 +27,7 @@ def after(manifest: Manifest, sweep_dir: Path, index: int) -> None:
     env["PTSLURM_DECIDER"] = job_id() or "?"
     for module in wanted:
         try:
-            out = commands.python_module(module, [str(sweep_dir)], sweep_dir, 300, env)
+            out = programs.python_module(module, [str(sweep_dir)], sweep_dir, 300, env)
             said = (out.stderr or "").strip().splitlines()
             if out.returncode != 0 or said:
                 print(f"ptslurm: {module}: {said[-1] if said else out.returncode}", file=sys.stderr, flush=True)

@@ -16,7 +16,7 @@ import traceback
 import typing as tp
 from pathlib import Path
 
-from . import commands, sacred_adapter
+from . import programs, sacred_adapter
 from .errors import ExperimentError
 from .snapshot import SourceOnlyLoader
 from .spec import Point
@@ -330,4 +330,4 @@ def list_defaults(default: dict, points: tp.Sequence[Point], flat_axes: tp.Itera
 def git_state(path: Path) -> dict:
     """Commit and dirty state of the repository holding ``path``: ``{"commit": None,
     "reason": ...}`` when it is no repository or has no commits yet (sacred would raise)."""
-    return commands.git_state(Path(path).resolve().parent)
+    return programs.git_state(Path(path).resolve().parent)

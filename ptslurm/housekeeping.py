@@ -7,7 +7,7 @@ import sys
 import typing as tp
 from pathlib import Path
 
-from . import commands, storage
+from . import programs, storage
 from .state import sweep_states
 from .errors import UsageError
 from .records import TERMINAL, Manifest, State, read_intent, read_status
@@ -40,7 +40,7 @@ def notify_if_ended(manifest: Manifest, sweep_dir: Path) -> bool:
     env = dict(os.environ, PTSLURM_SWEEP=str(sweep_dir), PTSLURM_SWEEP_NAME=manifest.name,
                PTSLURM_COUNTS=" ".join(f"{k} {v}" for k, v in counts.items()))
     try:
-        done = commands.run_notify(manifest.notify, env)
+        done = programs.run_notify(manifest.notify, env)
         outcome = f"exit status {done.returncode}" + (f": {done.stderr.strip()[-300:]}" if done.returncode else "")
     except Exception as exc:  # noqa: BLE001 - a notification never fails the point
         outcome = f"it could not run: {exc}"

@@ -11,7 +11,7 @@ import traceback
 import typing as tp
 from pathlib import Path
 
-from . import commands, ending, interrupt, records, runtime, sacred_adapter, storage
+from . import ending, interrupt, records, runtime, sacred_adapter, schedulers, storage
 from .attempts import AttemptRecord, classify, decide, fingerprint
 from .records import Action, Cause, Manifest, PointEntry, State, read_intent, read_status
 from .runtime import ENV_POINT, ENV_STORAGE_DIR, ENV_SWEEP_DIR, job_id, now, on_slurm
@@ -46,7 +46,7 @@ def _requeue() -> None:
     from .pack import ENV_PACK
 
     if not os.environ.get(ENV_PACK):
-        commands.requeue(job_id())
+        schedulers.in_job().requeue(job_id())
 
 
 def run_point(sweep_dir: tp.Union[str, Path], index: int, notify: bool = True) -> tp.Any:
@@ -261,7 +261,7 @@ def _use_allocation() -> None:
         return
     from .state import timestamp
 
-    info = commands.job_info(os.environ["SLURM_JOB_ID"])
+    info = schedulers.in_job().job_info(os.environ["SLURM_JOB_ID"])
     end = timestamp(_local_iso(info.get("EndTime")))
     if end is None:
         return

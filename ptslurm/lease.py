@@ -106,10 +106,10 @@ class Lease:
 
 
 def _scheduler_running(job: str) -> tp.Optional[bool]:
-    from . import commands
+    from . import schedulers
 
     try:
-        states = commands.queue_states([job])
+        states = schedulers.slurm().queue_states([job])
     except Exception:  # noqa: BLE001 - no scheduler to ask
         return None
     return states.get(job) in SLURM_ON_NODE

@@ -9,14 +9,14 @@ import shutil
 import typing as tp
 from pathlib import Path
 
-from . import backends, records, snapshot, storage
+from . import backends, records, schedulers, snapshot, storage
 from .errors import SubmissionError, UsageError
 from .plan import stage
-from .records import BUSY, COUT, TERMINAL, Attempt, Executor, Manifest, PointEntry, PointPaths, State, read_intent
+from .records import BUSY, COUT, TERMINAL, Attempt, Manifest, PointEntry, PointPaths, State, read_intent
 from .state import sweep_states
 from .runtime import now
 from .spec import Resources
-from .submission import backend_of, backends_of, run_local, submit_marker, units
+from .submission import backends_of, run_local, scheduler_of, submit_marker, units
 
 def select_points(manifest: Manifest, spec: tp.Optional[str]) -> tp.List[int]:
     """Indices from ``0,2,5-7`` (all points when ``spec`` is None)."""
@@ -77,15 +77,12 @@ def cancel(sweep_dir: Path, indices: tp.Sequence[int],
 def _cancel(sweep_dir: Path, indices: tp.Sequence[int],
             make: tp.Optional[backends.BackendFactory]) -> tp.List[int]:
     manifest = storage.read_manifest(sweep_dir)
-    backend = backend_of(sweep_dir, manifest, make)
-    rows = sweep_states(sweep_dir, manifest, backend)
-    on_slurm = manifest.executor == Executor.SLURM
-    queued: tp.Dict[str, str] = {}
-    if on_slurm:
-        try:
-            queued = backend.queue_states([e.job_id for e in manifest.points if e.job_id])
-        except SubmissionError:
-            queued = {}
+    scheduler = scheduler_of(sweep_dir, manifest, make)
+    rows = sweep_states(sweep_dir, manifest, scheduler)
+    try:
+        queued = scheduler.queue_states([e.job_id for e in manifest.points if e.job_id])
+    except SubmissionError:
+        queued = {}
     # a point cancelled before whose job still runs (scancel failed, or the command was
     # killed between the intent and scancel) is cancelled again
     chosen = [i for i in indices if rows[i].state not in TERMINAL
@@ -104,16 +101,13 @@ def _cancel(sweep_dir: Path, indices: tp.Sequence[int],
         jobs.append(wave_job)  # every point still going is cancelled: so is the next wave
     if manifest.search and everything and chosen:  # and the search: nothing is promoted on
         jobs += _stop_search(sweep_dir)
-    if on_slurm and jobs:
-        try:
-            backend.cancel(j for j in jobs if j)
-        except SubmissionError as exc:
-            raise SubmissionError(f"{exc}: the points are marked cancelled (a job that starts or stops "
-                                  f"will not requeue), but running jobs may go on; run the same "
-                                  f"`ptslurm cancel` again when the controller answers") from None
-    elif manifest.executor == Executor.LOCAL:
-        latest = [rows[i].latest for i in chosen]
-        backends.stop_local([a for a in latest if a is not None and a.state == State.RUNNING], CANCEL_GRACE_S)
+    running = [a for a in (rows[i].latest for i in chosen) if a is not None and a.state == State.RUNNING]
+    try:  # scancel of the jobs; or, for a local sweep, SIGTERM to the running attempts' processes
+        scheduler.stop([j for j in jobs if j], running, CANCEL_GRACE_S)
+    except SubmissionError as exc:
+        raise SubmissionError(f"{exc}: the points are marked cancelled (a job that starts or stops "
+                              f"will not requeue), but running jobs may go on; run the same "
+                              f"`ptslurm cancel` again when the controller answers") from None
     return chosen
 
 
@@ -231,7 +225,8 @@ def _resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool, ke
     value, recorded in each point's budget history) and save the manifest for SLURM;
     (book, whether they run here)."""
     manifest = storage.read_manifest(sweep_dir)
-    rows = sweep_states(sweep_dir, manifest, backend_of(sweep_dir, manifest, make))
+    scheduler = scheduler_of(sweep_dir, manifest, make)
+    rows = sweep_states(sweep_dir, manifest, scheduler)
     busy = [i for i in indices if rows[i].state in BUSY]
     if busy:
         raise UsageError(f"points {', '.join(map(str, busy))} are still queued or running; "
@@ -260,8 +255,8 @@ def _resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool, ke
     if resources:
         manifest = _with_resources(manifest, indices, resources)
     book = storage.ManifestBook(sweep_dir, manifest)
-    if manifest.executor != Executor.SLURM:
-        return book, True
+    if not scheduler.keeps_queue:
+        return book, True  # a local sweep's points run here, in this command
     book.save(manifest)
     return book, False
 
@@ -384,7 +379,7 @@ def run_here(sweep_dir: Path, manifest: Manifest, index: int, pdb: bool = False,
     storage.require_own(sweep_dir, "runs")
     entry = manifest.point(index)
     row = sweep_states(sweep_dir, manifest)[index]
-    busy = BUSY if manifest.executor == Executor.SLURM else (State.RUNNING,)
+    busy = BUSY if schedulers.of(manifest.executor).keeps_queue else (State.RUNNING,)
     if row.state in busy:
         raise UsageError(f"point {index} is {row.state} (job {entry.job_id}); two runs must not share "
                          f"its storage dir: `ptslurm cancel {shlex.quote(str(sweep_dir))} --points {index}` first")
@@ -426,15 +421,14 @@ def point_config(manifest: Manifest, index: int) -> tp.Tuple[tp.Dict[str, tp.Any
 def hold(sweep_dir: Path, manifest: Manifest, indices: tp.Sequence[int], release: bool = False) -> tp.List[str]:
     """``scontrol hold`` (or ``release``) the queued jobs of the points ``indices`` (a packed
     job as a whole); returns the jobs. UsageError on a local sweep."""
-    from . import commands
-
     storage.require_own(sweep_dir, "releases" if release else "holds")
-    if manifest.executor != Executor.SLURM:
+    scheduler = schedulers.of(manifest.executor)
+    if not scheduler.keeps_queue:
         raise UsageError(f"sweep {manifest.name!r} runs locally: hold and release are SLURM's")
-    rows = sweep_states(sweep_dir, manifest)
+    rows = sweep_states(sweep_dir, manifest, scheduler)
     jobs = sorted({str(rows[i].job_id) for i in indices if rows[i].job_id and rows[i].state in (State.PENDING,
                                                                                                State.REQUEUED)})
-    commands.hold(jobs, release=release)
+    scheduler.hold(jobs, release=release)
     return jobs
 
 
@@ -479,6 +473,7 @@ def log_paths(sweep_dir: Path, manifest: Manifest, index: int, attempt: tp.Optio
         raise UsageError(f"point {index} has {len(attempts)} attempt(s); --attempt must be 1-{max(len(attempts), 1)}")
     chosen = attempts[(attempt or len(attempts)) - 1] if attempts else None
     note = None
+    queued = schedulers.of(manifest.executor).keeps_queue  # its jobs write the scheduler's logs
     if chosen is not None and chosen.sacred_id and not live and rank == 0:
         path = PointPaths(entry.path).run(chosen.sacred_id, COUT)
         try:
@@ -487,10 +482,8 @@ def log_paths(sweep_dir: Path, manifest: Manifest, index: int, attempt: tp.Optio
         except OSError:
             pass
         note = (f"(sacred captured no output in {path}; showing the "
-                f"{'scheduler' if manifest.executor == 'slurm' else 'local'} log)")
+                f"{'scheduler' if queued else 'local'} log)")
     job = (chosen.job_id if chosen is not None else None) or entry.job_id
-    if manifest.executor == Executor.SLURM and job and chosen is not None and chosen.packed:
-        return sweep_dir / records.LOCAL_LOGS / f"{index}.log", chosen, note  # a packed point's own log
-    if manifest.executor == Executor.SLURM and job:
-        return backend_of(sweep_dir, manifest).log_path(job, rank), chosen, note
+    if queued and job and not (chosen is not None and chosen.packed):  # (a packed point has a log of its own)
+        return backends_of(sweep_dir, manifest).main.log_path(job, rank), chosen, note
     return sweep_dir / records.LOCAL_LOGS / f"{index}.log", chosen, note

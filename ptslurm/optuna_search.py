@@ -118,11 +118,12 @@ def step(sweep_dir: Path, manifest: tp.Any, rows: tp.Sequence[tp.Any], log: tp.D
     ``log["asked_by"]``: point -> the decider (``by``) that asked for it."""
     from optuna.trial import TrialState
 
-    from . import storage as files
+    from . import schedulers, storage as files
     from .records import TERMINAL, State
     from .results import direction, rung_value
 
     config = manifest.optuna
+    here = not schedulers.of(manifest.executor).keeps_queue  # a local sweep: its points run on this machine
     way = direction(config["metric"])[1]
     trials: tp.Dict[str, int] = log.setdefault("trials", {})
     s = study(sweep_dir, manifest.name, config, way)
@@ -133,7 +134,7 @@ def step(sweep_dir: Path, manifest: tp.Any, rows: tp.Sequence[tp.Any], log: tp.D
             continue
         if row.status.latest is None:
             continue  # asked, not run yet
-        if manifest.executor == "local" and row.state in (State.LOST, State.INTERRUPTED):
+        if here and row.state in (State.LOST, State.INTERRUPTED):
             continue  # the sweep command run again resumes it from its checkpoint
         value = rung_value(manifest.points[int(index)], row.status, config["metric"]) \
             if row.state == State.COMPLETED else None
@@ -159,5 +160,5 @@ def step(sweep_dir: Path, manifest: tp.Any, rows: tp.Sequence[tp.Any], log: tp.D
         manifest = manifest.with_points(lambda e: e.replace(updates={**e.updates, **params[e.index]}), changed)
         files.write_manifest(sweep_dir, manifest)
     start = [i for i, n in sorted(params.items()) if known[trials[str(i)]].state == TrialState.RUNNING
-             and rows[i].status.latest is None and (not manifest.points[i].job_id or manifest.executor == "local")]
+             and rows[i].status.latest is None and (not manifest.points[i].job_id or here)]
     return manifest, start

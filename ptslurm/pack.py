@@ -24,7 +24,7 @@ import time
 import typing as tp
 from pathlib import Path
 
-from . import commands, interrupt, records, storage
+from . import interrupt, programs, records, schedulers, slurmtext, storage
 from .records import Manifest, PointEntry, State, read_intent, read_status
 from .runtime import job_id, on_slurm
 
@@ -114,7 +114,7 @@ def run_pack(sweep_dir: tp.Union[str, Path], indices: tp.Sequence[int]) -> tp.Di
     todo = [e for e in entries if not ended(e)]
     skipped = [e.index for e in entries if e not in todo]
     if skipped:
-        print(f"ptslurm: job {job}: point(s) {commands.ranges(skipped)} ended before; not run again", flush=True)
+        print(f"ptslurm: job {job}: point(s) {slurmtext.ranges(skipped)} ended before; not run again", flush=True)
     logs = sweep_dir / records.LOCAL_LOGS
     storage.make_dirs(logs)
     gpus, cpus, allocated = allocation()
@@ -130,7 +130,7 @@ def run_pack(sweep_dir: tp.Union[str, Path], indices: tp.Sequence[int]) -> tp.Di
               + (f", CPUs {','.join(map(str, part.cpus))}" if part.cpus else "")
               + f"; its output: {logs / f'{entry.index}.log'}", flush=True)
         with open(logs / f"{entry.index}.log", "a") as log:
-            running[entry.index] = commands.start_packed(
+            running[entry.index] = programs.start_packed(
                 [sys.executable, "-m", "ptslurm.jobmain", str(sweep_dir), str(entry.index)], log, env, part.cpus)
     pids = {index: proc.pid for index, proc in running.items()}
     codes = _wait(manifest, running)
@@ -145,13 +145,13 @@ def run_pack(sweep_dir: tp.Union[str, Path], indices: tp.Sequence[int]) -> tp.Di
     again = [e.index for e in todo if wants_requeue(e, job) or (stopped and unrecorded(e, pids.get(e.index)))]
     by_slurm = [e.index for e in todo if requeued_by_slurm(e, job)]
     if by_slurm and not again and on_slurm():
-        print(f"ptslurm: job {job}: SLURM requeues it (scontrol requeue); point(s) {commands.ranges(by_slurm)} "
+        print(f"ptslurm: job {job}: SLURM requeues it (scontrol requeue); point(s) {slurmtext.ranges(by_slurm)} "
               f"resume then (its other points stay as they ended)", flush=True)
     if again and on_slurm():
-        print(f"ptslurm: job {job}: point(s) {commands.ranges(again)} stopped to resume later: requeueing the "
+        print(f"ptslurm: job {job}: point(s) {slurmtext.ranges(again)} stopped to resume later: requeueing the "
               f"job once (its other points stay as they ended)", flush=True)
         try:
-            commands.requeue(job)
+            schedulers.in_job().requeue(job)
         except Exception as exc:  # noqa: BLE001 - the points' records say they want to resume
             print(f"ptslurm: warning: {exc}; `ptslurm resubmit` resumes them", file=sys.stderr, flush=True)
     return codes

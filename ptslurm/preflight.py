@@ -12,7 +12,7 @@ import tempfile
 import typing as tp
 from pathlib import Path
 
-from . import commands
+from . import programs
 from .errors import ExperimentError
 
 TIMEOUT_S = 600
@@ -32,8 +32,8 @@ def run(code_dir: Path, experiment_file: Path, workdir: Path, module: str, point
         req.write_text(json.dumps(request))
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         try:
-            proc = commands.python_module("ptslurm.preflight", [str(req), str(out)], workdir, TIMEOUT_S, env)
-        except commands.TimeoutExpired:
+            proc = programs.python_module("ptslurm.preflight", [str(req), str(out)], workdir, TIMEOUT_S, env)
+        except programs.TimeoutExpired:
             raise ExperimentError(f"loading the experiment and building its configs took over {TIMEOUT_S} s; "
                                   f"does the file do heavy work at import time?") from None
         try:

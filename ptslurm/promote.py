@@ -18,7 +18,7 @@ import sys
 import typing as tp
 from pathlib import Path
 
-from . import halving, records, storage
+from . import halving, records, schedulers, storage
 from .errors import SubmissionError, UsageError
 from .records import TERMINAL, Executor, Manifest, State
 from .results import rung_value
@@ -96,7 +96,7 @@ def decide(sweep_dir: tp.Union[str, Path], make: tp.Any = None, by: str = "promo
 
 def _decide(sweep_dir: Path, make: tp.Any, by: str, own_job: tp.Optional[str]) -> tp.List[int]:
     from .state import sweep_states
-    from .submission import backend_of
+    from .submission import scheduler_of
 
     manifest = storage.read_manifest(sweep_dir)
     if not manifest.search and not manifest.optuna:
@@ -106,8 +106,9 @@ def _decide(sweep_dir: Path, make: tp.Any, by: str, own_job: tp.Optional[str]) -
         if by != "promote":
             return []  # cancelled: only `ptslurm promote` goes on
         del log["stopped"]
-    on_slurm = manifest.executor == Executor.SLURM
-    rows = sweep_states(sweep_dir, manifest, backend_of(sweep_dir, manifest, make) if on_slurm else None)
+    scheduler = scheduler_of(sweep_dir, manifest, make)
+    on_slurm = scheduler.keeps_queue
+    rows = sweep_states(sweep_dir, manifest, scheduler)
     here: tp.List[int] = []
     if manifest.search:
         here += _halve(sweep_dir, manifest, rows, log, make, by)
@@ -179,10 +180,10 @@ def _act(sweep_dir: Path, decision: tp.Mapping[str, tp.Any], search: halving.Sea
         book, _ = _resubmit(sweep_dir, fresh, False, True, make, updates={search.budget: search.value(target)},
                             by=f"halving decision {decision['id']}")
         # no job for the new budget yet: waiting (a submit limit may keep some waiting a while)
-        manifest = book.save(book.manifest.with_jobs({i: None for i in fresh}) if book.manifest.executor ==
-                             Executor.SLURM else book.manifest)
+        queued = schedulers.of(book.manifest.executor).keeps_queue
+        manifest = book.save(book.manifest.with_jobs({i: None for i in fresh}) if queued else book.manifest)
         _failpoint("extended")
-    if manifest.executor != Executor.SLURM:
+    if not schedulers.of(manifest.executor).keeps_queue:  # the next rung runs here
         return [i for i in chosen if _not_started(manifest, i)]
     if not _queue(sweep_dir, manifest, chosen, make):
         raise _Later()

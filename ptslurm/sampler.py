@@ -4,7 +4,7 @@ import os
 import threading
 import typing as tp
 
-from . import commands
+from . import programs
 from .usage import parse_gpus
 
 SAMPLE_S = float(os.environ.get("PTSLURM_SAMPLE_S", "10"))
@@ -66,7 +66,7 @@ class Sampler:
         self.gpus = visible(os.environ.get("CUDA_VISIBLE_DEVICES"))
         # the GPUs the scheduler gave (SLURM and ptslurm's packing set the variable): a point
         # without one is never shown another job's GPUs on a shared node
-        self.has_gpus = bool(os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()) and commands.has_nvidia_smi()
+        self.has_gpus = bool(os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()) and programs.has_nvidia_smi()
         self._lock = threading.Lock()
         self._peak_mb = 0.0
         self._gpu: tp.Dict[int, tp.List[float]] = {}  # index -> [samples, util sum, peak used, total]
@@ -92,7 +92,7 @@ class Sampler:
             now = tree_rss_mb(os.getpid())
         except OSError:
             now = 0.0
-        gpus = parse_gpus(commands.gpu_query() or "") if self.has_gpus else []
+        gpus = parse_gpus(programs.gpu_query() or "") if self.has_gpus else []
         with self._lock:
             self._samples += 1
             self._peak_mb = max(self._peak_mb, own, now)

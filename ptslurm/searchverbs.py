@@ -27,14 +27,14 @@ def cmd_extend(args: argparse.Namespace, updates: tp.Sequence[str]) -> int:
 
 def cmd_promote(args: argparse.Namespace, updates: tp.Sequence[str]) -> int:
     from . import promote
-    from .records import Executor
+    from . import schedulers
     from .verbs import _sweep
 
     if updates:
         raise UsageError("`with` belongs after `ptslurm sweep EXPERIMENT` or `ptslurm extend SWEEP`")
     sweep_dir, manifest = _sweep(args)
     before = len(promote.read_log(sweep_dir)["decisions"])
-    if manifest.executor == Executor.LOCAL:  # the next rungs run here, in order
+    if not schedulers.of(manifest.executor).keeps_queue:  # the next rungs run here, in order
         promote.run_local(sweep_dir, 1, by="promote")
     else:
         promote.decide(sweep_dir, by="promote")

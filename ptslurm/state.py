@@ -12,15 +12,16 @@ import time
 import typing as tp
 from pathlib import Path
 
-from . import commands, records, storage
+from . import records, schedulers, storage
 from .errors import SubmissionError
-from .records import (ORDER, RUN, SLURM_WAITING, TERMINAL, Attempt, Executor, Intent, Manifest, PointEntry, PointPaths,
+from .records import (ORDER, RUN, SLURM_WAITING, TERMINAL, Attempt, Intent, Manifest, PointEntry, PointPaths,
                       PointStatus, State, read, read_intent, read_json)
 
 
 class Asker(tp.Protocol):
-    """The scheduler's questions the read side may ask (``commands`` answers them from SLURM;
-    ``backends.FakeBackend`` from its queue in memory)."""
+    """The scheduler's questions the read side may ask (of ``schedulers.Scheduler``: SLURM
+    answers them with its commands, the local scheduler has no queue to ask, the fake
+    answers from its queue in memory)."""
 
     def slurm_available(self) -> bool: ...
 
@@ -75,7 +76,7 @@ def point_state(manifest: Manifest, entry: PointEntry, status: PointStatus, inte
         state = State.CANCELLED
     job = entry.job_id
     if not job and state == State.PENDING and (manifest.optuna or manifest.search or (
-            latest is None and manifest.executor == Executor.SLURM and manifest.waves)):
+            latest is None and schedulers.of(manifest.executor).keeps_queue and manifest.waves)):
         return State.WAITING  # over the cluster's submit limit, not asked of Optuna, or promoted and not queued yet
     if queue is not None and job and job != "local" and state not in TERMINAL:
         queued = queue.get(job)
@@ -89,7 +90,7 @@ def point_state(manifest: Manifest, entry: PointEntry, status: PointStatus, inte
             state = State.REQUEUED
         elif queued == "RUNNING" and state in (State.PENDING, State.REQUEUED):
             state = State.RUNNING
-    if manifest.executor == Executor.LOCAL and state not in TERMINAL:
+    if not schedulers.of(manifest.executor).keeps_queue and state not in TERMINAL:  # processes of this machine
         if state == State.RUNNING and latest is not None and not alive(latest.host, latest.pid):
             state = State.LOST  # a local run killed without a word (kill -9, reboot)
         elif state == State.PENDING and not alive((manifest.runner or {}).get("host"),
@@ -215,12 +216,12 @@ def sweep_states(sweep_dir: Path, manifest: Manifest, scheduler: tp.Optional[Ask
                  available: tp.Optional[bool] = None) -> tp.List[PointRow]:
     """Point states from the files, reconciled with one squeue call (and one sacct call
     when some point is neither queued nor finished on disk). ``scheduler``: who answers
-    (default: SLURM's commands); ``available``: whether its controller answered, when the
-    caller has just asked."""
-    asker: Asker = scheduler if scheduler is not None else tp.cast(Asker, commands)
+    (default: the sweep's, ``schedulers.of``); ``available``: whether its controller
+    answered, when the caller has just asked."""
+    asker: Asker = scheduler if scheduler is not None else schedulers.of(manifest.executor)
     queue = None
     jobs = [e.job_id for e in manifest.points if e.job_id]
-    if manifest.executor == Executor.SLURM and (asker.slurm_available() if available is None else available):
+    if asker.slurm_available() if available is None else available:
         try:
             queue = asker.queue_states(jobs)
         except (SubmissionError, OSError):

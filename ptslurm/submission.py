@@ -11,7 +11,7 @@ import shutil
 import typing as tp
 from pathlib import Path
 
-from . import backends, claims, records, snapshot, storage
+from . import backends, claims, records, schedulers, snapshot, storage
 from .errors import StorageError, UsageError
 from .plan import Plan, versions
 from .records import Executor, ExperimentInfo, Manifest, PointEntry, State, read_intent
@@ -95,10 +95,11 @@ def backends_of(sweep_dir: Path, manifest: Manifest,
     return Backends(sweep_dir, manifest.resources, manifest.groups, manifest.name, workdir, make)
 
 
-def backend_of(sweep_dir: Path, manifest: Manifest,
-               make: tp.Optional[backends.BackendFactory] = None) -> backends.Scheduler:
-    """The scheduler backend that answers questions about an existing sweep's jobs."""
-    return backends_of(sweep_dir, manifest, make).main
+def scheduler_of(sweep_dir: Path, manifest: Manifest,
+                 make: tp.Optional[backends.BackendFactory] = None) -> schedulers.Scheduler:
+    """Who answers questions about an existing sweep's jobs and takes its orders: the backend
+    ``make`` builds (a fake's), else the sweep's own scheduler (``schedulers.of``)."""
+    return backends_of(sweep_dir, manifest, make).main if make is not None else schedulers.of(manifest.executor)
 
 
 def job_target() -> tp.Callable[..., tp.Any]:

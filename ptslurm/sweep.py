@@ -19,7 +19,7 @@ from .lifecycle import code_change_note, resubmit
 from .plan import Plan, SweepRequest, plan, time_limit_note
 from .records import Executor, Manifest, State
 from .state import sweep_states
-from .submission import backend_of, create, existing, run_local, slurm_backend, submit, top_up
+from .submission import create, existing, run_local, scheduler_of, slurm_backend, submit, top_up
 from .state import PointRow, alive, ended
 
 __all__ = ["SweepRequest", "Plan", "Outcome", "Events", "Quiet", "run", "execute", "wait_for", "check_finished"]
@@ -259,7 +259,7 @@ def wait_for(sweep_dir: Path, events: tp.Optional[Events] = None,
     events = events or Quiet()
     while True:
         manifest = storage.read_manifest(sweep_dir)  # waves add job ids as they go
-        rows = sweep_states(sweep_dir, manifest, backend_of(sweep_dir, manifest, make))
+        rows = sweep_states(sweep_dir, manifest, scheduler_of(sweep_dir, manifest, make))
         try:
             topped = top_up(sweep_dir, manifest, rows, make)
         except (PtslurmError, OSError) as exc:  # the next round tries again; the user is told each time

@@ -11,9 +11,10 @@ import time
 import typing as tp
 from pathlib import Path
 
+from . import schedulers
 from .errors import PtslurmError, UsageError
 from .state import ended, failure_groups, status_rows, sweep_states
-from .records import Cause, Executor, gc_paused
+from .records import Cause, gc_paused
 
 from .argvalues import TAIL_DEFAULT, TAIL_FROM_MB
 from .requests import one_line as _one_line, resource_changes as _resource_changes, resources as _resources
@@ -45,9 +46,9 @@ def cmd_sweep(args: argparse.Namespace, argv: tp.List[str], updates: tp.List[str
         p = outcome.plan
         if args.json:
             print(json.dumps(render.dry_run_json(p), indent=2))
-        elif p.executor == Executor.SLURM:
+        elif schedulers.of(p.executor).keeps_queue:
             from .backends import SlurmBackend
-            from .commands import ranges
+            from .slurmtext import ranges
 
             scripts = []
             for res, members in p.group_resources():
@@ -122,16 +123,15 @@ def _waves_stalled(sweep_dir, manifest, states) -> bool:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from . import commands, render, storage
+    from . import render, storage
 
     sweep_dir, manifest = _sweep(args)
 
-    available = None  # asked once here, for the warning, and not again by the first sweep_states
-    if manifest.executor == Executor.SLURM:
-        available = commands.slurm_available()
-        if not available:
-            print("ptslurm: warning: the SLURM controller did not answer: states come from the files alone "
-                  "(a job that ended without a word still shows as running or queued)", file=sys.stderr)
+    scheduler = schedulers.of(manifest.executor)
+    available: tp.Optional[bool] = scheduler.slurm_available()  # asked once here, for the warning, not again by the first sweep_states
+    if not available and scheduler.keeps_queue:
+        print("ptslurm: warning: the SLURM controller did not answer: states come from the files alone "
+              "(a job that ended without a word still shows as running or queued)", file=sys.stderr)
     warned = False
     while True:
         with gc_paused():  # thousands of acyclic rows: nothing for the cycle collector to find
@@ -302,7 +302,7 @@ def cmd_resubmit(args: argparse.Namespace) -> int:
     print(f"resubmitted {len(jobs)} point(s): " + ", ".join(f"{i} ({j}" + (f", shared by {shared[j]} points)"
                                                                          if shared[j] > 1 else ")")
                                                             for i, j in sorted(jobs.items())))
-    if manifest.executor == "slurm" and any(manifest.resources_of(i).points_per_job > 1 for i in jobs):
+    if schedulers.of(manifest.executor).keeps_queue and any(manifest.resources_of(i).points_per_job > 1 for i in jobs):
         print("packed points are packed again among the resubmitted ones (--points-per-job of their group); "
               "resubmit one point alone to give it a job of its own")
     return 0

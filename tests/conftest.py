@@ -76,6 +76,21 @@ def no_slurm(monkeypatch, tmp_path):
 
 
 @pytest.fixture
+def fake_slurm(monkeypatch, tmp_path):
+    """A ``backends.FakeCluster`` standing in for SLURM for every question and order outside
+    a submission (``schedulers.slurm()``): the job side's requeue, its reading of how a stop
+    came, the lease's question whether a job runs. ``.scheduler`` is the one answering."""
+    from ptslurm import schedulers
+    from ptslurm.backends import FakeCluster
+    from ptslurm.spec import Resources
+
+    cluster = FakeCluster()
+    cluster.scheduler = cluster.backend(tmp_path, Resources(), "fake")
+    monkeypatch.setattr(schedulers, "_SLURM", [cluster.scheduler])
+    return cluster
+
+
+@pytest.fixture
 def small_tmpfs(tmp_path):
     """``mount(size)`` mounts a tmpfs of ``size`` (e.g. "256k") and returns its path; a full
     disk for tests that run as root, where chmod makes nothing unwritable. Unmounted after."""

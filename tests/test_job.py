@@ -37,7 +37,7 @@ class Record:
 
 
 @pytest.fixture
-def slurm_env(monkeypatch):
+def slurm_env(monkeypatch, fake_slurm):
     monkeypatch.setenv("SLURM_JOB_ID", "42")
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
@@ -46,20 +46,17 @@ def slurm_env(monkeypatch):
     interrupt.reset()
 
 
-def fake_info(monkeypatch, **fields):
-    """SLURM's record of this job (scontrol show job), for the job that asks: $SLURM_JOB_ID."""
-    import os
+def fake_info(_monkeypatch, **fields):
+    """The job that asks ($SLURM_JOB_ID, 42) on the fake scheduler standing in for SLURM
+    (``fake_slurm``), whose record (scontrol show job) says ``fields`` (None: a field left
+    out); job 41 beside it was preempted, so a question about the wrong job gets the wrong
+    answer."""
+    from ptslurm import schedulers
 
-    import ptslurm.commands
-
-    base = {"JobState": "RUNNING", "Restarts": "1", "PreemptTime": "None"}
-    base.update({k: v for k, v in fields.items() if v is not None})
-
-    def job_info(job_id):
-        assert job_id == os.environ["SLURM_JOB_ID"], f"asked about job {job_id!r}"
-        return {k: v for k, v in base.items() if fields.get(k, "") is not None}
-
-    monkeypatch.setattr(ptslurm.commands, "job_info", job_info)
+    cluster = schedulers.slurm().cluster
+    cluster.jobs["41"] = {"state": "RUNNING", "restarts": 5, "scontrol": {"PreemptTime": "2026-11-28T14:00:00"}}
+    cluster.jobs["42"] = {"state": fields.pop("JobState", None) or "RUNNING", "restarts": 1, "scontrol": fields}
+    return cluster
 
 
 @pytest.mark.parametrize("sig, fields, causes, expected", [

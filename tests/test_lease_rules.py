@@ -95,20 +95,21 @@ def test_the_scheduler_is_asked_only_about_slurm_jobs():
     assert asked == ["88_1"]
 
 
-def test_the_scheduler_running_a_job_means_on_a_node(monkeypatch):
-    from ptslurm import commands
+def test_the_scheduler_running_a_job_means_on_a_node(monkeypatch, fake_slurm):
     from ptslurm.errors import SubmissionError
 
+    fake_slurm.QUEUED = ("PENDING", "RUNNING", "COMPLETING", "SUSPENDED")
     for state, expected in [("RUNNING", True), ("COMPLETING", True), ("SUSPENDED", True), ("PENDING", False)]:
-        monkeypatch.setattr(commands, "queue_states", lambda jobs, s=state: {jobs[0]: s})
+        fake_slurm.jobs["5_0"] = {"state": state}
+        fake_slurm.jobs["5_1"] = {"state": "RUNNING"}  # its neighbour runs whatever 5_0 does
         assert lease._scheduler_running("5_0") is expected, state
-    monkeypatch.setattr(commands, "queue_states", lambda jobs: {})
+    fake_slurm.end(["5_0"])
     assert lease._scheduler_running("5_0") is False  # gone from the queue
 
     def fails(jobs):
         raise SubmissionError("squeue did not answer")
 
-    monkeypatch.setattr(commands, "queue_states", fails)
+    monkeypatch.setattr(fake_slurm.scheduler, "queue_states", fails)
     assert lease._scheduler_running("5_0") is None
 
 

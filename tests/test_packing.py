@@ -274,20 +274,20 @@ def test_the_job_is_requeued_for_a_point_that_asked_in_this_job_only(tmp_path):
     assert not wants_requeue(by_slurm, "5_1"), "SLURM requeues the job itself after scontrol requeue"
 
 
-def test_a_packed_point_leaves_its_jobs_requeue_to_the_job(monkeypatch):
+def test_a_packed_point_leaves_its_jobs_requeue_to_the_job(monkeypatch, fake_slurm):
     from ptslurm import job
     from ptslurm.pack import ENV_PACK
 
-    asked = []
-    monkeypatch.setattr(commands, "requeue", asked.append)
+    fake_slurm.jobs.update({"9_1": {"state": "RUNNING"}, "9_2": {"state": "RUNNING"}})
+    monkeypatch.setenv("SLURM_JOB_ID", "12")
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "9")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
     monkeypatch.setenv(ENV_PACK, "9_2:4")
     job._requeue()
-    assert asked == [], "its siblings still run: the job requeues once, when all have stopped"
+    assert fake_slurm.jobs["9_2"] == {"state": "RUNNING"}, "its siblings still run: the job requeues once, when all have stopped"
     monkeypatch.delenv(ENV_PACK)
     job._requeue()
-    assert asked == ["9_2"]
+    assert fake_slurm.jobs["9_2"] == {"state": "PENDING", "restarts": 1} and fake_slurm.jobs["9_1"] == {"state": "RUNNING"}
 
 
 def test_a_sweep_files_sbatch_options_join_the_profiles_and_the_command_line_wins():

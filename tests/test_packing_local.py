@@ -44,7 +44,7 @@ def test_ctrl_c_while_a_local_job_starts_stops_that_job_too(tmp_path, monkeypatc
 
     import pytest
 
-    from ptslurm import backends, commands
+    from ptslurm import backends, programs
 
     started = []
 
@@ -54,7 +54,7 @@ def test_ctrl_c_while_a_local_job_starts_stops_that_job_too(tmp_path, monkeypatc
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C right after the start, before it is recorded
         return proc
 
-    monkeypatch.setattr(commands, "start_point", start_then_interrupted)
+    monkeypatch.setattr(programs, "start_point", start_then_interrupted)
     with pytest.raises(KeyboardInterrupt):
         backends.LocalBackend(tmp_path, jobs=2).run([0, 1])
     assert len(started) == 1, "no job starts after the interrupt"

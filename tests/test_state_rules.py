@@ -165,6 +165,8 @@ def test_a_local_point_whose_process_or_runner_is_gone_is_lost(tmp_path):
 class Scheduler:
     """The read side's questions, answered from a table, every call counted."""
 
+    keeps_queue = True
+
     def __init__(self, up=True, queue=None, history=None, fail=False):
         self.up, self.queue, self.history, self.fail = up, queue or {}, history or {}, fail
         self.calls = []
@@ -184,7 +186,7 @@ class Scheduler:
         return dict(self.history)
 
 
-def test_a_sweeps_states_ask_the_scheduler_once_and_sacct_only_for_the_lost(tmp_path):
+def test_a_sweeps_states_ask_the_scheduler_once_and_sacct_only_for_the_lost(tmp_path, monkeypatch):
     m = manifest(tmp_path)
     write_status(m.points[0], status_of(attempt(state=State.COMPLETED)))
     write_status(m.points[1], status_of(attempt(job_id="9_1")))
@@ -200,10 +202,14 @@ def test_a_sweeps_states_ask_the_scheduler_once_and_sacct_only_for_the_lost(tmp_
         rows = state.sweep_states(tmp_path, m, quiet)
         assert [r.state for r in rows] == [State.COMPLETED, State.RUNNING]
         assert not any(c[0] == "sacct" for c in quiet.calls if isinstance(c, tuple))
-    local = manifest(tmp_path, executor="local")
-    asked = Scheduler()
-    state.sweep_states(tmp_path, local, asked)
-    assert asked.calls == [], "a local sweep asked the scheduler"
+    from ptslurm import schedulers
+
+    asked = Scheduler(queue={"9_1": "RUNNING"})
+    monkeypatch.setattr(schedulers, "_SLURM", [asked])  # what would answer for SLURM
+    state.sweep_states(tmp_path, manifest(tmp_path, executor="local"))
+    assert asked.calls == [], "a local sweep asked SLURM"
+    state.sweep_states(tmp_path, m)
+    assert asked.calls == ["ping", ("squeue", ["9_0", "9_1"])], "a SLURM sweep asks its own scheduler by default"
 
 
 def test_a_damaged_status_file_makes_the_point_unknown_and_is_named(tmp_path):
