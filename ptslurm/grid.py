@@ -128,6 +128,9 @@ def _unbalanced(text: str) -> bool:
 
 
 def check_key(key: str, where: str) -> str:
+    if key == NAMED:  # the sentinel of the named-config axis: as a key, its values would be taken for names
+        raise SpecError(f"{where}: {key!r} names the named configs, not a config key: list them in the sweep "
+                        f"file's top-level named_configs: [NAME] (an axis: [[NAME1, NAME2]]), or `with NAME`")
     if not _KEY_RE.match(key):
         raise SpecError(f"{where}: {key!r} is not a config key; use dotted names like trainer.optimizer.lr")
     return key

@@ -236,3 +236,19 @@ def test_every_literal_value_reads_as_sacreds_own_parser_reads_it(value):
     ours = grid.parse_value(text, f"k={text}")
     ours = ours.value if isinstance(ours, grid.Literal) else ours
     assert _typed(ours) == _typed(convert_value(text))
+
+
+@pytest.mark.parametrize("source", ["with", "sweep file"])
+def test_named_configs_as_a_config_key_is_refused_not_taken_for_names(source):
+    """``named_configs`` is where the named configs go: as a config key (``with
+    named_configs=[a,b]``, a grid's ``named_configs: [...]``) its values would silently become
+    named configs (a fuzzer's ``[None]`` crashed the plan)."""
+    from ptslurm import sweepfile
+
+    with pytest.raises(SpecError) as caught:
+        if source == "with":
+            grid.parse_with(("named_configs=[1,2]",))
+        else:
+            sweepfile.parse({"grid": {"named_configs": [None]}}, "s.yaml")
+    assert "'named_configs' names the named configs, not a config key" in str(caught.value)
+    grid.parse_with(("named_configs.depth=[1,2]",))  # a nested key of that name is a key like any other
