@@ -12,7 +12,7 @@ import typing as tp
 from pathlib import Path
 
 from . import interrupt, records, sampler, schedulers, storage
-from .records import (OWN_FILES, STOPS, Action, Cause, SLURM_COMPLETING, SLURM_REQUEUING, STATUS, Attempt,
+from .records import (OWN_FILES, STOPS, WISHED, Action, Cause, SLURM_COMPLETING, SLURM_REQUEUING, STATUS, Attempt,
                       PointStatus, State, read_intent)
 from .runtime import job_id, now, on_slurm
 
@@ -217,8 +217,9 @@ def classify(exc: BaseException, storage_dir: tp.Optional[Path] = None) -> Cause
     before the time limit), ``terminated`` (SIGTERM from elsewhere), ``failed`` (an
     exception), ``interrupted`` (a stop request outside SLURM)."""
     stopped = interrupt.received() is not None or isinstance(exc, KeyboardInterrupt)
-    if stopped and storage_dir is not None and read_intent(storage_dir).cancelled:
-        return Cause.CANCELLED
+    intent = read_intent(storage_dir) if stopped and storage_dir is not None else None
+    if intent is not None and intent.stops:
+        return WISHED[intent.wish][1]  # a cancel
     if not on_slurm():
         return Cause.INTERRUPTED if stopped else Cause.FAILED
     if not stopped:

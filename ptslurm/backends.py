@@ -180,11 +180,10 @@ class SlurmBackend(schedulers.Slurm):
         return commands.marked_jobs(marker)
 
 
-class LocalBackend:
+class LocalBackend(schedulers.Local):
     """Runs points as local processes, ``jobs`` at a time, with the same on-disk layout as
-    SLURM; each point's output is appended to ``<sweep>/logs/<index>.log``."""
-
-    name = "local"
+    SLURM; each point's output is appended to ``<sweep>/logs/<index>.log``. Every question
+    and order: ``schedulers.Local``."""
 
     def __init__(self, sweep_dir: Path, jobs: int = 1, workdir: tp.Optional[Path] = None):
         if jobs < 1:
@@ -312,6 +311,8 @@ class FakeCluster:
         self.sbatch_calls = 0
         self.scancel_calls = 0
         self.validated: tp.List[tp.Tuple[Resources, int]] = []  # each pre-flight: resources, array size
+        self.partition: tp.Dict[str, str] = {}  # what scontrol show partition says
+        self.nodes: tp.List[tp.Tuple[int, int, str]] = []  # (CPUs, memory in MB, GRES) of each node
         self.before_sbatch: tp.Optional[tp.Callable[[int], None]] = None
         self.after_sbatch: tp.Optional[tp.Callable[[int], None]] = None
         self._next_id = 100
@@ -447,6 +448,15 @@ class FakeBackend:
         info = {"JobId": job_id, "JobState": rec["state"], "Restarts": str(rec.get("restarts", 0)),
                 "PreemptTime": "None", "EndTime": "Unknown", **rec.get("scontrol", {})}
         return {k: v for k, v in info.items() if v is not None}  # None: a field the controller leaves out
+
+    def partition_info(self, partition: tp.Optional[str]) -> tp.Dict[str, str]:
+        return dict(self.cluster.partition)
+
+    def nodes(self, partition: tp.Optional[str]) -> tp.List[tp.Tuple[int, int, str]]:
+        return list(self.cluster.nodes)
+
+    def prefetch_submit_limit(self) -> None:
+        pass
 
     # the read side's questions (``state.Asker``)
     def slurm_available(self) -> bool:

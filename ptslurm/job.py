@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import ending, interrupt, records, runtime, sacred_adapter, schedulers, storage
 from .attempts import AttemptRecord, classify, decide, fingerprint
-from .records import Action, Cause, Manifest, PointEntry, State, read_intent, read_status
+from .records import WISHED, Action, Cause, Manifest, PointEntry, State, read_intent, read_status
 from .runtime import ENV_POINT, ENV_STORAGE_DIR, ENV_SWEEP_DIR, job_id, now, on_slurm
 
 
@@ -94,8 +94,9 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int, notify: bool = True) -
         record.start(**({"ranks": ranks.world_size, "nodes": ranks.nodes} if ranks.world_size > 1 else {}),
                      **({"packed": int(shared)} if shared.isdigit() else {}))
         held.callbacks.append(record.beat)
-        if intent.cancelled:  # cancelled while queued, or requeued after a cancel
-            record.update(state=State.CANCELLED, cause=Cause.CANCELLED, ended=now(), final=True)
+        if intent.stops:  # cancelled while queued, or requeued after a cancel
+            state, cause = WISHED[intent.wish]
+            record.update(state=state, cause=cause, ended=now(), final=True)
             return None
         runtime.activate(None, record)
         asked = manifest.resources_of(index)
@@ -145,7 +146,7 @@ def _follow(manifest: Manifest, entry: PointEntry, sweep_dir: Path) -> tp.Any:
     """A rank other than 0 of a distributed point: the same experiment with the same config,
     without observers, lease or status file (rank 0 records the attempt, writes checkpoints
     and requeues the job; a stop reaches every rank through the Trainer's agreement)."""
-    if read_intent(entry.path).cancelled:
+    if read_intent(entry.path).stops:
         return None
     experiment_file = enter_snapshot(manifest, sweep_dir, entry.index, entry.path)
     run = _create_run(manifest, entry, experiment_file, None, observe=False)

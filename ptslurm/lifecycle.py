@@ -152,7 +152,7 @@ def _await_cancelled(manifest: Manifest, indices: tp.Sequence[int]) -> None:
     import time
 
     deadline = time.monotonic() + CANCEL_WAIT_S
-    dying = [manifest.points[i] for i in indices if read_intent(manifest.points[i].path).cancelled]
+    dying = [manifest.points[i] for i in indices if read_intent(manifest.points[i].path).stops]
     while dying and time.monotonic() < deadline:
         dying = [e for e in dying if _running_elsewhere(e)]
         if dying:

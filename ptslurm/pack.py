@@ -166,7 +166,7 @@ def _wait(manifest: Manifest, running: tp.Dict[int, tp.Any]) -> tp.Dict[int, int
 
     codes: tp.Dict[int, int] = {}
     # a point cancelled while queued records that itself when it starts
-    stopping: tp.Dict[int, float] = {i: float("inf") for i in running if read_intent(manifest.point(i).path).cancelled}
+    stopping: tp.Dict[int, float] = {i: float("inf") for i in running if read_intent(manifest.point(i).path).stops}
     seen: tp.Dict[int, float] = {}  # when the cancel of a point was first seen
     while running:
         for index, proc in list(running.items()):
@@ -175,7 +175,7 @@ def _wait(manifest: Manifest, running: tp.Dict[int, tp.Any]) -> tp.Dict[int, int
                 codes[index] = code
                 del running[index]
                 continue
-            if index not in stopping and read_intent(manifest.point(index).path).cancelled:
+            if index not in stopping and read_intent(manifest.point(index).path).stops:
                 seen.setdefault(index, time.time())
                 latest = read_status(manifest.point(index).path).latest
                 if (latest is not None and latest.pid == proc.pid) or time.time() - seen[index] > START_GRACE_S:

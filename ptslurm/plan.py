@@ -13,8 +13,9 @@ import tempfile
 import typing as tp
 from pathlib import Path
 
-from . import claims, commands, grid, records, snapshot, storage, sweepfile
+from . import claims, grid, records, schedulers, snapshot, storage, sweepfile
 from .errors import SpecError, UsageError
+from .slurmtext import slurm_minutes
 from .records import Executor
 from .spec import DEFAULT_SIGNAL_DELAY_S, Point, Resources, default_signal_delay
 
@@ -139,21 +140,8 @@ def spec_hash(experiment_file: Path, points: tp.Sequence[Point], resources: Reso
 
 
 def choose_executor(requested: str, dry_run: bool = False) -> Executor:
-    """``slurm`` or ``local``; a dry run may show a SLURM batch script on a machine without
-    a controller (a laptop)."""
-    if requested not in ("auto", "slurm", "local"):
-        raise UsageError(f"unknown executor {requested!r}; use slurm, local or auto")
-    if requested == "auto":
-        here, said = commands.slurm_here()
-        if here == "down":
-            raise UsageError(f"SLURM's commands are installed but its controller does not answer ({said}); "
-                             f"nothing was created: retry when slurmctld is back, or run on this machine with "
-                             f"--executor local")
-        return Executor.SLURM if here == "up" else Executor.LOCAL
-    if requested == "slurm" and not dry_run and not commands.slurm_available():
-        raise UsageError("--executor slurm: no SLURM controller answers `scontrol ping`; "
-                         "run on a login node or use --executor local")
-    return Executor(requested)
+    """``slurm`` or ``local`` (``schedulers.choose``)."""
+    return Executor(schedulers.choose(requested, dry_run))
 
 
 def plan(request: SweepRequest, scheduler_given: bool = False, executor: tp.Optional[Executor] = None) -> Plan:
@@ -184,15 +172,16 @@ def plan(request: SweepRequest, scheduler_given: bool = False, executor: tp.Opti
         return claims.predict_dirs(root / exp_name, len(points))
 
     points, extra = with_files(points)
-    if chosen == Executor.SLURM and not scheduler_given and not request.dry_run:
-        commands.prefetch_submit_limit()  # answered while the experiment loads
+    queued = schedulers.of(chosen).keeps_queue  # (else the points run here: no partition, no resources)
+    if queued and not scheduler_given and not request.dry_run:
+        schedulers.slurm().prefetch_submit_limit()  # answered while the experiment loads
     staged = stage(path, root, points, keys, placeholders, flat_axes, request.max_snapshot_mb, extra)
     lay, staging, checked = staged.layout, staged.staging, staged.checked
     exp_name = staged.experiment_name
     predicted = placeholders(exp_name)
     injected = checked["injected"]
-    digest = spec_hash(path.resolve(), points, request.resources if chosen == Executor.SLURM else Resources(), injected,
-                       [groups[g] for g in point_groups] if chosen == Executor.SLURM else
+    digest = spec_hash(path.resolve(), points, request.resources if queued else Resources(), injected,
+                       [groups[g] for g in point_groups] if queued else
                        [Resources(points_per_job=groups[g].points_per_job) for g in point_groups], search, asking)
     name = request.name or f"{exp_name}-{digest}"
     try:
@@ -202,7 +191,7 @@ def plan(request: SweepRequest, scheduler_given: bool = False, executor: tp.Opti
         shutil.rmtree(staging, ignore_errors=True)
         raise
     warnings = notes + list(checked["warnings"])
-    if chosen == Executor.LOCAL and request.resources.world_size > 1:
+    if not queued and request.resources.world_size > 1:
         warnings.append(f"--nodes/--tasks-per-node ask for {request.resources.world_size} ranks per point; "
                         f"locally each point runs as one rank")
     module_name = path.stem
@@ -392,13 +381,13 @@ def time_limit_note(resources: Resources) -> tp.Optional[str]:
     partition``) and check the stop signal fits in it. None when --time was given."""
     if resources.timeout_min is not None:
         return None
-    info = commands.partition_info(resources.partition)
+    info = schedulers.slurm().partition_info(resources.partition)
     if not info:
         return "no --time: jobs get the partition's default time limit (scontrol did not tell which)"
     name = info.get("PartitionName", resources.partition or "default")
     default, maximum = info.get("DefaultTime", "NONE"), info.get("MaxTime", "UNLIMITED")
     try:
-        d, m = commands.slurm_minutes(default), commands.slurm_minutes(maximum)
+        d, m = slurm_minutes(default), slurm_minutes(maximum)
     except ValueError:
         return f"no --time: jobs get partition {name!r}'s default time limit ({default})"
     if d is not None or m is not None:

@@ -105,10 +105,10 @@ TIME_FORMS = "minutes (90), M:S, H:M:S (1:30:00), D-H, D-H:M or D-H:M:S (0-08:00
 def parse_time(value: tp.Any) -> tp.Optional[int]:
     """Minutes (seconds rounded up, as SLURM does) from an int or any form ``sbatch --time``
     takes: ``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``, ``D-H:M:S``. One parser for the CLI,
-    profiles and sweep files: ``commands.slurm_minutes``."""
+    profiles and sweep files: ``slurmtext.slurm_minutes``."""
     import math
 
-    from .commands import slurm_minutes
+    from .slurmtext import slurm_minutes
 
     if value is None:
         return None
@@ -160,11 +160,11 @@ def fit_to_cluster(text: str) -> str:
     """The profile template with ``cpus`` and ``mem_gb`` lowered to what the smallest node of
     the default partition has, when a SLURM controller answers here (a 2-CPU node would
     reject every job of a 4-CPU default)."""
-    from . import commands
+    from . import schedulers
 
-    if commands.slurm_here()[0] != "up":
+    if schedulers.here()[0] != "up":
         return text
-    found = commands.nodes(None)
+    found = schedulers.slurm().nodes(None)
     if not found:
         return text
     cpus, mem_mb = min(c for c, _, _ in found), min(m for _, m, _ in found)

@@ -13,14 +13,14 @@ still run. ``status`` only reads.
 """
 import contextlib
 import os
-import signal
 import sys
 import typing as tp
 from pathlib import Path
 
 from . import halving, records, schedulers, storage
 from .errors import SubmissionError, UsageError
-from .records import TERMINAL, Executor, Manifest, State
+from .failpoints import failpoint
+from .records import TERMINAL, Manifest, State
 from .results import rung_value
 from .runtime import now
 
@@ -116,7 +116,7 @@ def _decide(sweep_dir: Path, make: tp.Any, by: str, own_job: tp.Optional[str]) -
         from . import optuna_search
 
         manifest, start = optuna_search.step(sweep_dir, manifest, rows, log,
-                                             lambda: storage.atomic_write_json(sweep_dir / SEARCH, log), _failpoint,
+                                             lambda: storage.atomic_write_json(sweep_dir / SEARCH, log), failpoint,
                                              by)
         if on_slurm and start:
             _queue(sweep_dir, manifest, start, make)
@@ -149,7 +149,7 @@ def _halve(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[tp.Any], log: 
                                  "by": by, "time": now(), "acted": False})
     if due or log["values"]:
         storage.atomic_write_json(sweep_dir / SEARCH, log)  # recorded before it is acted on
-        _failpoint("recorded")
+        failpoint("recorded")
     here: tp.List[int] = []
     for d in log["decisions"]:
         if not d.get("acted"):
@@ -159,7 +159,7 @@ def _halve(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[tp.Any], log: 
                 continue  # the submit limit: the next decider queues the rest
             d["acted"] = True
             storage.atomic_write_json(sweep_dir / SEARCH, log)
-            _failpoint("acted")
+            failpoint("acted")
     return here
 
 
@@ -182,21 +182,12 @@ def _act(sweep_dir: Path, decision: tp.Mapping[str, tp.Any], search: halving.Sea
         # no job for the new budget yet: waiting (a submit limit may keep some waiting a while)
         queued = schedulers.of(book.manifest.executor).keeps_queue
         manifest = book.save(book.manifest.with_jobs({i: None for i in fresh}) if queued else book.manifest)
-        _failpoint("extended")
+        failpoint("extended")
     if not schedulers.of(manifest.executor).keeps_queue:  # the next rung runs here
         return [i for i in chosen if _not_started(manifest, i)]
     if not _queue(sweep_dir, manifest, chosen, make):
         raise _Later()
     return []
-
-
-def _failpoint(name: str) -> None:
-    """Crash tests: ``PTSLURM_FAILPOINT=<name>`` ends this process here as SIGKILL would
-    (``recorded``: a decision written, not acted on; ``extended``: its points' new budget
-    saved, not queued or run; ``queued``: their jobs queued, not recorded; ``acted``: marked
-    done, its local points not run yet)."""
-    if os.environ.get("PTSLURM_FAILPOINT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _not_started(manifest: Manifest, index: int) -> bool:
@@ -250,7 +241,7 @@ class _Later(Exception):
 
 class _Book(storage.ManifestBook):
     def set_jobs(self, ids: tp.Mapping[int, tp.Optional[str]]) -> None:
-        _failpoint("queued")  # crash tests: sbatch answered, the job ids not recorded yet
+        failpoint("queued")  # crash tests: sbatch answered, the job ids not recorded yet
         super().set_jobs(ids)
 
 

@@ -155,6 +155,17 @@ class State(Word):
             return default if default is not None else cls.UNKNOWN
 
 
+class Wish(Word):
+    """What the command line wants of a point (``Intent.wish``): that it runs, or that it is
+    cancelled. A wish that stops a point has its state and its attempt's cause in ``WISHED``:
+    a new one (pause) is a member and an entry there."""
+
+    RUN = "run"
+    CANCEL = "cancel"
+
+
+#: a wish that stops a point -> the state the point shows, the cause its stopped attempt records
+WISHED: tp.Mapping[Wish, tp.Tuple[State, Cause]] = {Wish.CANCEL: (State.CANCELLED, Cause.CANCELLED)}
 #: a point in one of these has ended: waits end there, elapsed time stops
 TERMINAL: tp.FrozenSet[State] = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED, State.TIMEOUT,
                                            State.PREEMPTED, State.INTERRUPTED, State.LOST, State.UNKNOWN})
@@ -171,11 +182,20 @@ ORDER: tp.Tuple[State, ...] = (State.WAITING, State.PENDING, State.RUNNING, Stat
 @dataclasses.dataclass(frozen=True)
 class Intent(Record):
     """What the command line asked of a point (``ptslurm_intent.json``; the job only reads
-    it): the submission it belongs to (``resubmit`` counts up) and whether it is cancelled."""
+    it): the submission it belongs to (``resubmit`` counts up) and its ``wish``."""
 
     submission: int = field(0, load=_int)
     cancelled: bool = field(False, load=bool)
     time: tp.Optional[str] = field(None, load=_str)
+
+    @property
+    def wish(self) -> "Wish":
+        return Wish.CANCEL if self.cancelled else Wish.RUN
+
+    @property
+    def stops(self) -> bool:
+        """The wish stops the point: its job neither runs it nor goes on nor requeues."""
+        return self.wish in WISHED
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,6 +41,12 @@ class Scheduler(tp.Protocol):
 
     def job_info(self, job_id: str) -> tp.Dict[str, str]: ...
 
+    def partition_info(self, partition: tp.Optional[str]) -> tp.Dict[str, str]: ...
+
+    def nodes(self, partition: tp.Optional[str]) -> tp.List[tp.Tuple[int, int, str]]: ...
+
+    def prefetch_submit_limit(self) -> None: ...
+
 
 class Slurm:
     """SLURM, through its commands."""
@@ -89,6 +95,24 @@ class Slurm:
 
         return commands.job_info(job_id)
 
+    def partition_info(self, partition: tp.Optional[str]) -> tp.Dict[str, str]:
+        """``scontrol show partition``'s fields ({} when it does not say)."""
+        from . import commands
+
+        return commands.partition_info(partition)
+
+    def nodes(self, partition: tp.Optional[str]) -> tp.List[tp.Tuple[int, int, str]]:
+        """(CPUs, memory in MB, GRES) of each node of ``partition`` (None: the default one)."""
+        from . import commands
+
+        return commands.nodes(partition)
+
+    def prefetch_submit_limit(self) -> None:
+        """Start asking the accounting for the submit limit, to be read by the submission."""
+        from . import commands
+
+        commands.prefetch_submit_limit()
+
 
 class Local:
     """This machine's processes: no controller to ask, no queue; a stop signals the running
@@ -121,6 +145,15 @@ class Local:
     def job_info(self, job_id: str) -> tp.Dict[str, str]:
         return {}
 
+    def partition_info(self, partition: tp.Optional[str]) -> tp.Dict[str, str]:
+        return {}
+
+    def nodes(self, partition: tp.Optional[str]) -> tp.List[tp.Tuple[int, int, str]]:
+        return []
+
+    def prefetch_submit_limit(self) -> None:
+        pass
+
 
 LOCAL = Local()
 _SLURM: tp.List[Scheduler] = [Slurm()]  # the last one answers for SLURM (``standing_in``)
@@ -139,6 +172,33 @@ def of(executor: str) -> Scheduler:
 def in_job() -> Scheduler:
     """The scheduler this process runs under: SLURM inside a SLURM job, else this machine."""
     return slurm() if os.environ.get("SLURM_JOB_ID") else LOCAL
+
+
+def here() -> tp.Tuple[str, str]:
+    """Whether SLURM is here: ``("none", "")`` (no SLURM, or no cluster configured), ``("up",
+    "")`` or ``("down", what scontrol or slurm.conf says)``: ``commands.slurm_here``."""
+    from . import commands
+
+    return commands.slurm_here()
+
+
+def choose(requested: str, dry_run: bool = False) -> str:
+    """The scheduler a new sweep runs on, ``slurm`` or ``local``, for ``--executor
+    REQUESTED`` (auto: SLURM when its controller answers here); a dry run may show a SLURM
+    batch script on a machine without a controller (a laptop)."""
+    if requested not in ("auto", "slurm", "local"):
+        raise UsageError(f"unknown executor {requested!r}; use slurm, local or auto")
+    if requested == "auto":
+        state, said = here()
+        if state == "down":
+            raise UsageError(f"SLURM's commands are installed but its controller does not answer ({said}); "
+                             f"nothing was created: retry when slurmctld is back, or run on this machine with "
+                             f"--executor local")
+        return "slurm" if state == "up" else "local"
+    if requested == "slurm" and not dry_run and not slurm().slurm_available():
+        raise UsageError("--executor slurm: no SLURM controller answers `scontrol ping`; "
+                         "run on a login node or use --executor local")
+    return requested
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import records, schedulers, storage
 from .errors import SubmissionError
-from .records import (ORDER, RUN, SLURM_WAITING, TERMINAL, Attempt, Intent, Manifest, PointEntry, PointPaths,
+from .records import (ORDER, RUN, SLURM_WAITING, TERMINAL, WISHED, Attempt, Intent, Manifest, PointEntry, PointPaths,
                       PointStatus, State, read, read_intent, read_json)
 
 
@@ -70,8 +70,8 @@ def point_state(manifest: Manifest, entry: PointEntry, status: PointStatus, inte
     state = status.state if latest is not None else State.PENDING
     if latest is not None and latest.submission < intent.submission and state in TERMINAL:
         state = State.PENDING  # resubmitted; the new attempt has not started yet
-    if intent.cancelled and state != State.COMPLETED and (latest.submission if latest else 0) <= intent.submission:
-        return State.CANCELLED  # the cancel applies to the submission it was made in
+    if intent.stops and state != State.COMPLETED and (latest.submission if latest else 0) <= intent.submission:
+        return WISHED[intent.wish][0]  # a cancel applies to the submission it was made in
     if status.cancelled and state != State.COMPLETED:  # written by older versions
         state = State.CANCELLED
     job = entry.job_id

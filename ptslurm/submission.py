@@ -14,7 +14,7 @@ from pathlib import Path
 from . import backends, claims, records, schedulers, snapshot, storage
 from .errors import StorageError, UsageError
 from .plan import Plan, versions
-from .records import Executor, ExperimentInfo, Manifest, PointEntry, State, read_intent
+from .records import ExperimentInfo, Manifest, PointEntry, State, read_intent
 from .spec import Resources
 from .runtime import now
 from .state import PointRow, point_states
@@ -297,7 +297,7 @@ def _wave(book: storage.ManifestBook, backend: Backends, limit: int) -> int:
     if unrecorded:
         backend.ensure_pickles(book.manifest, unrecorded)
         book.set_jobs(unrecorded)
-    waiting = [e.index for e in book.manifest.points if not e.job_id and not read_intent(e.storage_dir).cancelled]
+    waiting = [e.index for e in book.manifest.points if not e.job_id and not read_intent(e.storage_dir).stops]
     if not waiting:
         book.update(waves=None)
         return 0
@@ -366,7 +366,7 @@ def waves_stalled(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[PointRo
                   make: tp.Optional[backends.BackendFactory] = None) -> bool:
     """Whether points of a sweep in waves wait and no wave job is queued to submit them (it
     was cancelled or killed after the last point ended). Asks the scheduler; submits nothing."""
-    if manifest.executor != Executor.SLURM or not manifest.waves or not any(r.state == State.WAITING for r in rows):
+    if not schedulers.of(manifest.executor).keeps_queue or not manifest.waves or not any(r.state == State.WAITING for r in rows):
         return False
     job = manifest.waves.get("job")
     try:

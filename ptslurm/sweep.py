@@ -12,12 +12,13 @@ import shlex
 import typing as tp
 from pathlib import Path
 
-from . import storage
+from . import schedulers, storage
 from .backends import BackendFactory
 from .errors import PointsFailed, PtslurmError
+from .failpoints import failpoint
 from .lifecycle import code_change_note, resubmit
 from .plan import Plan, SweepRequest, plan, time_limit_note
-from .records import Executor, Manifest, State
+from .records import Manifest, State
 from .state import sweep_states
 from .submission import create, existing, run_local, scheduler_of, slurm_backend, submit, top_up
 from .state import PointRow, alive, ended
@@ -132,9 +133,11 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
 
     outcome.sweep_dir = p.sweep_dir
     manifest = existing(p)
+    on_queue = schedulers.of(p.executor).keeps_queue  # else the points run here, in this command
     if manifest is not None:
         storage.require_own(p.sweep_dir, "continues")
-    if manifest is not None and manifest.state == "submitting" and manifest.executor == Executor.SLURM:
+        on_queue = schedulers.of(manifest.executor).keeps_queue
+    if manifest is not None and manifest.state == "submitting" and on_queue:
         # an interrupted submission (killed, ssh dropped): finish it, exactly once
         book = storage.ManifestBook(p.sweep_dir, manifest)
         backend = slurm_backend(p, make)
@@ -145,7 +148,12 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
                        f"{adopted} adopted from the queue, {queued} queued now")
         outcome.manifest, outcome.sbatch_calls = book.manifest, backend.sbatch_calls
         return
-    if manifest is not None and manifest.executor == Executor.LOCAL:
+    if manifest is not None and not on_queue and manifest.state == "submitting":
+        # killed between creating the sweep and starting its points: none ever started
+        events.message(f"sweep {p.name!r} was created by a run killed before it started any point: starting them")
+        _run_here(p, storage.ManifestBook(p.sweep_dir, manifest), outcome, events)
+        return
+    if manifest is not None and not on_queue:
         rows = sweep_states(p.sweep_dir, manifest)
         runner = manifest.runner or {}
         runner_gone = not alive(runner.get("host"), runner.get("pid"))
@@ -172,7 +180,7 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
                 manifest = manifest.replace(note=p.request.note)
                 storage.ManifestBook(p.sweep_dir, manifest).save(manifest)
             events.message(f"sweep {p.name!r}: its note is now {p.request.note!r}")
-        if (manifest.search or manifest.optuna) and manifest.executor == Executor.SLURM:
+        if (manifest.search or manifest.optuna) and on_queue:
             from .promote import decide  # a search whose sweep command was killed goes on
 
             decide(p.sweep_dir, make, by="sweep")
@@ -185,7 +193,7 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
         outcome.manifest, outcome.already = manifest, True
         return
     n = len(p.points)
-    if p.executor == Executor.SLURM:
+    if on_queue:
         backend = slurm_backend(p, make)
         groups = p.group_resources()
         notes = [time_limit_note(res) for res, _ in groups]
@@ -227,13 +235,22 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
         outcome.manifest, outcome.sbatch_calls = storage.read_manifest(p.sweep_dir), backend.sbatch_calls
         return
     book = create(p)
+    failpoint("created")
+    _run_here(p, book, outcome, events)
+
+
+def _run_here(p: Plan, book: storage.ManifestBook, outcome: Outcome, events: Events) -> None:
+    """A local sweep just created: its points here, ``-j`` at a time, then its search's rungs."""
     per_job = max(r.points_per_job for r, _ in p.group_resources())
     at_a_time = (f"{p.request.jobs} at a time" if per_job == 1 else
                  f"{p.request.jobs} job(s) of up to {per_job} points at a time (--points-per-job)")
+    n = len(book.manifest.points)
+    chose = "auto" == p.request.executor  # (this machine because no SLURM answers here)
     events.message(f"no SLURM here: running {_plural(n, 'point')} of {p.experiment_name!r} locally, {at_a_time}"
-                   if p.request.executor == "auto" else f"running {_plural(n, 'point')} locally, {at_a_time}")
+                   if chose else f"running {_plural(n, 'point')} locally, {at_a_time}")
     if not book.manifest.optuna:  # (Optuna's points go out as it proposes them)
-        outcome.rows = run_local(book, p.request.jobs, [pt.index for pt in p.points], on_change=events.progress)
+        outcome.rows = run_local(book, p.request.jobs, [e.index for e in book.manifest.points],
+                                 on_change=events.progress)
     outcome.rows = _search_here(p, events) or outcome.rows or []
     events.progress(outcome.rows, final=True)
     outcome.manifest = storage.read_manifest(p.sweep_dir)

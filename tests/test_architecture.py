@@ -40,6 +40,21 @@ def test_only_programs_starts_programs():
     assert users("subprocess") == {"programs"}
 
 
+def test_only_the_scheduler_backends_call_the_schedulers_commands():
+    """sbatch, squeue, sacct, scontrol and scancel are reached through ``schedulers`` (every
+    question and order) and ``backends`` (submission): the fake stands in for both."""
+    assert users("ptslurm.commands") == {"schedulers", "backends"}
+
+
+def test_no_module_outside_the_backends_asks_which_scheduler_runs_a_sweep():
+    """Code asks the scheduler (``schedulers.of(executor)``) instead of branching on its name."""
+    import re
+
+    branching = {m for m in MODULES if m not in ("schedulers", "backends")
+                 and re.search(r"executor\s*[!=]=|[!=]=\s*Executor\.", (PACKAGE / f"{m}.py").read_text())}
+    assert not branching, branching
+
+
 def test_only_the_adapters_import_sacred_and_submitit():
     assert users("sacred") == {"sacred_adapter"}
     assert users("submitit") == {"submitit_adapter"}

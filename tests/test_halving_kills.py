@@ -68,8 +68,9 @@ def check(sweep_dir: Path, expected: dict) -> None:
             assert Path(p["storage_dir"], "checkpoints", "state.json").read_text() == expected["states"][p["index"]]
 
 
-@pytest.mark.parametrize("failpoint", ["recorded", "extended", "acted"])
-def test_a_decider_killed_at_each_step_is_finished_by_the_same_command(failpoint, tmp_path, tmp_path_factory):
+@pytest.mark.parametrize("failpoint", ["created", "recorded", "extended", "acted"])
+def test_a_search_killed_at_each_step_is_finished_by_the_same_command(failpoint, tmp_path, tmp_path_factory):
+    """Killed with the sweep made and no point started (``created``), or in a decision."""
     expected = reference(tmp_path_factory)
     proc = subprocess.run(command(tmp_path), capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PTSLURM_FAILPOINT": failpoint})

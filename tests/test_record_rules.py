@@ -199,3 +199,14 @@ def test_a_schema_worked_out_afresh_reads_and_writes_the_same_records(kind, data
     monkeypatch.setattr(recordkit, "_SCHEMAS", {})
     monkeypatch.setattr(recordkit, "_BUILDERS", {})
     assert kind(**{n: getattr(expected_read, n) for n in fields}, extra=dict(expected_read.extra)).to_json() == expected_json
+
+
+def test_a_points_wish_is_read_in_one_place_and_says_what_a_stop_shows():
+    """The intent file's wish: run (the default, and after a resubmit) or cancel; a wish that
+    stops a point names the state it shows and the cause of its stopped attempt."""
+    from ptslurm.records import WISHED, Wish
+
+    assert Intent().wish is Wish.RUN and not Intent().stops
+    assert Intent.from_json({"cancelled": True, "submission": 2}).wish is Wish.CANCEL
+    assert Intent(cancelled=True).stops and WISHED[Wish.CANCEL] == (State.CANCELLED, Cause.CANCELLED)
+    assert set(WISHED) == set(Wish) - {Wish.RUN}, "every wish but run stops the point"

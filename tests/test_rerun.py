@@ -57,6 +57,26 @@ def test_a_rerun_loads_nothing_and_says_nothing_new(tmp_path, no_slurm):
     assert other.returncode == 0 and json.loads(other.stdout)["sweep_dir"] != json.loads(first.stdout)["sweep_dir"]
 
 
+def test_a_local_sweep_killed_before_any_point_started_is_run_by_the_same_command(tmp_path, no_slurm):
+    """Killed between making the sweep (manifest, storage dirs) and starting its first point:
+    the same command again runs every point; it is not a sweep with 'nothing new to submit'
+    whose points stay pending for ever."""
+    exp = tmp_path / "proj" / "exp.py"
+    exp.parent.mkdir()
+    exp.write_text(COUNTING)
+    env = {"IMPORTS_LOG": str(tmp_path / "imports.log")}
+    args = ["sweep", "--json", "--root", tmp_path / "runs", exp, "with", "lr=[0.1,0.2]"]
+    killed = run_cli(*args, env={**env, "PTSLURM_FAILPOINT": "created"})
+    assert killed.returncode == -9, killed.stderr
+    sweep_dir = next((tmp_path / "runs" / "sweeps").iterdir())
+    assert [s["state"] for s in json.loads(run_cli("status", sweep_dir, "--json").stdout)] == ["pending"] * 2
+    again = run_cli(*args, env=env)
+    assert again.returncode == 0 and "nothing new to submit" not in again.stderr, again.stderr
+    assert "killed before it started any point" in again.stderr
+    assert [(s["state"], s["result"]) for s in json.loads(run_cli("collect", sweep_dir, "--format", "json").stdout)] == [
+        ("completed", 0.1), ("completed", 0.2)]
+
+
 def test_a_stale_or_foreign_hint_takes_the_full_path(tmp_path, no_slurm):
     exp = tmp_path / "exp.py"
     exp.write_text(COUNTING)
