@@ -12,7 +12,7 @@ import typing as tp
 from pathlib import Path
 
 from . import interrupt, records, sampler, schedulers, storage
-from .records import (OWN_FILES, STOPS, WISHED, Action, Cause, SLURM_COMPLETING, SLURM_REQUEUING, STATUS, Attempt,
+from .records import (OWN_FILES, STOPS, WISHED, Action, Cause, SLURM_COMPLETING, SLURM_REQUEUING, Attempt, PointPaths,
                       PointStatus, State, read_intent)
 from .runtime import job_id, now, on_slurm
 
@@ -28,7 +28,7 @@ class AttemptRecord:
     def __init__(self, storage_dir: Path, submission: int = 0, code_dir: tp.Optional[str] = None):
         from . import records
 
-        self.path = storage_dir / STATUS
+        self.path = PointPaths(storage_dir).status
         self.storage_dir = storage_dir
         self._lock = threading.RLock()
         found = records.read(self.path, PointStatus).record or PointStatus()
@@ -153,7 +153,7 @@ def latest_checkpoint(storage_dir: Path) -> tp.Optional[tp.List[tp.Any]]:
     own checkpoints count), None when there is none."""
     best: tp.Optional[tp.List[tp.Any]] = None
     try:
-        for entry in os.scandir(Path(storage_dir) / records.CHECKPOINTS):
+        for entry in os.scandir(PointPaths(Path(storage_dir)).checkpoints):
             if entry.is_file():
                 stamp = entry.stat().st_mtime_ns
                 if best is None or stamp > best[1]:

@@ -11,9 +11,9 @@ import traceback
 import typing as tp
 from pathlib import Path
 
-from . import ending, interrupt, records, runtime, sacred_adapter, schedulers, storage
+from . import ending, interrupt, runtime, sacred_adapter, schedulers, storage
 from .attempts import AttemptRecord, classify, decide, fingerprint
-from .records import WISHED, Action, Cause, Manifest, PointEntry, State, read_intent, read_status
+from .records import WISHED, Action, Cause, Manifest, PointEntry, PointPaths, State, read_intent, read_status
 from .runtime import ENV_POINT, ENV_STORAGE_DIR, ENV_SWEEP_DIR, job_id, now, on_slurm
 
 
@@ -83,7 +83,7 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int, notify: bool = True) -
             print(f"ptslurm: point {index} already completed in this submission (attempt {done.attempt}); "
                   f"nothing to run", file=sys.stderr, flush=True)
             return done.result
-        _clear_leftovers(storage_dir / records.CHECKPOINTS)
+        _clear_leftovers(PointPaths(storage_dir).checkpoints)
         storage.touch_point(sweep_dir, index)
         record = AttemptRecord(storage_dir, submission=intent.submission,
                                code_dir=str(Path(manifest.code_of(entry.code_version).snapshot).parent))
@@ -381,7 +381,7 @@ def enter_snapshot(manifest: Manifest, sweep_dir: Path, index: int, storage_dir:
         snapshot.verify(code, version.sha256, f"to run the new code: `ptslurm resubmit {sweep_dir} "
                                               f"--points {index} --refresh-code`")
     experiment = Path(version.snapshot)
-    mirror = storage_dir / records.WORK if storage_dir is not None and version.workdir else None
+    mirror = PointPaths(storage_dir).work if storage_dir is not None and version.workdir else None
     if mirror is not None:
         os.chdir(snapshot.workspace(code, Path(tp.cast(str, version.workdir)), mirror))
         snapshot.source_only(mirror)
@@ -424,7 +424,7 @@ def _create_run(manifest: Manifest, entry: PointEntry, experiment_file: Path,
         sacred_adapter.no_observers(run)
         return run
     on_start = (lambda run_id: record.update(sacred_id=run_id)) if record is not None else None
-    sacred_adapter.observe_first(run, str(storage_dir / records.SACRED), on_start)
+    sacred_adapter.observe_first(run, str(PointPaths(storage_dir).sacred), on_start)
     git = manifest.git
     # sacred's default "fd" capture goes through a tee process whose last lines can miss
     # cout.txt when the run ends; "sys" capture is exact for Python output, and the job's
@@ -433,7 +433,7 @@ def _create_run(manifest: Manifest, entry: PointEntry, experiment_file: Path,
                                 repository=git if git.get("commit") else None,
                                 info={"sweep": manifest.name, "point": entry.index, "job_id": job_id(),
                                       "git": git})
-    runtime.dump_config(run.config, storage_dir / records.CONFIG)
+    runtime.dump_config(run.config, PointPaths(storage_dir).config)
     return run
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import records, storage
 from .errors import LeaseHeld  # noqa: F401 - lease.LeaseHeld, what callers catch
-from .records import LEASE, SLURM_ON_NODE
+from .records import LEASE, SLURM_ON_NODE, PointPaths
 from .state import alive, timestamp
 from .runtime import now
 
@@ -166,7 +166,7 @@ def acquire(storage_dir: Path, job_id: str, wait_s: float = WAIT_S,
             scheduler_running: tp.Callable[[str], tp.Optional[bool]] = _scheduler_running) -> Lease:
     """Take the lease of ``storage_dir`` for ``job_id``; raise LeaseHeld when another live
     attempt keeps it longer than ``wait_s``."""
-    path = Path(storage_dir) / LEASE
+    path = PointPaths(Path(storage_dir)).lease
     data = {"job_id": job_id, "host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex,
             "acquired": now(), "heartbeat": now()}
     deadline = time.time() + wait_s

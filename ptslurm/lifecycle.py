@@ -47,7 +47,7 @@ def write_intent(sweep_dir: Path, entry: PointEntry, **fields: tp.Any) -> None:
     storage.touch_point(sweep_dir, entry.index)
     intent = read_intent(storage_dir).replace(
         time=now(), **fields)
-    storage.atomic_write_json(Path(storage_dir) / records.INTENT, intent.to_json())
+    storage.atomic_write_json(PointPaths(Path(storage_dir)).intent, intent.to_json())
 
 
 def _stop_search(sweep_dir: Path) -> tp.List[str]:
@@ -164,7 +164,7 @@ def _running_elsewhere(entry: PointEntry) -> tp.Optional[str]:
     from . import lease as leases
 
     try:
-        path = entry.path / records.LEASE
+        path = PointPaths(entry.path).lease
         if os.stat(path).st_uid != os.geteuid():
             return None  # another user's file is no lease (the job takes it over)
         holder = json.loads(path.read_text())
@@ -280,7 +280,7 @@ def current_value(entry: PointEntry, key: str) -> tp.Any:
     config of its latest attempt (None when neither has it)."""
     if key in entry.updates:
         return entry.updates[key]
-    node: tp.Any = records.read_json(entry.path / records.CONFIG)
+    node: tp.Any = records.read_json(PointPaths(entry.path).config)
     for part in key.split("."):
         node = node.get(part) if isinstance(node, dict) else None
     return node
@@ -410,7 +410,7 @@ def point_config(manifest: Manifest, index: int) -> tp.Tuple[tp.Dict[str, tp.Any
     """A point's config and where it came from: the config.json its latest attempt wrote,
     else the manifest's updates, named configs and seed."""
     entry = manifest.point(index)
-    path = entry.path / records.CONFIG
+    path = PointPaths(entry.path).config
     config = records.read_json(path)
     if isinstance(config, dict):
         return config, f"resolved config of its latest attempt ({path})"

@@ -70,6 +70,34 @@ class PointPaths(tp.NamedTuple):
 
     storage_dir: Path
 
+    @property
+    def status(self) -> Path:  # the job's record of its attempts
+        return self.storage_dir / STATUS
+
+    @property
+    def intent(self) -> Path:  # what the command line asked of the point
+        return self.storage_dir / INTENT
+
+    @property
+    def lease(self) -> Path:  # which attempt writes here now
+        return self.storage_dir / LEASE
+
+    @property
+    def config(self) -> Path:  # the latest attempt's resolved config
+        return self.storage_dir / CONFIG
+
+    @property
+    def checkpoints(self) -> Path:  # the training's checkpoints
+        return self.storage_dir / CHECKPOINTS
+
+    @property
+    def sacred(self) -> Path:  # sacred's observer: one folder per attempt
+        return self.storage_dir / SACRED
+
+    @property
+    def work(self) -> Path:  # the working dir: relative writes land here
+        return self.storage_dir / WORK
+
     def run(self, sacred_id: tp.Union[int, str], name: str = RUN) -> Path:
         """``sacred/<id>/<name>``: ``RUN``, ``COUT`` or ``METRICS`` of an attempt's sacred run."""
         return self.storage_dir / SACRED / str(sacred_id) / name
@@ -339,36 +367,8 @@ def _points(value: tp.Any) -> tp.Tuple[PointEntry, ...]:
     return tuple(PointEntry.from_json(p) for p in value if isinstance(p, dict)) if isinstance(value, list) else ()
 
 
-_WHOLE = ("gpus", "cpus", "nodes", "tasks_per_node", "array_parallelism", "signal_delay_s", "max_requeues",
-          "max_attempts", "points_per_job")
-_NUMBER = ("mem_gb", "timeout_min")
-_TEXT = ("partition", "account", "qos", "constraint")
-
-
-def _resources(value: tp.Any) -> Resources:
-    """A manifest's resources, field by field: a value of a foreign type (a hand-edited or
-    damaged manifest) is the field's default, so nothing reading it fails later."""
-    if not isinstance(value, dict):
-        return Resources()
-
-    def fits(key: str, v: tp.Any) -> bool:
-        if v is None:
-            return key not in ("gpus", "nodes", "max_requeues", "points_per_job")
-        if key in _WHOLE:
-            return isinstance(v, int) and not isinstance(v, bool)
-        if key in _NUMBER:
-            return isinstance(v, (int, float)) and not isinstance(v, bool)
-        if key in _TEXT:
-            return isinstance(v, str)
-        if key in ("setup", "srun_args"):
-            return isinstance(v, list) and all(isinstance(x, str) for x in v)
-        return key == "sbatch_args" and isinstance(v, dict)
-
-    return Resources.from_json({k: v for k, v in value.items() if fits(k, v)})
-
-
 def _resource_groups(value: tp.Any) -> tp.Tuple[Resources, ...]:
-    return tuple(_resources(v) for v in value) if isinstance(value, list) else ()
+    return tuple(Resources.tolerant(v) for v in value) if isinstance(value, list) else ()
 
 
 def _dump_groups(groups: tp.Tuple[Resources, ...]) -> tp.List[tp.Dict[str, tp.Any]]:
@@ -392,7 +392,7 @@ class Manifest(Record):
     spec: tp.Dict[str, tp.Any] = field(factory=dict, load=_mapping)
     root: str = field("", load=str)
     storage_key: tp.Optional[str] = field(None, load=_str)
-    resources: Resources = field(factory=Resources, load=_resources, dump=Resources.to_json)
+    resources: Resources = field(factory=Resources, load=Resources.tolerant, dump=Resources.to_json)
     # a sweep file's resources per point: one Resources per distinct request (PointEntry.group);
     # empty: every point asks for ``resources``
     groups: tp.Tuple[Resources, ...] = field(factory=tuple, load=_resource_groups, dump=_dump_groups, omit_none=True)

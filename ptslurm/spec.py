@@ -163,6 +163,34 @@ class Resources:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
+    @classmethod
+    def tolerant(cls, value: tp.Any) -> "Resources":
+        """Resources as a manifest holds them, field by field: a value of a foreign type (a
+        hand-edited or damaged manifest) is the field's default, so nothing reading it fails later."""
+        if not isinstance(value, dict):
+            return cls()
+
+        def fits(key: str, v: tp.Any) -> bool:
+            if v is None:
+                return key not in ("gpus", "nodes", "max_requeues", "points_per_job")
+            if key in _WHOLE:
+                return isinstance(v, int) and not isinstance(v, bool)
+            if key in _NUMBER:
+                return isinstance(v, (int, float)) and not isinstance(v, bool)
+            if key in _TEXT:
+                return isinstance(v, str)
+            if key in ("setup", "srun_args"):
+                return isinstance(v, list) and all(isinstance(x, str) for x in v)
+            return key == "sbatch_args" and isinstance(v, dict)
+
+        return cls.from_json({k: v for k, v in value.items() if fits(k, v)})
+
+
+_WHOLE = ("gpus", "cpus", "nodes", "tasks_per_node", "array_parallelism", "signal_delay_s", "max_requeues",
+          "max_attempts", "points_per_job")
+_NUMBER = ("mem_gb", "timeout_min")
+_TEXT = ("partition", "account", "qos", "constraint")
+
 
 # sbatch options ptslurm sets itself or relies on: --sbatch may not change them (a silent
 # override removed the stop signal, the array, the logs, ...); each names what to use instead

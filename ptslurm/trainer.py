@@ -21,7 +21,7 @@ from . import interrupt, runtime
 from .configurable import Configurable, import_factory
 from .batches import Batches, rng_state, set_rng_state  # noqa: F401 - Batches: ptslurm.trainer.Batches
 from .errors import UsageError
-from .records import CHECKPOINTS, CONFIG, STATUS
+from .records import CONFIG, PointPaths
 
 
 
@@ -60,7 +60,7 @@ class Model(torch.nn.Module, Configurable):
         except ImportError as exc:
             raise UsageError(f"{storage_dir / config_name}: {exc}; if the model is defined in the run's own code, "
                              f"pass import_code=True (it puts that code on sys.path)") from None
-        path = storage_dir / CHECKPOINTS / checkpoint_name
+        path = PointPaths(storage_dir).checkpoints / checkpoint_name
         if not path.exists():
             raise UsageError(f"{path} does not exist; available: "
                              f"{sorted(p.name for p in path.parent.glob('ckpt_*.pth'))}")
@@ -72,7 +72,7 @@ class Model(torch.nn.Module, Configurable):
 def _code_on_path(storage_dir: Path) -> None:
     """Make the sweep's code snapshot importable (factories like 'classify.Net')."""
     try:
-        status = json.loads((storage_dir / STATUS).read_text())
+        status = json.loads(PointPaths(storage_dir).status.read_text())
     except (OSError, ValueError):
         return
     code = status.get("code_dir")
@@ -195,7 +195,7 @@ class Trainer(Configurable):
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.storage_dir / CHECKPOINTS
+        return PointPaths(self.storage_dir).checkpoints
 
     def register_validation_hook(self, validation_dataset) -> None:
         self._validation = validation_dataset

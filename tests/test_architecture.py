@@ -76,7 +76,8 @@ def test_no_module_is_over_500_lines():
     assert not long, f"split these along their concerns: {long}"
 
 
-STRICT = ("records", "recordkit", "state", "plan", "submission", "lifecycle", "sweep", "backends", "runtime")
+STRICT = ("records", "recordkit", "state", "plan", "submission", "lifecycle", "sweep", "backends", "schedulers",
+          "runtime")
 
 
 def test_the_core_is_checked_as_mypy_strict_checks_it():
@@ -166,6 +167,15 @@ def test_records_owns_every_on_disk_name_and_slurms_state_table():
     spelled = {m: constants(m) & (ON_DISK_NAMES | SLURM_STATES) for m in MODULES if m != "records"}
     spelled["backends"] -= {"PENDING"}  # FakeCluster's jobs: its queue, not a reading of SLURM's
     assert not {m: s for m, s in spelled.items() if s}, spelled
+
+
+def test_only_point_paths_joins_a_storage_dirs_file_names():
+    """A storage dir's files are found by role (``records.PointPaths``), not by joining names."""
+    import re
+
+    joins = {m for m in MODULES if m != "records" and re.search(
+        r"/ (records\.)?(STATUS|INTENT|LEASE|CONFIG|CHECKPOINTS|SACRED|WORK)\b", (PACKAGE / f"{m}.py").read_text())}
+    assert not joins, joins
 
 
 def test_every_error_class_is_in_errors():

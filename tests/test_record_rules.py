@@ -210,3 +210,15 @@ def test_a_points_wish_is_read_in_one_place_and_says_what_a_stop_shows():
     assert Intent.from_json({"cancelled": True, "submission": 2}).wish is Wish.CANCEL
     assert Intent(cancelled=True).stops and WISHED[Wish.CANCEL] == (State.CANCELLED, Cause.CANCELLED)
     assert set(WISHED) == set(Wish) - {Wish.RUN}, "every wish but run stops the point"
+
+
+def test_point_paths_name_every_file_of_a_storage_dir():
+    from pathlib import Path
+
+    from ptslurm.records import PointPaths
+
+    p = PointPaths(Path("/runs/exp/3"))
+    assert (p.status, p.intent, p.lease, p.config) == tuple(Path("/runs/exp/3", n) for n in (
+        "ptslurm_status.json", "ptslurm_intent.json", "ptslurm_lease.json", "config.json"))
+    assert (p.checkpoints, p.sacred, p.work) == tuple(Path("/runs/exp/3", n) for n in ("checkpoints", "sacred", "work"))
+    assert p.run(2) == Path("/runs/exp/3/sacred/2/run.json") and p.run(2, "cout.txt").name == "cout.txt"
