@@ -208,6 +208,12 @@ def preflight(ex, points: tp.Sequence[Point], storage_keys: tp.Sequence[str],
         except Exception as exc:
             raise ExperimentError(f"the experiment's config scope fails without any update: "
                                   f"{_scope_error(exc)}") from None
+        for point in points:  # the injected dir would silently replace what the user asked for
+            if inject and inject in point.updates:
+                raise ExperimentError(
+                    f"point {point.index} sets {inject}={point.updates[inject]!r}, the config key ptslurm fills "
+                    f"with each point's own storage dir; choose where the storage dirs go with --root, or name "
+                    f"another key for them with --storage-key KEY")
         known = flat_keys(default)
         taken = sacred_adapter.captured_arguments(ex)  # sacred passes these to functions: not typos
         pairs = list(zip(points, placeholder_dirs))

@@ -65,3 +65,22 @@ def test_an_experiment_that_loops_at_import_is_stopped(tmp_path, no_slurm):
 def test_a_value_with_a_newline_stays_on_one_line(tmp_path, no_slurm):
     proc = run_cli("sweep", "--root", tmp_path / "runs", EXAMPLES / "tiny.py", "with", "nope\nkey=1")
     assert "\\n" in one_line(proc)
+
+
+@pytest.mark.parametrize("given", [["with", "storage_dir=/tmp/elsewhere"], ["with", "storage_dir=['/a','/b']"],
+                                   ["--storage-key", "out_dir", "with", "out_dir=/x"]])
+def test_a_point_that_sets_the_storage_key_is_refused_not_overwritten(tmp_path, no_slurm, given):
+    """ptslurm fills the storage key with each point's own dir: a value the user gave for it
+    would be replaced without a word."""
+    exp = tmp_path / "proj" / "exp.py"
+    exp.parent.mkdir()
+    exp.write_text("from sacred import Experiment\nex = Experiment('keys')\n\n@ex.config\ndef config():\n"
+                   "    storage_dir = None\n    out_dir = None\n    trainer = {'lr': 0.1}\n\n"
+                   "@ex.automain\ndef main():\n    return 1\n")
+    head, tail = given[:given.index("with")], given[given.index("with"):]
+    line = one_line(run_cli("sweep", "--root", tmp_path / "runs", *head, exp, *tail))
+    key = tail[1].split("=")[0]
+    assert f"sets {key}=" in line and "each point's own storage dir" in line and "--root" in line, line
+    assert tree(tmp_path / "runs") == set()
+    # every other key is the user's to set: only the storage key is ptslurm's
+    assert run_cli("sweep", "--root", tmp_path / "runs", *head, exp, "with", "trainer.lr=0.2").returncode == 0
