@@ -142,8 +142,7 @@ class Sweep:
         from .state import sweep_states
         from .submission import scheduler_of
 
-        return sweep_states(self.dir, manifest, scheduler_of(self.dir, manifest, self.client.scheduler)
-                            if self.client.scheduler else None)
+        return sweep_states(self.dir, manifest, scheduler_of(self.dir, manifest, self.client.scheduler))
 
     def _indices(self, points: tp.Optional[tp.Sequence[int]]) -> tp.List[int]:
         count = len(self.manifest.points)

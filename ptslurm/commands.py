@@ -1,6 +1,7 @@
 """The scheduler's commands (sbatch, squeue, sacct, scontrol, sacctmgr, scancel), run through
-``programs``; only the scheduler backends (``schedulers``, ``backends``) call them. Output is read by pure parsers (``parse_*``, tested on literal outputs of SLURM 22.05
-and of the formats newer versions document), so a change of format shows in one place.
+``programs``; only the scheduler backends (``schedulers``, ``backends``) call them. Output is
+read by pure parsers (``parse_*``, tested on literal outputs of SLURM 22.05 and of the
+formats newer versions document), so a change of format shows in one place.
 
 Every call has a timeout; a scheduler that does not answer reads as "unknown" ({} or None)
 where the caller can go on without it, and as SubmissionError where it cannot.

@@ -169,6 +169,7 @@ def _act(sweep_dir: Path, decision: tp.Mapping[str, tp.Any], search: halving.Sea
     from .lifecycle import _resubmit
 
     manifest = storage.read_manifest(sweep_dir)
+    queued = schedulers.of(manifest.executor).keeps_queue  # else the next rung runs here
     target = search.rungs[int(decision["rung"]) + 1]
     chosen = [int(i) for i in decision["points"]]
     def below(i: int) -> bool:  # (a point a later decision extended further is past this one)
@@ -180,10 +181,9 @@ def _act(sweep_dir: Path, decision: tp.Mapping[str, tp.Any], search: halving.Sea
         book, _ = _resubmit(sweep_dir, fresh, False, True, make, updates={search.budget: search.value(target)},
                             by=f"halving decision {decision['id']}")
         # no job for the new budget yet: waiting (a submit limit may keep some waiting a while)
-        queued = schedulers.of(book.manifest.executor).keeps_queue
         manifest = book.save(book.manifest.with_jobs({i: None for i in fresh}) if queued else book.manifest)
         failpoint("extended")
-    if not schedulers.of(manifest.executor).keeps_queue:  # the next rung runs here
+    if not queued:
         return [i for i in chosen if _not_started(manifest, i)]
     if not _queue(sweep_dir, manifest, chosen, make):
         raise _Later()

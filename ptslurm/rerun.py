@@ -87,7 +87,7 @@ def rerun(request: SweepRequest, scheduler_given: bool = False
         manifest = storage.read_manifest(sweep_dir)
     except (OSError, PtslurmError):
         return None, executor
-    if manifest.state != "submitted" or (manifest.spec_hash, manifest.executor) != (hint.get("spec_hash"), executor):
+    if manifest.state != "submitted" or manifest.spec_hash != hint.get("spec_hash") or manifest.executor != executor:
         return None, executor
     return Plan(request=request, points=[e.to_point() for e in manifest.points], root=root,
                 experiment_name=manifest.experiment.name, module_name=manifest.experiment.module,

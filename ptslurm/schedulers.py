@@ -14,6 +14,7 @@ import os
 import time
 import typing as tp
 
+from . import commands
 from .errors import UsageError
 
 
@@ -55,62 +56,41 @@ class Slurm:
     keeps_queue = True
 
     def slurm_available(self) -> bool:
-        from . import commands
-
         return commands.slurm_available()
 
     def queue_states(self, job_ids: tp.Iterable[str]) -> tp.Dict[str, str]:
-        from . import commands
-
         return commands.queue_states(list(job_ids))
 
     def accounting_history(self, job_ids: tp.Iterable[str]) -> tp.Dict[str, tp.List[tp.Tuple[str, str]]]:
-        from . import commands
-
         return commands.accounting_history(job_ids)
 
     def cancel(self, job_ids: tp.Iterable[str]) -> None:
-        from . import commands
-
         commands.cancel(job_ids)
 
     def stop(self, job_ids: tp.Iterable[str], attempts: tp.Sequence[tp.Any], grace_s: float) -> None:
-        """scancel: SLURM signals the jobs' processes, then kills them after its KillWait."""
-        jobs = list(job_ids)
-        if jobs:
-            self.cancel(jobs)
+        """scancel (none without jobs): SLURM signals the jobs' processes, then kills them
+        after its KillWait."""
+        self.cancel(job_ids)
 
     def hold(self, job_ids: tp.Sequence[str], release: bool = False) -> None:
-        from . import commands
-
         commands.hold(job_ids, release=release)
 
     def requeue(self, job_id: str) -> None:
-        from . import commands
-
         commands.requeue(job_id)
 
     def job_info(self, job_id: str) -> tp.Dict[str, str]:
-        from . import commands
-
         return commands.job_info(job_id)
 
     def partition_info(self, partition: tp.Optional[str]) -> tp.Dict[str, str]:
         """``scontrol show partition``'s fields ({} when it does not say)."""
-        from . import commands
-
         return commands.partition_info(partition)
 
     def nodes(self, partition: tp.Optional[str]) -> tp.List[tp.Tuple[int, int, str]]:
         """(CPUs, memory in MB, GRES) of each node of ``partition`` (None: the default one)."""
-        from . import commands
-
         return commands.nodes(partition)
 
     def prefetch_submit_limit(self) -> None:
         """Start asking the accounting for the submit limit, to be read by the submission."""
-        from . import commands
-
         commands.prefetch_submit_limit()
 
 
@@ -166,7 +146,7 @@ def slurm() -> Scheduler:
 
 def of(executor: str) -> Scheduler:
     """The scheduler of a sweep whose manifest says ``executor`` ("slurm" or "local")."""
-    return slurm() if str(executor) == "slurm" else LOCAL
+    return slurm() if executor == "slurm" else LOCAL  # (records.Executor is a str)
 
 
 def in_job() -> Scheduler:
@@ -177,8 +157,6 @@ def in_job() -> Scheduler:
 def here() -> tp.Tuple[str, str]:
     """Whether SLURM is here: ``("none", "")`` (no SLURM, or no cluster configured), ``("up",
     "")`` or ``("down", what scontrol or slurm.conf says)``: ``commands.slurm_here``."""
-    from . import commands
-
     return commands.slurm_here()
 
 

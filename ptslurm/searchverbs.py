@@ -26,8 +26,7 @@ def cmd_extend(args: argparse.Namespace, updates: tp.Sequence[str]) -> int:
 
 
 def cmd_promote(args: argparse.Namespace, updates: tp.Sequence[str]) -> int:
-    from . import promote
-    from . import schedulers
+    from . import promote, schedulers
     from .verbs import _sweep
 
     if updates:

@@ -90,7 +90,7 @@ def point_state(manifest: Manifest, entry: PointEntry, status: PointStatus, inte
             state = State.REQUEUED
         elif queued == "RUNNING" and state in (State.PENDING, State.REQUEUED):
             state = State.RUNNING
-    if not schedulers.of(manifest.executor).keeps_queue and state not in TERMINAL:  # processes of this machine
+    if state not in TERMINAL and not schedulers.of(manifest.executor).keeps_queue:  # processes of this machine
         if state == State.RUNNING and latest is not None and not alive(latest.host, latest.pid):
             state = State.LOST  # a local run killed without a word (kill -9, reboot)
         elif state == State.PENDING and not alive((manifest.runner or {}).get("host"),

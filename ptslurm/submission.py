@@ -366,7 +366,8 @@ def waves_stalled(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[PointRo
                   make: tp.Optional[backends.BackendFactory] = None) -> bool:
     """Whether points of a sweep in waves wait and no wave job is queued to submit them (it
     was cancelled or killed after the last point ended). Asks the scheduler; submits nothing."""
-    if not schedulers.of(manifest.executor).keeps_queue or not manifest.waves or not any(r.state == State.WAITING for r in rows):
+    if not schedulers.of(manifest.executor).keeps_queue or not manifest.waves or not any(
+            r.state == State.WAITING for r in rows):
         return False
     job = manifest.waves.get("job")
     try:

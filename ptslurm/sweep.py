@@ -133,10 +133,10 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
 
     outcome.sweep_dir = p.sweep_dir
     manifest = existing(p)
-    on_queue = schedulers.of(p.executor).keeps_queue  # else the points run here, in this command
+    # the sweep's scheduler keeps a queue; else its points run here, in this command
+    on_queue = schedulers.of(p.executor if manifest is None else manifest.executor).keeps_queue
     if manifest is not None:
         storage.require_own(p.sweep_dir, "continues")
-        on_queue = schedulers.of(manifest.executor).keeps_queue
     if manifest is not None and manifest.state == "submitting" and on_queue:
         # an interrupted submission (killed, ssh dropped): finish it, exactly once
         book = storage.ManifestBook(p.sweep_dir, manifest)
@@ -245,9 +245,8 @@ def _run_here(p: Plan, book: storage.ManifestBook, outcome: Outcome, events: Eve
     at_a_time = (f"{p.request.jobs} at a time" if per_job == 1 else
                  f"{p.request.jobs} job(s) of up to {per_job} points at a time (--points-per-job)")
     n = len(book.manifest.points)
-    chose = "auto" == p.request.executor  # (this machine because no SLURM answers here)
     events.message(f"no SLURM here: running {_plural(n, 'point')} of {p.experiment_name!r} locally, {at_a_time}"
-                   if chose else f"running {_plural(n, 'point')} locally, {at_a_time}")
+                   if p.request.executor == "auto" else f"running {_plural(n, 'point')} locally, {at_a_time}")
     if not book.manifest.optuna:  # (Optuna's points go out as it proposes them)
         outcome.rows = run_local(book, p.request.jobs, [e.index for e in book.manifest.points],
                                  on_change=events.progress)

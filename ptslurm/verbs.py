@@ -128,7 +128,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     sweep_dir, manifest = _sweep(args)
 
     scheduler = schedulers.of(manifest.executor)
-    available: tp.Optional[bool] = scheduler.slurm_available()  # asked once here, for the warning, not again by the first sweep_states
+    available: tp.Optional[bool] = scheduler.slurm_available()  # for the warning; the first sweep_states reuses it
     if not available and scheduler.keeps_queue:
         print("ptslurm: warning: the SLURM controller did not answer: states come from the files alone "
               "(a job that ended without a word still shows as running or queued)", file=sys.stderr)

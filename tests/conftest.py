@@ -168,6 +168,21 @@ def run_cli(*args, cwd=None, env=None, timeout=300):
                           cwd=cwd, env=full_env, timeout=timeout)
 
 
+def kill_group_after(command, seconds: float) -> None:
+    """Start ``command`` in a session of its own and, ``seconds`` later, SIGKILL it with every
+    process it started (nothing of a command killed at a random moment may live on)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(seconds)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def tree(path: Path):
     """All paths below ``path`` (relative), for 'nothing was created' checks."""
     if not path.exists():

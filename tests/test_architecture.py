@@ -47,11 +47,13 @@ def test_only_the_scheduler_backends_call_the_schedulers_commands():
 
 
 def test_no_module_outside_the_backends_asks_which_scheduler_runs_a_sweep():
-    """Code asks the scheduler (``schedulers.of(executor)``) instead of branching on its name."""
+    """Code asks the scheduler (``schedulers.of(executor)``) instead of branching on its name
+    (``--executor auto``, the user's word, may still be read as such)."""
     import re
 
-    branching = {m for m in MODULES if m not in ("schedulers", "backends")
-                 and re.search(r"executor\s*[!=]=|[!=]=\s*Executor\.", (PACKAGE / f"{m}.py").read_text())}
+    name = r"""(Executor\.(SLURM|LOCAL)|["'](slurm|local)["'])"""
+    branching = {m for m in MODULES if m not in ("schedulers", "backends") and re.search(
+        rf"executor\s*[!=]=\s*{name}|{name}\s*[!=]=\s*[\w.]*executor", (PACKAGE / f"{m}.py").read_text())}
     assert not branching, branching
 
 

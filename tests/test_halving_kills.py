@@ -9,12 +9,11 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import kill_group_after, run_cli
 from test_halving import CURVES, log_of, points_of, straight_run
 
 GRID = {"speed": [0.2, 0.4, 0.6], "floor": [0.0, 0.02, 0.04]}
@@ -86,12 +85,5 @@ def test_random_kills_of_a_local_search_never_promote_twice_nor_lose_a_promotion
     for trial in range(int(os.environ.get("PTSLURM_KILLS", "12"))):
         where = tmp_path / str(trial)
         where.mkdir()
-        proc = subprocess.Popen(command(where), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
-        time.sleep(rng.uniform(0.3, 6.0))
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the command and every point it started
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        kill_group_after(command(where), rng.uniform(0.3, 6.0))  # the command and every point it started
         check(finish(where), expected)

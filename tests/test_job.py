@@ -46,7 +46,7 @@ def slurm_env(monkeypatch, fake_slurm):
     interrupt.reset()
 
 
-def fake_info(_monkeypatch, **fields):
+def fake_info(**fields):
     """The job that asks ($SLURM_JOB_ID, 42) on the fake scheduler standing in for SLURM
     (``fake_slurm``), whose record (scontrol show job) says ``fields`` (None: a field left
     out); job 41 beside it was preempted, so a question about the wrong job gets the wrong
@@ -75,7 +75,7 @@ def fake_info(_monkeypatch, **fields):
     (None, {}, ["failed", "failed", "failed"], ("failed", "failed", None)),  # the cap
 ])
 def test_decisions_on_slurm(slurm_env, sig, fields, causes, expected):
-    fake_info(slurm_env, **fields)
+    fake_info(**fields)
     if sig is not None:
         interrupt.request_stop(sig)
         exc = interrupt.Interrupted("stopped")
@@ -90,7 +90,7 @@ def test_a_packed_point_whose_job_process_died_is_stopped_not_cancelled(slurm_en
     end: resumable (resubmit --failed finds it), never 'cancelled'."""
     import os
 
-    fake_info(slurm_env, JobState="COMPLETING")
+    fake_info(JobState="COMPLETING")
     interrupt.request_stop(signal.SIGTERM)
     slurm_env.setenv("PTSLURM_PACK_PARENT", str(os.getppid()))  # its parent lives: a scancel
     assert attempts.classify(interrupt.Interrupted("x")) == "cancelled"
@@ -128,7 +128,7 @@ def boom():
     (False, "SAME", ("failed", "failed", None)),  # the same failure, no progress
 ])
 def test_failures_are_retried_only_after_progress_or_a_different_failure(slurm_env, progress, previous, expected):
-    fake_info(slurm_env)
+    fake_info()
     exc = boom()
     record = Record(["failed"] if previous else [], progress, attempts.fingerprint(exc) if previous == "SAME" else previous)
     assert attempts.decide(exc, record, max_requeues=3)[:3] == expected
@@ -150,7 +150,7 @@ def test_progress_is_a_reported_step_or_a_new_checkpoint_of_any_code(tmp_path, m
 
 
 def test_a_cancel_intent_makes_any_stop_a_cancel(tmp_path, slurm_env):
-    fake_info(slurm_env)  # SLURM says nothing special
+    fake_info()  # SLURM says nothing special
     (tmp_path / "ptslurm_intent.json").write_text('{"cancelled": true, "submission": 0}')
     record = Record([])
     record.storage_dir = tmp_path
@@ -166,7 +166,7 @@ def test_a_cancel_intent_makes_any_stop_a_cancel(tmp_path, slurm_env):
     ([("timeout", False)] * 2 + [("failed", True), ("timeout", False)], "requeue", None),
 ])
 def test_stops_without_progress_in_a_row_are_capped(slurm_env, earlier, expected, why):
-    fake_info(slurm_env)
+    fake_info()
     record = Record([], progress=False)
     record.status = PointStatus(attempts=tuple(Attempt(cause=c, progressed=p) for c, p in earlier) + (Attempt(),))
     interrupt.request_stop(signal.SIGUSR2)
@@ -182,7 +182,7 @@ def test_stops_without_progress_in_a_row_are_capped(slurm_env, earlier, expected
 def test_files_written_count_as_progress_for_a_stop_but_not_for_a_failure(slurm_env, exc, expected):
     """Code that never reports (a plain loop with its own state file) is judged by its
     files when it is stopped; a crash that only touched files is not progress."""
-    fake_info(slurm_env)
+    fake_info()
     record = Record([], progress="files")
     record.status = PointStatus(attempts=tuple(Attempt(cause="timeout", progressed=False) for _ in range(3))
                                 + (Attempt(),))
@@ -196,7 +196,7 @@ def test_files_written_count_as_progress_for_a_stop_but_not_for_a_failure(slurm_
 
 
 def test_max_attempts_is_an_optional_total_budget(slurm_env):
-    fake_info(slurm_env)
+    fake_info()
     record = Record(["timeout"] * 4, progress=True)
     interrupt.request_stop(signal.SIGUSR2)
     assert attempts.decide(interrupt.Interrupted("x"), record, 3).action == "requeue"
@@ -229,7 +229,7 @@ def test_never_asking_code_runs_on_to_the_margin_before_the_jobs_end(slurm_env, 
     import time
 
     end = (datetime.datetime.now() + datetime.timedelta(seconds=2.5)).replace(microsecond=0)  # scontrol: seconds
-    fake_info(slurm_env, EndTime=end.isoformat())
+    fake_info(EndTime=end.isoformat())
     monkeypatch.setattr(job, "END_MARGIN_S", 0.5)
     interrupt.request_stop(signal.SIGUSR2)  # the time-limit signal; the code never asked
     started = time.time()
@@ -237,7 +237,7 @@ def test_never_asking_code_runs_on_to_the_margin_before_the_jobs_end(slurm_env, 
     waited = time.time() - started
     assert abs((time.time() + 0.5) - end.timestamp()) < 0.3 and waited > 0.9, waited
     # a preemption (PreemptTime) ends it within the grace time: no waiting
-    fake_info(slurm_env, EndTime=(datetime.datetime.now() + datetime.timedelta(seconds=30)).isoformat(),
+    fake_info(EndTime=(datetime.datetime.now() + datetime.timedelta(seconds=30)).isoformat(),
               PreemptTime="2026-12-01T10:00:00")
     started = time.time()
     job._use_allocation()
@@ -289,7 +289,7 @@ def disk_full():
 def test_each_decision_whole(slurm_env, case, make_exc, info, record, expected):
     """Every field of the decision the job records (state, cause, action, progressed, why it
     gave up), for each way an attempt can end on SLURM."""
-    fake_info(slurm_env, **info)
+    fake_info(**info)
     exc = make_exc()
     if record.previous == "SAME":
         record.previous = attempts.fingerprint(exc)
@@ -297,7 +297,7 @@ def test_each_decision_whole(slurm_env, case, make_exc, info, record, expected):
 
 
 def test_the_attempt_budget_ends_a_point_that_progresses(slurm_env):
-    fake_info(slurm_env)
+    fake_info()
     record = Record(["timeout"] * 4, progress=True)
     decision = attempts.decide(stop(signal.SIGUSR2), record, 3, max_attempts=5)
     assert tuple(decision) == ("timeout", "timeout", None, True, "--max-attempts 5 reached")
@@ -420,7 +420,7 @@ def test_the_failure_before_is_the_previous_attempt_of_this_submission():
     ("held on its way back", signal.SIGTERM, {"JobState": "REQUEUE_HOLD"}, "1", "requeued"),
 ])
 def test_what_slurms_record_says_of_a_stop(slurm_env, case, sig, info, restart_count, expected):
-    fake_info(slurm_env, **info)
+    fake_info(**info)
     if restart_count is None:
         slurm_env.delenv("SLURM_RESTART_COUNT")
     else:

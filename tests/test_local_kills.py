@@ -7,13 +7,11 @@ a running sum, resumed from its own checkpoint), and no storage dir claimed twic
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from conftest import TEST_EXPERIMENTS, run_cli
+from conftest import TEST_EXPERIMENTS, kill_group_after, run_cli
 
 STEPS = [4, 6, 8]
 
@@ -41,14 +39,7 @@ def test_a_local_sweep_killed_at_random_moments_is_finished_by_the_same_command(
     for trial in range(int(os.environ.get("PTSLURM_KILLS", "6"))):
         where = tmp_path / str(trial)
         where.mkdir()
-        proc = subprocess.Popen(command(where), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
-        time.sleep(rng.uniform(0.2, 5.0))
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the command and every point it started
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        kill_group_after(command(where), rng.uniform(0.2, 5.0))  # the command and every point it started
         sweep_dir = finish(where)
         rows = json.loads(run_cli("collect", sweep_dir, "--format", "json").stdout)
         assert [(r["steps"], r["result"]) for r in rows] == [(n, n * (n + 1) // 2) for n in STEPS], trial
