@@ -11,11 +11,11 @@ __all__ = ["__version__", "PtslurmError", "Interrupted", "get_storage_dir", "get
            "Configurable", "Model", "Trainer", "Adam", "SGD", "Batches", "dump_config", "collect", "to_frame",
            "Client", "Sweep"]
 
-_LAZY = {"Interrupted": "interrupt", "get_storage_dir": "runtime", "should_stop": "runtime", "dump_config": "runtime",
-         "report_progress": "runtime", "active_run": "runtime", "distributed": "runtime",
-         "init_process_group": "runtime",
-         "get_new_storage_dir": "claims", "Configurable": "configurable", "Model": "trainer", "Trainer": "trainer",
-         "Adam": "trainer", "SGD": "trainer", "Batches": "batches", "collect": "results", "to_frame": "results",
+_LAZY = {"Interrupted": "job.interrupt", "get_storage_dir": "job.runtime", "should_stop": "job.runtime", "dump_config": "job.runtime",
+         "report_progress": "job.runtime", "active_run": "job.runtime", "distributed": "job.runtime",
+         "init_process_group": "job.runtime",
+         "get_new_storage_dir": "records.claims", "Configurable": "train.configurable", "Model": "train.trainer", "Trainer": "train.trainer",
+         "Adam": "train.trainer", "SGD": "train.trainer", "Batches": "train.batches", "collect": "read.results", "to_frame": "read.results",
          "Client": "api", "Sweep": "api"}
 
 
@@ -23,14 +23,14 @@ import typing as _tp  # noqa: E402
 
 if _tp.TYPE_CHECKING:  # what type checkers see of the lazy names below (nothing is imported at run time)
     from .api import Client, Sweep
-    from .configurable import Configurable
-    from .interrupt import Interrupted
-    from .results import collect, to_frame
-    from .runtime import (active_run, distributed, dump_config, get_storage_dir, init_process_group,
-                          report_progress, should_stop)
-    from .claims import get_new_storage_dir
-    from .batches import Batches
-    from .trainer import SGD, Adam, Model, Trainer
+    from .train.configurable import Configurable
+    from .job.interrupt import Interrupted
+    from .read.results import collect, to_frame
+    from .job.runtime import (active_run, distributed, dump_config, get_storage_dir, init_process_group,
+                              report_progress, should_stop)
+    from .records.claims import get_new_storage_dir
+    from .train.batches import Batches
+    from .train.trainer import SGD, Adam, Model, Trainer
 
 
 def __getattr__(name):

@@ -18,8 +18,8 @@ from pathlib import Path
 from .errors import UsageError
 
 if tp.TYPE_CHECKING:
-    from .backends import BackendFactory
-    from .plan import Plan
+    from .schedulers.backends import BackendFactory
+    from .plan.make import Plan
     from .records import Manifest
 
 
@@ -40,8 +40,8 @@ class Client:
     def _request(self, experiment: tp.Union[str, Path], updates: tp.Sequence[str], sweep_file: tp.Optional[str],
                  name: tp.Optional[str], resources: tp.Optional[tp.Mapping[str, tp.Any]], jobs: int,
                  dry_run: bool) -> tp.Any:
-        from .plan import SweepRequest
-        from .spec import Resources
+        from .plan.make import SweepRequest
+        from .records.spec import Resources
 
         fields = {f.name for f in dataclasses.fields(Resources)}
         unknown = sorted(set(resources or {}) - fields)
@@ -56,7 +56,7 @@ class Client:
              name: tp.Optional[str] = None, resources: tp.Optional[tp.Mapping[str, tp.Any]] = None) -> "Plan":
         """Every check of ``ptslurm sweep --dry-run`` (the pre-flight included); nothing is
         created. ``updates``: the words after ``with``, in sacred's syntax."""
-        from .sweep import run
+        from .submit.sweep import run
 
         return run(self._request(experiment, updates, sweep_file, name, resources, 1, True),
                    make=self.scheduler).plan
@@ -66,7 +66,7 @@ class Client:
               jobs: int = 1) -> "Sweep":
         """``ptslurm sweep``: queue every point (or run them here, ``jobs`` at a time, when the
         executor is local); the same call again finishes or reuses the same sweep."""
-        from .sweep import run
+        from .submit.sweep import run
 
         outcome = run(self._request(experiment, updates, sweep_file, name, resources, jobs, False),
                       make=self.scheduler)
@@ -75,7 +75,7 @@ class Client:
 
     def open(self, sweep: tp.Union[str, Path]) -> "Sweep":
         """An existing sweep, by name (under ``root``) or directory."""
-        from .storage import find_sweep
+        from .records.storage import find_sweep
 
         return Sweep(find_sweep(str(sweep), self.root), self)
 
@@ -92,14 +92,14 @@ class Sweep:
 
     @property
     def manifest(self) -> "Manifest":
-        from .storage import read_manifest
+        from .records.storage import read_manifest
 
         return read_manifest(self.dir)
 
     def status(self) -> tp.List[tp.Dict[str, tp.Any]]:
         """``ptslurm status --json``: one dict per point (index, state, job, storage dir,
         attempts, progress...)."""
-        from .state import status_rows
+        from .read.state import status_rows
 
         manifest = self.manifest
         return [r.to_json() for r in status_rows(manifest, self._rows(manifest))]
@@ -113,13 +113,13 @@ class Sweep:
 
     def wait(self) -> tp.List[str]:
         """Until every point has ended (``$PTSLURM_POLL_S`` seconds apart); their states."""
-        from .sweep import wait_for
+        from .submit.sweep import wait_for
 
         return [r.state.value for r in wait_for(self.dir, make=self.client.scheduler)]
 
     def cancel(self, points: tp.Optional[tp.Sequence[int]] = None) -> tp.List[int]:
         """``ptslurm cancel``: the points (default: all) that were still going."""
-        from .lifecycle import cancel
+        from .submit.lifecycle import cancel
 
         return cancel(self.dir, self._indices(points), make=self.client.scheduler)
 
@@ -127,20 +127,20 @@ class Sweep:
                  keep_code: bool = False) -> tp.Dict[int, str]:
         """``ptslurm resubmit``: each point again, in its own storage dir (resuming from its
         checkpoints); point -> job id (``"local"`` for points run here)."""
-        from .lifecycle import resubmit
+        from .submit.lifecycle import resubmit
 
         return resubmit(self.dir, self._indices(points), refresh_code, keep_code, make=self.client.scheduler)
 
     def collect(self) -> tp.List[tp.Dict[str, tp.Any]]:
         """``ptslurm collect``: one record per point (varied values, state, result, each
         metric's final and best value, storage dir)."""
-        from .results import collect
+        from .read.results import collect
 
         return collect([self.dir])
 
     def _rows(self, manifest: "Manifest") -> tp.Any:
-        from .state import sweep_states
-        from .submission import scheduler_of
+        from .read.state import sweep_states
+        from .submit.submission import scheduler_of
 
         return sweep_states(self.dir, manifest, scheduler_of(self.dir, manifest, self.client.scheduler))
 

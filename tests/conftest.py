@@ -81,8 +81,8 @@ def fake_slurm(monkeypatch, tmp_path):
     a submission (``schedulers.slurm()``): the job side's requeue, its reading of how a stop
     came, the lease's question whether a job runs. ``.scheduler`` is the one answering."""
     from ptslurm import schedulers
-    from ptslurm.backends import FakeCluster
-    from ptslurm.spec import Resources
+    from ptslurm.schedulers.backends import FakeCluster
+    from ptslurm.records.spec import Resources
 
     cluster = FakeCluster()
     cluster.scheduler = cluster.backend(tmp_path, Resources(), "fake")
@@ -136,7 +136,7 @@ def read_status(storage_dir) -> dict:
 def joined_metrics(storage_dir, attempts) -> dict:
     """The sacred metrics of these attempts (dicts from the status file), joined as collect does."""
     from ptslurm.records import Attempt
-    from ptslurm.results import join_metrics
+    from ptslurm.read.results import join_metrics
 
     return join_metrics(storage_dir, [Attempt.from_json(a) for a in attempts])
 
@@ -149,7 +149,7 @@ def fake_sweep(template, name: str, cluster):
     import shutil
     import tempfile
 
-    from ptslurm.sweep import execute
+    from ptslurm.submit.sweep import execute
 
     staging = Path(tempfile.mkdtemp(prefix="ptslurm-test-staging-"))
     shutil.copytree(template.staging, staging, dirs_exist_ok=True)

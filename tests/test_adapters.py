@@ -1,5 +1,5 @@
-"""What ptslurm relies on in sacred and submitit (ptslurm/sacred_adapter.py and
-ptslurm/submitit_adapter.py): each adapter's check passes on the installed versions and fails
+"""What ptslurm relies on in sacred and submitit (ptslurm/plan/sacred_adapter.py and
+ptslurm/schedulers/submitit_adapter.py): each adapter's check passes on the installed versions and fails
 loudly, naming the part and the tested range, when an upgrade changes it; and the behaviour
 we copy from sacred matches sacred's own."""
 import re
@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 
-from ptslurm import sacred_adapter, submitit_adapter
+from ptslurm.plan import sacred_adapter
+from ptslurm.schedulers import submitit_adapter
 
 pytestmark = pytest.mark.fast
 
@@ -73,7 +74,7 @@ EXPERIMENT = textwrap.dedent('''
 @pytest.mark.parametrize("updates,named", [({}, ()), ({"lr": 0.5, "data.size": 3}, ("big",)),
                                            ({"trainer.epochs": 7, "seed": 11}, ())])
 def test_build_config_gives_exactly_the_config_sacred_runs_with(tmp_path, updates, named):
-    from ptslurm import experiment
+    from ptslurm.plan import experiment
 
     path = tmp_path / "probe.py"
     path.write_text(EXPERIMENT)
@@ -133,7 +134,7 @@ PARALLEL = EXPERIMENT.replace("\n@ex.main\n", textwrap.dedent('''
 def preflights(tmp_path, monkeypatch, points):
     """Calls of the pre-flight of ``points``: built in this process, built in forked workers
     (three of them: 13 points, 4 a worker at least), and the worker counts asked for."""
-    from ptslurm import experiment
+    from ptslurm.plan import experiment
 
     path = tmp_path / "probe.py"
     path.write_text(PARALLEL)
@@ -152,7 +153,7 @@ def preflights(tmp_path, monkeypatch, points):
 
 
 def test_configs_built_in_forked_workers_are_those_built_in_one_process(tmp_path, monkeypatch):
-    from ptslurm.spec import Point
+    from ptslurm.records.spec import Point
 
     points = [Point(index=i, updates={"lr": 0.1 * i, **({"seed": i} if i % 2 else {})},
                     named_configs=("big",) if i % 3 == 0 else ()) for i in range(13)]
@@ -173,7 +174,7 @@ def test_configs_built_in_forked_workers_are_those_built_in_one_process(tmp_path
 @pytest.mark.parametrize("bad", [{5: {"lrr": 1}, 11: {"lrr": 2}}, {11: {"lrr": 2}}])
 def test_the_first_failing_point_is_named_whichever_worker_built_it(tmp_path, monkeypatch, bad):
     from ptslurm.errors import ExperimentError
-    from ptslurm.spec import Point
+    from ptslurm.records.spec import Point
 
     points = [Point(index=i, updates=bad.get(i, {"lr": 0.1})) for i in range(13)]
     first = min(bad)
@@ -185,7 +186,7 @@ def test_the_first_failing_point_is_named_whichever_worker_built_it(tmp_path, mo
 
 
 def test_a_scope_that_exits_in_a_worker_exits_as_it_does_without_workers(tmp_path, monkeypatch):
-    from ptslurm.spec import Point
+    from ptslurm.records.spec import Point
 
     points = [Point(index=i, updates={}, named_configs=("stop",) if i == 9 else ()) for i in range(13)]
     serial, parallel, forked = preflights(tmp_path, monkeypatch, points)

@@ -63,7 +63,7 @@ def test_a_requeued_job_of_a_completed_point_exits_at_once(tmp_path, no_slurm):
     storage_dir = summary["points"][0]["storage_dir"]
     before = read_status(storage_dir)["attempts"]
     # what SLURM does after a node failure or `scontrol requeue` of a completed job: start it again
-    again = subprocess.run([sys.executable, "-m", "ptslurm.jobmain", summary["sweep_dir"], "0"],
+    again = subprocess.run([sys.executable, "-m", "ptslurm.job", summary["sweep_dir"], "0"],
                            capture_output=True, text=True, env=dict(os.environ))
     assert again.returncode == 0, again.stderr
     assert "already completed in this submission" in again.stderr

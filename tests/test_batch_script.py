@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ptslurm.backends import SlurmBackend, chunks
-from ptslurm.spec import Resources
+from ptslurm.schedulers.backends import SlurmBackend, chunks
+from ptslurm.records.spec import Resources
 
 pytestmark = pytest.mark.fast
 
@@ -57,7 +57,7 @@ OWNED = {"signal": "--signal-delay", "array": "--array-parallelism", "time": "--
 @pytest.mark.parametrize("key", sorted(OWNED) + ["-t", "J", "--signal", "open_mode", "-a", "c"])
 def test_an_sbatch_option_ptslurm_sets_is_refused_naming_what_to_use(key):
     from ptslurm.errors import UsageError
-    from ptslurm.spec import check_sbatch_args, sbatch_key
+    from ptslurm.records.spec import check_sbatch_args, sbatch_key
 
     with pytest.raises(UsageError, match=f"ptslurm sets --{sbatch_key(key)} itself") as err:
         check_sbatch_args(Resources(sbatch_args={key: "x"}))
@@ -65,7 +65,7 @@ def test_an_sbatch_option_ptslurm_sets_is_refused_naming_what_to_use(key):
 
 
 def script_of(res: Resources) -> str:
-    from ptslurm.spec import check_sbatch_args
+    from ptslurm.records.spec import check_sbatch_args
 
     checked, _notes = check_sbatch_args(res)
     return SlurmBackend(Path("/S"), checked, job_name="j").batch_script(2)
@@ -75,7 +75,7 @@ def script_of(res: Resources) -> str:
                                             ("mem_per_cpu", "mem_gb"), ("cpus-per-gpu", "cpus")])
 def test_an_exclusive_option_the_user_gave_replaces_ptslurms_with_a_note(given, replaced):
     from ptslurm.errors import UsageError
-    from ptslurm.spec import check_sbatch_args
+    from ptslurm.records.spec import check_sbatch_args
 
     res = Resources(cpus=4, mem_gb=16, sbatch_args={given: "2G"}, origins={"mem_gb": "profile p.yaml",
                                                                             "cpus": "profile p.yaml"})
@@ -92,7 +92,7 @@ def test_an_exclusive_option_the_user_gave_replaces_ptslurms_with_a_note(given, 
 
 def test_flags_without_value_and_empty_values():
     from ptslurm.errors import UsageError
-    from ptslurm.spec import check_sbatch_args
+    from ptslurm.records.spec import check_sbatch_args
 
     assert "#SBATCH --exclusive\n" in script_of(Resources(sbatch_args={"exclusive": True}))
     for empty in ("", None):

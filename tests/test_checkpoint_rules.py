@@ -9,8 +9,8 @@ import warnings
 import pytest
 import torch
 
-from ptslurm import checkpoint as ckpt
-from ptslurm.storage import result_mode
+from ptslurm.train import checkpoint as ckpt
+from ptslurm.records.storage import result_mode
 
 pytestmark = pytest.mark.fast
 
@@ -122,7 +122,7 @@ def test_numpy_arrays_load_as_data(tmp_path):
 def test_a_checkpoint_is_shared_as_the_umask_says(tmp_path, monkeypatch):
     """Results follow the umask (a group-writable one shares checkpoints with the group);
     ptslurm's own control files never get group write."""
-    from ptslurm import storage
+    from ptslurm.records import storage
 
     monkeypatch.setattr(storage, "UMASK", 0o002)
     path = ckpt.save(state(1), tmp_path, 1)

@@ -151,7 +151,7 @@ def test_dry_run_prints_points_dirs_and_command_and_creates_nothing(root, no_slu
     out = proc.stdout
     assert "4 points of experiment 'tiny'" in out
     assert "lr    batch_size" in out and str(root / "tiny" / "4") in out
-    assert "ptslurm.job" in out and "nothing was created" in out
+    assert "ptslurm.job.point" in out and "nothing was created" in out
     assert tree(root) == set()
 
 
@@ -272,7 +272,7 @@ def test_inits_skeleton_survives_a_stop_and_its_profile_leaves_the_signal_delay_
     import yaml
 
     import ptslurm
-    from ptslurm import experiment
+    from ptslurm.plan import experiment
 
     assert run_cli("init", tmp_path).returncode == 0
     profile = yaml.safe_load((tmp_path / "ptslurm.yaml").read_text())

@@ -25,7 +25,7 @@ def sweep_jobs(sweep_dir):
 
 
 def queued(sweep_dir):
-    from ptslurm.submission import submit_marker
+    from ptslurm.submit.submission import submit_marker
 
     out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%k"], capture_output=True, text=True).stdout
     return [ln for ln in out.splitlines() if submit_marker(Path(sweep_dir)) in ln]

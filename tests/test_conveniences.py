@@ -129,7 +129,7 @@ def test_delete_refuses_another_users_sweep(tmp_path, no_slurm, other_user):
 @pytest.mark.fast
 def test_completion_offers_commands_options_sweeps_and_points(tmp_path):
     from ptslurm.cli import build_parser, shape
-    from ptslurm.completion import candidates
+    from ptslurm.cli.completion import candidates
 
     root = tmp_path / "runs"
     sweep = root / "sweeps" / "tiny-1234"
@@ -164,7 +164,7 @@ def test_the_bash_completion_script_completes_in_bash_and_help_stays_light(tmp_p
     light = subprocess.run([sys.executable, "-c", "import sys\nfrom ptslurm import cli\ntry:\n cli.main(['--help'])\n"
                             "except SystemExit:\n pass\nprint(sorted(m for m in sys.modules if m.startswith('ptslurm.')))"],
                            capture_output=True, text=True)
-    assert "ptslurm.completion" not in light.stdout and "ptslurm.cli" in light.stdout
+    assert "ptslurm.cli.completion" not in light.stdout and "ptslurm.cli" in light.stdout
 
 
 def test_the_same_sweep_command_with_a_new_note_keeps_the_note(tmp_path, no_slurm):
@@ -184,9 +184,10 @@ def test_notify_waits_for_resubmitted_points_and_ptslurm_run_sends_nothing(tmp_p
     """A point that ends while another was resubmitted but has not started yet does not end
     the sweep (the notice would be filed as the resubmission's, and its real end would send
     nothing); running a point in the foreground is debugging, not the sweep's end."""
-    from ptslurm import housekeeping, storage
+    from ptslurm.job import housekeeping
+    from ptslurm.records import storage
     from ptslurm.records import read_intent
-    from ptslurm.lifecycle import write_intent
+    from ptslurm.submit.lifecycle import write_intent
 
     told = tmp_path / "told.txt"
     proc = run_cli("sweep", "--json", "--root", tmp_path / "runs", "--notify", f"echo sent >> {told}", TINY,

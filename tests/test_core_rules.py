@@ -30,7 +30,7 @@ def _evil_checkpoint(path: Path, marker: Path) -> None:
 def test_loading_refuses_pickled_code_unless_trusted(tmp_path):
     import torch
 
-    from ptslurm import checkpoint as ckpt
+    from ptslurm.train import checkpoint as ckpt
 
     marker = tmp_path / "pwned"
     evil = tmp_path / "ckpt_5.pth"
@@ -47,7 +47,7 @@ def test_loading_refuses_pickled_code_unless_trusted(tmp_path):
 
 
 def test_resume_skips_a_checkpoint_with_pickled_code_without_running_it(tmp_path):
-    from ptslurm import checkpoint as ckpt
+    from ptslurm.train import checkpoint as ckpt
 
     good = ckpt.save({"model": {}, "iteration": 4}, tmp_path, 4)
     marker = tmp_path / "pwned"
@@ -61,7 +61,7 @@ def test_resume_skips_a_checkpoint_with_pickled_code_without_running_it(tmp_path
 def test_a_checkpoint_without_its_iteration_or_model_is_skipped(tmp_path):
     import torch
 
-    from ptslurm import checkpoint as ckpt
+    from ptslurm.train import checkpoint as ckpt
 
     ckpt.save({"model": {}, "iteration": 3}, tmp_path, 3)
     torch.save({"model": {}}, tmp_path / "ckpt_6.pth")
@@ -74,7 +74,7 @@ def test_a_checkpoint_without_its_iteration_or_model_is_skipped(tmp_path):
 
 @pytest.mark.parametrize("keep", [1, 2, 3])
 def test_retention_keeps_the_newest_and_the_best_whatever_keep_is(tmp_path, keep):
-    from ptslurm import checkpoint as ckpt
+    from ptslurm.train import checkpoint as ckpt
 
     for it in range(1, 9):
         ckpt.save({"model": {}, "iteration": it}, tmp_path, it, keep=keep, best=(it == 2))
@@ -86,7 +86,7 @@ def test_retention_keeps_the_newest_and_the_best_whatever_keep_is(tmp_path, keep
 
 
 def test_temp_files_of_killed_writers_are_removed_only_when_old(tmp_path):
-    from ptslurm import checkpoint as ckpt
+    from ptslurm.train import checkpoint as ckpt
 
     old, fresh = tmp_path / ".ckpt_3.pth.ab12.tmp", tmp_path / ".ckpt_9.pth.cd34.tmp"
     for f in (old, fresh):
@@ -102,7 +102,7 @@ def test_temp_files_of_killed_writers_are_removed_only_when_old(tmp_path):
 @pytest.fixture
 def clock(monkeypatch):
     """The lease module's clock, moved by hand."""
-    from ptslurm import lease
+    from ptslurm.job import lease
 
     now = [1_800_000_000.0]
     monkeypatch.setattr(lease.time, "time", lambda: now[0])
@@ -118,7 +118,7 @@ def _holder(heartbeat_at: float, job="4242_0") -> dict:
 
 
 def test_a_lease_is_stale_only_after_missed_heartbeats(clock):
-    from ptslurm import lease
+    from ptslurm.job import lease
 
     unknown = lambda job: None  # noqa: E731 - the scheduler cannot tell
     beat_at = clock[0]
@@ -142,7 +142,7 @@ def test_a_lease_is_stale_only_after_missed_heartbeats(clock):
 
 
 def test_a_heartbeat_renews_only_a_lease_still_held(tmp_path, monkeypatch):
-    from ptslurm import lease
+    from ptslurm.job import lease
 
     monkeypatch.setattr(lease, "HEARTBEAT_S", 3600.0)  # the thread stays asleep: beats by hand
     held = lease.acquire(tmp_path, "77_0", wait_s=0)
@@ -168,7 +168,7 @@ def test_a_heartbeat_renews_only_a_lease_still_held(tmp_path, monkeypatch):
 def test_a_stop_signal_while_the_job_starts_is_recorded_not_fatal(tmp_path):
     """SLURM may send a short job's --signal (USR2) while Python and submitit still load:
     USR2's default action ends the process, so the job's first module installs ptslurm's
-    handler before anything else (the batch script runs `python -m ptslurm.jobstart` in
+    handler before anything else (the batch script runs `python -m ptslurm.job.start` in
     front of submitit's runner)."""
     import signal
     import subprocess
@@ -186,7 +186,7 @@ def test_a_stop_signal_while_the_job_starts_is_recorded_not_fatal(tmp_path):
         proc.send_signal(signal.SIGUSR2)
         return proc.returncode if proc.wait() is None else proc.returncode, proc.stdout.read()
 
-    rc, out = started_with("-u", "-m", "ptslurm.jobstart", "-u", "-m", "slow_runner", "/the/folder")
+    rc, out = started_with("-u", "-m", "ptslurm.job.start", "-u", "-m", "slow_runner", "/the/folder")
     assert rc == 0 and out.strip() == "ran ['/the/folder']", (rc, out)
     rc, _ = started_with("-u", "-m", "slow_runner", "/the/folder")
     assert rc == -signal.SIGUSR2, "without it the signal ends the process (the test means something)"

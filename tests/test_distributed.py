@@ -12,7 +12,7 @@ import torch
 
 import ptslurm as pt
 from conftest import TEST_EXPERIMENTS, read_status, run_cli, wait_for
-from ptslurm.runtime import Distributed, distributed, first_host, port_for
+from ptslurm.job.runtime import Distributed, distributed, first_host, port_for
 
 EXP = TEST_EXPERIMENTS / "ddp.py"
 

@@ -11,13 +11,16 @@ import pytest
 
 from conftest import TEST_EXPERIMENTS, fake_sweep
 
-from ptslurm import lifecycle, records, state, storage, submission
-from ptslurm.backends import FakeCluster
+from ptslurm.submit import lifecycle, submission
+from ptslurm import records
+from ptslurm.read import state
+from ptslurm.records import storage
+from ptslurm.schedulers.backends import FakeCluster
 from ptslurm.errors import SubmissionError, UsageError
-from ptslurm.plan import plan
+from ptslurm.plan.make import plan
 from ptslurm.records import State
-from ptslurm.spec import Resources
-from ptslurm.sweep import SweepRequest
+from ptslurm.records.spec import Resources
+from ptslurm.submit.sweep import SweepRequest
 
 pytestmark = pytest.mark.fast
 
@@ -183,7 +186,7 @@ def test_a_sweep_that_fits_the_limit_alone_but_not_beside_queued_jobs_goes_in_wa
 def test_resubmit_right_after_cancel_waits_for_the_dying_attempt_and_is_then_the_only_writer(planned):
     import threading
 
-    from ptslurm import lease
+    from ptslurm.job import lease
 
     cluster = FakeCluster()
     _, sweep_dir = sweep(planned, "cancel-resubmit", cluster)
@@ -198,7 +201,7 @@ def test_resubmit_right_after_cancel_waits_for_the_dying_attempt_and_is_then_the
 
 
 def test_resubmit_refuses_a_cancelled_point_whose_attempt_outlives_the_wait(planned, monkeypatch):
-    from ptslurm import lease
+    from ptslurm.job import lease
 
     monkeypatch.setattr(lifecycle, "CANCEL_WAIT_S", 0.5)
     cluster = FakeCluster()
@@ -215,7 +218,7 @@ def test_resubmit_refuses_a_cancelled_point_whose_attempt_outlives_the_wait(plan
 
 
 def test_a_point_ending_after_the_wave_job_was_killed_queues_a_new_wave_job_when_no_point_fits(planned):
-    """What each point's job does as it ends (``python -m ptslurm.waves``): with the wave job
+    """What each point's job does as it ends (``python -m ptslurm.submit.waves``): with the wave job
     gone and the queue full but for one slot, the slot goes to a new wave job waiting for the
     sweep's queued points, which then finishes the sweep; status only reads."""
     cluster = FakeCluster(limit=4)
@@ -238,7 +241,7 @@ def test_a_point_ending_after_the_wave_job_was_killed_queues_a_new_wave_job_when
 def test_wait_says_why_it_could_not_submit_the_next_wave_and_tries_again(planned, monkeypatch):
     """`sweep --wait` tops up a sweep whose wave job is gone; when sbatch refuses, the user is
     told what sbatch said (never silently), and the next look submits the wave."""
-    from ptslurm.sweep import Quiet, wait_for
+    from ptslurm.submit.sweep import Quiet, wait_for
 
     cluster = FakeCluster(limit=4)
     _, sweep_dir = sweep(planned, "wait-refused", cluster)

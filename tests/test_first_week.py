@@ -107,7 +107,7 @@ def not_configured(monkeypatch):
 
 
 def test_slurm_installed_but_not_configured_is_no_slurm_here(tmp_path, not_configured):
-    from ptslurm import commands
+    from ptslurm.schedulers import commands
 
     assert commands.slurm_here() == ("none", "")
     dry = run_cli("sweep", "--dry-run", "--root", tmp_path / "runs", EXAMPLES / "tiny.py", "with", "lr=[0.05,0.1]")
@@ -133,6 +133,6 @@ def test_what_the_controller_check_makes_of_scontrols_words(tmp_path, monkeypatc
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.delenv("SLURM_CONF", raising=False)
-    from ptslurm import commands
+    from ptslurm.schedulers import commands
 
     assert commands.slurm_here()[0] == here

@@ -1,7 +1,7 @@
 """Grid grammar and expansion: pure functions over literal values."""
 import pytest
 
-from ptslurm import grid
+from ptslurm.plan import grid
 from ptslurm.errors import SpecError
 
 pytestmark = pytest.mark.fast

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ptslurm import grid
+from ptslurm.plan import grid
 from ptslurm.errors import SpecError
 
 pytestmark = pytest.mark.fast
@@ -170,7 +170,7 @@ def test_a_hydra_style_comma_list_gets_a_note(tokens, note):
 ])
 def test_a_value_reads_as_sacred_reads_it(text, value):
     assert grid.parse_value(text, f"k={text}") == value
-    from ptslurm.sacred_adapter import convert_value
+    from ptslurm.plan.sacred_adapter import convert_value
 
     expected = value.value if isinstance(value, grid.Literal) else value
     assert convert_value(text) == expected  # sacred's own reading of the same text
@@ -199,7 +199,7 @@ def test_more_reading_rules():
 def test_a_command_line_key_over_part_of_a_zip_names_the_zip(tmp_path):
     path = tmp_path / "sweep.yaml"
     path.write_text("zip:\n  - {a: [1, 2], b: [3, 4], c: [5, 6]}\n")
-    from ptslurm import sweepfile
+    from ptslurm.plan import sweepfile
 
     with pytest.raises(SpecError) as caught:
         grid.expand(sweepfile.load(path), grid.parse_with(["a=[1]", "b=[3]"]))
@@ -208,7 +208,7 @@ def test_a_command_line_key_over_part_of_a_zip_names_the_zip(tmp_path):
 
 
 def test_the_spelling_the_hint_suggests_for_booleans_means_booleans_to_sacred():
-    from ptslurm.sacred_adapter import convert_value
+    from ptslurm.plan.sacred_adapter import convert_value
 
     assert convert_value("[False,True]") == [False, True]
     assert [p.updates["fail"] for p in grid.expand(grid.Block(), grid.parse_with(["fail=[False,True]"]))] == [False, True]
@@ -230,7 +230,7 @@ _scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False
 @given(st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner)
                     | st.dictionaries(st.text(max_size=3) | st.integers(), inner, max_size=2), max_leaves=6))
 def test_every_literal_value_reads_as_sacreds_own_parser_reads_it(value):
-    from ptslurm.sacred_adapter import convert_value
+    from ptslurm.plan.sacred_adapter import convert_value
 
     text = repr(value)
     ours = grid.parse_value(text, f"k={text}")
@@ -243,7 +243,7 @@ def test_named_configs_as_a_config_key_is_refused_not_taken_for_names(source):
     """``named_configs`` is where the named configs go: as a config key (``with
     named_configs=[a,b]``, a grid's ``named_configs: [...]``) its values would silently become
     named configs (a fuzzer's ``[None]`` crashed the plan)."""
-    from ptslurm import sweepfile
+    from ptslurm.plan import sweepfile
 
     with pytest.raises(SpecError) as caught:
         if source == "with":

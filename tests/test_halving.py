@@ -114,7 +114,7 @@ def test_successive_halving_keeps_the_best_third_continues_them_exactly_and_trai
     assert f"{winner:<4}" in status.stdout and "2 final" in status.stdout.splitlines()[3 + winner]
     plotted = run_cli("plot", "--root", tmp_path / "root", summary["name"], "--metric", "loss", "-o", tmp_path / "l.png")
     assert plotted.returncode == 0 and "(27 curves)" in plotted.stdout, plotted.stdout + plotted.stderr
-    from ptslurm.plot import plot
+    from ptslurm.cli.plot import plot
 
     marks = [line.get_xdata()[0] for line in plot(sweep_dir, "loss").axes[0].get_lines() if line.get_linestyle() == ":"]
     assert marks == [2, 6, 18], "the plot marks where each rung ends"

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ptslurm import halving
+from ptslurm.read import halving
 from ptslurm.errors import SpecError, UsageError
-from ptslurm.spec import Point
+from ptslurm.records.spec import Point
 
 pytestmark = pytest.mark.fast
 
@@ -50,7 +50,7 @@ def test_a_bad_section_is_refused_naming_the_field_and_the_fix(changes, message)
 
 
 def test_the_result_as_metric_needs_a_direction_as_collect_best_does():
-    from ptslurm import sweepfile
+    from ptslurm.plan import sweepfile
 
     with pytest.raises(UsageError, match="result:min or result:max"):
         sweepfile.parse({"grid": {"lr": [1, 2]}, "halving": {**BASE, "metric": "result"}})

@@ -89,7 +89,7 @@ def test_deciders_killed_mid_decision_leave_it_to_the_next_which_queues_each_poi
         queue = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True).stdout
         return log["decisions"] and sweep_dir.name not in queue and log
     log = wait_for("the deciders to end", quiet, timeout=300, every=1)
-    killed = [p for p in (sweep_dir / "slurm").glob("*.out") if "ptslurm.promote: -9" in p.read_text()]
+    killed = [p for p in (sweep_dir / "slurm").glob("*.out") if "ptslurm.submit.promote: -9" in p.read_text()]
     assert killed, "a decider died at the failpoint"
     if not log["decisions"][0]["acted"]:  # every decider died: the user's command finishes it
         promoted = run_cli("promote", sweep_dir, env={"PTSLURM_FAILPOINT": ""})

@@ -59,7 +59,7 @@ def test_help_loads_only_the_parser(argv):
     import ast
 
     modules = set(ast.literal_eval(proc.stderr.split("MODULES=")[1]))
-    assert {m for m in modules if m.split(".")[0] == "ptslurm"} == {"ptslurm", "ptslurm.argvalues", "ptslurm.cli",
+    assert {m for m in modules if m.split(".")[0] == "ptslurm"} == {"ptslurm", "ptslurm.cli.argvalues", "ptslurm.cli",
                                                                     "ptslurm.errors"}
     slow = {"subprocess", "inspect", "socket", "tempfile", "getpass", "orjson", "uuid", "dataclasses",
             "filelock", "yaml", "platform", "datetime"} & modules

@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from ptslurm import attempts, interrupt, job
+from ptslurm.job import attempts, interrupt, point
 from ptslurm.records import Attempt, PointStatus
 
 pytestmark = pytest.mark.fast
@@ -230,17 +230,17 @@ def test_never_asking_code_runs_on_to_the_margin_before_the_jobs_end(slurm_env, 
 
     end = (datetime.datetime.now() + datetime.timedelta(seconds=2.5)).replace(microsecond=0)  # scontrol: seconds
     fake_info(EndTime=end.isoformat())
-    monkeypatch.setattr(job, "END_MARGIN_S", 0.5)
+    monkeypatch.setattr(point, "END_MARGIN_S", 0.5)
     interrupt.request_stop(signal.SIGUSR2)  # the time-limit signal; the code never asked
     started = time.time()
-    job._use_allocation()
+    point._use_allocation()
     waited = time.time() - started
     assert abs((time.time() + 0.5) - end.timestamp()) < 0.3 and waited > 0.9, waited
     # a preemption (PreemptTime) ends it within the grace time: no waiting
     fake_info(EndTime=(datetime.datetime.now() + datetime.timedelta(seconds=30)).isoformat(),
               PreemptTime="2026-12-01T10:00:00")
     started = time.time()
-    job._use_allocation()
+    point._use_allocation()
     assert time.time() - started < 0.5
 
 

@@ -131,7 +131,7 @@ def test_local_cancel_kills_the_process_and_resubmit_resumes_with_one_writer(tmp
 
 
 def test_a_second_attempt_never_trains_into_a_held_storage_dir(tmp_path, monkeypatch):
-    from ptslurm import lease
+    from ptslurm.job import lease
 
     monkeypatch.setattr(lease, "HEARTBEAT_S", 0.2)
     held = lease.acquire(tmp_path, "123_4", wait_s=0)
@@ -298,7 +298,7 @@ def test_a_submission_killed_at_random_moments_is_finished_exactly_once(slurm_cl
     dirs = {e["storage_dir"] for e in manifest["points"]}
     on_disk = {str(p) for p in (root / "probe").iterdir() if p.name.isdigit()}
     assert len(dirs) == n and on_disk == dirs, f"leaked or shared storage dirs: {sorted(on_disk - dirs)[:5]}"
-    from ptslurm.commands import expand_ids
+    from ptslurm.schedulers.commands import expand_ids
 
     def tasks_of_sweep():
         out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,JobName", "-S", "now-1hours"],
@@ -370,7 +370,7 @@ def test_a_wave_job_killed_right_after_its_sbatch_is_finished_by_the_points_jobs
     The points' jobs, as they end, adopt the queued wave and submit the rest (a new wave job
     when no point fits); `status` only reads: every point runs exactly once (sacct), and
     every queued job is recorded."""
-    from ptslurm.commands import expand_ids
+    from ptslurm.schedulers.commands import expand_ids
 
     real = subprocess.run(["which", "sbatch"], capture_output=True, text=True, check=True).stdout.strip()
     bin_dir, once = tmp_path / "bin", tmp_path / "kill-the-wave-once"
@@ -380,7 +380,7 @@ def test_a_wave_job_killed_right_after_its_sbatch_is_finished_by_the_points_jobs
     wrapper.write_text(f"""#!/bin/bash
 {real} "$@"
 rc=$?
-if [ $rc = 0 ] && tr '\\0' ' ' < /proc/$PPID/cmdline | grep -q ptslurm.waves && rm '{once}' 2>/dev/null; then
+if [ $rc = 0 ] && tr '\\0' ' ' < /proc/$PPID/cmdline | grep -q ptslurm.submit.waves && rm '{once}' 2>/dev/null; then
     kill -9 $PPID
 fi
 exit $rc

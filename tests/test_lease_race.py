@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from ptslurm import lease
+from ptslurm.job import lease
 
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ptslurm import lease
+from ptslurm.job import lease
 from ptslurm.errors import LeaseHeld
 
 pytestmark = pytest.mark.fast
@@ -361,7 +361,7 @@ def test_a_heartbeat_that_races_the_release_leaves_no_lease_behind(tmp_path, qui
     beat wrote it back: a stale lease after the attempt had ended (seen 1 in 8)."""
     import threading
 
-    from ptslurm import storage
+    from ptslurm.records import storage
 
     held = lease.acquire(tmp_path, "1_0", wait_s=0)
     writing, release_done = threading.Event(), threading.Event()

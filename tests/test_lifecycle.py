@@ -149,7 +149,7 @@ def test_plot_has_one_curve_per_point_and_collect_sorts_and_picks_the_best(tmp_p
     proc = run_cli("sweep", "--root", root, "--name", "p", PROBE, "with", "x=[1,3,2]")
     assert proc.returncode == 0, proc.stderr
     sweep_dir = Path(proc.stdout.strip())
-    from ptslurm import plot
+    from ptslurm.cli import plot
 
     fig = plot.plot(sweep_dir, "score", tmp_path / "score.png")
     assert len(fig.axes[0].get_lines()) == 3
@@ -229,7 +229,7 @@ def test_collect_cache_follows_changed_files(tmp_path, no_slurm):
     proc = run_cli("sweep", "--root", root, "--name", "c", PROBE, "with", "x=[1,2]")
     assert proc.returncode == 0, proc.stderr
     sweep_dir = Path(proc.stdout.strip())
-    from ptslurm import results
+    from ptslurm.read import results
 
     first = results.collect([sweep_dir])
     assert (sweep_dir / "collect_cache.json").is_file()

@@ -101,7 +101,7 @@ def test_code_that_never_asks_lives_through_five_time_limits_and_ends_exact(trai
 
 @pytest.mark.slurm
 def test_at_a_3_minute_limit_each_attempt_runs_to_the_margin_not_to_the_signal(trained):
-    from ptslurm.state import timestamp
+    from ptslurm.read.state import timestamp
 
     points, _ = trained
     storage_dir = points["allocation"]["dir"]

@@ -11,13 +11,16 @@ import pytest
 
 from conftest import TEST_EXPERIMENTS, fake_sweep, run_cli
 
-from ptslurm import commands, records, storage, submission
-from ptslurm.backends import FakeCluster
+from ptslurm.schedulers import commands
+from ptslurm import records
+from ptslurm.records import storage
+from ptslurm.submit import submission
+from ptslurm.schedulers.backends import FakeCluster
 from ptslurm.errors import SpecError, UsageError
-from ptslurm.pack import Share, share
-from ptslurm.plan import check_resources, plan
-from ptslurm.spec import Resources
-from ptslurm.sweep import SweepRequest
+from ptslurm.job.pack import Share, share
+from ptslurm.plan.make import check_resources, plan
+from ptslurm.records.spec import Resources
+from ptslurm.submit.sweep import SweepRequest
 
 pytestmark = pytest.mark.fast
 
@@ -83,7 +86,7 @@ def test_bad_packing_is_refused(bad, message):
      "sweep.yaml: subgrids.a: resources.points_per_job must be int, got True"),
 ])
 def test_a_bad_resources_block_is_refused_naming_where(tmp_path, text, message):
-    from ptslurm import sweepfile
+    from ptslurm.plan import sweepfile
 
     path = tmp_path / "sweep.yaml"
     path.write_text(text)
@@ -93,7 +96,7 @@ def test_a_bad_resources_block_is_refused_naming_where(tmp_path, text, message):
 
 
 def test_a_sweep_files_time_means_what_sbatch_reads():
-    from ptslurm import sweepfile
+    from ptslurm.plan import sweepfile
 
     block = sweepfile.parse({"grid": {"x": [1]}, "resources": {"time": "0-08:00"}})
     assert block.resources == {"timeout_min": 480}
@@ -183,7 +186,7 @@ def test_waves_count_packed_tasks_against_the_submit_limit(planned):
 
 
 def test_resubmitted_packed_points_are_packed_again_among_themselves(planned):
-    from ptslurm import lifecycle
+    from ptslurm.submit import lifecycle
 
     cluster = FakeCluster()
     outcome, sweep_dir = sweep(planned, "again", cluster)
@@ -194,7 +197,7 @@ def test_resubmitted_packed_points_are_packed_again_among_themselves(planned):
 
 
 def test_cancel_of_one_packed_point_leaves_its_job_to_the_siblings(planned):
-    from ptslurm import lifecycle
+    from ptslurm.submit import lifecycle
 
     cluster = FakeCluster()
     outcome, sweep_dir = sweep(planned, "cancel-one", cluster)
@@ -260,13 +263,13 @@ def point_on_disk(tmp_path, name, attempts, intent_submission=0):
     ([{"state": "completed", "submission": 0}], 1, True),  # resubmitted since
 ])
 def test_a_restarted_packed_job_runs_only_the_points_that_have_not_ended(tmp_path, attempts, intent, runs):
-    from ptslurm.pack import ended
+    from ptslurm.job.pack import ended
 
     assert ended(point_on_disk(tmp_path, "p", attempts, intent)) is not runs
 
 
 def test_the_job_is_requeued_for_a_point_that_asked_in_this_job_only(tmp_path):
-    from ptslurm.pack import wants_requeue
+    from ptslurm.job.pack import wants_requeue
 
     asked = point_on_disk(tmp_path, "a", [{"state": "requeued", "action": "requeue", "job_id": "5_1"}])
     assert wants_requeue(asked, "5_1") and not wants_requeue(asked, "5_2")
@@ -275,23 +278,23 @@ def test_the_job_is_requeued_for_a_point_that_asked_in_this_job_only(tmp_path):
 
 
 def test_a_packed_point_leaves_its_jobs_requeue_to_the_job(monkeypatch, fake_slurm):
-    from ptslurm import job
-    from ptslurm.pack import ENV_PACK
+    from ptslurm.job import point
+    from ptslurm.job.pack import ENV_PACK
 
     fake_slurm.jobs.update({"9_1": {"state": "RUNNING"}, "9_2": {"state": "RUNNING"}})
     monkeypatch.setenv("SLURM_JOB_ID", "12")
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "9")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
     monkeypatch.setenv(ENV_PACK, "9_2:4")
-    job._requeue()
+    point._requeue()
     assert fake_slurm.jobs["9_2"] == {"state": "RUNNING"}, "its siblings still run: the job requeues once, when all have stopped"
     monkeypatch.delenv(ENV_PACK)
-    job._requeue()
+    point._requeue()
     assert fake_slurm.jobs["9_2"] == {"state": "PENDING", "restarts": 1} and fake_slurm.jobs["9_1"] == {"state": "RUNNING"}
 
 
 def test_a_sweep_files_sbatch_options_join_the_profiles_and_the_command_line_wins():
-    from ptslurm.plan import _laid_over
+    from ptslurm.plan.make import _laid_over
 
     requested = Resources(sbatch_args={"mail-type": "END", "exclusive": True},
                           origins={"mail-type": "command line", "exclusive": "profile p.yaml"})
@@ -304,7 +307,7 @@ def test_a_sweep_files_sbatch_options_join_the_profiles_and_the_command_line_win
 
 
 def test_a_subgrids_resources_win_key_by_key_and_sbatch_options_join():
-    from ptslurm import grid, sweepfile
+    from ptslurm.plan import grid, sweepfile
 
     block = sweepfile.parse({"resources": {"gpus": 1, "time": 30, "sbatch_args": {"mail-type": "END", "nice": 5}},
                              "subgrids": {"a": {"grid": {"x": [1]}, "resources": {"gpus": 2,
@@ -320,7 +323,7 @@ def test_a_cancelled_packed_point_is_signalled_only_once_its_attempt_is_on_recor
     record; until its attempt is on record it reads the cancel itself as it starts."""
     import signal
 
-    from ptslurm import pack
+    from ptslurm.job import pack
     from ptslurm.records import Attempt, Intent, Manifest, PointEntry, PointStatus
 
     storage_dir = tmp_path / "p"
@@ -355,7 +358,7 @@ def test_a_cancelled_packed_point_is_signalled_only_once_its_attempt_is_on_recor
 
 
 def test_resubmit_gives_points_a_longer_time_and_more_memory_in_a_group_of_their_own(planned):
-    from ptslurm import lifecycle
+    from ptslurm.submit import lifecycle
 
     cluster = FakeCluster()
     outcome, sweep_dir = sweep(planned, "longer", cluster)
@@ -375,7 +378,7 @@ def test_resubmit_gives_points_a_longer_time_and_more_memory_in_a_group_of_their
 
 
 def test_resubmit_refuses_bad_resources_before_writing_anything(planned):
-    from ptslurm import lifecycle
+    from ptslurm.submit import lifecycle
     from ptslurm.errors import UsageError
 
     cluster = FakeCluster()

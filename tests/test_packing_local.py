@@ -44,7 +44,8 @@ def test_ctrl_c_while_a_local_job_starts_stops_that_job_too(tmp_path, monkeypatc
 
     import pytest
 
-    from ptslurm import backends, programs
+    from ptslurm.schedulers import backends
+    from ptslurm import programs
 
     started = []
 

@@ -219,7 +219,7 @@ def test_two_subgrids_of_different_resources_killed_mid_submission_queue_each_po
         asked[job] = (limit, "gres/gpu=2" in tres, "gres/gpu=1" in tres)
     assert [asked[j] for j in jobs] == [("00:10:00", False, True)] * 3 + [("00:20:00", True, False)] * 2, asked
     wait_for("every point", lambda: [r["state"] for r in rows(sweep_dir)] == ["completed"] * 5, timeout=180)
-    from ptslurm.commands import expand_ids
+    from ptslurm.schedulers.commands import expand_ids
 
     def tasks():
         out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,JobName", "-S", "now-1hours"],

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from ptslurm import commands
+from ptslurm.schedulers import commands
 
 pytestmark = pytest.mark.fast
 

@@ -6,9 +6,9 @@ import json
 import pytest
 
 from ptslurm import records
-from ptslurm.records import (Attempt, Cause, Executor, Intent, Manifest, PointEntry, PointStatus, State, Word,
-                             read, read_json)
-from ptslurm.spec import Resources
+from ptslurm.records import (Attempt, Cause, Executor, Intent, Manifest, PointEntry, PointStatus, State, Word, read,
+                             read_json)
+from ptslurm.records.spec import Resources
 
 pytestmark = pytest.mark.fast
 
@@ -150,7 +150,7 @@ def test_a_bulk_read_leaves_the_cycle_collector_as_it_found_it(tmp_path, monkeyp
     that had it off."""
     import gc
 
-    from ptslurm import storage
+    from ptslurm.records import storage
 
     sweep_dir = tmp_path / "sweep"
     sweep_dir.mkdir()
@@ -186,7 +186,7 @@ def test_a_schema_worked_out_afresh_reads_and_writes_the_same_records(kind, data
     says (loads, dumps, fields left out when None, unknown keys kept)."""
     import dataclasses
 
-    from ptslurm import recordkit
+    from ptslurm.records import recordkit
 
     expected_read, expected_json = kind.from_json(data), kind.from_json(data).to_json()
     monkeypatch.setattr(recordkit, "_SCHEMAS", {})

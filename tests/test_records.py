@@ -1,13 +1,13 @@
-"""The typed on-disk contract (ptslurm/records.py) and the one state function, on literal
+"""The typed on-disk contract (ptslurm/records/__init__.py) and the one state function, on literal
 files: round trips, damaged files read as named warnings, and the state every command shows
 for each combination of status file, intent file and scheduler answer."""
 import json
 
 import pytest
 
-from ptslurm import records, results, state
-from ptslurm.records import (BUSY, RETRYABLE, TERMINAL, Attempt, Intent, Manifest, PointEntry, PointStatus,
-                             State)
+from ptslurm import records
+from ptslurm.read import results, state
+from ptslurm.records import BUSY, RETRYABLE, TERMINAL, Attempt, Intent, Manifest, PointEntry, PointStatus, State
 
 pytestmark = pytest.mark.fast
 
@@ -46,8 +46,8 @@ def test_state_values_are_the_strings_in_the_files_and_the_sets_are_consistent()
 
 
 def test_manifest_round_trips_and_job_ids_change_only_through_new_records(tmp_path):
-    from ptslurm import storage
-    from ptslurm.spec import Resources
+    from ptslurm.records import storage
+    from ptslurm.records.spec import Resources
 
     entry = PointEntry(index=0, updates={"lr": 0.1}, named_configs=("small",), varied=("lr",), storage_dir="/r/e/1",
                        seed=7)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import TEST_EXPERIMENTS, run_cli
-from ptslurm import report, reportdata, usage
+from ptslurm.cli import report
+from ptslurm.read import reportdata, usage
 from ptslurm.records import Attempt, State
 
 pytestmark = pytest.mark.fast

@@ -3,7 +3,7 @@ pinned by its global rank on a second node went uncaught): the second node's ran
 are local ranks 0 and 1 and keep that node's first and second GPU."""
 import pytest
 
-from ptslurm import runtime
+from ptslurm.job import runtime
 
 pytestmark = pytest.mark.fast
 

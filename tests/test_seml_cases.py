@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from ptslurm import grid, sweepfile
+from ptslurm.plan import grid, sweepfile
 from ptslurm.errors import SpecError
 
 pytestmark = pytest.mark.fast

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ptslurm import state
+from ptslurm.read import state
 from ptslurm.errors import SubmissionError, UsageError
-from ptslurm.records import (ORDER, Attempt, ExperimentInfo, Intent, Manifest, PointEntry, PointStatus, State,
-                             STATUS)
-from ptslurm.state import PointRow
+from ptslurm.records import ORDER, Attempt, ExperimentInfo, Intent, Manifest, PointEntry, PointStatus, State, STATUS
+from ptslurm.read.state import PointRow
 
 pytestmark = pytest.mark.fast
 
@@ -377,7 +376,7 @@ def test_status_opens_the_files_of_noted_points_and_of_jobs_the_queue_shows_goin
     """A sweep that keeps `touched` notes: a point with neither a note nor a job other than
     pending in the queue has no file to read (status of 10,000 queued points opens none); a
     noted one is read, and so is any point whose job runs or left the queue, note or not."""
-    from ptslurm import storage
+    from ptslurm.records import storage
 
     sweep_dir = tmp_path / "sweep"
     m = manifest(tmp_path, n=4, touched=True)
@@ -404,7 +403,8 @@ def test_status_opens_the_files_of_noted_points_and_of_jobs_the_queue_shows_goin
 def test_a_cancel_is_noted_so_that_status_without_a_queue_shows_it(tmp_path, no_slurm):
     """The intent writer notes the point before writing: with no controller answering, a
     cancelled point that never started still shows cancelled."""
-    from ptslurm import lifecycle, storage
+    from ptslurm.submit import lifecycle
+    from ptslurm.records import storage
 
     sweep_dir = tmp_path / "sweep"
     m = manifest(tmp_path, n=2, touched=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ptslurm import interrupt, job, runtime
-from ptslurm.attempts import Decision
+from ptslurm.job import interrupt, point, runtime
+from ptslurm.job.attempts import Decision
 from ptslurm.records import Action, Cause, State
 
 pytestmark = pytest.mark.fast
@@ -37,33 +37,33 @@ def stopped():
 def test_returning_after_should_stop_is_a_stop(stopped):
     assert runtime.should_stop()
     with pytest.raises(interrupt.Interrupted, match="returned after ptslurm.should_stop"):
-        job._returned()
+        point._returned()
 
 
 def test_returning_after_should_stop_with_the_budget_reported_done_is_the_end(stopped):
     runtime.should_stop()
     runtime.report_progress(300, total={"iteration": 300})
-    job._returned()  # no exception: completed
+    point._returned()  # no exception: completed
 
 
 def test_returning_short_of_the_reported_budget_is_a_stop(stopped):
     runtime.should_stop()
     runtime.report_progress(16, total={"iteration": 300})
     with pytest.raises(interrupt.Interrupted):
-        job._returned()
+        point._returned()
 
 
 def test_a_stop_the_code_never_saw_does_not_turn_its_return_into_one(stopped):
-    job._returned()  # it never asked: it ran to its end while the stop arrived
+    point._returned()  # it never asked: it ran to its end while the stop arrived
     interrupt.reset()
     runtime.should_stop()  # asked, nothing had come
-    job._returned()
+    point._returned()
 
 
 def test_once_main_returned_the_watchdog_leaves_the_process_alone(stopped):
     called = []
     interrupt.on_unheeded(lambda: called.append(1))
-    job._returned()
+    point._returned()
     interrupt._check_heeded()
     assert called == []
 
@@ -73,7 +73,8 @@ def test_ptslurm_ends_a_process_whose_experiment_is_still_being_imported(tmp_pat
     slow.write_text("import time\ntime.sleep(20)\n")
     code = textwrap.dedent(f"""
         import threading
-        from ptslurm import experiment, interrupt
+        from ptslurm.plan import experiment
+        from ptslurm.job import interrupt
         threading.Timer(0.5, interrupt.end_process).start()
         experiment.load({str(slow)!r})
         print("the import finished: the process was not ended")
@@ -84,7 +85,7 @@ def test_ptslurm_ends_a_process_whose_experiment_is_still_being_imported(tmp_pat
 
 
 def test_an_os_exit_of_the_experiments_own_import_is_still_refused(tmp_path):
-    from ptslurm import experiment
+    from ptslurm.plan import experiment
     from ptslurm.errors import ExperimentError
 
     bad = tmp_path / "bad.py"
@@ -105,7 +106,7 @@ def test_an_os_exit_of_the_experiments_own_import_is_still_refused(tmp_path):
 ])
 def test_the_line_that_ends_an_attempt_says_what_happens_next(monkeypatch, decision, packed, says):
     monkeypatch.setenv("PTSLURM_PACK", packed) if packed else monkeypatch.delenv("PTSLURM_PACK", raising=False)
-    line = job.story(decision, 4, Path("S"))
+    line = point.story(decision, 4, Path("S"))
     assert line.startswith("ptslurm: this attempt stopped for ") and says in line, line
     if decision.cause == Cause.REQUEUED:
         assert "not requeued" not in line

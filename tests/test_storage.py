@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from ptslurm import claims, storage
+from ptslurm.records import claims, storage
 from ptslurm.errors import ManifestError, StorageError
-from ptslurm.spec import Point, Resources
+from ptslurm.records.spec import Point, Resources
 
 pytestmark = pytest.mark.fast  # in-process rules, seconds (the inner loop runs them)
 
@@ -64,7 +64,7 @@ def test_atomic_write_survives_a_killed_writer(tmp_path):
     target = tmp_path / ODD / "manifest.json"
     target.parent.mkdir()
     storage.atomic_write_json(target, {"version": "old"})
-    code = (f"import ptslurm.storage as s, os, pathlib\n"
+    code = (f"import ptslurm.records.storage as s, os, pathlib\n"
             f"s.os.replace = lambda *a: os.kill(os.getpid(), 9)\n"
             f"s.atomic_write_json(pathlib.Path({str(target)!r}), {{'version': 'new' * 100000}})\n")
     proc = subprocess.run([sys.executable, "-c", code])
@@ -111,7 +111,7 @@ def test_root_checks(tmp_path, monkeypatch):
 
 
 def test_snapshot_layout_widens_to_parent_sys_path_inserts_that_supplied_modules(tmp_path):
-    from ptslurm import snapshot
+    from ptslurm.records import snapshot
 
     proj = tmp_path / ODD
     (proj / "exps").mkdir(parents=True)
@@ -129,7 +129,7 @@ def test_snapshot_layout_widens_to_parent_sys_path_inserts_that_supplied_modules
 
 
 def test_snapshot_files_keep_code_and_data_and_leave_out_the_rest(tmp_path):
-    from ptslurm import snapshot
+    from ptslurm.records import snapshot
 
     src = tmp_path / ODD
     for rel in ("exp.py", "pkg/__init__.py", "pkg/model.py", "data/values.txt", "conf/a.yaml",
@@ -159,7 +159,7 @@ def test_a_full_disk_while_claiming_leaves_no_claimed_folder(small_tmpfs, count)
     given back, so no empty, unclaimed storage dir stays (release_claims could not find it)."""
     import errno
 
-    from ptslurm import claims
+    from ptslurm.records import claims
 
     disk = small_tmpfs("64k")
     parent = disk / "exp"

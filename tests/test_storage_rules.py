@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ptslurm import backends, claims, snapshot, storage
+from ptslurm.schedulers import backends
+from ptslurm.records import claims, snapshot, storage
 from ptslurm.errors import SnapshotError
 
 pytestmark = pytest.mark.fast
@@ -158,7 +159,7 @@ def test_a_claimer_killed_at_random_moments_leaves_no_dir_behind_once_given_back
 
     parent, rng = tmp_path / "exp", random.Random()
     parent.mkdir()
-    code = ("import sys; from ptslurm import claims; from pathlib import Path; print('go', flush=True);"
+    code = ("import sys; from ptslurm.records import claims; from pathlib import Path; print('go', flush=True);"
             "claims.allocate_dirs(Path(sys.argv[1]), 2000, owner='sweep-a')")
     killed = released = 0
     for _ in range(8):

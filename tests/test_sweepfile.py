@@ -1,7 +1,7 @@
 """YAML sweep files: every section, and a one-line error naming the key for bad ones."""
 import pytest
 
-from ptslurm import grid, sweepfile
+from ptslurm.plan import grid, sweepfile
 from ptslurm.errors import SpecError
 
 pytestmark = pytest.mark.fast

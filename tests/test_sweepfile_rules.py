@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from ptslurm import grid, sweepfile
+from ptslurm.plan import grid, sweepfile
 from ptslurm.errors import SpecError
 
 pytestmark = pytest.mark.fast

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import ptslurm as pt
-from ptslurm import checkpoint as ckpt
-from ptslurm import interrupt
-from ptslurm.configurable import from_config
+from ptslurm.train import checkpoint as ckpt
+from ptslurm.job import interrupt
+from ptslurm.train.configurable import from_config
 from ptslurm.errors import UsageError
 
 pytestmark = pytest.mark.fast  # in-process rules, seconds (the inner loop runs them)
@@ -60,9 +60,9 @@ def train(cfg, seed=0):
 
 def test_get_config_fills_defaults_recursively_and_round_trips_through_json(tmp_path):
     cfg = config(tmp_path)
-    assert cfg["factory"] == "ptslurm.trainer.Trainer"
+    assert cfg["factory"] == "ptslurm.train.trainer.Trainer"
     assert cfg["model"] == {"factory": f"{__name__}.Net", "hidden": 8, "dropout": 0.3, "stop_at": []}
-    assert cfg["optimizer"]["factory"] == "ptslurm.trainer.Adam" and cfg["optimizer"]["betas"] == [0.9, 0.999]
+    assert cfg["optimizer"]["factory"] == "ptslurm.train.trainer.Adam" and cfg["optimizer"]["betas"] == [0.9, 0.999]
     again = json.loads(json.dumps(cfg))
     assert again == cfg
     trainer = pt.Trainer.from_config(again)
@@ -138,7 +138,7 @@ def test_truncated_latest_falls_back_to_the_previous_checkpoint_with_a_warning(t
 def test_a_writer_killed_mid_write_never_leaves_a_loadable_partial_checkpoint(tmp_path):
     d = tmp_path / "checkpoints"
     ckpt.save({"model": {"w": torch.zeros(3)}, "iteration": 1}, d, 1)
-    code = ("import os, torch, ptslurm.checkpoint as c\n"
+    code = ("import os, torch, ptslurm.train.checkpoint as c\n"
             "real = os.fsync\n"
             "def die(fd):\n    os.kill(os.getpid(), 9)\n"
             "c.os.fsync = die\n"
@@ -233,7 +233,7 @@ def test_from_storage_dir_builds_nested_torch_modules_and_trusted_allows_more(tm
     os.symlink("ckpt_1.pth", tmp_path / "checkpoints" / ckpt.BEST_LOSS)
     model = pt.Model.from_storage_dir(tmp_path)
     assert isinstance(model, Net) and torch.equal(model.net[0].weight, net.net[0].weight)
-    from ptslurm.configurable import from_config
+    from ptslurm.train.configurable import from_config
 
     class Plain:
         def __init__(self, n=1):

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import EXAMPLES, run_cli
 
-MACHINERY = ("ptslurm/job.py", "sacred/run.py", "runpy.py", "submitit")
+MACHINERY = ("ptslurm/job/point.py", "sacred/run.py", "runpy.py", "submitit")
 
 
 @pytest.fixture

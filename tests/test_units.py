@@ -6,7 +6,9 @@ import math
 
 import pytest
 
-from ptslurm import commands, render, results, state
+from ptslurm.schedulers import commands
+from ptslurm.cli import render
+from ptslurm.read import results, state
 from ptslurm.errors import UsageError
 from ptslurm.records import Attempt, Manifest, PointEntry
 
@@ -127,7 +129,7 @@ def test_pipe_tables_and_time_formats():
                                            ("2-12", 3600), ("1:30", 2), ("45:00", 45), ("2-0:0:1", 2881),
                                            ("0-1", 60), ("1-2:3:4", 1564), (" 10 ", 10)])
 def test_parse_time(value, minutes):
-    from ptslurm.profile import parse_time
+    from ptslurm.plan.profile import parse_time
 
     assert parse_time(value) == minutes
 
@@ -135,14 +137,14 @@ def test_parse_time(value, minutes):
 @pytest.mark.parametrize("value", ["-5", "0", "abc", "1:2:3:4", "1-x", "1-", "x-1", "1:-1", "0-0", 1.5, True, "",
                                    "UNLIMITED", "1-2-3"])
 def test_parse_time_refuses(value):
-    from ptslurm.profile import parse_time
+    from ptslurm.plan.profile import parse_time
 
     with pytest.raises(UsageError, match="bad time"):
         parse_time(value)
 
 
 def test_select_points():
-    from ptslurm.lifecycle import select_points
+    from ptslurm.submit.lifecycle import select_points
 
     manifest = Manifest(name="s", points=tuple(PointEntry(index=i) for i in range(10)))
     assert select_points(manifest, None) == list(range(10))
@@ -249,7 +251,7 @@ def test_a_tie_is_named():
 
 @pytest.mark.parametrize("columns", [80, 200])
 def test_tables_fit_the_terminal_and_round_floats(monkeypatch, columns):
-    from ptslurm import render
+    from ptslurm.cli import render
 
     monkeypatch.setenv("COLUMNS", str(columns))
     header = ["#", "model.num_layers", "optimizer.lr"] + [f"metric_{i}/best" for i in range(16)]
@@ -279,7 +281,7 @@ def test_select_columns_keeps_the_identity_and_refuses_unknown_patterns():
 def test_log_tail_offsets_and_streaming_across_blocks(tmp_path, monkeypatch):
     import io
 
-    from ptslurm import logs
+    from ptslurm.read import logs
 
     monkeypatch.setattr(logs, "BLOCK", 7)  # lines straddle block boundaries
     path = tmp_path / "log"
@@ -296,7 +298,7 @@ def test_log_tail_offsets_and_streaming_across_blocks(tmp_path, monkeypatch):
 
 
 def test_user_traceback_drops_the_machinery():
-    from ptslurm import logs
+    from ptslurm.read import logs
 
     text = ('Traceback (most recent call last):\n'
             '  File "<frozen runpy>", line 198, in _run_module_as_main\n'
@@ -313,7 +315,7 @@ def test_user_traceback_drops_the_machinery():
 
 
 def test_duplicates_are_dropped_with_a_note_or_kept_when_asked():
-    from ptslurm import grid
+    from ptslurm.plan import grid
 
     notes = []
     points = grid.expand(grid.Block(), grid.parse_with(["fail=[True,False,True]"]), notes=notes)
@@ -326,8 +328,8 @@ def test_duplicates_are_dropped_with_a_note_or_kept_when_asked():
 
 
 def test_points_resolving_to_the_same_config_are_named():
-    from ptslurm.preflight import same_configs
-    from ptslurm.spec import Point
+    from ptslurm.plan.preflight import same_configs
+    from ptslurm.records.spec import Point
 
     points = [Point(0, {"lr": 0.1}, (), ("lr",)), Point(1, {"lr": 0.2}, (), ("lr",)),
               Point(2, {}, ("fast",), ("lr", "named_configs"))]
@@ -340,9 +342,9 @@ def test_points_resolving_to_the_same_config_are_named():
 
 
 def test_progress_shows_total_rate_and_eta():
-    from ptslurm import render
+    from ptslurm.cli import render
     from ptslurm.records import Attempt, PointStatus, State
-    from ptslurm.state import PointRow
+    from ptslurm.read.state import PointRow
 
     t0 = "2026-12-01T10:00:00+00:00"
     status = PointStatus(attempts=(Attempt(state=State.RUNNING, started=t0, progress_at_start=None),),
@@ -350,7 +352,7 @@ def test_progress_shows_total_rate_and_eta():
                                    "total": {"iteration": 1000}})
     row = PointRow(index=0, state=State.RUNNING, job_id="1_0", storage_dir="/x", status=status, iteration=150,
                    epoch=2)
-    from ptslurm.state import timestamp
+    from ptslurm.read.state import timestamp
 
     text = render.progress_cell(row, now=timestamp("2026-12-01T10:00:30+00:00"))
     assert text == "150/1000 ep 2 5/s ETA 0:02:50", text
@@ -366,8 +368,8 @@ def test_progress_shows_total_rate_and_eta():
     ({"cpus": 1.5}, "--cpus must be a non-negative integer"), ({"nodes": True}, "--nodes must be a positive")])
 def test_the_library_path_refuses_the_resources_the_command_line_refuses(changes, message):
     from ptslurm.errors import UsageError
-    from ptslurm.spec import Resources
-    from ptslurm.plan import check_resources
+    from ptslurm.records.spec import Resources
+    from ptslurm.plan.make import check_resources
 
     with pytest.raises(UsageError, match=message):
         check_resources(Resources(**changes))
@@ -377,8 +379,8 @@ def test_the_library_path_refuses_the_resources_the_command_line_refuses(changes
 def test_points_that_set_different_seeds_differ(tmp_path, no_slurm):
     """`'seed=[1,2,3]'`: ten seeds of one config are ten different runs, not duplicates; a seed
     sacred would draw for each point does not make them differ."""
-    from ptslurm.preflight import same_configs
-    from ptslurm.spec import Point
+    from ptslurm.plan.preflight import same_configs
+    from ptslurm.records.spec import Point
 
     points = [Point(i, {"seed": s}, (), ("seed",)) for i, s in enumerate((1, 2, 3))]
     configs = [{"lr": 0.1, "seed": s} for s in (1, 2, 3)]
@@ -396,9 +398,9 @@ def test_status_keeps_state_progress_and_job_whole_at_80_columns(tmp_path, monke
     (`status --json` has them)."""
     import dataclasses
 
-    from ptslurm import render
+    from ptslurm.cli import render
     from ptslurm.records import PointStatus, State
-    from ptslurm.state import PointRow
+    from ptslurm.read.state import PointRow
 
     monkeypatch.setenv("COLUMNS", "80")
     entries = [PointEntry(index=i, updates={"lr": 0.001, "batch_size": 16 * (i + 1)}, varied=("lr", "batch_size"),

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from ptslurm import sampler, usage
+from ptslurm.job import sampler
+from ptslurm.read import usage
 
 pytestmark = pytest.mark.fast
 
@@ -97,9 +98,9 @@ def test_a_hint_names_the_option_for_an_idle_gpu_or_mostly_unused_memory(used, m
 @pytest.mark.parametrize("per_job, hinted", [(1, True), (4, False)])
 def test_packed_points_are_measured_against_their_share_of_the_jobs_memory(per_job, hinted):
     from ptslurm.records import Attempt, Manifest, PointEntry, PointStatus, State
-    from ptslurm.render import usage_hints
-    from ptslurm.spec import Resources
-    from ptslurm.state import PointRow
+    from ptslurm.cli.render import usage_hints
+    from ptslurm.records.spec import Resources
+    from ptslurm.read.state import PointRow
 
     manifest = Manifest(name="s", points=(PointEntry(index=0),), resources=Resources(mem_gb=32, points_per_job=per_job))
     used = Attempt(state=State.COMPLETED, usage={"max_rss_mb": 6 * 1024, "samples": 4})
@@ -116,7 +117,7 @@ def test_a_point_started_by_a_big_process_does_not_inherit_its_peak_memory():
     import subprocess
     import sys
 
-    child = ("import resource; from ptslurm import sampler; s = sampler.Sampler(); s.sample(); "
+    child = ("import resource; from ptslurm.job import sampler; s = sampler.Sampler(); s.sample(); "
              "print(s.usage()['max_rss_mb'], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
     parent = ("import subprocess, sys; held = bytearray(300 * 2 ** 20); held[::4096] = b'x' * len(held[::4096]); "
               f"subprocess.run([sys.executable, '-c', {child!r}])")

@@ -124,7 +124,7 @@ def bench_start(root: Path):
                            "with", *FIRST_STEP], capture_output=True, text=True)
     summary = json.loads(proc.stdout)
     job = summary["points"][0]["job_id"]
-    from ptslurm.submitit_adapter import log_path
+    from ptslurm.schedulers.submitit_adapter import log_path
 
     log = log_path(Path(summary["sweep_dir"]) / "slurm", job)
     poll("the point to run", lambda: _running(job), every=0.01)

@@ -22,4 +22,4 @@
 
 # command
 export SUBMITIT_EXECUTOR=slurm
-srun --unbuffered --output '/SWEEP DIR/slurm/%A_%a_%t_log.out' PYTHON -u -m ptslurm.jobstart -u -m submitit.core._submit '/SWEEP DIR/slurm'
+srun --unbuffered --output '/SWEEP DIR/slurm/%A_%a_%t_log.out' PYTHON -u -m ptslurm.job.start -u -m submitit.core._submit '/SWEEP DIR/slurm'
