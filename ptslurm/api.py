@@ -75,7 +75,7 @@ class Client:
 
     def open(self, sweep: tp.Union[str, Path]) -> "Sweep":
         """An existing sweep, by name (under ``root``) or directory."""
-        from .records.storage import find_sweep
+        from .records.manifests import find_sweep
 
         return Sweep(find_sweep(str(sweep), self.root), self)
 
@@ -92,7 +92,7 @@ class Sweep:
 
     @property
     def manifest(self) -> "Manifest":
-        from .records.storage import read_manifest
+        from .records.manifests import read_manifest
 
         return read_manifest(self.dir)
 

@@ -185,7 +185,7 @@ def test_notify_waits_for_resubmitted_points_and_ptslurm_run_sends_nothing(tmp_p
     the sweep (the notice would be filed as the resubmission's, and its real end would send
     nothing); running a point in the foreground is debugging, not the sweep's end."""
     from ptslurm.job import housekeeping
-    from ptslurm.records import storage
+    from ptslurm.records import manifests
     from ptslurm.records import read_intent
     from ptslurm.submit.lifecycle import write_intent
 
@@ -196,7 +196,7 @@ def test_notify_waits_for_resubmitted_points_and_ptslurm_run_sends_nothing(tmp_p
     sweep_dir = Path(json.loads(proc.stdout)["sweep_dir"])
     assert run_cli("run", sweep_dir, "0").returncode == 0
     assert told.read_text() == "sent\n", "`ptslurm run` sent a notification"
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     point = manifest.points[1]
     write_intent(sweep_dir, point, cancelled=False, submission=read_intent(point.path).submission + 1)
     assert not housekeeping.notify_if_ended(manifest, sweep_dir), "point 1's new job has not run yet"

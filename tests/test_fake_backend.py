@@ -14,7 +14,7 @@ from conftest import TEST_EXPERIMENTS, fake_sweep
 from ptslurm.submit import lifecycle, submission
 from ptslurm import records
 from ptslurm.read import state
-from ptslurm.records import storage
+from ptslurm.records import manifests
 from ptslurm.schedulers.backends import FakeCluster
 from ptslurm.errors import SubmissionError, UsageError
 from ptslurm.plan.make import plan
@@ -68,7 +68,7 @@ def test_a_submission_killed_around_an_sbatch_is_finished_once_by_the_same_comma
     setattr(cluster, f"{when}_sbatch", die)
     with pytest.raises(KeyboardInterrupt):
         sweep(planned, name, cluster)
-    sweep_dir = storage.sweeps_dir(planned.root) / name
+    sweep_dir = manifests.sweeps_dir(planned.root) / name
     assert manifest_of(sweep_dir)["state"] == "submitting"
     setattr(cluster, f"{when}_sbatch", None)
 
@@ -90,7 +90,7 @@ def test_a_refused_submission_cancels_what_it_queued_and_leaves_no_storage_dir(p
     cluster.before_sbatch = refuse
     with pytest.raises(SubmissionError, match="Invalid partition"):
         sweep(planned, "refused", cluster)
-    sweep_dir = storage.sweeps_dir(planned.root) / "refused"
+    sweep_dir = manifests.sweeps_dir(planned.root) / "refused"
     manifest = manifest_of(sweep_dir)
     assert manifest["state"] == "not_submitted" and "Invalid partition" in manifest["error"]
     assert not cluster.queued(), "the array queued before the refusal is cancelled"
@@ -125,7 +125,7 @@ def test_waves_under_a_submit_limit_queue_every_point_once_within_the_limit(plan
     outcome, sweep_dir = sweep(planned, "waves", cluster)
     assert outcome.manifest is not None and outcome.manifest.waves and outcome.manifest.waves["limit"] == 4
     assert len(cluster.queued()) == 4  # 3 points and the wave job
-    rows = state.sweep_states(sweep_dir, storage.read_manifest(sweep_dir), cluster.backend(sweep_dir, Resources(), "x"))
+    rows = state.sweep_states(sweep_dir, manifests.read_manifest(sweep_dir), cluster.backend(sweep_dir, Resources(), "x"))
     assert [r.state for r in rows].count(State.WAITING) == POINTS - 3
     most: list = []
     run_waves(cluster, sweep_dir, most)
@@ -146,7 +146,7 @@ def test_cancel_during_waves_stops_the_points_and_the_wave_job_and_nothing_more_
     # the wave job was cancelled before it ran; had it run (or status topped up), no point is submitted
     assert submission.next_wave(sweep_dir, own_job=wave, make=cluster.backend) == 0
     assert cluster.sbatch_calls == calls
-    rows = state.sweep_states(sweep_dir, storage.read_manifest(sweep_dir), cluster.backend(sweep_dir, Resources(), "x"))
+    rows = state.sweep_states(sweep_dir, manifests.read_manifest(sweep_dir), cluster.backend(sweep_dir, Resources(), "x"))
     assert {r.state for r in rows} == {State.CANCELLED}
 
 
@@ -156,7 +156,7 @@ def test_reading_a_sweep_in_waves_submits_nothing(planned):
     cluster = FakeCluster(limit=4)
     _, sweep_dir = sweep(planned, "read-waves", cluster)
     calls = cluster.sbatch_calls
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     backend = cluster.backend(sweep_dir, Resources(), "x")
     for _ in range(3):
         rows = state.sweep_states(sweep_dir, manifest, backend)
@@ -225,8 +225,8 @@ def test_a_point_ending_after_the_wave_job_was_killed_queues_a_new_wave_job_when
     _, sweep_dir = sweep(planned, "wave-killed", cluster)
     killed = manifest_of(sweep_dir)["waves"]["job"]
     cluster.end([killed], state="CANCELLED")  # 3 points queued, one slot free, no wave job
-    rows = state.sweep_states(sweep_dir, storage.read_manifest(sweep_dir), cluster.backend(sweep_dir, Resources(), "x"))
-    manifest = storage.read_manifest(sweep_dir)
+    rows = state.sweep_states(sweep_dir, manifests.read_manifest(sweep_dir), cluster.backend(sweep_dir, Resources(), "x"))
+    manifest = manifests.read_manifest(sweep_dir)
     assert submission.waves_stalled(sweep_dir, manifest, rows, make=cluster.backend)
     assert submission.next_wave(sweep_dir, make=cluster.backend) == 0  # a point's job ending: no point fits
     wave = manifest_of(sweep_dir)["waves"]["job"]

@@ -203,7 +203,7 @@ def test_a_heartbeat_survives_a_full_disk_and_failing_callbacks(tmp_path, quiet,
         def full(path, data):
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(lease.storage, "atomic_write_json", full)
+        monkeypatch.setattr(lease.writes, "atomic_write_json", full)
         held.beat()
         assert calls == ["bad", "good"], "a failing callback stopped the others, or a full disk the beat"
     finally:
@@ -361,18 +361,18 @@ def test_a_heartbeat_that_races_the_release_leaves_no_lease_behind(tmp_path, qui
     beat wrote it back: a stale lease after the attempt had ended (seen 1 in 8)."""
     import threading
 
-    from ptslurm.records import storage
+    from ptslurm.records import writes
 
     held = lease.acquire(tmp_path, "1_0", wait_s=0)
     writing, release_done = threading.Event(), threading.Event()
-    real = storage.atomic_write_json
+    real = writes.atomic_write_json
 
     def slow_write(path, data, **kw):
         writing.set()
         release_done.wait(timeout=1.0)  # release() comes while the beat writes
         return real(path, data, **kw)
 
-    monkeypatch.setattr(storage, "atomic_write_json", slow_write)
+    monkeypatch.setattr(writes, "atomic_write_json", slow_write)
     beat = threading.Thread(target=held.beat)
     beat.start()
     assert writing.wait(timeout=5)

@@ -13,7 +13,7 @@ from conftest import TEST_EXPERIMENTS, fake_sweep, run_cli
 
 from ptslurm.schedulers import commands
 from ptslurm import records
-from ptslurm.records import storage
+from ptslurm.records import manifests
 from ptslurm.submit import submission
 from ptslurm.schedulers.backends import FakeCluster
 from ptslurm.errors import SpecError, UsageError
@@ -135,7 +135,7 @@ def test_resource_groups_become_one_checked_array_each_with_their_points_packed(
     assert [t[1][1] for t in queued] == [[0, 1], 2, [3, 4, 5, 6], 7], "a packed task runs the list, a lone one its index"
     assert [(t[2].gpus, t[2].timeout_min) for t in queued] == [(1, 10), (1, 10), (2, 20), (2, 20)]
     assert cluster.sbatch_calls == 2, "one sbatch per group"
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     jobs = [e.job_id for e in manifest.points]
     assert jobs[0] == jobs[1] != jobs[2] and len(set(jobs[3:7])) == 1 and jobs[7] not in jobs[:7]
     assert [manifest.resources_of(i).gpus for i in range(8)] == [1, 1, 1, 2, 2, 2, 2, 2]
@@ -164,7 +164,7 @@ def test_a_submission_of_two_groups_killed_midway_is_finished_once(planned, kill
     outcome, sweep_dir = sweep(planned, name, cluster)  # the same command again
     per_point = cluster.point_jobs(sweep_dir)
     assert sorted(per_point) == list(range(8)) and all(len(j) == 1 for j in per_point.values()), per_point
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     assert manifest.state == "submitted"
     assert {e.index: e.job_id for e in manifest.points} == {i: j[0] for i, j in per_point.items()}
     # adopted tasks run the points they were queued for
@@ -177,12 +177,12 @@ def test_waves_count_packed_tasks_against_the_submit_limit(planned):
     assert len(cluster.queued()) == 3, "two tasks of points and the wave job"
     queued = [t[0] for t in tasks(cluster, sweep_dir)]
     assert queued == [[0, 1], [2]]
-    wave = storage.read_manifest(sweep_dir).waves["job"]
+    wave = manifests.read_manifest(sweep_dir).waves["job"]
     cluster.end([j for j in cluster.queued() if j != wave])
     submission.next_wave(sweep_dir, own_job=wave, make=cluster.backend)
     cluster.end([wave])
     assert [t[0] for t in tasks(cluster, sweep_dir)] == [[0, 1], [2], [3, 4, 5, 6], [7]]
-    assert all(e.job_id for e in storage.read_manifest(sweep_dir).points)
+    assert all(e.job_id for e in manifests.read_manifest(sweep_dir).points)
 
 
 def test_resubmitted_packed_points_are_packed_again_among_themselves(planned):
@@ -201,7 +201,7 @@ def test_cancel_of_one_packed_point_leaves_its_job_to_the_siblings(planned):
 
     cluster = FakeCluster()
     outcome, sweep_dir = sweep(planned, "cancel-one", cluster)
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     shared = manifest.points[3].job_id
     lifecycle.cancel(sweep_dir, [3], make=cluster.backend)
     assert cluster.jobs[shared]["state"] == "PENDING", "points 4-6 still need the job"
@@ -363,10 +363,10 @@ def test_resubmit_gives_points_a_longer_time_and_more_memory_in_a_group_of_their
     cluster = FakeCluster()
     outcome, sweep_dir = sweep(planned, "longer", cluster)
     cluster.end(list(cluster.queued()), "TIMEOUT")
-    before = storage.read_manifest(sweep_dir)
+    before = manifests.read_manifest(sweep_dir)
     lifecycle.resubmit(sweep_dir, [0, 1], make=cluster.backend,
                        resources={"timeout_min": 120, "mem_gb": 8.0, "sbatch_args": {"mail-type": "END"}})
-    after = storage.read_manifest(sweep_dir)
+    after = manifests.read_manifest(sweep_dir)
     asked = [after.resources_of(i) for i in (0, 1)]
     assert asked[0] == asked[1] and asked[0].timeout_min == 120 and asked[0].mem_gb == 8.0
     assert asked[0].signal_delay_s == 120, "the rule's delay for the new limit (a quarter of 10 min before)"

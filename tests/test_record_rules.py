@@ -150,7 +150,7 @@ def test_a_bulk_read_leaves_the_cycle_collector_as_it_found_it(tmp_path, monkeyp
     that had it off."""
     import gc
 
-    from ptslurm.records import storage
+    from ptslurm.records import manifests
 
     sweep_dir = tmp_path / "sweep"
     sweep_dir.mkdir()
@@ -166,7 +166,7 @@ def test_a_bulk_read_leaves_the_cycle_collector_as_it_found_it(tmp_path, monkeyp
     for enabled in (True, False):
         (gc.enable if enabled else gc.disable)()
         try:
-            assert len(storage.read_manifest(sweep_dir).points) == 3
+            assert len(manifests.read_manifest(sweep_dir).points) == 3
             assert gc.isenabled() is enabled
         finally:
             gc.enable()

@@ -46,19 +46,19 @@ def test_state_values_are_the_strings_in_the_files_and_the_sets_are_consistent()
 
 
 def test_manifest_round_trips_and_job_ids_change_only_through_new_records(tmp_path):
-    from ptslurm.records import storage
+    from ptslurm.records import manifests
     from ptslurm.records.spec import Resources
 
     entry = PointEntry(index=0, updates={"lr": 0.1}, named_configs=("small",), varied=("lr",), storage_dir="/r/e/1",
                        seed=7)
     manifest = Manifest(name="s", executor="slurm", points=(entry, entry.replace(index=1, storage_dir="/r/e/2")),
                         resources=Resources(gpus=1, timeout_min=30), varied=("lr",))
-    storage.write_manifest(tmp_path, manifest)
-    back = storage.read_manifest(tmp_path)
+    manifests.write_manifest(tmp_path, manifest)
+    back = manifests.read_manifest(tmp_path)
     assert back == manifest and back.resources.gpus == 1 and back.points[1].path.name == "2"
-    book = storage.ManifestBook(tmp_path, back)
+    book = manifests.ManifestBook(tmp_path, back)
     book.set_jobs({1: "9_1"})
-    assert [p.job_id for p in storage.read_manifest(tmp_path).points] == [None, "9_1"]
+    assert [p.job_id for p in manifests.read_manifest(tmp_path).points] == [None, "9_1"]
     assert back.points[1].job_id is None  # the record read before is unchanged
     assert entry.varied_values(("lr", "named_configs")) == {"lr": 0.1, "named_configs": "small"}
     assert entry.to_point().updates == {"lr": 0.1}

@@ -151,7 +151,7 @@ def test_a_lock_file_planted_in_a_shared_folder_stops_nobody(tmp_path, other_use
     """Another user's `.ptslurm.lock` in a shared, sticky experiment folder (as in /tmp): the
     storage dirs are still allocated (the allocation lock is per user); a planted lock of the
     user's own name is a one-line error naming its owner, not a PermissionError traceback."""
-    from ptslurm.records import claims, storage
+    from ptslurm.records import claims, locks
     from ptslurm.errors import StorageError
 
     import pwd  # noqa: F401 - the child cannot import once it is the other user (the interpreter is root's)
@@ -159,7 +159,7 @@ def test_a_lock_file_planted_in_a_shared_folder_stops_nobody(tmp_path, other_use
     import secrets  # noqa: F401
 
     claims.allocate_dirs(tmp_path / "warm", 1)  # the same: every lazy import of the path done here
-    storage.lock_error(tmp_path)
+    locks.lock_error(tmp_path)
     import shutil
     import tempfile
 

@@ -376,13 +376,13 @@ def test_status_opens_the_files_of_noted_points_and_of_jobs_the_queue_shows_goin
     """A sweep that keeps `touched` notes: a point with neither a note nor a job other than
     pending in the queue has no file to read (status of 10,000 queued points opens none); a
     noted one is read, and so is any point whose job runs or left the queue, note or not."""
-    from ptslurm.records import storage
+    from ptslurm.records import manifests
 
     sweep_dir = tmp_path / "sweep"
     m = manifest(tmp_path, n=4, touched=True)
     for entry in m.points:  # each has an attempt on record; the first was requeued and waits
         write_status(entry, status_of(attempt(job_id=entry.job_id, state=State.REQUEUED)))
-    storage.touch_point(sweep_dir, 0)
+    manifests.touch_point(sweep_dir, 0)
     queue = {"9_0": "PENDING", "9_1": "PENDING", "9_2": "RUNNING"}  # 9_3 left the queue
     files = state.point_files(m, sweep_dir, queue)
     assert [found.record is not None for found, _ in files] == [True, False, True, True]
@@ -404,7 +404,7 @@ def test_a_cancel_is_noted_so_that_status_without_a_queue_shows_it(tmp_path, no_
     """The intent writer notes the point before writing: with no controller answering, a
     cancelled point that never started still shows cancelled."""
     from ptslurm.submit import lifecycle
-    from ptslurm.records import storage
+    from ptslurm.records import manifests
 
     sweep_dir = tmp_path / "sweep"
     m = manifest(tmp_path, n=2, touched=True)
@@ -413,7 +413,7 @@ def test_a_cancel_is_noted_so_that_status_without_a_queue_shows_it(tmp_path, no_
     lifecycle.write_intent(sweep_dir, m.points[1], cancelled=True)
     assert sorted(os.listdir(sweep_dir / "touched")) == ["1"]
     assert [r.state for r in state.sweep_states(sweep_dir, m)] == [State.PENDING, State.CANCELLED]
-    storage.touch_point(sweep_dir, 1)  # again: nothing changes
+    manifests.touch_point(sweep_dir, 1)  # again: nothing changes
     assert sorted(os.listdir(sweep_dir / "touched")) == ["1"]
 
 

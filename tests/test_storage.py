@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from ptslurm.records import claims, storage
+from ptslurm.records import claims, manifests, storage, writes
 from ptslurm.errors import ManifestError, StorageError
 from ptslurm.records.spec import Point, Resources
 
@@ -63,8 +63,8 @@ def test_predict_matches_allocate_and_creates_nothing(tmp_path):
 def test_atomic_write_survives_a_killed_writer(tmp_path):
     target = tmp_path / ODD / "manifest.json"
     target.parent.mkdir()
-    storage.atomic_write_json(target, {"version": "old"})
-    code = (f"import ptslurm.records.storage as s, os, pathlib\n"
+    writes.atomic_write_json(target, {"version": "old"})
+    code = (f"import ptslurm.records.writes as s, os, pathlib\n"
             f"s.os.replace = lambda *a: os.kill(os.getpid(), 9)\n"
             f"s.atomic_write_json(pathlib.Path({str(target)!r}), {{'version': 'new' * 100000}})\n")
     proc = subprocess.run([sys.executable, "-c", code])
@@ -79,21 +79,21 @@ def test_manifest_round_trip_and_errors(tmp_path):
     data = {"schema": 1, "name": "s", "points": [dict(point.to_json(), storage_dir="/x", job_id="7_3")],
             "resources": Resources(gpus=2, timeout_min=90, sbatch_args={"mail-type": "END"}).to_json()}
     (sweep / "manifest.json").write_text(json.dumps(data))
-    back = storage.read_manifest(sweep)
+    back = manifests.read_manifest(sweep)
     assert back.points[0].to_point() == point and back.points[0].job_id == "7_3"
     assert back.resources == Resources(gpus=2, timeout_min=90, sbatch_args={"mail-type": "END"})
-    storage.write_manifest(sweep, back)
-    assert storage.read_manifest(sweep) == back
-    assert storage.find_sweep(str(sweep)) == sweep.resolve()
+    manifests.write_manifest(sweep, back)
+    assert manifests.read_manifest(sweep) == back
+    assert manifests.find_sweep(str(sweep)) == sweep.resolve()
 
     (sweep / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestError, match="corrupt"):
-        storage.read_manifest(sweep)
+        manifests.read_manifest(sweep)
     (sweep / "manifest.json").unlink()
     with pytest.raises(ManifestError, match="missing"):
-        storage.find_sweep(str(sweep))
+        manifests.find_sweep(str(sweep))
     with pytest.raises(StorageError, match="no sweep 'nope'"):
-        storage.find_sweep("nope", root=str(tmp_path))
+        manifests.find_sweep("nope", root=str(tmp_path))
 
 
 def test_root_checks(tmp_path, monkeypatch):

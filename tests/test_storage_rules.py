@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ptslurm.schedulers import backends
-from ptslurm.records import claims, snapshot, storage
+from ptslurm import records
+from ptslurm.records import claims, snapshot, writes
 from ptslurm.errors import SnapshotError
 
 pytestmark = pytest.mark.fast
@@ -62,11 +63,11 @@ def test_giving_back_claims_removes_only_this_submissions_empty_dirs(tmp_path):
     parent = tmp_path / "exp"
     dirs = claims.allocate_dirs(parent, 4, owner="sweep-a")
     (dirs[1] / "checkpoints").mkdir()  # the job already wrote here
-    (dirs[2] / storage.CLAIM).write_text("sweep-b")  # another submission's
+    (dirs[2] / records.CLAIM).write_text("sweep-b")  # another submission's
     assert claims.release_claims(parent, "sweep-a") == 2
     assert [d.exists() for d in dirs] == [False, True, True, False]
-    assert (dirs[1] / storage.CLAIM).read_text() == "sweep-a", "a dir with files keeps its claim marker"
-    assert sorted(os.listdir(dirs[1])) == sorted([storage.CLAIM, "checkpoints"])
+    assert (dirs[1] / records.CLAIM).read_text() == "sweep-a", "a dir with files keeps its claim marker"
+    assert sorted(os.listdir(dirs[1])) == sorted([records.CLAIM, "checkpoints"])
 
 
 @settings(deadline=None, max_examples=200)
@@ -87,7 +88,7 @@ def test_a_manifest_reads_back_as_written_whatever_values_its_points_hold(value)
         return type(a) is type(b) and a == b
 
     data = {"schema": 1, "points": [{"updates": {"v": value}}]}
-    text = storage.json_bytes(data)
+    text = writes.json_bytes(data)
     assert text.endswith(b"\n") and b'\n  "points"' in text, "indented, one value per line"
     assert same(data, json.loads(text)), text
 
@@ -141,7 +142,7 @@ def test_dirs_left_half_made_by_a_killed_claimer_are_given_back_and_nothing_else
     no_marker, half_marker, with_files = (parent / str(n) for n in (10, 11, 12))
     for d in (no_marker, half_marker, with_files):
         os.mkdir(d, claims.HALF_MADE | 0o700)
-    (half_marker / storage.CLAIM).write_text("/some/sw")  # killed mid-write
+    (half_marker / records.CLAIM).write_text("/some/sw")  # killed mid-write
     (with_files / "result.txt").write_text("1")
     assert claims.release_claims(parent, "sweep-a") == 2
     assert not no_marker.exists() and not half_marker.exists()

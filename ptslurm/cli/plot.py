@@ -3,7 +3,7 @@
 import typing as tp
 from pathlib import Path
 
-from ..records import storage
+from ..records import manifests
 from ..errors import UsageError
 from ..records import read_status
 from ..read.results import join_metrics
@@ -11,7 +11,7 @@ from ..read.results import join_metrics
 
 def curves(sweep_dir: Path, metric: str) -> tp.List[tp.Tuple[str, tp.List[float], tp.List[float]]]:
     """``(label, steps, values)`` of ``metric`` for every point that reported it."""
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     out: tp.List[tp.Tuple[str, tp.List[float], tp.List[float]]] = []
     seen: tp.Set[str] = set()
     for entry in manifest.points:
@@ -40,7 +40,7 @@ def plot(sweep_dir: Path, metric: str, output: tp.Optional[Path] = None) -> tp.A
         # a curve of one value (a point that failed after its first log) is a line of no
         # length: draw its value as a dot
         ax.plot(steps, values, label=label, marker="o" if len(values) == 1 else None)
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     from ..read.halving import from_json
 
     search = from_json(manifest.search)

@@ -13,7 +13,7 @@ import typing as tp
 from pathlib import Path
 
 from ..read import reportdata
-from ..records import storage
+from ..records import writes
 from ..read.results import is_number
 from ..errors import UsageError
 
@@ -52,7 +52,7 @@ def write(sweep_dir: Path, output: Path, metric: tp.Optional[str] = None) -> tp.
     """The report of ``sweep_dir`` written (atomically) to ``output``; what it shows."""
     js = plotly_js()
     data = reportdata.gather(sweep_dir, metric)
-    storage.atomic_write_text(output, render(data, js))
+    writes.atomic_write_text(output, render(data, js))
     return data
 
 

@@ -48,7 +48,7 @@ def cmd_promote(args: argparse.Namespace, updates: tp.Sequence[str]) -> int:
 
 
 def cmd_next_wave(args: argparse.Namespace, updates: tp.Sequence[str]) -> int:
-    from ..records import storage
+    from ..records import manifests
     from ..submit import submission
     from ..read.state import sweep_states
     from .verbs import _sweep
@@ -56,7 +56,7 @@ def cmd_next_wave(args: argparse.Namespace, updates: tp.Sequence[str]) -> int:
     if updates:
         raise UsageError("`with` belongs after `ptslurm sweep EXPERIMENT` or `ptslurm extend SWEEP`")
     sweep_dir, manifest = _sweep(args)
-    storage.require_own(sweep_dir, "submits waves for")
+    manifests.require_own(sweep_dir, "submits waves for")
     if not manifest.waves:
         print("no point of this sweep waits for a wave", file=sys.stderr)
         return 0

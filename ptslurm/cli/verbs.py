@@ -103,10 +103,10 @@ class Printer:
 
 
 def _sweep(args: argparse.Namespace) -> tp.Tuple[tp.Any, tp.Any]:
-    from ..records import storage
+    from ..records import manifests
 
-    path = storage.find_sweep(args.sweep, args.root)
-    return path, storage.read_manifest(path)
+    path = manifests.find_sweep(args.sweep, args.root)
+    return path, manifests.read_manifest(path)
 
 
 def _warn_damaged(index: int, paths: tp.Iterable[str]) -> None:
@@ -124,7 +124,7 @@ def _waves_stalled(sweep_dir, manifest, states) -> bool:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from . import render
-    from ..records import storage
+    from ..records import manifests
 
     sweep_dir, manifest = _sweep(args)
 
@@ -167,7 +167,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not args.watch or ended(rows):
             return 0
         time.sleep(args.interval)
-        manifest = storage.read_manifest(sweep_dir)  # waves and promotions add jobs as they go
+        manifest = manifests.read_manifest(sweep_dir)  # waves and promotions add jobs as they go
 
 
 def _standings(sweep_dir: tp.Any, manifest: tp.Any, states: tp.Any) -> tp.List[tp.Tuple[tp.Optional[int], str]]:
@@ -218,9 +218,9 @@ def _filtered(args: argparse.Namespace) -> bool:
 def cmd_collect(args: argparse.Namespace) -> int:
     from . import render
     from ..read import results
-    from ..records import storage
+    from ..records import manifests
 
-    dirs = [storage.find_sweep(s, args.root) for s in args.sweeps]
+    dirs = [manifests.find_sweep(s, args.root) for s in args.sweeps]
     records, save_cache = results.read_records(dirs, args.root, use_cache=not args.no_cache)
     for r in records:
         _warn_damaged(r["index"], r.pop("_damaged", ()))
@@ -299,7 +299,7 @@ def cmd_resubmit(args: argparse.Namespace) -> int:
     jobs = lifecycle.resubmit(sweep_dir, indices, refresh_code=args.refresh_code, keep_code=args.keep_code,
                               resources=changes)
     if changes:
-        from ..records.storage import read_manifest
+        from ..records.manifests import read_manifest
 
         asked = sorted({lifecycle.describe_request(read_manifest(sweep_dir).resources_of(i)) for i in jobs})
         print(f"the resubmitted points ask for: {'; '.join(asked)}")
@@ -328,13 +328,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from . import render
     from ..read import results
-    from ..records import storage
+    from ..records import manifests, storage
 
     root = storage.resolve_root(args.root)
     rows = []
     for sweep_dir in results.sweeps_under(root):
         try:
-            manifest = storage.read_manifest(sweep_dir)
+            manifest = manifests.read_manifest(sweep_dir)
         except PtslurmError as exc:
             rows.append([sweep_dir.name, "?", "?", "?", f"unreadable: {exc}"])
             continue
@@ -356,10 +356,10 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from ..records import storage
+    from ..records import manifests
     from ..job.housekeeping import delete
 
-    sweep_dir = storage.find_sweep(args.sweep, args.root)
+    sweep_dir = manifests.find_sweep(args.sweep, args.root)
     paths = delete(sweep_dir, yes=args.yes)
     for path in paths:
         print(("deleted " if args.yes else "would delete ") + str(path))
@@ -407,16 +407,16 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_note(args: argparse.Namespace) -> int:
-    from ..records import storage
+    from ..records import locks, manifests
 
     sweep_dir, manifest = _sweep(args)
     if args.text is None:
         print(manifest.note or "(no note)")
         return 0
     text = _one_line(args.text, "the note") if args.text else None
-    storage.require_own(sweep_dir, "notes")
-    with storage.manifest_lock(sweep_dir):
-        current = storage.read_manifest(sweep_dir)
-        storage.ManifestBook(sweep_dir, current).save(current.replace(note=text))
+    manifests.require_own(sweep_dir, "notes")
+    with locks.manifest_lock(sweep_dir):
+        current = manifests.read_manifest(sweep_dir)
+        manifests.ManifestBook(sweep_dir, current).save(current.replace(note=text))
     print(f"{manifest.name}: " + (f"note set: {text}" if text else "note removed"))
     return 0

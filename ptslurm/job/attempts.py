@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import interrupt, sampler
 from .. import records, schedulers
-from ..records import storage
+from ..records import writes
 from ..records import (OWN_FILES, STOPS, WISHED, Action, Cause, SLURM_COMPLETING, SLURM_REQUEUING, Attempt, PointPaths,
                        PointStatus, State, read_intent)
 from ..records.recordkit import now
@@ -140,7 +140,7 @@ class AttemptRecord:
                                           job_id=entry.job_id, updated=now())
         data = self.status.to_json()
         try:
-            storage.atomic_write_json(self.path, data)
+            writes.atomic_write_json(self.path, data)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -148,7 +148,7 @@ class AttemptRecord:
                 os.unlink(self.storage_dir / self.RESERVE)
             except OSError:
                 raise exc from None
-            storage.atomic_write_json(self.path, data)
+            writes.atomic_write_json(self.path, data)
 
 
 def latest_checkpoint(storage_dir: Path) -> tp.Optional[tp.List[tp.Any]]:

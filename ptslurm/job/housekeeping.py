@@ -8,7 +8,7 @@ import typing as tp
 from pathlib import Path
 
 from .. import programs
-from ..records import storage
+from ..records import locks, manifests
 from ..read.state import sweep_states
 from ..errors import UsageError
 from ..records import TERMINAL, Manifest, State, read_intent, read_status
@@ -54,9 +54,9 @@ def delete(sweep_dir: Path, yes: bool) -> tp.List[Path]:
     """Remove a sweep's storage dirs and then its folder (``yes``), or only say which
     (``yes`` False). Refused for another user's sweep and while any point is queued,
     running or waiting. A delete killed half-way is finished by running it again."""
-    storage.require_own(sweep_dir, "deletes")
-    with storage.manifest_lock(sweep_dir):
-        manifest = storage.read_manifest(sweep_dir)
+    manifests.require_own(sweep_dir, "deletes")
+    with locks.manifest_lock(sweep_dir):
+        manifest = manifests.read_manifest(sweep_dir)
         busy = [r.index for r in sweep_states(sweep_dir, manifest) if r.state not in TERMINAL]
         if busy:
             shown = ", ".join(map(str, busy[:10])) + (", ..." if len(busy) > 10 else "")

@@ -77,7 +77,7 @@ def point_ended(sweep_dir: Path, index: int) -> tp.Optional[Path]:
         return None
     from ..records import State
     from ..read.results import point_record
-    from ..records.storage import read_manifest
+    from ..records.manifests import read_manifest
 
     manifest = read_manifest(sweep_dir)
     record = point_record(manifest, manifest.points[index])

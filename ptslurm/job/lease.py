@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 from .. import records
-from ..records import storage
+from ..records import writes
 from ..errors import LeaseHeld  # noqa: F401 - lease.LeaseHeld, what callers catch
 from ..records import LEASE, SLURM_ON_NODE, PointPaths
 from ..read.state import alive, timestamp
@@ -87,7 +87,7 @@ class Lease:
                 return  # released, or taken over (we were presumed dead): leave it alone
             self.data["heartbeat"] = now()
             try:
-                storage.atomic_write_json(self.path, self.data)
+                writes.atomic_write_json(self.path, self.data)
             except OSError:
                 pass
         for callback in self.callbacks:

@@ -27,7 +27,7 @@ from pathlib import Path
 from . import interrupt
 from .. import programs, records, schedulers
 from ..schedulers import slurmtext
-from ..records import storage
+from ..records import manifests, storage
 from ..records import Manifest, PointEntry, State, read_intent, read_status
 from .runtime import job_id, on_slurm
 
@@ -111,7 +111,7 @@ def run_pack(sweep_dir: tp.Union[str, Path], indices: tp.Sequence[int]) -> tp.Di
     docstring); return index -> exit status of each point's process."""
     sweep_dir = Path(sweep_dir)
     interrupt.install()  # a stop reaches every point's process; this one only waits for them
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     job = job_id()
     entries = [manifest.point(i) for i in indices]
     todo = [e for e in entries if not ended(e)]

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import ending, interrupt, runtime
 from ..plan import sacred_adapter
 from .. import schedulers
-from ..records import storage
+from ..records import manifests, storage, writes
 from .attempts import AttemptRecord, classify, decide, fingerprint
 from ..records import WISHED, Action, Cause, Manifest, PointEntry, PointPaths, State, read_intent, read_status
 from ..records.recordkit import now
@@ -38,7 +38,7 @@ def _stopped_exit(sweep_dir: tp.Union[str, Path], index: int) -> int:
     """A stop reached the end of the attempt, recorded and said (``story``): no traceback;
     the exit status is 0 when the point goes on (requeued), else 1."""
     try:
-        latest = read_status(storage.read_manifest(Path(sweep_dir)).point(index).path).latest
+        latest = read_status(manifests.read_manifest(Path(sweep_dir)).point(index).path).latest
     except Exception:  # noqa: BLE001 - the record is what counts; this is only the exit status
         return 1
     return 0 if latest is not None and latest.state == State.REQUEUED else 1
@@ -63,7 +63,7 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int, notify: bool = True) -
     from . import lease as leases
 
     sweep_dir = Path(sweep_dir)
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     entry = manifest.point(index)
     storage_dir = entry.path
     storage.make_dirs(storage_dir)
@@ -88,7 +88,7 @@ def run_point(sweep_dir: tp.Union[str, Path], index: int, notify: bool = True) -
                   f"nothing to run", file=sys.stderr, flush=True)
             return done.result
         _clear_leftovers(PointPaths(storage_dir).checkpoints)
-        storage.touch_point(sweep_dir, index)
+        manifests.touch_point(sweep_dir, index)
         record = AttemptRecord(storage_dir, submission=intent.submission,
                                code_dir=str(Path(manifest.code_of(entry.code_version).snapshot).parent))
         record.reserve()
@@ -196,7 +196,7 @@ def _attempt(manifest: Manifest, entry: PointEntry, sweep_dir: Path, record: Att
         route_logging()
         result = run()
         record.update(sacred_id=sacred_adapter.run_id(run), state=State.COMPLETED, ended=now(),
-                      result=storage.jsonable(result, fallback=repr), final=True)
+                      result=writes.jsonable(result, fallback=repr), final=True)
         return result
     except BaseException as exc:
         if not ended:

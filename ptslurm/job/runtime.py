@@ -94,9 +94,9 @@ def should_stop() -> bool:
 def dump_config(config: tp.Mapping[str, tp.Any], path: tp.Union[str, Path]) -> None:
     """Write a (possibly read-only) sacred config as JSON, atomically. Copies first: sacred
     hands captured functions a read-only config, which padertorch's dump would modify."""
-    from ..records import storage
+    from ..records import storage, writes
 
-    storage.atomic_write_json(Path(path), storage.jsonable(config), mode=storage.result_mode())
+    writes.atomic_write_json(Path(path), writes.jsonable(config), mode=storage.result_mode())
 
 
 # ----------------------------------------------------------------------------- ranks

@@ -13,7 +13,7 @@ import tempfile
 import typing as tp
 from pathlib import Path
 
-from ..records import claims, snapshot, storage
+from ..records import claims, manifests, snapshot, storage
 from . import grid, sweepfile
 from .. import records, schedulers
 from ..errors import SpecError, UsageError
@@ -83,7 +83,7 @@ class Plan:
 
     @property
     def sweep_dir(self) -> Path:
-        return storage.sweeps_dir(self.root) / self.name
+        return manifests.sweeps_dir(self.root) / self.name
 
     @property
     def workdir(self) -> Path:
@@ -163,7 +163,7 @@ def plan(request: SweepRequest, scheduler_given: bool = False, executor: tp.Opti
     request = dataclasses.replace(request, resources=resources)
     root = storage.resolve_root(request.root)
     storage.check_root_writable(root)
-    storage.require_safe_dir(storage.sweeps_dir(root), "the sweep's control files (manifest, job pickles)")
+    storage.require_safe_dir(manifests.sweeps_dir(root), "the sweep's control files (manifest, job pickles)")
     path = Path(request.experiment)
     chosen = executor or (Executor.SLURM if scheduler_given else choose_executor(request.executor, request.dry_run))
     if request.name is not None:

@@ -119,7 +119,7 @@ def step(sweep_dir: Path, manifest: tp.Any, rows: tp.Sequence[tp.Any], log: tp.D
     from optuna.trial import TrialState
 
     from .. import schedulers
-    from ..records import storage as files
+    from ..records import manifests
     from ..records import TERMINAL, State
     from ..read.results import direction, rung_value
 
@@ -159,7 +159,7 @@ def step(sweep_dir: Path, manifest: tp.Any, rows: tp.Sequence[tp.Any], log: tp.D
     changed = [i for i, p in params.items() if any(manifest.points[i].updates.get(k) != v for k, v in p.items())]
     if changed:  # the asked values, before the points are queued or run
         manifest = manifest.with_points(lambda e: e.replace(updates={**e.updates, **params[e.index]}), changed)
-        files.write_manifest(sweep_dir, manifest)
+        manifests.write_manifest(sweep_dir, manifest)
     start = [i for i, n in sorted(params.items()) if known[trials[str(i)]].state == TrialState.RUNNING
              and rows[i].status.latest is None and (not manifest.points[i].job_id or here)]
     return manifest, start

@@ -8,7 +8,7 @@ import typing as tp
 from pathlib import Path
 
 from . import results, usage
-from ..records import storage
+from ..records import manifests
 from .logs import user_traceback
 from ..records import STOPS, Attempt, Manifest, PointEntry, State
 from ..records.recordkit import now
@@ -27,7 +27,7 @@ STOP_MARKS = frozenset(STOPS | {"requeued", "node_fail"})
 def gather(sweep_dir: Path, metric: tp.Optional[str] = None) -> tp.Dict[str, tp.Any]:
     """Everything the report of ``sweep_dir`` shows. ``metric`` picks the one that ranks
     the points (as ``collect --best`` takes it); default: the first with a known direction."""
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     records, _ = results.read_records([sweep_dir])  # the collect cache where fresh; never saved
     names = results.metric_names(records)
     ranking = _ranking(records, names, metric)

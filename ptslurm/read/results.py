@@ -14,7 +14,7 @@ import re
 import typing as tp
 from pathlib import Path
 
-from ..records import storage
+from ..records import manifests, writes
 from . import usage
 from ..errors import UsageError
 from ..records import (TERMINAL, Attempt, Intent, Manifest, PointEntry, PointStatus, State, read, read_intent,
@@ -222,7 +222,7 @@ def _fresh(cached: tp.Optional[dict]) -> bool:
 
 def _sweep_records(sweep_dir: Path, use_cache: bool,
                    workers: tp.Optional[int]) -> tp.Tuple[tp.List[dict], tp.Callable[[], None]]:
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     cache_path = Path(sweep_dir) / CACHE
     cache = read_json(cache_path) if use_cache else None
     if not isinstance(cache, dict) or cache.get("manifest") != _stamp(str(Path(sweep_dir) / MANIFEST)):
@@ -265,7 +265,7 @@ def _sweep_records(sweep_dir: Path, use_cache: bool,
     def save() -> None:
         if todo and use_cache:
             try:  # a sweep of someone else's (read-only) is collected all the same
-                storage.atomic_write_text(cache_path, json.dumps(
+                writes.atomic_write_text(cache_path, json.dumps(
                     {"manifest": _stamp(str(Path(sweep_dir) / MANIFEST)), "points": entries}))
             except OSError:
                 pass
@@ -281,7 +281,7 @@ def read_records(sweeps: tp.Sequence[tp.Union[str, Path]], root: tp.Optional[str
     records: tp.List[dict] = []
     saves: tp.List[tp.Callable[[], None]] = []
     for sweep in sweeps:
-        part, save = _sweep_records(storage.find_sweep(str(sweep), root), use_cache, workers)
+        part, save = _sweep_records(manifests.find_sweep(str(sweep), root), use_cache, workers)
         records += part
         saves.append(save)
 
@@ -448,7 +448,7 @@ def to_frame(records: tp.List[dict]):
 
 
 def sweeps_under(root: Path) -> tp.List[Path]:
-    base = storage.sweeps_dir(root)
+    base = manifests.sweeps_dir(root)
     try:
         return sorted(p for p in base.iterdir() if (p / MANIFEST).is_file())
     except FileNotFoundError:

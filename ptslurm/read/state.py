@@ -13,7 +13,6 @@ import typing as tp
 from pathlib import Path
 
 from .. import records, schedulers
-from ..records import storage
 from ..errors import SubmissionError
 from ..records import (ORDER, RUN, SLURM_WAITING, TERMINAL, WISHED, Attempt, Intent, Manifest, PointEntry, PointPaths,
                        PointStatus, State, read, read_intent, read_json)

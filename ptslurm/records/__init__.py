@@ -39,7 +39,7 @@ COLLECT_CACHE = "collect_cache.json"  # collect's records keyed by their files' 
 STATUS = "ptslurm_status.json"  # the job's record of its attempts
 INTENT = "ptslurm_intent.json"  # what the command line asked (cancel, resubmit)
 # in the sweep dir: an empty file per point whose storage dir holds a status or intent file,
-# made before the first of them (``storage.touch_point``), so that ``status`` of 10,000 queued
+# made before the first of them (``manifests.touch_point``), so that ``status`` of 10,000 queued
 # points opens no file of theirs
 TOUCHED = "touched"
 SEARCH = "search.json"  # in the sweep dir: successive halving's decisions (``promote``)
@@ -53,7 +53,7 @@ WORK = "work"  # the point's working dir: the code snapshot's folders, its files
 RUN = "run.json"
 COUT = "cout.txt"
 METRICS = "metrics.json"
-MANIFEST_SCHEMA = 1  # a manifest of a newer schema is refused (see storage.read_manifest)
+MANIFEST_SCHEMA = 1  # a manifest of a newer schema is refused (see manifests.read_manifest)
 
 
 #: an attempt whose heartbeat (every 30 s) is younger than this is alive, whatever the scheduler

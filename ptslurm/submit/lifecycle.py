@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..schedulers import backends
 from .. import records, schedulers
-from ..records import snapshot, storage
+from ..records import locks, manifests, snapshot, storage, writes
 from ..errors import SubmissionError, UsageError
 from ..plan.make import stage
 from ..records import BUSY, COUT, TERMINAL, Attempt, Manifest, PointEntry, PointPaths, State, read_intent
@@ -46,10 +46,10 @@ def write_intent(sweep_dir: Path, entry: PointEntry, **fields: tp.Any) -> None:
     if not Path(storage_dir).is_dir():
         return
     storage.require_own_dir(Path(storage_dir))
-    storage.touch_point(sweep_dir, entry.index)
+    manifests.touch_point(sweep_dir, entry.index)
     intent = read_intent(storage_dir).replace(
         time=now(), **fields)
-    storage.atomic_write_json(PointPaths(Path(storage_dir)).intent, intent.to_json())
+    writes.atomic_write_json(PointPaths(Path(storage_dir)).intent, intent.to_json())
 
 
 def _stop_search(sweep_dir: Path) -> tp.List[str]:
@@ -58,7 +58,7 @@ def _stop_search(sweep_dir: Path) -> tp.List[str]:
     log = records.read_json(Path(sweep_dir) / records.SEARCH)
     log = log if isinstance(log, dict) else {}
     log["stopped"] = now()
-    storage.atomic_write_json(Path(sweep_dir) / records.SEARCH, log)
+    writes.atomic_write_json(Path(sweep_dir) / records.SEARCH, log)
     return [str(log["job"])] if log.get("job") else []
 
 
@@ -71,14 +71,14 @@ def cancel(sweep_dir: Path, indices: tp.Sequence[int],
     (a job that starts or stops later reads it and never requeues), then one scancel for the
     SLURM jobs, or SIGTERM to a local point's process group (SIGKILL after a grace period).
     Returns the indices cancelled."""
-    storage.require_own(sweep_dir, "cancels")
-    with storage.manifest_lock(sweep_dir):
+    manifests.require_own(sweep_dir, "cancels")
+    with locks.manifest_lock(sweep_dir):
         return _cancel(sweep_dir, indices, make)
 
 
 def _cancel(sweep_dir: Path, indices: tp.Sequence[int],
             make: tp.Optional[backends.BackendFactory]) -> tp.List[int]:
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     scheduler = scheduler_of(sweep_dir, manifest, make)
     rows = sweep_states(sweep_dir, manifest, scheduler)
     try:
@@ -124,13 +124,13 @@ def resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool = Fa
     fields of ``Resources`` that the points ask for from now on instead of their own (a longer
     ``timeout_min``, more ``mem_gb``; ``sbatch_args`` join theirs), checked as a sweep's are.
     ``updates``: the budget key's new value (``promote.extend``)."""
-    storage.require_own(sweep_dir, "resubmits")
+    manifests.require_own(sweep_dir, "resubmits")
     if resources:  # bad values fail before anything is written
-        current = storage.read_manifest(sweep_dir)
+        current = manifests.read_manifest(sweep_dir)
         for i in indices:
             _asking(current.resources_of(i), resources)
-    _await_cancelled(storage.read_manifest(sweep_dir), indices)
-    with storage.manifest_lock(sweep_dir):
+    _await_cancelled(manifests.read_manifest(sweep_dir), indices)
+    with locks.manifest_lock(sweep_dir):
         book, local = _resubmit(sweep_dir, indices, refresh_code, keep_code, make, resources, updates)
         if not local:  # packed again with their group's --points-per-job, among the resubmitted points
             return backends_of(sweep_dir, book.manifest, make).submit(book, units(book.manifest, indices),
@@ -222,11 +222,11 @@ def _resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool, ke
               make: tp.Optional[backends.BackendFactory] = None,
               resources: tp.Optional[tp.Mapping[str, tp.Any]] = None,
               updates: tp.Optional[tp.Mapping[str, tp.Any]] = None,
-              by: str = "extend") -> tp.Tuple[storage.ManifestBook, bool]:
+              by: str = "extend") -> tp.Tuple[manifests.ManifestBook, bool]:
     """Mark the points resubmitted (intents, job history; ``updates``: the budget key's new
     value, recorded in each point's budget history) and save the manifest for SLURM;
     (book, whether they run here)."""
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     scheduler = scheduler_of(sweep_dir, manifest, make)
     rows = sweep_states(sweep_dir, manifest, scheduler)
     busy = [i for i in indices if rows[i].state in BUSY]
@@ -256,7 +256,7 @@ def _resubmit(sweep_dir: Path, indices: tp.Sequence[int], refresh_code: bool, ke
                            submissions[e.index], by), indices)
     if resources:
         manifest = _with_resources(manifest, indices, resources)
-    book = storage.ManifestBook(sweep_dir, manifest)
+    book = manifests.ManifestBook(sweep_dir, manifest)
     if not scheduler.keeps_queue:
         return book, True  # a local sweep's points run here, in this command
     book.save(manifest)
@@ -329,7 +329,7 @@ def refresh_snapshot(sweep_dir: Path, manifest: Manifest, indices: tp.Sequence[i
                                       "source_root": str(lay.root), "taken": now()}
             manifest = manifest.replace(code_versions=versions)
         manifest = manifest.with_points(lambda e: e.replace(code_version=version), indices)
-        storage.write_manifest(sweep_dir, manifest)
+        manifests.write_manifest(sweep_dir, manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
@@ -378,7 +378,7 @@ def run_here(sweep_dir: Path, manifest: Manifest, index: int, pdb: bool = False,
     post mortem where the run fails; the exception then propagates."""
     from ..job.point import run_point
 
-    storage.require_own(sweep_dir, "runs")
+    manifests.require_own(sweep_dir, "runs")
     entry = manifest.point(index)
     row = sweep_states(sweep_dir, manifest)[index]
     busy = BUSY if schedulers.of(manifest.executor).keeps_queue else (State.RUNNING,)
@@ -423,7 +423,7 @@ def point_config(manifest: Manifest, index: int) -> tp.Tuple[tp.Dict[str, tp.Any
 def hold(sweep_dir: Path, manifest: Manifest, indices: tp.Sequence[int], release: bool = False) -> tp.List[str]:
     """``scontrol hold`` (or ``release``) the queued jobs of the points ``indices`` (a packed
     job as a whole); returns the jobs. UsageError on a local sweep."""
-    storage.require_own(sweep_dir, "releases" if release else "holds")
+    manifests.require_own(sweep_dir, "releases" if release else "holds")
     scheduler = schedulers.of(manifest.executor)
     if not scheduler.keeps_queue:
         raise UsageError(f"sweep {manifest.name!r} runs locally: hold and release are SLURM's")

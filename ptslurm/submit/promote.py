@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..read import halving
 from .. import records, schedulers
-from ..records import storage
+from ..records import locks, manifests, writes
 from ..errors import SubmissionError, UsageError
 from .failpoints import failpoint
 from ..records import TERMINAL, Manifest, State
@@ -91,8 +91,8 @@ def decide(sweep_dir: tp.Union[str, Path], make: tp.Any = None, by: str = "promo
     On SLURM the promoted points are queued (and a decision job while points still run);
     returns the points a local sweep must run here now (none on SLURM)."""
     sweep_dir = Path(sweep_dir)
-    storage.require_own(sweep_dir, "decides promotions in")
-    with _outside_job(), storage.manifest_lock(sweep_dir):
+    manifests.require_own(sweep_dir, "decides promotions in")
+    with _outside_job(), locks.manifest_lock(sweep_dir):
         return _decide(sweep_dir, make, by, own_job)
 
 
@@ -100,7 +100,7 @@ def _decide(sweep_dir: Path, make: tp.Any, by: str, own_job: tp.Optional[str]) -
     from ..read.state import sweep_states
     from .submission import scheduler_of
 
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     if not manifest.search and not manifest.optuna:
         search_of(manifest)  # the UsageError that says what this sweep is
     log = read_log(sweep_dir)
@@ -118,7 +118,7 @@ def _decide(sweep_dir: Path, make: tp.Any, by: str, own_job: tp.Optional[str]) -
         from ..plan import optuna_search
 
         manifest, start = optuna_search.step(sweep_dir, manifest, rows, log,
-                                             lambda: storage.atomic_write_json(sweep_dir / SEARCH, log), failpoint,
+                                             lambda: writes.atomic_write_json(sweep_dir / SEARCH, log), failpoint,
                                              by)
         if on_slurm and start:
             _queue(sweep_dir, manifest, start, make)
@@ -150,7 +150,7 @@ def _halve(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[tp.Any], log: 
                                                 (v.rung > p.rung or (v.rung == p.rung and v.ended))),
                                  "by": by, "time": now(), "acted": False})
     if due or log["values"]:
-        storage.atomic_write_json(sweep_dir / SEARCH, log)  # recorded before it is acted on
+        writes.atomic_write_json(sweep_dir / SEARCH, log)  # recorded before it is acted on
         failpoint("recorded")
     here: tp.List[int] = []
     for d in log["decisions"]:
@@ -160,7 +160,7 @@ def _halve(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[tp.Any], log: 
             except _Later:
                 continue  # the submit limit: the next decider queues the rest
             d["acted"] = True
-            storage.atomic_write_json(sweep_dir / SEARCH, log)
+            writes.atomic_write_json(sweep_dir / SEARCH, log)
             failpoint("acted")
     return here
 
@@ -170,7 +170,7 @@ def _act(sweep_dir: Path, decision: tp.Mapping[str, tp.Any], search: halving.Sea
     queue those without a job for their new submission; the points to run here otherwise."""
     from .lifecycle import _resubmit
 
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     queued = schedulers.of(manifest.executor).keeps_queue  # else the next rung runs here
     target = search.rungs[int(decision["rung"]) + 1]
     chosen = [int(i) for i in decision["points"]]
@@ -241,7 +241,7 @@ class _Later(Exception):
     """A decision's points did not all fit under the cluster's submit limit."""
 
 
-class _Book(storage.ManifestBook):
+class _Book(manifests.ManifestBook):
     def set_jobs(self, ids: tp.Mapping[int, tp.Optional[str]]) -> None:
         failpoint("queued")  # crash tests: sbatch answered, the job ids not recorded yet
         super().set_jobs(ids)
@@ -253,7 +253,7 @@ def _decision_job(sweep_dir: Path, log: tp.Dict[str, tp.Any], make: tp.Any, own_
     from ..read.state import sweep_states
     from .submission import backends_of, submit_marker
 
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     scheduler = backends_of(sweep_dir, manifest, make)
     rows = sweep_states(sweep_dir, manifest, scheduler.main)
     going = sorted({str(manifest.points[r.index].job_id).split("_")[0] for r in rows
@@ -268,7 +268,7 @@ def _decision_job(sweep_dir: Path, log: tp.Dict[str, tp.Any], make: tp.Any, own_
     except SubmissionError as exc:  # the next decider (a point's end, --wait, promote) tries again
         print(f"ptslurm: warning: no decision job queued: {exc}", file=sys.stderr, flush=True)
         return
-    storage.atomic_write_json(sweep_dir / SEARCH, log)
+    writes.atomic_write_json(sweep_dir / SEARCH, log)
 
 
 def run_local(sweep_dir: Path, jobs: int, on_change: tp.Callable[[tp.Any], None] = lambda rows: None,
@@ -280,7 +280,7 @@ def run_local(sweep_dir: Path, jobs: int, on_change: tp.Callable[[tp.Any], None]
         todo = decide(sweep_dir, by=by)
         if not todo:
             return
-        book = storage.ManifestBook(sweep_dir, storage.read_manifest(sweep_dir))
+        book = manifests.ManifestBook(sweep_dir, manifests.read_manifest(sweep_dir))
         run_points(book, jobs, todo, on_change=on_change)
 
 
@@ -293,7 +293,7 @@ def extend(sweep_dir: Path, indices: tp.Sequence[int], tokens: tp.Sequence[str],
     from ..plan import grid
     from .lifecycle import current_value, resubmit
 
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     block = grid.parse_with(tuple(tokens))
     if block.axes or block.named or not block.fixed:
         raise UsageError("extend takes one KEY=VALUE after `with`: the budget's new value, e.g. "
@@ -320,8 +320,8 @@ def extend(sweep_dir: Path, indices: tp.Sequence[int], tokens: tp.Sequence[str],
         if had is not None and not number > had:
             raise UsageError(f"point {i} already trains to {key}={had}: extend only trains longer (give more than {had})")
     if not manifest.budget_key:
-        with storage.manifest_lock(sweep_dir):
-            storage.write_manifest(sweep_dir, storage.read_manifest(sweep_dir).replace(budget_key=key))
+        with locks.manifest_lock(sweep_dir):
+            manifests.write_manifest(sweep_dir, manifests.read_manifest(sweep_dir).replace(budget_key=key))
     return key, value, resubmit(sweep_dir, indices, keep_code=True, make=make, updates={key: value})
 
 

@@ -8,7 +8,7 @@ import os
 import typing as tp
 from pathlib import Path
 
-from ..records import storage
+from ..records import manifests, storage, writes
 from ..errors import PtslurmError, UsageError
 from ..plan.make import Plan, SweepRequest, check_resources, choose_executor
 from ..records import Executor
@@ -49,10 +49,10 @@ def remember(p: Plan, sweep_dir: Path, manifest: tp.Any) -> None:
     key = request_key(p.request, p.executor)
     if key is None:
         return
-    folder = storage.sweeps_dir(p.root) / REQUESTS
+    folder = manifests.sweeps_dir(p.root) / REQUESTS
     try:
         folder.mkdir(mode=0o755, exist_ok=True)
-        storage.atomic_write_json(folder / key, {"name": sweep_dir.name, "spec_hash": manifest.spec_hash})
+        writes.atomic_write_json(folder / key, {"name": sweep_dir.name, "spec_hash": manifest.spec_hash})
     except OSError:
         pass
 
@@ -77,14 +77,14 @@ def rerun(request: SweepRequest, scheduler_given: bool = False
     if key is None:
         return None, executor
     root = storage.resolve_root(request.root)
-    hint = read_json(storage.sweeps_dir(root) / REQUESTS / key)
+    hint = read_json(manifests.sweeps_dir(root) / REQUESTS / key)
     if not isinstance(hint, dict) or not isinstance(hint.get("name"), str):
         return None, executor
-    sweep_dir = storage.sweeps_dir(root) / hint["name"]
+    sweep_dir = manifests.sweeps_dir(root) / hint["name"]
     try:
         if os.lstat(sweep_dir).st_uid != os.geteuid():
             return None, executor
-        manifest = storage.read_manifest(sweep_dir)
+        manifest = manifests.read_manifest(sweep_dir)
     except (OSError, PtslurmError):
         return None, executor
     if manifest.state != "submitted" or manifest.spec_hash != hint.get("spec_hash") or manifest.executor != executor:

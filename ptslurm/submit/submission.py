@@ -12,7 +12,7 @@ import typing as tp
 from pathlib import Path
 
 from ..schedulers import backends
-from ..records import claims, snapshot, storage
+from ..records import claims, locks, manifests, snapshot, storage
 from .. import records, schedulers
 from ..errors import StorageError, UsageError
 from ..plan.make import Plan, versions
@@ -51,7 +51,7 @@ class Backends:
     def sbatch_calls(self) -> int:
         return sum(b.sbatch_calls for b in self._made.values())
 
-    def submit(self, book: storage.ManifestBook, tasks: tp.Sequence[tp.Tuple[int, tp.Tuple[int, ...]]],
+    def submit(self, book: manifests.ManifestBook, tasks: tp.Sequence[tp.Tuple[int, tp.Tuple[int, ...]]],
                marker: tp.Optional[str]) -> tp.Dict[int, str]:
         """Queue ``tasks`` (``units()``), one array (or more) per group, recording each
         array's job ids as it is queued. Returns index -> job id."""
@@ -116,7 +116,7 @@ def _require_ours(sweep_dir: Path) -> None:
     """A sweep dir of that name that another user made is theirs: never reused nor removed."""
     owner = os.lstat(sweep_dir).st_uid
     if owner != os.geteuid():
-        raise UsageError(f"sweep dir {str(sweep_dir)!r} already exists and belongs to {storage.user_name(owner)}; "
+        raise UsageError(f"sweep dir {str(sweep_dir)!r} already exists and belongs to {locks.user_name(owner)}; "
                          f"choose another --name or your own --root")
 
 
@@ -133,7 +133,7 @@ def existing(p: Plan) -> tp.Optional[Manifest]:
         claims.release_claims(p.root / p.experiment_name, str(sweep_dir))
         shutil.rmtree(sweep_dir, ignore_errors=True)
         return None
-    manifest = storage.read_manifest(sweep_dir)
+    manifest = manifests.read_manifest(sweep_dir)
     if manifest.spec_hash != p.spec_hash:
         raise UsageError(f"sweep {p.name!r} already exists with a different spec ({sweep_dir}); "
                          f"choose another --name")
@@ -143,7 +143,7 @@ def existing(p: Plan) -> tp.Optional[Manifest]:
     return manifest
 
 
-def create(p: Plan) -> storage.ManifestBook:
+def create(p: Plan) -> manifests.ManifestBook:
     """Create the sweep dir (snapshot, storage dirs, manifest in state 'submitting')."""
     from ..plan import experiment
 
@@ -209,13 +209,13 @@ def create(p: Plan) -> storage.ManifestBook:
                      for pt, d, own in zip(p.points, dirs, p.seeds)),
     )
     try:
-        storage.write_manifest(sweep_dir, manifest)
+        manifests.write_manifest(sweep_dir, manifest)
     except BaseException:  # a full disk, a kill: nothing half-made stays behind
         for d in dirs:
             shutil.rmtree(d, ignore_errors=True)
         _remove_sweep_dir(sweep_dir)
         raise
-    return storage.ManifestBook(sweep_dir, manifest)
+    return manifests.ManifestBook(sweep_dir, manifest)
 
 
 def _remove_sweep_dir(sweep_dir: Path) -> None:
@@ -227,7 +227,7 @@ def _remove_sweep_dir(sweep_dir: Path) -> None:
         pass
 
 
-def _undo(book: storage.ManifestBook, error: str) -> None:
+def _undo(book: manifests.ManifestBook, error: str) -> None:
     """After a refused submission: no storage dir may claim to be queued."""
     for entry in book.manifest.points:
         try:
@@ -245,7 +245,7 @@ def args_for(sweep_dir: Path) -> backends.ArgsFor:
     return lambda unit: (str(sweep_dir), unit[0] if len(unit) == 1 else list(unit))
 
 
-def submit(book: storage.ManifestBook, backend: Backends) -> int:
+def submit(book: manifests.ManifestBook, backend: Backends) -> int:
     """Queue every point of the manifest that has no job yet on SLURM, recording job ids
     array by array; an interrupted submission's queued jobs are adopted first (``adopt``).
     Returns how many points were adopted."""
@@ -281,18 +281,18 @@ def next_wave(sweep_dir: tp.Union[str, Path], own_job: tp.Optional[str] = None,
     ``status`` and ``--wait`` call it (``own_job``: the wave job calling). Returns how many
     points were submitted. ``make``: the backend factory (default SLURM's)."""
     sweep_dir = Path(sweep_dir)
-    with storage.manifest_lock(sweep_dir):
-        manifest = storage.read_manifest(sweep_dir)
+    with locks.manifest_lock(sweep_dir):
+        manifest = manifests.read_manifest(sweep_dir)
         waves = manifest.waves
         if not waves or manifest.state != "submitted":
             return 0
         backend = backends_of(sweep_dir, manifest, make)
         if waves.get("job") and own_job != waves["job"] and waves["job"] in backend.main.queue_states([waves["job"]]):
             return 0  # a wave job is queued: it will do this
-        return _wave(storage.ManifestBook(sweep_dir, manifest), backend, int(waves["limit"]))
+        return _wave(manifests.ManifestBook(sweep_dir, manifest), backend, int(waves["limit"]))
 
 
-def _wave(book: storage.ManifestBook, backend: Backends, limit: int) -> int:
+def _wave(book: manifests.ManifestBook, backend: Backends, limit: int) -> int:
     # a wave killed between its sbatch and recording the job ids left them queued: adopt them
     found = backend.main.marked_jobs(submit_marker(book.sweep_dir))
     unrecorded = {e.index: found[e.index] for e in book.manifest.points if not e.job_id and e.index in found}
@@ -331,7 +331,7 @@ def submit_marker(sweep_dir: Path) -> str:
     return "ptslurm:" + hashlib.sha256(str(Path(sweep_dir).resolve()).encode()).hexdigest()[:16]
 
 
-def adopt(book: storage.ManifestBook, backend: Backends) -> int:
+def adopt(book: manifests.ManifestBook, backend: Backends) -> int:
     """Record the jobs of an interrupted submission instead of queueing them again: those
     still in the queue (found by their comment) and those that already ran (their status
     files name them). Returns how many points were adopted."""
@@ -352,7 +352,7 @@ def adopt(book: storage.ManifestBook, backend: Backends) -> int:
     return len(adopted)
 
 
-def run_local(book: storage.ManifestBook, jobs: int, indices: tp.Sequence[int],
+def run_local(book: manifests.ManifestBook, jobs: int, indices: tp.Sequence[int],
               on_change: tp.Callable[[tp.List[PointRow]], None] = lambda rows: None) -> tp.List[PointRow]:
     """Run points on this machine, ``jobs`` at a time, until they end."""
     workdir = book.manifest.experiment.workdir
@@ -385,6 +385,6 @@ def top_up(sweep_dir: Path, manifest: Manifest, rows: tp.Sequence[PointRow],
     submit them, submit the next wave now. Only for a sweep whose control files the caller
     owns. True when it submitted something; a refused or failed submission raises (its
     error names what sbatch said)."""
-    if not waves_stalled(sweep_dir, manifest, rows, make) or storage.foreign_owner(sweep_dir) is not None:
+    if not waves_stalled(sweep_dir, manifest, rows, make) or manifests.foreign_owner(sweep_dir) is not None:
         return False
     return bool(next_wave(sweep_dir, make=make))

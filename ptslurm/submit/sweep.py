@@ -13,7 +13,7 @@ import typing as tp
 from pathlib import Path
 
 from .. import schedulers
-from ..records import storage
+from ..records import locks, manifests
 from ..schedulers.backends import BackendFactory
 from ..errors import PointsFailed, PtslurmError
 from .failpoints import failpoint
@@ -116,7 +116,7 @@ def run(request: SweepRequest, wait: bool = False, events: tp.Optional[Events] =
         p.discard()
     if wait and outcome.rows is None and outcome.sweep_dir is not None:
         outcome.rows = wait_for(outcome.sweep_dir, events, make)
-        outcome.manifest = storage.read_manifest(outcome.sweep_dir)
+        outcome.manifest = manifests.read_manifest(outcome.sweep_dir)
     return outcome
 
 
@@ -137,10 +137,10 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
     # the sweep's scheduler keeps a queue; else its points run here, in this command
     on_queue = schedulers.of(p.executor if manifest is None else manifest.executor).keeps_queue
     if manifest is not None:
-        storage.require_own(p.sweep_dir, "continues")
+        manifests.require_own(p.sweep_dir, "continues")
     if manifest is not None and manifest.state == "submitting" and on_queue:
         # an interrupted submission (killed, ssh dropped): finish it, exactly once
-        book = storage.ManifestBook(p.sweep_dir, manifest)
+        book = manifests.ManifestBook(p.sweep_dir, manifest)
         backend = slurm_backend(p, make)
         before = sum(1 for e in manifest.points if e.job_id)
         adopted = submit(book, backend)
@@ -152,7 +152,7 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
     if manifest is not None and not on_queue and manifest.state == "submitting":
         # killed between creating the sweep and starting its points: none ever started
         events.message(f"sweep {p.name!r} was created by a run killed before it started any point: starting them")
-        _run_here(p, storage.ManifestBook(p.sweep_dir, manifest), outcome, events)
+        _run_here(p, manifests.ManifestBook(p.sweep_dir, manifest), outcome, events)
         return
     if manifest is not None and not on_queue:
         rows = sweep_states(p.sweep_dir, manifest)
@@ -163,29 +163,29 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
             events.message(f"running the {_plural(len(left), 'point')} an interrupted run left (resuming from "
                            f"their checkpoints)")
             resubmit(p.sweep_dir, left)
-            outcome.rows = _search_here(p, events) or sweep_states(p.sweep_dir, storage.read_manifest(p.sweep_dir))
-            outcome.manifest = storage.read_manifest(p.sweep_dir)
+            outcome.rows = _search_here(p, events) or sweep_states(p.sweep_dir, manifests.read_manifest(p.sweep_dir))
+            outcome.manifest = manifests.read_manifest(p.sweep_dir)
             return
         if (manifest.search or manifest.optuna) and (runner_gone or not runner):  # a search killed between rungs
-            earlier = storage.read_manifest(p.sweep_dir)
+            earlier = manifests.read_manifest(p.sweep_dir)
             outcome.rows = _search_here(p, events)
-            outcome.manifest = storage.read_manifest(p.sweep_dir)
+            outcome.manifest = manifests.read_manifest(p.sweep_dir)
             if outcome.manifest != earlier:
                 events.message(f"went on with the successive halving of {p.name!r} an interrupted run left")
                 return
             outcome.rows = None
     if manifest is not None:
         if p.request.note and p.request.note != manifest.note:  # a note after the fact: kept, not dropped
-            with storage.manifest_lock(p.sweep_dir):
-                manifest = storage.read_manifest(p.sweep_dir)
+            with locks.manifest_lock(p.sweep_dir):
+                manifest = manifests.read_manifest(p.sweep_dir)
                 manifest = manifest.replace(note=p.request.note)
-                storage.ManifestBook(p.sweep_dir, manifest).save(manifest)
+                manifests.ManifestBook(p.sweep_dir, manifest).save(manifest)
             events.message(f"sweep {p.name!r}: its note is now {p.request.note!r}")
         if (manifest.search or manifest.optuna) and on_queue:
             from .promote import decide  # a search whose sweep command was killed goes on
 
             decide(p.sweep_dir, make, by="sweep")
-            manifest = storage.read_manifest(p.sweep_dir)
+            manifest = manifests.read_manifest(p.sweep_dir)
         note = code_change_note(manifest, p.sweep_dir)
         events.message(f"sweep {p.name!r} already exists with this spec: nothing new to submit"
                        + (f"; {note}: its points ran the submitted code. To run the new code: `ptslurm resubmit "
@@ -233,14 +233,14 @@ def _execute(p: Plan, outcome: Outcome, events: Events, make: tp.Optional[Backen
             events.message(f"{what}: the points' jobs decide as they end" +
                            (f", and decision job {job} after them" if job else "") +
                            f"; `ptslurm status {p.name}` shows where it stands")
-        outcome.manifest, outcome.sbatch_calls = storage.read_manifest(p.sweep_dir), backend.sbatch_calls
+        outcome.manifest, outcome.sbatch_calls = manifests.read_manifest(p.sweep_dir), backend.sbatch_calls
         return
     book = create(p)
     failpoint("created")
     _run_here(p, book, outcome, events)
 
 
-def _run_here(p: Plan, book: storage.ManifestBook, outcome: Outcome, events: Events) -> None:
+def _run_here(p: Plan, book: manifests.ManifestBook, outcome: Outcome, events: Events) -> None:
     """A local sweep just created: its points here, ``-j`` at a time, then its search's rungs."""
     per_job = max(r.points_per_job for r, _ in p.group_resources())
     at_a_time = (f"{p.request.jobs} at a time" if per_job == 1 else
@@ -253,18 +253,18 @@ def _run_here(p: Plan, book: storage.ManifestBook, outcome: Outcome, events: Eve
                                  on_change=events.progress)
     outcome.rows = _search_here(p, events) or outcome.rows or []
     events.progress(outcome.rows, final=True)
-    outcome.manifest = storage.read_manifest(p.sweep_dir)
+    outcome.manifest = manifests.read_manifest(p.sweep_dir)
 
 
 def _search_here(p: Plan, events: Events) -> tp.Optional[tp.List[PointRow]]:
     """A local sweep's successive halving: the next rungs, in order, here; the rows after."""
-    manifest = storage.read_manifest(p.sweep_dir)
+    manifest = manifests.read_manifest(p.sweep_dir)
     if not manifest.search and not manifest.optuna:
         return None
     from .promote import run_local as search_locally
 
     search_locally(p.sweep_dir, p.request.jobs, on_change=events.progress)
-    return sweep_states(p.sweep_dir, storage.read_manifest(p.sweep_dir))
+    return sweep_states(p.sweep_dir, manifests.read_manifest(p.sweep_dir))
 
 
 def wait_for(sweep_dir: Path, events: tp.Optional[Events] = None,
@@ -275,7 +275,7 @@ def wait_for(sweep_dir: Path, events: tp.Optional[Events] = None,
 
     events = events or Quiet()
     while True:
-        manifest = storage.read_manifest(sweep_dir)  # waves add job ids as they go
+        manifest = manifests.read_manifest(sweep_dir)  # waves add job ids as they go
         rows = sweep_states(sweep_dir, manifest, scheduler_of(sweep_dir, manifest, make))
         try:
             topped = top_up(sweep_dir, manifest, rows, make)
@@ -287,10 +287,10 @@ def wait_for(sweep_dir: Path, events: tp.Optional[Events] = None,
             events.warning("no wave job was queued for the waiting points: --wait submitted the next wave "
                            "(as `ptslurm next-wave` does)")
             continue
-        if (manifest.optuna or manifest.search) and storage.foreign_owner(sweep_dir) is None:
+        if (manifest.optuna or manifest.search) and manifests.foreign_owner(sweep_dir) is None:
             from .promote import decide
 
-            if decide(sweep_dir, make, by="sweep --wait") or storage.read_manifest(sweep_dir) != manifest:
+            if decide(sweep_dir, make, by="sweep --wait") or manifests.read_manifest(sweep_dir) != manifest:
                 continue  # promoted: wait for the next rung
         done = ended(rows)
         events.progress(rows, final=done)

@@ -9,7 +9,8 @@ import typing as tp
 import warnings
 from pathlib import Path
 
-from ..records.storage import atomic_write, fsync_dir, result_mode
+from ..records.writes import atomic_write, fsync_dir
+from ..records.storage import result_mode
 
 LATEST = "ckpt_latest.pth"
 BEST_LOSS = "ckpt_best_loss.pth"

@@ -12,7 +12,7 @@ import inspect
 import typing as tp
 
 from ..errors import UsageError
-from ..records.storage import jsonable
+from ..records.writes import jsonable
 
 FACTORY = "factory"
 
