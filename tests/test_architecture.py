@@ -233,3 +233,24 @@ def test_every_error_class_is_in_errors():
     defined = {m: [n.name for n in ast.walk(ast.parse(path_of(m).read_text()))
                    if isinstance(n, ast.ClassDef) and n.name.endswith(("Error", "Held"))] for m in MODULES}
     assert {m: c for m, c in defined.items() if c and m != "errors"} == {}
+
+
+def test_each_verbs_options_live_with_the_verb():
+    """A verb's options are added by the module that runs it (its ``add_parsers``), and the
+    parser module adds none of its own."""
+    import argparse
+    import importlib
+
+    from ptslurm.cli import build_parser
+
+    parser = build_parser()
+    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert len(verbs) > 20
+    for name, sub in verbs.items():
+        run = sub.get_default("run")
+        assert run.__name__ == "cmd_" + name.replace("-", "_"), name
+        alone = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(run.__module__).add_parsers(alone)
+        assert name in alone.choices, f"{name}'s options are not added by {run.__module__}, which runs it"
+    assert "add_argument(" not in (PACKAGE / "cli" / "__init__.py").read_text().replace(
+        'parser.add_argument("--version"', "")

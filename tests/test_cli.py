@@ -151,7 +151,7 @@ def test_dry_run_prints_points_dirs_and_command_and_creates_nothing(root, no_slu
     out = proc.stdout
     assert "4 points of experiment 'tiny'" in out
     assert "lr    batch_size" in out and str(root / "tiny" / "4") in out
-    assert "ptslurm.job.point" in out and "nothing was created" in out
+    assert "-m ptslurm.job " in out and "nothing was created" in out
     assert tree(root) == set()
 
 

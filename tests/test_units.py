@@ -164,6 +164,21 @@ def test_split_with_keeps_options_after_the_updates():
     assert split_with(["sweep", "x.py", "with", "offset=-1", "-3"]) == (["sweep", "x.py"], ["offset=-1", "-3"])
 
 
+@pytest.mark.parametrize("verb", [["status", "s"], ["collect", "s"], ["cancel", "s"], ["promote", "s"],
+                                  ["next-wave", "s"], ["logs", "s", "0"], ["list"]])
+def test_with_after_a_verb_that_takes_no_config_updates_is_refused(verb, capsys, tmp_path, monkeypatch):
+    """`ptslurm status S with lr=1` was run as `status S`, the updates dropped without a word:
+    only sweep and extend take `with`; every other verb refuses it before doing anything."""
+    from ptslurm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(verb + ["with", "lr=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"ptslurm: error: `ptslurm {verb[0]}` takes no config updates: `with` belongs after "
+                   f"`ptslurm sweep EXPERIMENT` or `ptslurm extend SWEEP`"), err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_best_of_ignores_nan_and_knows_what_to_maximize():
     nan = float("nan")
     assert results.best_of("loss", [3.0, nan, 1.0, 2.0]) == 1.0

@@ -2,7 +2,7 @@
 JavaScript, shipped in the ``plotly`` package, is inlined gzip-compressed and unpacked by the
 browser; no request leaves the page). The figures are plotly figure dicts built here from
 ``reportdata.gather``; the page (``templates/report.html``) lays them out beside the points
-table, the failures and the resources used. Imported only by the ``report`` verb: the
+table, the failures and the resources used. Imported only by the ``report`` verb (``readverbs``): the
 ``plotly`` extra is needed by it alone."""
 import base64
 import gzip
@@ -20,22 +20,6 @@ from ..errors import UsageError
 WAITED, RAN = "#c8c8c8", {"completed": "#2ca02c", "failed": "#d62728", "running": "#1f77b4"}
 STOPPED = "#ff7f0e"
 WATCH_EVERY_S = 30.0
-
-
-def cmd_report(args: tp.Any) -> int:
-    """``ptslurm report``."""
-    from .verbs import _sweep
-
-    sweep_dir, _ = _sweep(args)
-    if args.every <= 0:
-        raise UsageError(f"--every must be a positive number of seconds, not {args.every:g}")
-    output = Path(args.output) if args.output else sweep_dir / "report.html"
-    if args.watch:
-        watch(sweep_dir, output, args.metric, args.every)
-    else:
-        write(sweep_dir, output, args.metric)
-        print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB); open it in a browser, offline or not")
-    return 0
 
 
 def plotly_js() -> bytes:
