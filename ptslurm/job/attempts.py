@@ -272,8 +272,9 @@ def decide(exc: BaseException, record: AttemptRecord, max_requeues: int,
     if _disk_full(exc):  # neither can running it again on a full disk: a person must make room
         return Decision(State.FAILED, Cause.NO_SPACE, None)
     cause = classify(exc, getattr(record, "storage_dir", None))
-    if cause == Cause.CANCELLED:
-        return Decision(State.CANCELLED, cause, None)
+    wished = {c: s for s, c in WISHED.values()}
+    if cause in wished:  # a cancel (the command line's wish): the point shows the wish's state
+        return Decision(wished[cause], cause, None)
     if not on_slurm():  # nothing to requeue: "failed" or "interrupted" is final
         return Decision(State(cause), cause, None)
     if cause == Cause.REQUEUED:

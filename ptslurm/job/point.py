@@ -229,7 +229,7 @@ def story(decision: tp.Any, index: int, sweep_dir: Path, how: str = "") -> str:
     log): why it ended and what happens next, true for every decision."""
     state, cause, action, _, gave_up = decision
     resume = f"`ptslurm resubmit {sweep_dir} --points {index}`"
-    if cause == Cause.CANCELLED:
+    if cause in {c for _, c in WISHED.values()}:  # stopped by a wish: a cancel
         then = f"it does not run again ({resume} resumes it)"
     elif action == Action.REQUEUE:
         from .pack import ENV_PACK
