@@ -61,6 +61,7 @@ def sweep_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep", help="sweep directory, or its name under the root")
     p.add_argument("--root", help="storage root for sweep names (default: $STORAGE_ROOT, else ~/ptslurm-runs)")
 
+
 def filters(p: argparse.ArgumentParser, states: bool = True) -> None:
     if states:
         p.add_argument("--state", metavar="STATES", help="only points in these states, comma-separated "
@@ -70,8 +71,8 @@ def filters(p: argparse.ArgumentParser, states: bool = True) -> None:
                         "`collect --where` (repeatable: all must hold), e.g. --where lr=0.001")
 
 
-
 def sweep_of(args: argparse.Namespace) -> tp.Tuple[tp.Any, tp.Any]:
+    """The sweep a verb names (its dir and manifest): ``SWEEP`` as a path or a name under ``--root``."""
     from ..records import manifests
 
     path = manifests.find_sweep(args.sweep, args.root)
@@ -79,17 +80,16 @@ def sweep_of(args: argparse.Namespace) -> tp.Tuple[tp.Any, tp.Any]:
 
 
 def selected(args: argparse.Namespace, sweep_dir: tp.Any, manifest: tp.Any,
-              indices: tp.Optional[tp.List[int]] = None) -> tp.List[int]:
+             indices: tp.Optional[tp.List[int]] = None) -> tp.List[int]:
     """The points a verb acts on: ``--points`` (or ``indices``, default all), narrowed by
     ``--state`` (the states `status` shows) and ``--where`` (the columns `collect` shows)."""
-    from ..submit import lifecycle
     from ..read import results
+    from ..read.state import sweep_states
+    from ..submit import lifecycle
 
     chosen = lifecycle.select_points(manifest, getattr(args, "points", None)) if indices is None else indices
     if getattr(args, "state", None):
         wanted = wanted_states(args.state)
-        from ..read.state import sweep_states
-
         states = sweep_states(sweep_dir, manifest)
         chosen = [i for i in chosen if states[i].state in wanted]
     if getattr(args, "where", None):
