@@ -100,3 +100,23 @@ def test_flags_without_value_and_empty_values():
             check_sbatch_args(Resources(sbatch_args={"exclusive": empty}))
     text = script_of(Resources(mem_gb=16, sbatch_args={"mail-type": "END"}))
     assert "#SBATCH --mail-type=END" in text and "#SBATCH --mem=16G" in text, "other options pass through"
+
+
+@pytest.mark.parametrize("what", ["waves", "promote"])
+def test_the_wave_and_decision_jobs_run_a_module_that_exists(what, tmp_path, monkeypatch):
+    """The small job that submits the next wave (or decides promotions) runs `python -m
+    MODULE SWEEP_DIR`: the module must be importable by that name (a move of the module left
+    every wave job failing at once, and only the SLURM tier noticed)."""
+    import importlib.util
+
+    from ptslurm.schedulers import commands
+
+    asked = []
+    monkeypatch.setattr(commands, "sbatch_wrap", lambda options, command: asked.append((options, command)) or "7")
+    backend = SlurmBackend(tmp_path / "sweep", Resources(partition="debug"), job_name="exp-1")
+    assert backend.submit_wave_job(["5", "6"], "ptslurm:abc", what) == "7"
+    (options, command), = asked
+    module = command[command.index("-m") + 1]
+    assert importlib.util.find_spec(module) is not None, module
+    assert module.endswith("." + what) and command[-1] == str(tmp_path / "sweep")
+    assert "--dependency=afterany:5:6" in options and f"--comment=ptslurm:abc:{what}" in options

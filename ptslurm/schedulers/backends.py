@@ -138,7 +138,7 @@ class SlurmBackend(schedulers.Slurm):
         return job_ids
 
     def submit_wave_job(self, after: tp.Sequence[str], marker: str, what: str = "waves") -> str:
-        """A one-CPU job running ``python -m ptslurm.<what> SWEEP_DIR`` once the arrays ``after``
+        """A one-CPU job running ``python -m ptslurm.submit.<what> SWEEP_DIR`` once the arrays ``after``
         ended: the next wave (run again if killed: it adopts what it queued) or decision."""
         r = self.resources
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -148,7 +148,7 @@ class SlurmBackend(schedulers.Slurm):
         if after:
             options.append("--dependency=afterany:" + ":".join(after))
         options += [f"--{k}={v}" for k, v in (("partition", r.partition), ("account", r.account), ("qos", r.qos)) if v]
-        command = [sys.executable, "-m", f"ptslurm.{what}", str(self.sweep_dir)]
+        command = [sys.executable, "-m", f"ptslurm.submit.{what}", str(self.sweep_dir)]
         if what == "waves":
             command = ["/bin/sh", "-c", 'for n in 1 2 3; do "$@" && exit 0; done; exit 1', "sh", *command]
         self.sbatch_calls += 1
