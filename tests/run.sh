@@ -23,6 +23,9 @@ $sudo_ .venv/bin/python tests/slurm_cluster.py install
 if [ -n "${CI:-}" ] && [ "$*" = "" ]; then
     bash tests/quickstart.sh
 fi
+# ptslurm's own bytecode, written once (an environment may set PYTHONDONTWRITEBYTECODE, and the
+# suite starts thousands of processes that would each compile the package from source)
+PYTHONDONTWRITEBYTECODE= .venv/bin/python -m compileall -q ptslurm > /dev/null
 # two workers: the SLURM tier in one (tests/conftest.py groups it: one cluster, in order), the
 # rest in the other
 exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 -n 2 --dist loadgroup "$@"
