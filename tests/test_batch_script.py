@@ -120,3 +120,23 @@ def test_the_wave_and_decision_jobs_run_a_module_that_exists(what, tmp_path, mon
     assert importlib.util.find_spec(module) is not None, module
     assert module.endswith("." + what) and command[-1] == str(tmp_path / "sweep")
     assert "--dependency=afterany:5:6" in options and f"--comment=ptslurm:abc:{what}" in options
+
+
+def test_a_controller_at_its_job_count_limit_is_named_not_the_resources(tmp_path, monkeypatch):
+    """sbatch's answer when the controller holds MaxJobCount jobs (captured from the test
+    cluster with MaxJobCount=30 and 20 jobs queued; slurmctld logged "job_allocate:
+    MaxJobCount limit from slurm.conf reached (30)"): the error says so, where it used to
+    tell the user to fix resource options that were fine."""
+    import subprocess
+
+    from ptslurm.errors import SubmissionRejected
+    from ptslurm.schedulers import commands
+
+    answer = subprocess.CompletedProcess(["sbatch"], 1, "", "allocation failure: Resource temporarily unavailable\n")
+    monkeypatch.setattr(commands, "sbatch_test_only", lambda script: answer)
+    monkeypatch.setattr(commands, "max_array_size", lambda: 1001)
+    monkeypatch.setattr(commands, "node_limits", lambda partition: None)
+    with pytest.raises(SubmissionRejected) as err:
+        SlurmBackend(tmp_path / "sweep", Resources(), job_name="exp-1").validate(20)
+    assert "takes no more jobs now" in str(err.value) and "MaxJobCount" in str(err.value)
+    assert "fix the resource options" not in str(err.value)

@@ -99,6 +99,11 @@ class SlurmBackend(schedulers.Slurm):
             self.workdir = workdir
         self.sbatch_calls += 1
         out = commands.sbatch_test_only(script)
+        if out.returncode != 0 and commands.CONTROLLER_FULL in out.stderr + out.stdout:
+            raise SubmissionRejected(f"the SLURM controller takes no more jobs now (sbatch: "
+                                     f"{first_error_line(out.stderr + out.stdout)}: it holds as many jobs as its "
+                                     f"MaxJobCount allows, or is too busy); nothing was submitted: run the command "
+                                     f"again once jobs have left the queue, or sweep fewer points at once")
         if out.returncode != 0 and not any(m in out.stderr for m in commands.SUBMIT_LIMIT_ERRORS):
             asked = "; ".join(self.resources.requested()) or "the cluster's defaults"
             limits = commands.node_limits(self.resources.partition)

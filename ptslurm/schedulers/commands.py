@@ -21,6 +21,9 @@ from .slurmtext import (Queued, _int, expand_ids, first_error_line, marker_comme
 PING_TIMEOUT_S = 10
 # sbatch's complaints about a full queue: not a bad request, the points wait for a later wave
 SUBMIT_LIMIT_ERRORS = ("QOSMaxSubmitJobPerUserLimit", "AssocMaxSubmitJobLimit", "MaxSubmitJobsPerUser")
+#: sbatch's EAGAIN: the controller holds as many jobs as its MaxJobCount allows (slurmctld logs
+#: "job_allocate: MaxJobCount limit from slurm.conf reached"), or is too busy to take one
+CONTROLLER_FULL = "Resource temporarily unavailable"
 
 
 def slurm_available() -> bool:
