@@ -66,6 +66,10 @@ def fixed(life):
     life["hold"].unlink()
     cancelled = run_cli("resubmit", "life", "--points", "3", "--root", root)
     wait_for("all completed", lambda: states("life", root) == ["completed"] * 4)
+    # a point's job stays in the queue a moment after its status says completed (it ends the
+    # attempt, then exits): run to completion means gone from the queue too
+    wait_for("the jobs to leave the queue",
+             lambda: not subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip())
     return dict(life, before=before, after=after, failed=failed, cancelled=cancelled)
 
 
