@@ -11,11 +11,12 @@ __all__ = ["__version__", "PtslurmError", "Interrupted", "get_storage_dir", "get
            "Configurable", "Model", "Trainer", "Adam", "SGD", "Batches", "dump_config", "collect", "to_frame",
            "Client", "Sweep"]
 
-_LAZY = {"Interrupted": "job.interrupt", "get_storage_dir": "job.runtime", "should_stop": "job.runtime", "dump_config": "job.runtime",
-         "report_progress": "job.runtime", "active_run": "job.runtime", "distributed": "job.runtime",
-         "init_process_group": "job.runtime",
-         "get_new_storage_dir": "records.claims", "Configurable": "train.configurable", "Model": "train.trainer", "Trainer": "train.trainer",
-         "Adam": "train.trainer", "SGD": "train.trainer", "Batches": "train.batches", "collect": "read.results", "to_frame": "read.results",
+_LAZY = {"Interrupted": "job.interrupt", "get_storage_dir": "job.runtime", "should_stop": "job.runtime",
+         "dump_config": "job.runtime", "report_progress": "job.runtime", "active_run": "job.runtime",
+         "distributed": "job.runtime", "init_process_group": "job.runtime",
+         "get_new_storage_dir": "records.claims", "Configurable": "train.configurable", "Model": "train.trainer",
+         "Trainer": "train.trainer", "Adam": "train.trainer", "SGD": "train.trainer", "Batches": "train.batches",
+         "collect": "read.results", "to_frame": "read.results",
          "Client": "api", "Sweep": "api"}
 
 

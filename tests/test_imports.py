@@ -64,5 +64,5 @@ def test_help_loads_only_the_parser(argv):
                                            "setupverbs", "shared", "argvalues")}
     assert {m for m in modules if m.split(".")[0] == "ptslurm"} == {"ptslurm", "ptslurm.cli", "ptslurm.errors"} | verbs
     slow = {"subprocess", "inspect", "socket", "tempfile", "getpass", "orjson", "uuid", "dataclasses",
-            "filelock", "yaml", "platform", "datetime"} & modules
+            "filelock", "yaml", "platform", "datetime", "json"} & modules
     assert not slow, f"--help imported {sorted(slow)}"

@@ -1,7 +1,6 @@
 """The verbs that read one point's (or the failed points') files: ``logs``, ``failures``,
 ``show`` and ``command``: their options and what they print."""
 import argparse
-import json
 import sys
 import time
 import typing as tp
@@ -129,6 +128,8 @@ def cmd_failures(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    import json
+
     from ..submit import lifecycle
     from . import render
 

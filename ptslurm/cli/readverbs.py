@@ -1,7 +1,6 @@
 """The verbs that read: ``status``, ``collect``, ``list``, ``plot`` and ``report``: their
 options and what they print. They never write a record or submit a job."""
 import argparse
-import json
 import sys
 import time
 import typing as tp
@@ -84,6 +83,8 @@ def add_parsers(sub: tp.Any) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
     from .. import schedulers
     from ..read.state import ended, status_rows, sweep_states
     from ..records import gc_paused
@@ -235,7 +236,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import watch, write
-
 
     sweep_dir, _ = sweep_of(args)
     if args.every <= 0:

@@ -1,7 +1,6 @@
 """``ptslurm sweep``: its options, the verb (words -> ``submit.sweep.run``) and what it prints
 as the sweep goes (``Printer``)."""
 import argparse
-import json
 import sys
 import typing as tp
 
@@ -61,6 +60,8 @@ def add_parsers(sub: tp.Any) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    import json
+
     from .. import schedulers
     from .requests import one_line, resources
     from ..plan import grid
