@@ -200,6 +200,14 @@ def cluster_group(item) -> str:
     return ""
 
 
+def pytest_configure(config):
+    """Under mutmut's coverage run, the functions tests reach in child processes count too
+    (tests/mutation/children.py)."""
+    from mutation import children
+
+    children.register(config)
+
+
 def pytest_itemcollected(item):
     """With pytest-xdist (tests/run.sh runs two workers), every test of the SLURM tier goes to
     one worker, in order: they share one cluster (fixed ports), and some need its queue empty.

@@ -1,0 +1,24 @@
+"""Loaded by every Python child of a test while mutmut collects which tests reach which
+function (tests/mutation/children.py puts this folder on PYTHONPATH): the functions the
+child ran are written out at its exit, so a test that runs ptslurm's command line in a
+subprocess counts as reaching them."""
+import atexit
+import os
+
+
+def _write_hits() -> None:
+    try:
+        from mutmut.state import state
+    except ImportError:
+        return
+    hits = state()._stats
+    folder = os.environ.get("PTSLURM_MUTMUT_HITS")
+    if hits and folder:
+        path = os.path.join(folder, f"{os.getpid()}.{id(hits)}")
+        with open(path + ".part", "w") as fh:
+            fh.write("\n".join(sorted(hits)))
+        os.replace(path + ".part", path + ".hits")
+
+
+if os.environ.get("MUTANT_UNDER_TEST") == "stats" and os.environ.get("PTSLURM_MUTMUT_HITS"):
+    atexit.register(_write_hits)
