@@ -160,6 +160,31 @@ def fake_sweep(template, name: str, cluster):
         p.discard()
 
 
+def end_point(cluster, sweep_dir: Path, index: int, loss: float, state: str = "completed") -> None:
+    """Point ``index`` of a sweep on a ``FakeCluster`` ends its current submission in ``state``
+    having reached ``loss``, as its job would leave it (an attempt in the status file, sacred's
+    metrics and result), and its fake job ends."""
+    import json
+
+    from ptslurm import records
+
+    entry = json.loads((Path(sweep_dir) / records.MANIFEST).read_text())["points"][index]
+    where = Path(entry["storage_dir"])
+    submission = records.read_intent(where).submission
+    before = [a.to_json() for a in records.read_status(where).attempts]
+    n = len(before) + 1
+    steps = entry["updates"].get("steps", 1)
+    attempt = {"attempt": n, "state": state, "job_id": entry["job_id"], "submission": submission,
+               "sacred_id": str(n), "started": "2026-12-08T01:00:00+00:00", "ended": "2026-12-08T01:01:00+00:00",
+               "result": loss if state == "completed" else None}
+    (where / "sacred" / str(n)).mkdir(parents=True, exist_ok=True)
+    (where / "sacred" / str(n) / "metrics.json").write_text(json.dumps(
+        {"loss": {"steps": [steps], "values": [loss], "timestamps": ["2026-12-08T01:01:00"]}}))
+    (where / records.STATUS).write_text(json.dumps({"state": state, "attempt": n, "job_id": entry["job_id"],
+                                                    "submission": submission, "attempts": before + [attempt]}))
+    cluster.end([entry["job_id"]], "COMPLETED" if state == "completed" else "FAILED")
+
+
 def run_cli(*args, cwd=None, env=None, timeout=300):
     """Run ``python -m ptslurm`` as a user would; returns CompletedProcess (text)."""
     full_env = dict(os.environ)

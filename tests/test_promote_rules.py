@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TEST_EXPERIMENTS, fake_sweep
+from conftest import TEST_EXPERIMENTS, end_point, fake_sweep
 
 from ptslurm import records
 from ptslurm.errors import UsageError
@@ -48,23 +48,7 @@ def log_of(sweep_dir: Path) -> dict:
 
 
 def finish(cluster: FakeCluster, sweep_dir: Path, index: int, rung: int) -> None:
-    """Point ``index`` ends its current submission completed at ``rung``'s loss, as its job
-    would leave it (an attempt in the status file, sacred's metrics), and its job ends."""
-    entry = points(sweep_dir)[index]
-    where = Path(entry["storage_dir"])
-    submission = records.read_intent(where).submission
-    before = [a.to_json() for a in records.read_status(where).attempts]
-    n = len(before) + 1
-    steps = entry["updates"]["steps"]
-    attempt = {"attempt": n, "state": "completed", "job_id": entry["job_id"], "submission": submission,
-               "sacred_id": str(n), "started": "2026-12-08T01:00:00+00:00", "ended": "2026-12-08T01:01:00+00:00",
-               "result": LOSS[index][rung]}
-    (where / "sacred" / str(n)).mkdir(parents=True, exist_ok=True)
-    (where / "sacred" / str(n) / "metrics.json").write_text(json.dumps(
-        {"loss": {"steps": [steps], "values": [LOSS[index][rung]], "timestamps": ["2026-12-08T01:01:00"]}}))
-    (where / records.STATUS).write_text(json.dumps({"state": "completed", "attempt": n, "job_id": entry["job_id"],
-                                                    "submission": submission, "attempts": before + [attempt]}))
-    cluster.end([entry["job_id"]])
+    end_point(cluster, sweep_dir, index, LOSS[index][rung])
 
 
 def decision_jobs(cluster: FakeCluster) -> list:
