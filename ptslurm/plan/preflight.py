@@ -116,5 +116,7 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # run by its own name: its functions are the module's (pickles, coverage), not __main__'s
+    from ptslurm.plan import preflight as _self
+
+    sys.exit(_self.main())

@@ -337,5 +337,7 @@ def main(sweep_dir: str) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+if __name__ == "__main__":  # run by its own name: its functions are the module's (pickles, coverage), not __main__'s
+    from ptslurm.submit import promote as _self
+
+    sys.exit(_self.main(sys.argv[1]))
