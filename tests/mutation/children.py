@@ -40,6 +40,7 @@ def register(config) -> None:
     first = [str(home)]
     if os.environ.get("MUTANT_UNDER_TEST") == "stats":
         first.insert(0, str(HERE / "childsite"))
+        os.environ["PTSLURM_MUTMUT_ROOT"] = str(home.parent)
         config.pluginmanager.register(ChildHits(), "ptslurm-mutmut-child-hits")
     rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in first]
     os.environ["PYTHONPATH"] = os.pathsep.join(first + rest)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 KILLED = {"killed", "timeout"}
-TARGET = 85.0
+TARGET = 90.0  # per module (issue 34)
 
 
 def module_and_function(name: str):
@@ -64,36 +64,49 @@ def main() -> int:
             by_module[module]["killed"] += 1
         else:
             survivors.append(f"{name}: {status}")
+            by_module[module]["untested"] += status == "no tests"
+    if "--unkilled" in sys.argv:  # for run.sh --resume: the mutants to run again against the current tests
+        print("\n".join(line.split(": ")[0] for line in survivors))
+        return 0
     total = Counter()
-    table = ["| module | mutants | equivalent | killed | survivors | score |", "|---|---|---|---|---|---|"]
-    print(f"{'module':<12} {'killed':>7} {'of':>6} {'score':>7}")
+    table = ["| module | mutants | equivalent | killed | survivors (no test reaches) | score |",
+             "|---|---|---|---|---|---|"]
+    below = []
+    print(f"{'module':<28} {'killed':>7} {'of':>6} {'score':>7}")
     for module, c in sorted(by_module.items()):
         total.update(c)
-        print(f"{module:<12} {c['killed']:>7} {c['all']:>6} {100 * c['killed'] / max(c['all'], 1):>6.1f}%")
+        score = 100 * c["killed"] / max(c["all"], 1)
+        print(f"{module:<28} {c['killed']:>7} {c['all']:>6} {score:>6.1f}%" + (f"  ({c['unrun']} not run)" if c["unrun"] else ""))
         if c["unrun"] and not c["all"]:
             table.append(f"| {module} | not run ({c['unrun']} mutants) | | | | |")
             continue
+        if score < TARGET:
+            below.append(module)
         table.append(f"| {module} | {c['all'] + c['equivalent']} | {c['equivalent']} | {c['killed']} | "
-                     f"{c['all'] - c['killed']} | {100 * c['killed'] / max(c['all'], 1):.1f} %"
+                     f"{c['all'] - c['killed']} ({c['untested']}) | {score:.1f} %"
                      + (f" ({c['unrun']} not run)" if c["unrun"] else "") + " |")
     score = 100 * total["killed"] / max(total["all"], 1)
-    left_out = total["equivalent"]
-    print(f"{'core':<12} {total['killed']:>7} {total['all']:>6} {score:>6.1f}%  ({left_out} equivalent mutants "
-          f"left out, tests/mutation/equivalents.txt)" + (f"; {total['unrun']} not run" if total["unrun"] else ""))
+    print(f"{'all':<28} {total['killed']:>7} {total['all']:>6} {score:>6.1f}%  ({total['equivalent']} equivalent "
+          f"mutants left out, tests/mutation/equivalents.txt)" + (f"; {total['unrun']} not run" if total["unrun"] else ""))
     table.append(f"| **all** | {total['all'] + total['equivalent']} | {total['equivalent']} | {total['killed']} | "
-                 f"{total['all'] - total['killed']} | **{score:.1f} %** |")
+                 f"{total['all'] - total['killed']} ({total['untested']}) | **{score:.1f} %** |")
     (HERE / "table.md").write_text("\n".join(table) + "\n")  # README's table, as this run measured it
     (HERE / "survivors.txt").write_text("\n".join(survivors) + "\n")
     print(f"survivors: tests/mutation/survivors.txt ({len(survivors)})")
     if unknown:
         print(f"equivalents.txt names mutants mutmut no longer makes: {unknown[:5]}")
-    recorded = float((HERE / "score.txt").read_text().split()[0]) if (HERE / "score.txt").exists() else 0.0
-    if score + 0.05 < recorded:
-        print(f"the score fell from {recorded:.1f}% (tests/mutation/score.txt) to {score:.1f}%")
-        return 1
+    if below:
+        print(f"below {TARGET:.0f} % of their non-equivalent mutants: {', '.join(below)}")
+    try:  # the last whole run's score; none recorded yet for this scope: nothing to fall from
+        recorded = float((HERE / "score.txt").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        recorded = 0.0
     if "--record" in sys.argv and not total["unrun"]:
         (HERE / "score.txt").write_text(f"{score:.1f} % of {total['all']} non-equivalent mutants killed by the fast tier\n")
-    return 0
+    elif score + 0.05 < recorded:
+        print(f"the score fell from {recorded:.1f}% (tests/mutation/score.txt) to {score:.1f}%")
+        return 1
+    return 1 if below else 0
 
 
 if __name__ == "__main__":

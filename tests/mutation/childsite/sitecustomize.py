@@ -20,5 +20,19 @@ def _write_hits() -> None:
         os.replace(path + ".part", path + ".hits")
 
 
+def _load_config() -> None:
+    """mutmut reads its config from the folder it runs in, once, when a function is first
+    hit; a child runs elsewhere (a snapshot, a storage dir), so it is read here, there."""
+    here = os.getcwd()
+    try:
+        os.chdir(os.environ["PTSLURM_MUTMUT_ROOT"])
+        from mutmut.configuration import config
+
+        config()
+    finally:
+        os.chdir(here)
+
+
 if os.environ.get("MUTANT_UNDER_TEST") == "stats" and os.environ.get("PTSLURM_MUTMUT_HITS"):
+    _load_config()
     atexit.register(_write_hits)
