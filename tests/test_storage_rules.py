@@ -3,6 +3,7 @@ file removed from or added to a code snapshot fails its check, edited or not; gi
 killed submission's claims never touches a dir that holds files or that another submission
 claimed; a fractional --mem is converted in SLURM's units (1 GB = 1024 MB)."""
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,64 @@ def test_a_claimer_killed_at_random_moments_leaves_no_dir_behind_once_given_back
         released += claims.release_claims(parent, "sweep-a")
         assert [p.name for p in parent.iterdir() if p.name.isdigit()] == []
     assert killed >= 4 and released, "the claimer ended before it was killed, or before it claimed"
+
+
+class Factory:
+    """A class a config names (padertorch's ``factory`` keys)."""
+
+
+@pytest.mark.parametrize("value, written", [
+    (Factory, f"{__name__}.Factory"),
+    (len, "len"),  # a builtin: its bare name
+    (Path("/data/x"), "/data/x"),
+    ({3}, [3]),
+    ((1, 2), [1, 2]),
+    (frozenset(), []),
+    (float("nan"), None),  # json writes NaN as sacred does: read back by the json module
+    (object.__new__(type("Opaque", (), {"__str__": lambda self: "opaque!"})), "opaque!"),
+])
+def test_a_config_value_json_cannot_hold_is_written_as_its_name_or_text(tmp_path, value, written):
+    import math
+
+    writes.atomic_write_json(tmp_path / "c.json", {"x": value, "bad key": {1: "a"}})
+    text = (tmp_path / "c.json").read_text()
+    back = records.read_json(tmp_path / "c.json")
+    if isinstance(value, float):
+        assert "NaN" in text and math.isnan(back["x"])
+    else:
+        assert back["x"] == written
+    assert back["bad key"] == {"1": "a"} and text.endswith("\n")
+
+
+def test_an_array_like_is_written_as_its_list(tmp_path):
+    import numpy
+
+    writes.atomic_write_json(tmp_path / "c.json", {"x": numpy.arange(3), "bad": {2: 1}})
+    assert records.read_json(tmp_path / "c.json")["x"] == [0, 1, 2]
+
+
+def test_job_files_lose_group_and_other_write_and_nothing_else(tmp_path):
+    from ptslurm.records import storage
+
+    (tmp_path / "job.pkl").write_text("x")
+    os.chmod(tmp_path / "job.pkl", 0o666)
+    (tmp_path / "run.sh").write_text("x")
+    os.chmod(tmp_path / "run.sh", 0o775)
+    (tmp_path / "sub").mkdir(mode=0o777)
+    os.chmod(tmp_path / "sub", 0o777)
+    os.symlink(tmp_path / "run.sh", tmp_path / "link")
+    storage.no_group_write(tmp_path)
+    modes = {p.name: stat.S_IMODE(os.lstat(p).st_mode) for p in tmp_path.iterdir() if not p.is_symlink()}
+    assert modes == {"job.pkl": 0o644, "run.sh": 0o755, "sub": 0o777}, "only files: a folder is not a job file"
+    storage.no_group_write(tmp_path / "missing")  # nothing there: nothing to do, no error
+
+
+def test_a_lock_file_of_another_user_is_named_with_its_owner(tmp_path, monkeypatch):
+    from ptslurm.records import locks
+
+    lock = tmp_path / ".manifest.lock"
+    lock.write_text("")
+    monkeypatch.setattr(locks, "user_name", lambda uid: f"user{uid}")
+    assert str(locks.lock_error(lock)) == (f"lock file {str(lock)!r} belongs to user{os.stat(lock).st_uid}: ptslurm "
+                                           f"cannot take it; use another --root")
+    assert "belongs to another user:" in str(locks.lock_error(tmp_path / "gone"))
