@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 class ChildHits:
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="ptslurm-mutmut-hits-"))
-        os.environ["PTSLURM_MUTMUT_HITS"] = str(self.folder)
+        os.environ["MUTMUT_CHILD_HITS"] = str(self.folder)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_teardown(self, item, nextitem):
@@ -40,7 +40,7 @@ def register(config) -> None:
     first = [str(home)]
     if os.environ.get("MUTANT_UNDER_TEST") == "stats":
         first.insert(0, str(HERE / "childsite"))
-        os.environ["PTSLURM_MUTMUT_ROOT"] = str(home.parent)
+        os.environ["MUTMUT_CHILD_ROOT"] = str(home.parent)
         config.pluginmanager.register(ChildHits(), "ptslurm-mutmut-child-hits")
     rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in first]
     os.environ["PYTHONPATH"] = os.pathsep.join(first + rest)

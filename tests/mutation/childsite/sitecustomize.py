@@ -12,7 +12,7 @@ def _write_hits() -> None:
     except ImportError:
         return
     hits = state()._stats
-    folder = os.environ.get("PTSLURM_MUTMUT_HITS")
+    folder = os.environ.get("MUTMUT_CHILD_HITS")
     if hits and folder:
         path = os.path.join(folder, f"{os.getpid()}.{id(hits)}")
         with open(path + ".part", "w") as fh:
@@ -25,7 +25,7 @@ def _load_config() -> None:
     hit; a child runs elsewhere (a snapshot, a storage dir), so it is read here, there."""
     here = os.getcwd()
     try:
-        os.chdir(os.environ["PTSLURM_MUTMUT_ROOT"])
+        os.chdir(os.environ["MUTMUT_CHILD_ROOT"])
         from mutmut.configuration import config
 
         config()
@@ -33,6 +33,6 @@ def _load_config() -> None:
         os.chdir(here)
 
 
-if os.environ.get("MUTANT_UNDER_TEST") == "stats" and os.environ.get("PTSLURM_MUTMUT_HITS"):
+if os.environ.get("MUTANT_UNDER_TEST") == "stats" and os.environ.get("MUTMUT_CHILD_HITS"):
     _load_config()
     atexit.register(_write_hits)
