@@ -28,7 +28,8 @@ pytestmark = pytest.mark.fast
 def planned(tmp_path_factory):
     where = tmp_path_factory.mktemp("housekeeping")
     told = where / "told.txt"
-    notify = f"env | grep -E '^PTSLURM_(COUNTS|SWEEP|SWEEP_NAME)=' | sort >> {shlex.quote(str(told))}; echo --- >> {shlex.quote(str(told))}"
+    to = shlex.quote(str(told))
+    notify = f"env | grep -E '^PTSLURM_(COUNTS|SWEEP|SWEEP_NAME)=' | sort >> {to}; echo --- >> {to}"
     p = plan(SweepRequest(experiment=str(TEST_EXPERIMENTS / "curves.py"), with_tokens=("speed=[0.2,0.4,0.6]",),
                           root=str(where / "root"), name="template", notify=notify,
                           resources=Resources(timeout_min=10)), scheduler_given=True)
