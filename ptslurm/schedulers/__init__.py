@@ -206,17 +206,31 @@ def stop_groups(pids: tp.Sequence[int], grace_s: float) -> None:
             pass
 
     def alive(pid: int) -> bool:
+        """A process of the group ``pid`` leads still runs (a zombie, ended and not reaped,
+        does not): a worker that ignored SIGTERM keeps the group alive after its leader
+        ended. ``pid`` leading no group (`ptslurm run` in a shell): the process itself."""
         try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, PermissionError):
+            os.killpg(pid, 0)
+            group = True
+        except ProcessLookupError:
+            group = False
+        except PermissionError:
+            return False
+        try:
+            entries = os.listdir("/proc")
+        except OSError:  # no /proc: what the signal said
+            return group or _exists(pid)
+        for entry in entries:
+            if not entry.isdigit() or (not group and int(entry) != pid):
+                continue
             try:
-                os.killpg(pid, 0)
-            except (ProcessLookupError, PermissionError):
-                return False
-        try:  # a zombie leader whose group is otherwise empty is gone for our purpose
-            return not open(f"/proc/{pid}/stat").read().split(") ")[-1].startswith("Z")
-        except OSError:
-            return True
+                with open(f"/proc/{entry}/stat") as fh:
+                    state, _, pgrp = fh.read().rpartition(") ")[2].split()[:3]
+            except (OSError, ValueError):
+                continue
+            if state != "Z" and (int(pgrp) == pid or not group):
+                return True
+        return False
 
     for pid in pids:
         signal_(pid, signal.SIGTERM)
@@ -226,6 +240,14 @@ def stop_groups(pids: tp.Sequence[int], grace_s: float) -> None:
     for pid in pids:
         if alive(pid):
             signal_(pid, signal.SIGKILL)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def stop_local(attempts: tp.Sequence[tp.Any], grace_s: float) -> None:
