@@ -5,7 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import TEST_EXPERIMENTS, read_status, run_cli, wait_for
+
+pytestmark = pytest.mark.fast  # the packed job's runner (job.pack.run_pack) on this machine, in seconds
 
 PROBE = TEST_EXPERIMENTS / "probe.py"
 
