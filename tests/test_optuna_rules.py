@@ -177,3 +177,25 @@ def test_a_maximised_metric_makes_a_maximising_study(tmp_path):
     assert optuna_search.study(tmp_path, "t", {"sampler": "random", "seed": 1, "trials": 3}, "min").direction == \
         optuna.study.StudyDirection.MINIMIZE
     assert (tmp_path / optuna_search.JOURNAL).exists()
+
+
+@pytest.mark.parametrize("trials, startup", [(30, 10), (60, 10), (6, 2), (2, 1), (1, 1)])
+def test_tpe_explores_at_random_for_a_third_of_the_trials_at_most_ten(trials, startup):
+    assert optuna_search._sampler({"sampler": "tpe", "seed": 1, "trials": trials}, 0)._n_startup_trials == startup
+
+
+@pytest.mark.parametrize("name", ["tpe", "cmaes", "random"])
+def test_every_seeded_sampler_draws_from_the_sweeps_seed_and_the_asks_so_far(name):
+    def first_draw(seed, asked):
+        sampler = optuna_search._sampler({"sampler": name, "seed": seed, "trials": 30}, asked)
+        rng = {"tpe": lambda: sampler._rng.rng, "cmaes": lambda: sampler._cma_rng.rng,
+               "random": lambda: sampler._rng.rng}[name]()
+        return rng.random()
+
+    assert first_draw(4, 2) == first_draw(4, 2)
+    assert len({first_draw(4, 2), first_draw(4, 3), first_draw(5, 2), first_draw(0, 2)}) == 4
+
+
+def test_qmc_is_scrambled_from_one_fixed_seed_so_its_sequence_goes_on_across_decisions():
+    sampler = optuna_search._sampler({"sampler": "qmc", "seed": 7, "trials": 30}, 3)
+    assert (sampler._seed, sampler._scramble) == (0, True)
