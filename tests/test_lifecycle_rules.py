@@ -170,3 +170,42 @@ def test_a_refreshed_snapshot_is_a_new_version_only_when_the_code_changed(planne
         source.write_text(text)
     assert json.loads((sweep_dir / records.MANIFEST).read_text())["code_versions"]["3"]["sha256"] == \
         again.code_of(2).sha256
+
+
+def test_a_new_time_limit_brings_the_default_stop_lead_along_but_not_a_lead_set_by_hand():
+    from ptslurm.plan.make import check_resources
+
+    ruled = check_resources(Resources(timeout_min=60))[0]
+    assert ruled.signal_delay_s == 120
+    assert lifecycle._asking(ruled, {"timeout_min": 4}).signal_delay_s == 60, "a quarter of a short limit"
+    assert lifecycle._asking(ruled, {"timeout_min": 600}).signal_delay_s == 120
+    by_hand = check_resources(Resources(timeout_min=60, signal_delay_s=300))[0]
+    assert lifecycle._asking(by_hand, {"timeout_min": 30}).signal_delay_s == 300
+    assert lifecycle._asking(ruled, {"timeout_min": 30, "signal_delay_s": 200}).signal_delay_s == 200
+
+
+def test_resubmitted_sbatch_options_join_the_points_and_setup_lines_are_added():
+    from ptslurm.plan.make import check_resources
+
+    old = check_resources(Resources(timeout_min=60, sbatch_args={"exclusive": True, "licenses": "a"},
+                                    setup=("module load a",), srun_args=("--x",)))[0]
+    new = lifecycle._asking(old, {"sbatch_args": {"licenses": "b", "begin": "now"}, "setup": ["module load b"],
+                                  "srun_args": ["--y"], "mem_gb": 8.0})
+    assert new.sbatch_args == {"exclusive": True, "licenses": "b", "begin": "now"}
+    assert (new.setup, new.srun_args, new.mem_gb, new.timeout_min) == (("module load a", "module load b"),
+                                                                       ("--x", "--y"), 8.0, 60)
+    with pytest.raises(UsageError, match=r"mem"):
+        lifecycle._asking(old, {"mem_gb": -1.0})
+
+
+def test_points_given_the_same_new_request_share_one_resource_group(planned):
+    cluster = FakeCluster()
+    _, sweep_dir = fake_sweep(planned, "groups", cluster)
+    m = manifest(sweep_dir)
+    longer = lifecycle._with_resources(m, [0, 2], {"timeout_min": 120})
+    assert [e.group for e in longer.points] == [1, 0, 1] and len(longer.groups) == 2
+    assert longer.resources_of(0).timeout_min == 120 and longer.resources_of(1).timeout_min == 10
+    same = lifecycle._with_resources(longer, [1], {"timeout_min": 120})
+    assert [e.group for e in same.points] == [1, 1, 1] and len(same.groups) == 2, "an existing group is reused"
+    back = lifecycle._with_resources(same, [2], {"timeout_min": 10})
+    assert [e.group for e in back.points] == [1, 1, 0]
