@@ -23,9 +23,12 @@ def _write_hits() -> None:
 def _load_config() -> None:
     """mutmut reads its config from the folder it runs in, once, when a function is first
     hit; a child runs elsewhere (a snapshot, a storage dir), so it is read here, there."""
-    here = os.getcwd()
     try:
+        here = os.getcwd()
         os.chdir(os.environ["MUTMUT_CHILD_ROOT"])
+    except OSError:  # a folder gone already: mutmut reads its defaults
+        return
+    try:
         from mutmut.configuration import config
 
         config()
