@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TEST_EXPERIMENTS, end_point, fake_sweep
+from test_halving import log_of, points_of
 
 from ptslurm import records
 from ptslurm.errors import SpecError
@@ -98,14 +99,6 @@ def planned(tmp_path_factory):
     p.discard()
 
 
-def points(sweep_dir: Path) -> list:
-    return json.loads((sweep_dir / records.MANIFEST).read_text())["points"]
-
-
-def log_of(sweep_dir: Path) -> dict:
-    return json.loads((sweep_dir / records.SEARCH).read_text())
-
-
 def trials(sweep_dir: Path) -> dict:
     s = optuna.load_study(study_name=json.loads((sweep_dir / records.MANIFEST).read_text())["name"],
                           storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
@@ -124,7 +117,7 @@ def test_the_sweep_queues_parallel_trials_with_the_values_optuna_asked(planned):
     log, known = log_of(sweep_dir), trials(sweep_dir)
     assert log["trials"] == {"0": 0, "1": 1} and log["asked_by"] == {"0": "sweep", "1": "sweep"}
     assert sorted(cluster.point_jobs(sweep_dir)) == [0, 1], "parallel: 2 trials at a time"
-    for entry in points(sweep_dir)[:2]:
+    for entry in points_of(sweep_dir)[:2]:
         assert in_space(entry["updates"])
         assert {k: entry["updates"][k] for k in ("speed", "floor", "lag")} == known[log["trials"][str(entry["index"])]].params
     assert all(t.state == optuna.trial.TrialState.RUNNING for t in known.values()) and len(known) == 2
@@ -141,7 +134,7 @@ def test_ended_points_are_told_and_the_next_waiting_points_asked_for(planned):
     assert known[1].state == optuna.trial.TrialState.FAIL
     assert log["trials"] == {"0": 0, "1": 1, "2": 2, "3": 3} and log["asked_by"]["2"] == "job 100_0"
     assert {i: len(j) for i, j in cluster.point_jobs(sweep_dir).items()} == {0: 1, 1: 1, 2: 1, 3: 1}
-    assert all(in_space(points(sweep_dir)[i]["updates"]) for i in (2, 3))
+    assert all(in_space(points_of(sweep_dir)[i]["updates"]) for i in (2, 3))
     calls = cluster.sbatch_calls
     promote.decide(sweep_dir, make=cluster.backend)
     assert log_of(sweep_dir)["trials"] == log["trials"] and cluster.sbatch_calls == calls, "nothing asked twice"
@@ -167,7 +160,7 @@ def test_a_decider_killed_after_an_ask_leaves_a_trial_the_next_decider_gives_to_
     promote.decide(sweep_dir, make=cluster.backend)
     log, known = log_of(sweep_dir), trials(sweep_dir)
     assert log["trials"] == {"0": 0, "1": 1, "2": 2} and len(known) == 3, "the orphan went to point 2, none asked anew"
-    assert {k: points(sweep_dir)[2]["updates"][k] for k in ("speed", "floor", "lag")} == known[2].params
+    assert {k: points_of(sweep_dir)[2]["updates"][k] for k in ("speed", "floor", "lag")} == known[2].params
     assert sorted(cluster.point_jobs(sweep_dir)) == [0, 1, 2]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TEST_EXPERIMENTS, end_point, fake_sweep
+from test_halving import log_of, points_of
 
 from ptslurm import records
 from ptslurm.errors import UsageError
@@ -39,14 +40,6 @@ def planned(tmp_path_factory):
     p.discard()
 
 
-def points(sweep_dir: Path) -> list:
-    return json.loads((sweep_dir / records.MANIFEST).read_text())["points"]
-
-
-def log_of(sweep_dir: Path) -> dict:
-    return json.loads((sweep_dir / records.SEARCH).read_text())
-
-
 def finish(cluster: FakeCluster, sweep_dir: Path, index: int, rung: int) -> None:
     end_point(cluster, sweep_dir, index, LOSS[index][rung])
 
@@ -58,7 +51,7 @@ def decision_jobs(cluster: FakeCluster) -> list:
 def test_a_full_rung_promotes_its_best_third_each_to_the_next_budget_with_one_new_job(planned):
     cluster = FakeCluster()
     _, sweep_dir = fake_sweep(planned, "full-rung", cluster)
-    first = {p["index"]: p["job_id"] for p in points(sweep_dir)}
+    first = {p["index"]: p["job_id"] for p in points_of(sweep_dir)}
     decider = log_of(sweep_dir)["job"]
     assert decision_jobs(cluster) == [decider] and cluster.jobs[decider]["after"] == [first[0].split("_")[0]], \
         "the sweep queues a decision job after its points"
@@ -73,7 +66,7 @@ def test_a_full_rung_promotes_its_best_third_each_to_the_next_budget_with_one_ne
     assert log["decisions"][0]["values"] == {str(i): LOSS[i][0] for i in log["decisions"][0]["points"]}
     assert log["decisions"][0]["reached"] == 9 and log["decisions"][0]["by"] == f"decision job {decider}"
     assert log["values"] == {f"{i}:0": LOSS[i][0] for i in range(9)}
-    after = points(sweep_dir)
+    after = points_of(sweep_dir)
     assert [p["updates"]["steps"] for p in after] == [6 if i in (1, 4, 7) else 2 for i in range(9)]
     assert [[b["value"] for b in p.get("budgets", [])] for p in after if p["index"] in (1, 4, 7)] == [[2, 6]] * 3
     jobs = cluster.point_jobs(sweep_dir)
@@ -92,9 +85,9 @@ def test_deciding_again_queues_and_records_nothing_more(planned):
     for i in range(9):
         finish(cluster, sweep_dir, i, 0)
     promote.decide(sweep_dir, make=cluster.backend)
-    log, calls, manifest = log_of(sweep_dir), cluster.sbatch_calls, points(sweep_dir)
+    log, calls, manifest = log_of(sweep_dir), cluster.sbatch_calls, points_of(sweep_dir)
     assert promote.decide(sweep_dir, make=cluster.backend, by="job 1") == []
-    assert log_of(sweep_dir)["decisions"] == log["decisions"] and points(sweep_dir) == manifest
+    assert log_of(sweep_dir)["decisions"] == log["decisions"] and points_of(sweep_dir) == manifest
     assert cluster.sbatch_calls == calls, "the queued decision job stands; no point queued twice"
 
 
@@ -106,9 +99,9 @@ def test_a_rung_one_point_short_promotes_nobody_and_waits_with_a_decision_job(pl
     promote.decide(sweep_dir, make=cluster.backend)
     log = log_of(sweep_dir)
     assert log["decisions"] == [] and len(log["values"]) == 8
-    assert [p["updates"]["steps"] for p in points(sweep_dir)] == [2] * 9
+    assert [p["updates"]["steps"] for p in points_of(sweep_dir)] == [2] * 9
     assert len(decision_jobs(cluster)) == 1
-    assert cluster.jobs[log["job"]]["after"] == [points(sweep_dir)[8]["job_id"].split("_")[0]]
+    assert cluster.jobs[log["job"]]["after"] == [points_of(sweep_dir)[8]["job_id"].split("_")[0]]
 
 
 def test_the_search_runs_to_its_last_rung_and_then_queues_no_decision_job(planned):
@@ -123,7 +116,7 @@ def test_the_search_runs_to_its_last_rung_and_then_queues_no_decision_job(planne
     promote.decide(sweep_dir, make=cluster.backend)
     log = log_of(sweep_dir)
     assert [(d["rung"], d["points"], d["budget"]) for d in log["decisions"]][1] == (1, [7], 18)
-    assert [p["updates"]["steps"] for p in points(sweep_dir)][7] == 18
+    assert [p["updates"]["steps"] for p in points_of(sweep_dir)][7] == 18
     finish(cluster, sweep_dir, 7, 2)
     cluster.end(decision_jobs(cluster))
     before = cluster.sbatch_calls
@@ -156,7 +149,7 @@ def test_a_decider_killed_at_each_step_is_finished_once_by_the_next(planned, mon
     assert [(d["rung"], sorted(d["points"]), d["acted"]) for d in log["decisions"]] == [(0, [1, 4, 7], True)]
     jobs = cluster.point_jobs(sweep_dir)
     assert {i: len(j) for i, j in jobs.items()} == {i: 2 if i in (1, 4, 7) else 1 for i in range(9)}, jobs
-    after = points(sweep_dir)
+    after = points_of(sweep_dir)
     assert all(after[i]["job_id"] == jobs[i][-1] and after[i]["updates"]["steps"] == 6 for i in (1, 4, 7))
     assert [len(p.get("budgets", [])) for p in after] == [2 if i in (1, 4, 7) else 0 for i in range(9)]
 
@@ -219,10 +212,10 @@ def test_extend_refuses_what_would_not_be_the_same_training(planned, tokens, key
     cluster = FakeCluster()
     _, sweep_dir = fake_sweep(planned, f"ext-{abs(hash((tuple(tokens), key)))}", cluster)
     finish(cluster, sweep_dir, 0, 0)
-    calls, before = cluster.sbatch_calls, points(sweep_dir)
+    calls, before = cluster.sbatch_calls, points_of(sweep_dir)
     with pytest.raises(UsageError, match=message):
         promote.extend(sweep_dir, [0], tokens, budget_key=key, make=cluster.backend)
-    assert cluster.sbatch_calls == calls and points(sweep_dir) == before
+    assert cluster.sbatch_calls == calls and points_of(sweep_dir) == before
 
 
 def test_extend_continues_an_ended_point_with_the_larger_budget_as_a_new_submission(planned):
@@ -231,7 +224,7 @@ def test_extend_continues_an_ended_point_with_the_larger_budget_as_a_new_submiss
     finish(cluster, sweep_dir, 2, 0)
     key, value, jobs = promote.extend(sweep_dir, [2], ["steps=10"], make=cluster.backend)
     assert (key, value, list(jobs)) == ("steps", 10, [2])
-    after = points(sweep_dir)[2]
+    after = points_of(sweep_dir)[2]
     assert after["updates"]["steps"] == 10 and after["job_id"] == jobs[2] and len(after["job_history"]) == 1
     assert records.read_intent(after["storage_dir"]).submission == 1
     assert json.loads((sweep_dir / records.MANIFEST).read_text())["budget_key"] == "steps"
